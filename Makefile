@@ -1,0 +1,41 @@
+# The two commands a user needs: `make` builds, `make test` installs what is missing,
+# builds, and runs every test in the normal and the sanitizer build.
+BUILD      ?= build
+BUILD_SAN  ?= build-san
+JOBS       ?= $(shell nproc)
+CMAKE_ARGS ?=
+
+.PHONY: all setup build build-san test test-fast bench install clean
+
+all: build
+
+setup:
+	@scripts/setup
+
+build: setup
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+build-san: setup
+	@cmake -S . -B $(BUILD_SAN) -DCMAKE_BUILD_TYPE=Debug -DHERSH_SANITIZE=ON $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(BUILD_SAN) -j $(JOBS)
+
+# Every test, normal build then sanitizer build; the last line is "N passed, N failed".
+test: build build-san
+	@scripts/test $(BUILD) $(BUILD_SAN)
+
+# Only the normal build: quicker while working.
+test-fast: build
+	@scripts/test $(BUILD)
+
+bench: setup
+	@scripts/setup --bench
+	@cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS) >/dev/null
+	@cmake --build build-bench -j $(JOBS)
+	@scripts/bench build-bench
+
+install: build
+	@cmake --install $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(BUILD_SAN) build-bench

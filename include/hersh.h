@@ -1,0 +1,407 @@
+/*
+** hersh.h -- the public C API of the Hersh Watcher engine.
+**
+** A watcher owns one managed function (the reducer), three bounded signal queues,
+** its watches, memo cache, context store and six ring logs. Everything that touches
+** the reducer runs on the thread that drives the watcher's loop; the functions marked
+** "any thread" may be called from elsewhere.
+**
+** Errors: functions return HERSH_OK (0) or a negative hersh_err, or NULL; the text of
+** the last failure on the calling thread is hersh_errmsg(). Nothing here exits the
+** process or prints on its own.
+*/
+#ifndef HERSH_H
+#define HERSH_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HERSH_VERSION "0.1.0"
+
+/* ---- errors ------------------------------------------------------------------ */
+
+typedef enum hersh_err {
+  HERSH_OK = 0,
+  HERSH_E_INVAL = -1,      /* a caller's bug: bad argument or misuse       EINVAL     */
+  HERSH_E_NOMEM = -2,      /* allocation failed                            ENOMEM     */
+  HERSH_E_QUEUE_FULL = -3, /* the signal queue is at capacity              EQUEUEFULL */
+  HERSH_E_STOPPED = -4,    /* the watcher is in a terminal state           ESTOPPED   */
+  HERSH_E_STATE = -5,      /* not allowed in the current state             ESTATE     */
+  HERSH_E_TIMEOUT = -6,    /* a deadline passed                            ETIMEOUT   */
+  HERSH_E_RUNTIME = -7,    /* user code failed                             ERUNTIME   */
+  HERSH_E_LIMIT = -8,      /* an engine limit was reached                  ELIMIT     */
+  HERSH_E_NOTFOUND = -9,   /* no such entry                                ENOTFOUND  */
+  HERSH_E_SYS = -10,       /* the OS or a library refused                  ESYS       */
+  HERSH_E_LUA = -11        /* a Lua chunk failed to load                   ELUA       */
+} hersh_err;
+
+/* A stable machine-matchable name ("EQUEUEFULL") for an error code. */
+const char *hersh_errcode(int err);
+/* The message of the last failure on the calling thread ("" if none). */
+const char *hersh_errmsg(void);
+
+/* ---- values ------------------------------------------------------------------ */
+
+typedef enum hersh_type {
+  HERSH_T_NIL = 0,
+  HERSH_T_BOOL,
+  HERSH_T_INT,
+  HERSH_T_NUM,
+  HERSH_T_STR,
+  HERSH_T_LIST, /* ordered items                                             */
+  HERSH_T_MAP,  /* string keys, insertion order kept                          */
+  HERSH_T_EXT   /* a foreign value (a Lua table, function...) held by its owner */
+} hersh_type;
+
+typedef struct hersh_agg hersh_agg;
+typedef struct hersh_ext hersh_ext;
+
+/*
+** A small tagged value. It owns what it points to: copy it with hersh_value_copy,
+** release it with hersh_value_free. A zeroed hersh_value is nil.
+*/
+typedef struct hersh_value {
+  hersh_type type;
+  union {
+    bool b;
+    int64_t i;
+    double n;
+    struct {
+      char *ptr; /* NUL-terminated; may also contain NULs up to len */
+      size_t len;
+    } s;
+    hersh_agg *agg; /* LIST and MAP */
+    hersh_ext *ext;
+  } as;
+} hersh_value;
+
+hersh_value hersh_nil(void);
+hersh_value hersh_bool(bool b);
+hersh_value hersh_int(int64_t i);
+hersh_value hersh_num(double n);
+/* Strings are copied; on allocation failure the result is nil and errmsg says so. */
+hersh_value hersh_str(const char *s);
+hersh_value hersh_strn(const char *s, size_t len);
+hersh_value hersh_list(void);
+hersh_value hersh_map(void);
+
+/* Append to a list / set a map key. Both take ownership of *item (left nil). */
+int hersh_list_push(hersh_value *list, hersh_value *item);
+int hersh_map_set(hersh_value *map, const char *key, hersh_value *item);
+
+size_t hersh_value_len(const hersh_value *v);       /* items, pairs or bytes */
+const hersh_value *hersh_list_at(const hersh_value *list, size_t i);
+const hersh_value *hersh_map_get(const hersh_value *map, const char *key);
+const char *hersh_map_key(const hersh_value *map, size_t i);
+const hersh_value *hersh_map_value(const hersh_value *map, size_t i);
+
+int hersh_value_copy(hersh_value *dst, const hersh_value *src); /* deep */
+void hersh_value_free(hersh_value *v);                           /* leaves nil */
+bool hersh_value_equal(const hersh_value *a, const hersh_value *b);
+/*
+** JSON text of a value (malloc'd, caller frees). Values JSON cannot hold (foreign
+** functions, cycles, NaN) appear as short type tags such as "<function>".
+*/
+char *hersh_value_json(const hersh_value *v);
+
+/* ---- loop ---------------------------------------------------------------------- */
+
+typedef struct hersh_loop hersh_loop;
+
+/* A loop with its own libuv loop, or one that borrows the caller's uv_loop_t. */
+hersh_loop *hersh_loop_new(void);
+hersh_loop *hersh_loop_wrap(void *uv_loop);
+/* Frees the loop; every watcher on it must have been freed. */
+void hersh_loop_free(hersh_loop *loop);
+void *hersh_loop_uv(hersh_loop *loop);
+/* Runs until every watcher on the loop is terminal (or nothing is left to do). */
+int hersh_loop_run(hersh_loop *loop);
+/* Runs until pred(ud) is true or `seconds` have passed; 1 = true, 0 = timed out. */
+int hersh_loop_run_until(hersh_loop *loop, bool (*pred)(void *ud), void *ud, double seconds);
+/* Runs for `seconds`, then returns. */
+int hersh_loop_run_for(hersh_loop *loop, double seconds);
+
+/* ---- watcher ------------------------------------------------------------------- */
+
+typedef enum hersh_state {
+  HERSH_NOT_RUN = 0,
+  HERSH_INIT_RUN,
+  HERSH_READY,
+  HERSH_RUNNING,
+  HERSH_WAIT_RECOVER,
+  HERSH_STOPPED,
+  HERSH_KILLED,
+  HERSH_CRASHED
+} hersh_state;
+
+const char *hersh_state_name(hersh_state s); /* "NotRun", "InitRun", ... */
+bool hersh_state_terminal(hersh_state s);
+
+/* What the recovery policy decides after the n-th consecutive failure. */
+typedef enum hersh_action {
+  HERSH_ACT_RETRY = 0, /* stay Ready, re-run after `delay` unless another run comes first */
+  HERSH_ACT_RECOVER,   /* WaitRecover for `delay`, then re-run                              */
+  HERSH_ACT_CRASH      /* Crashed (cleanup runs)                                            */
+} hersh_action;
+
+#define HERSH_MAX_LIGHT_DELAYS 16
+
+typedef struct hersh_recovery {
+  int min_failures;  /* 3      */
+  int max_failures;  /* 6      */
+  double base_delay; /* 5 s    */
+  double max_delay;  /* 300 s  */
+  double light_delays[HERSH_MAX_LIGHT_DELAYS]; /* 15, 30, 60 s; the last repeats */
+  int n_light_delays;
+} hersh_recovery;
+
+typedef struct hersh_decision {
+  hersh_action action;
+  double delay; /* seconds */
+} hersh_decision;
+
+/* The built-in policy; the same rule as lua/hersh/recovery.lua. */
+void hersh_recovery_defaults(hersh_recovery *policy);
+hersh_decision hersh_recovery_decide(int n, const hersh_recovery *policy);
+
+typedef hersh_decision (*hersh_recovery_fn)(int n, const char *err, const hersh_recovery *policy,
+                                            void *ud);
+
+typedef struct hersh_config {
+  const char *id;           /* watcher id; generated when NULL                 */
+  double timeout;           /* deadline of one run, s (60)                     */
+  double cleanup_timeout;   /* deadline of the cleanup, s (5)                  */
+  size_t signal_capacity;   /* capacity of each of the three queues (50,000)   */
+  size_t max_log_entries;   /* capacity of each ring log (50,000)              */
+  size_t max_watches;       /* (1,000)                                         */
+  size_t max_memo;          /* (1,000)                                         */
+  hersh_recovery recovery;  /* policy data                                     */
+  hersh_recovery_fn decide; /* NULL: hersh_recovery_decide                     */
+  void *decide_ud;
+  const char *const *env; /* NULL-terminated "KEY=VALUE" strings, copied     */
+} hersh_config;
+
+/* Fills every field with its default. Start from this, then change fields. */
+void hersh_config_init(hersh_config *cfg);
+
+typedef struct hersh_watcher hersh_watcher;
+typedef struct hersh_ctx hersh_ctx;
+
+typedef struct hersh_msg {
+  const char *content; /* NUL-terminated */
+  size_t len;
+  double received_at; /* seconds since the epoch */
+} hersh_msg;
+
+/* What caused the current run. Exactly one of watcher/user/vars is set. */
+typedef struct hersh_trigger {
+  bool watcher;
+  bool user;
+  const char *const *vars; /* names in the batch, each once */
+  size_t n_vars;
+  const char *reason; /* "init", "retry", "recover", "message", "vars" */
+} hersh_trigger;
+
+/*
+** A reducer returns HERSH_OK for success, or the result of hersh_stop / hersh_kill /
+** hersh_crash / hersh_fail. Any other non-zero return is a failure.
+*/
+typedef int (*hersh_reducer_fn)(hersh_ctx *ctx, const hersh_msg *msg, void *ud);
+typedef void (*hersh_cleanup_fn)(hersh_ctx *ctx, void *ud);
+
+int hersh_watcher_new(hersh_loop *loop, const hersh_config *cfg, hersh_watcher **out);
+/* Stops (kills, if it must) a live watcher, then frees it. */
+void hersh_watcher_free(hersh_watcher *w);
+
+int hersh_watcher_manage(hersh_watcher *w, hersh_reducer_fn fn, void *ud);
+int hersh_watcher_on_cleanup(hersh_watcher *w, hersh_cleanup_fn fn, void *ud);
+/*
+** A Lua reducer: `chunk` is Lua source that returns the reducer function, or a table
+** {reduce = fn, cleanup = fn}. It runs in the loop's Lua state, where require "hersh"
+** works. Compile errors return HERSH_E_LUA with the message in hersh_errmsg().
+*/
+int hersh_watcher_manage_lua(hersh_watcher *w, const char *chunk, size_t len, const char *chunkname);
+
+/* Queues the init signal and returns at once; the first run comes from the loop. */
+int hersh_watcher_start(hersh_watcher *w);
+/* Queues a user message (any thread). Full queue: HERSH_E_QUEUE_FULL at once. */
+int hersh_watcher_send(hersh_watcher *w, const char *content, size_t len);
+/*
+** Stops the watcher: pending retries are cancelled, cleanup runs once, the state ends
+** Stopped, every watch and timer stops. From the loop's thread outside a callback, and
+** from other threads, it returns when the watcher is terminal; from inside a callback
+** (a reducer, a poll) it queues the stop and returns. Twice: HERSH_E_STOPPED.
+*/
+int hersh_watcher_stop(hersh_watcher *w);
+/* Like stop, without cleanup; ends Killed. */
+int hersh_watcher_kill(hersh_watcher *w, const char *reason);
+
+const char *hersh_watcher_id(const hersh_watcher *w);
+hersh_state hersh_watcher_state(const hersh_watcher *w); /* any thread */
+int hersh_watcher_failures(const hersh_watcher *w);       /* consecutive failures */
+double hersh_watcher_next_retry(const hersh_watcher *w);  /* epoch s, 0 if none   */
+const hersh_config *hersh_watcher_config(const hersh_watcher *w);
+/* Called once on the loop thread when the watcher reaches a terminal state. */
+int hersh_watcher_on_terminal(hersh_watcher *w, void (*fn)(hersh_watcher *w, void *ud), void *ud);
+void hersh_watcher_set_userdata(hersh_watcher *w, void *ud);
+void *hersh_watcher_userdata(const hersh_watcher *w);
+
+typedef struct hersh_queue_counts {
+  size_t watcher, user, var;
+} hersh_queue_counts;
+hersh_queue_counts hersh_watcher_pending(hersh_watcher *w); /* any thread */
+
+/* ---- inside a run: results -------------------------------------------------------- */
+
+typedef enum hersh_result {
+  HERSH_R_OK = 0,
+  HERSH_R_FAIL = 1,
+  HERSH_R_STOP = 2,
+  HERSH_R_KILL = 3,
+  HERSH_R_CRASH = 4
+} hersh_result;
+
+int hersh_stop(hersh_ctx *ctx, const char *reason);
+int hersh_kill(hersh_ctx *ctx, const char *reason);
+int hersh_crash(hersh_ctx *ctx, const char *reason, const char *cause);
+int hersh_fail(hersh_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- inside a run: the context ------------------------------------------------------ */
+
+hersh_watcher *hersh_ctx_watcher(hersh_ctx *ctx);
+const hersh_msg *hersh_ctx_message(hersh_ctx *ctx); /* NULL unless a user run */
+const hersh_trigger *hersh_ctx_trigger(hersh_ctx *ctx);
+/* True once the run's deadline has passed: return soon, the run counts as timed out. */
+bool hersh_ctx_cancelled(const hersh_ctx *ctx);
+const char *hersh_ctx_env(hersh_ctx *ctx, const char *key); /* NULL if absent */
+
+/* An error buffer for user callbacks (updates, computes, polls). */
+typedef struct hersh_errbuf {
+  char msg[256];
+} hersh_errbuf;
+/* Formats the message and returns HERSH_E_RUNTIME. */
+int hersh_errorf(hersh_errbuf *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The context store. get borrows (NULL if absent); set takes ownership of *v. */
+const hersh_value *hersh_ctx_get(hersh_ctx *ctx, const char *key);
+int hersh_ctx_set(hersh_ctx *ctx, const char *key, hersh_value *v);
+/* fn gets a deep copy of the current value (nil if absent) and turns it into the next. */
+typedef int (*hersh_update_fn)(hersh_value *v, void *ud, hersh_errbuf *err);
+int hersh_ctx_update(hersh_ctx *ctx, const char *key, hersh_update_fn fn, void *ud);
+
+/* Memo: computed once per watcher; *out borrows the cached value. */
+typedef int (*hersh_compute_fn)(hersh_value *out, void *ud, hersh_errbuf *err);
+int hersh_ctx_memo(hersh_ctx *ctx, const char *name, hersh_compute_fn fn, void *ud,
+                   const hersh_value **out);
+int hersh_ctx_clear_memo(hersh_ctx *ctx, const char *name);
+
+int hersh_ctx_log(hersh_ctx *ctx, const char *text);   /* effect log */
+int hersh_ctx_print(hersh_ctx *ctx, const char *text); /* stdout, then effect log */
+
+/* ---- inside a run: watches --------------------------------------------------------- */
+
+typedef struct hersh_watch_value {
+  const hersh_value *value; /* borrowed until the run ends */
+  const char *err;          /* NULL when the last update succeeded */
+  const char *name;
+  bool updated;   /* false while it still holds its initial value */
+  bool triggered; /* this run's trigger names it */
+} hersh_watch_value;
+
+/*
+** A poll tells what the watch's new value is, through exactly one of these:
+** hersh_poll_replace (a new value), hersh_poll_update (a dependent update applied
+** in the reducer), hersh_poll_skip (no signal), hersh_poll_fail (an error). A poll
+** may also finish later: hersh_poll_defer returns a handle to finish on the loop
+** thread (the Lua binding's coroutines use this).
+*/
+typedef struct hersh_poll hersh_poll;
+typedef int (*hersh_poll_fn)(hersh_poll *p, void *ud);
+void hersh_poll_replace(hersh_poll *p, hersh_value *v);
+/* `free_ud` (may be NULL) releases `ud` once the update is applied or dropped. */
+void hersh_poll_update(hersh_poll *p, hersh_update_fn fn, void *ud, void (*free_ud)(void *));
+void hersh_poll_skip(hersh_poll *p);
+void hersh_poll_fail(hersh_poll *p, const char *err);
+hersh_poll *hersh_poll_defer(hersh_poll *p);
+
+/* Registers on the first call in a run, then reads. `init` (may be NULL) is copied. */
+int hersh_ctx_watch_call(hersh_ctx *ctx, const char *name, double interval, hersh_poll_fn poll,
+                         void *ud, void (*free_ud)(void *), const hersh_value *init,
+                         hersh_watch_value *out);
+/* A flow is fed by hersh_flow_push from any thread; only the newest pending item counts. */
+typedef struct hersh_flow hersh_flow;
+int hersh_ctx_watch_flow(hersh_ctx *ctx, const char *name, const hersh_value *init,
+                         hersh_flow **flow, hersh_watch_value *out);
+/* Takes ownership of *v; `err` (may be NULL) marks an error item. Any thread. */
+int hersh_flow_push(hersh_flow *flow, hersh_value *v, const char *err);
+/* Its value is the map {count, time}; the first tick comes at once. */
+int hersh_ctx_watch_tick(hersh_ctx *ctx, const char *name, double interval, hersh_watch_value *out);
+
+/* ---- logs ------------------------------------------------------------------------- */
+
+typedef enum hersh_log_kind {
+  HERSH_LOG_REDUCE = 0, /* every signal handled                          */
+  HERSH_LOG_EFFECT,     /* user log lines, memo and flow events          */
+  HERSH_LOG_RESULT,     /* each run / cleanup / recover: ok or an error  */
+  HERSH_LOG_WATCH_ERROR,
+  HERSH_LOG_CONTEXT,
+  HERSH_LOG_FAULT, /* rejected state transitions                     */
+  HERSH_LOG_KINDS
+} hersh_log_kind;
+
+const char *hersh_log_kind_name(hersh_log_kind k); /* "reduce", "effect", ... */
+
+typedef struct hersh_log_entry {
+  uint64_t id; /* increasing per log, never reused */
+  double time; /* seconds since the epoch */
+  union {
+    struct {
+      hersh_state prev, next;
+      const char *signal;  /* "watcher", "user", "var" */
+      const char *reason;  /* "init", "stop", "message", "vars", ... */
+      const char *detail;  /* message content or var names; may be NULL */
+    } reduce;
+    struct {
+      const char *text;
+    } effect;
+    struct {
+      const char *effect; /* "run", "cleanup", "recover" */
+      bool ok;
+      const char *error; /* NULL when ok */
+    } result;
+    struct {
+      const char *name, *phase, *error; /* phase: "poll", "update", "flow" */
+    } watch_error;
+    struct {
+      const char *key, *op;        /* op: "initialized" or "updated" */
+      const char *old_json, *new_json;
+    } context;
+    struct {
+      hersh_state from, to;
+      const char *reason;
+    } fault;
+  } u;
+} hersh_log_entry;
+
+/*
+** Calls fn for the newest `limit` entries (0 = all), oldest first, while holding the
+** log's lock (any thread): copy what you keep. fn returns false to stop early.
+*/
+int hersh_watcher_logs(hersh_watcher *w, hersh_log_kind kind, size_t limit,
+                       bool (*fn)(const hersh_log_entry *e, void *ud), void *ud);
+size_t hersh_watcher_log_count(hersh_watcher *w, hersh_log_kind kind);
+/* A copy of an entry that outlives the callback; release it with hersh_log_entry_free. */
+int hersh_log_entry_copy(hersh_log_kind kind, const hersh_log_entry *src, hersh_log_entry *dst);
+void hersh_log_entry_free(hersh_log_kind kind, hersh_log_entry *e);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

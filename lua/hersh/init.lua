@@ -1,0 +1,94 @@
+-- The hersh module: the C core (hersh.core) plus the parts best said in Lua.
+local core = require "hersh.core"
+local cjson = require "cjson"
+local recovery = require "hersh.recovery"
+
+local hersh = {
+  VERSION = core.VERSION,
+  SKIP = core.SKIP,
+  recovery = recovery,
+  run = core.run,
+  run_for = core.run_for,
+  wait = core.wait,
+  sleep = core.sleep,
+  now = core.now,
+  stop = core.stop,
+  kill = core.kill,
+  crash = core.crash,
+}
+
+local function copy_table(t)
+  local out = {}
+  for k, v in pairs(t) do out[k] = v end
+  return out
+end
+
+-- A recursive copy; shared and cyclic parts stay shared and cyclic in the copy.
+local function deep_copy(value, seen)
+  if type(value) ~= "table" then return value end
+  if seen[value] then return seen[value] end
+  local out = {}
+  seen[value] = out
+  for k, v in pairs(value) do
+    out[deep_copy(k, seen)] = deep_copy(v, seen)
+  end
+  return setmetatable(out, getmetatable(value))
+end
+
+-- ctx:update(key, fn): fn gets a deep copy; its result is stored. An error in fn
+-- leaves the stored value as it was.
+function core.context_methods.update(ctx, key, fn)
+  assert(type(key) == "string", "ctx:update: key must be a string")
+  assert(type(fn) == "function", "ctx:update: fn must be a function")
+  local next_value = fn(deep_copy(ctx:get(key), {}))
+  ctx:set(key, next_value)
+  return next_value
+end
+
+-- w:logs(kind [, limit]): context entries carry their values decoded from JSON.
+local raw_logs = core.watcher_methods.logs
+function core.watcher_methods.logs(w, kind, limit)
+  local entries, err, code = raw_logs(w, kind, limit)
+  if not entries then return nil, err, code end
+  if kind == "context" then
+    for _, e in ipairs(entries) do
+      e.old = e.old_json and cjson.decode(e.old_json)
+      e.new = e.new_json and cjson.decode(e.new_json)
+      if e.old == cjson.null then e.old = nil end
+      if e.new == cjson.null then e.new = nil end
+    end
+  end
+  return entries
+end
+
+-- The recovery policy of a config: a table (overrides of the defaults, perhaps with
+-- its own decide), a decide function, or nothing.
+local function policy_of(option)
+  local policy = {}
+  for k, v in pairs(recovery) do
+    if k ~= "decide" then policy[k] = v end
+  end
+  policy.light_delays = copy_table(recovery.light_delays)
+  local decide = recovery.decide
+  if type(option) == "function" then
+    decide = option
+  elseif type(option) == "table" then
+    for k, v in pairs(option) do
+      if k == "decide" then decide = v else policy[k] = v end
+    end
+  elseif option ~= nil then
+    error("config.recovery must be a table or a function", 3)
+  end
+  return policy, decide
+end
+
+-- hersh.watcher(config): a new watcher in state NotRun (see docs/lua-api.md).
+function hersh.watcher(config)
+  config = config or {}
+  assert(type(config) == "table", "hersh.watcher: config must be a table")
+  local normalized = copy_table(config)
+  normalized.recovery, normalized.decide = policy_of(config.recovery)
+  return core.watcher(normalized)
+end
+
+return hersh

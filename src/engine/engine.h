@@ -1,0 +1,332 @@
+/*
+** engine.h -- the engine's internal structures, shared by the files of src/engine.
+** Nothing here is public: include/hersh.h is the contract.
+*/
+#ifndef HERSH_ENGINE_H
+#define HERSH_ENGINE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <uv.h>
+
+#include "hersh.h"
+
+/* ---- errors (error.c) ---------------------------------------------------------- */
+
+/* Records the message of a failure for hersh_errmsg() and returns `err`. */
+int hersh_fail_with(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+char *hersh_strdup(const char *s);
+char *hersh_vformat(const char *fmt, va_list ap); /* malloc'd, NULL on failure */
+
+/* ---- clocks (clock.c) ------------------------------------------------------------- */
+
+double hersh_wall_now(void);   /* seconds since the epoch */
+int64_t hersh_mono_ns(void);   /* monotonic nanoseconds   */
+
+/* ---- values (value.c) ------------------------------------------------------------ */
+
+/* The vtable of a foreign value: the Lua binding keeps its tables and functions so. */
+typedef struct hersh_ext_type {
+  const char *name; /* "table", "function", ... */
+  void (*release)(void *ptr);
+  void *(*retain)(void *ptr); /* a second handle on the same object */
+  /* A plain (no EXT) copy for JSON and logs; returns false if it cannot. */
+  bool (*to_plain)(void *ptr, hersh_value *out);
+} hersh_ext_type;
+
+struct hersh_ext {
+  const hersh_ext_type *type;
+  void *ptr;
+};
+
+hersh_value hersh_ext_value(const hersh_ext_type *type, void *ptr);
+/* A copy that keeps EXT values as handles on the same object (no deep copy). */
+int hersh_value_retain_copy(hersh_value *dst, const hersh_value *src);
+
+/* ---- a growable text buffer (buf.c) ---------------------------------------------- */
+
+typedef struct hersh_buf {
+  char *p;
+  size_t len, cap;
+  bool oom; /* an append failed: the text is incomplete */
+} hersh_buf;
+
+void hersh_buf_put(hersh_buf *b, const char *s, size_t n);
+void hersh_buf_puts(hersh_buf *b, const char *s);
+void hersh_buf_printf(hersh_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A JSON string literal: quotes, escapes, invalid UTF-8 replaced by U+FFFD. */
+void hersh_buf_json_string(hersh_buf *b, const char *s, size_t n);
+void hersh_buf_json_value(hersh_buf *b, const hersh_value *v);
+/* The text (NUL-terminated, caller frees), or NULL if an append failed. */
+char *hersh_buf_take(hersh_buf *b);
+
+/* ---- string -> value map with insertion order (map.c) ------------------------------ */
+
+typedef struct hersh_map_entry {
+  char *key;
+  void *val;
+} hersh_map_entry;
+
+typedef struct hersh_strmap {
+  hersh_map_entry *entries; /* insertion order; removed entries compacted */
+  size_t count, cap;
+  uint32_t *index; /* open addressing over entries, 0 = empty, i+1 = entry i */
+  size_t index_cap;
+} hersh_strmap;
+
+void hersh_strmap_init(hersh_strmap *m);
+void hersh_strmap_free(hersh_strmap *m, void (*free_val)(void *));
+void **hersh_strmap_find(hersh_strmap *m, const char *key);
+/* Inserts a new key (must be absent); returns the value slot or NULL on no memory. */
+void **hersh_strmap_insert(hersh_strmap *m, const char *key);
+/* Removes a key, returning its value (NULL if absent). */
+void *hersh_strmap_remove(hersh_strmap *m, const char *key);
+
+/* ---- ring logs (log.c) ------------------------------------------------------------ */
+
+typedef struct hersh_message hersh_message;
+
+/* A ring slot: the entry, and the message its `detail` points into (reduce log). */
+typedef struct hersh_ring_item {
+  hersh_log_entry e;
+  hersh_message *msg;
+} hersh_ring_item;
+
+typedef struct hersh_ring {
+  hersh_ring_item *items;
+  size_t cap, max, head, count; /* grows up to max, then overwrites the oldest */
+  uint64_t next_id;
+} hersh_ring;
+
+typedef struct hersh_logs {
+  pthread_mutex_t mu;
+  hersh_ring rings[HERSH_LOG_KINDS];
+} hersh_logs;
+
+int hersh_logs_init(hersh_logs *logs, size_t max_entries);
+void hersh_logs_free(hersh_logs *logs);
+/*
+** Appends *e with copies of its text fields (the static names are kept as they are),
+** and fills in id and time. For the reduce log, `msg` (may be NULL) gives the detail
+** without a copy: the entry keeps a reference on it.
+*/
+void hersh_logs_add(hersh_logs *logs, hersh_log_kind kind, const hersh_log_entry *e, hersh_message *msg);
+
+/* ---- user messages (shared by the queue and the reduce log) ------------------------ */
+
+struct hersh_message {
+  unsigned refs; /* touched only on the loop thread once queued */
+  hersh_msg msg;
+  char data[];
+};
+
+hersh_message *hersh_message_new(const char *content, size_t len);
+void hersh_message_unref(hersh_message *m);
+
+/* ---- signals and queues (queue.c) ------------------------------------------------- */
+
+typedef enum hersh_sig_kind { SIG_WATCHER = 0, SIG_USER, SIG_VAR, SIG_KINDS } hersh_sig_kind;
+typedef enum hersh_wsig { WSIG_INIT, WSIG_STOP, WSIG_KILL, WSIG_RETRY, WSIG_RECOVER, WSIG_CRASH } hersh_wsig;
+
+typedef struct hersh_watch hersh_watch;
+
+/* One pending update of a watched variable. */
+typedef struct hersh_var_update {
+  hersh_watch *watch;
+  bool independent;
+  enum { UPD_REPLACE, UPD_APPLY, UPD_ERROR } kind;
+  hersh_value value; /* REPLACE */
+  hersh_update_fn fn; /* APPLY */
+  void *ud;
+  void (*free_ud)(void *);
+  char *err; /* ERROR */
+} hersh_var_update;
+
+typedef struct hersh_signal {
+  hersh_sig_kind kind;
+  union {
+    struct {
+      hersh_wsig what;
+      uint64_t gen; /* RETRY/RECOVER: the schedule it belongs to */
+      char *reason; /* KILL, CRASH */
+    } w;
+    hersh_message *user;
+    hersh_var_update *var;
+  } u;
+} hersh_signal;
+
+typedef struct hersh_queue {
+  hersh_signal *items;
+  size_t cap, max, head, count;
+} hersh_queue;
+
+void hersh_queue_init(hersh_queue *q, size_t max);
+void hersh_queue_free(hersh_queue *q);
+int hersh_queue_push(hersh_queue *q, const hersh_signal *s); /* HERSH_E_QUEUE_FULL, NOMEM */
+bool hersh_queue_pop(hersh_queue *q, hersh_signal *out);
+void hersh_signal_release(hersh_signal *s);
+void hersh_var_update_free(hersh_var_update *u);
+
+/* ---- deadlines (deadline.c) --------------------------------------------------------- */
+
+/* What the watchdog fires when a deadline passes (the Lua binding hooks the thread). */
+typedef struct hersh_interrupt {
+  void (*fire)(struct hersh_interrupt *self, uint64_t gen);
+} hersh_interrupt;
+
+typedef struct hersh_watchdog hersh_watchdog;
+
+hersh_watchdog *hersh_watchdog_new(void);
+void hersh_watchdog_free(hersh_watchdog *wd);
+/* Arms the deadline of one run; returns its generation. */
+uint64_t hersh_watchdog_arm(hersh_watchdog *wd, hersh_interrupt *target, int64_t deadline_ns);
+void hersh_watchdog_disarm(hersh_watchdog *wd);
+/* The deadline armed now, 0 when none; a hook uses it to tell a stale interrupt. */
+int64_t hersh_watchdog_deadline(hersh_watchdog *wd);
+
+/* ---- the loop (loop.c) -------------------------------------------------------------- */
+
+struct hersh_loop {
+  uv_loop_t *uv;
+  uv_loop_t own;
+  bool owns_uv;
+  pthread_t thread; /* the thread that created it: the loop thread */
+  int depth;        /* > 0 while one of our run functions is inside uv_run */
+  hersh_watchdog *watchdog;
+  hersh_watcher **watchers; /* live watchers, for hersh_loop_run */
+  size_t n_watchers, cap_watchers;
+  void *lua;                     /* the Lua state made by hersh_watcher_manage_lua */
+  void (*lua_close)(void *lua);  /* closes it when the loop is freed */
+};
+
+bool hersh_loop_on_thread(const hersh_loop *loop);
+int hersh_loop_attach(hersh_loop *loop, hersh_watcher *w);
+void hersh_loop_detach(hersh_loop *loop, hersh_watcher *w);
+hersh_watchdog *hersh_loop_watchdog(hersh_loop *loop);
+
+/* ---- watches (watch.c) -------------------------------------------------------------- */
+
+typedef enum hersh_watch_kind { WATCH_CALL, WATCH_FLOW, WATCH_TICK } hersh_watch_kind;
+
+struct hersh_poll {
+  hersh_watch *watch;
+  bool pending;  /* a poll is under way (deferred polls finish later) */
+  bool answered; /* this poll has given its answer */
+};
+
+struct hersh_flow {
+  hersh_watch *watch;
+};
+
+struct hersh_watch {
+  hersh_watcher *w;
+  hersh_watch_kind kind;
+  char *name;
+  hersh_value value;
+  char *err;
+  bool updated;
+  bool closed;
+  uint64_t newest_mark, trigger_mark; /* batch ids, for one linear pass per batch */
+  /* WATCH_CALL */
+  hersh_poll_fn poll;
+  void *ud;
+  void (*free_ud)(void *);
+  hersh_poll poll_state;
+  /* WATCH_CALL and WATCH_TICK */
+  uv_timer_t timer;
+  bool timer_open;
+  double interval;
+  /* WATCH_FLOW */
+  hersh_flow flow;
+};
+
+void hersh_watch_close_all(hersh_watcher *w);
+bool hersh_watch_exists(hersh_watcher *w, const char *name);
+
+void hersh_watch_free(void *watch);
+/* Applies one batch of var updates in arrival order; fills the trigger names. */
+void hersh_watch_apply_batch(hersh_watcher *w, hersh_var_update **batch, size_t n);
+
+/* ---- the watcher (watcher.c) -------------------------------------------------------- */
+
+typedef enum hersh_outcome {
+  OUT_OK = 0,
+  OUT_FAIL,
+  OUT_STOP,
+  OUT_KILL,
+  OUT_CRASH,
+  OUT_LIMIT /* an engine limit or invalid watch use: Crashed */
+} hersh_outcome;
+
+struct hersh_ctx {
+  hersh_watcher *w;
+  int64_t deadline_ns; /* of the run or cleanup in progress */
+  bool in_run;     /* inside a reducer run (watch APIs allowed) */
+  bool in_cleanup; /* inside the cleanup */
+  const hersh_msg *msg;
+  hersh_trigger trigger;
+  const char **trigger_vars;
+  size_t trigger_vars_cap;
+  /* set by hersh_stop/kill/crash/fail and by limit violations during a run */
+  hersh_outcome outcome;
+  char *outcome_text;
+};
+
+struct hersh_watcher {
+  hersh_loop *loop;
+  hersh_config cfg;
+  char *id;
+  char **env; /* copied "KEY=VALUE" */
+  size_t n_env;
+  void *userdata;
+
+  hersh_reducer_fn reducer;
+  void *reducer_ud;
+  hersh_cleanup_fn cleanup;
+  void *cleanup_ud;
+  void (*on_terminal)(hersh_watcher *w, void *ud);
+  void *on_terminal_ud;
+  void (*on_free)(void *ud); /* the Lua glue of a C embedder's watcher forgets it */
+  void *on_free_ud;
+
+  _Atomic int state; /* hersh_state, read from any thread */
+  _Atomic int failures;
+  _Atomic double next_retry;
+  bool started, cleanup_done, freed;
+
+  pthread_mutex_t mu; /* queues, accepting, the stop waiters */
+  pthread_cond_t terminal_cv;
+  bool accepting;     /* new signals are taken */
+  bool stop_requested;
+  hersh_queue queues[SIG_KINDS];
+
+  uv_async_t wake; /* other threads queued something */
+  uv_idle_t drain; /* signals are waiting: process them on the next loop turn */
+  uv_timer_t retry_timer;
+  hersh_wsig retry_what; /* RETRY or RECOVER, while the timer runs */
+  uint64_t retry_gen;    /* bumped on every schedule and cancel: older signals are stale */
+  hersh_var_update **batch; /* scratch for one var batch */
+  uint64_t batch_seq;
+  size_t batch_cap;
+  int open_handles; /* closed-callback count still to come */
+
+  hersh_ctx ctx;
+  hersh_logs logs;
+  hersh_strmap context;
+  hersh_strmap memo;
+  hersh_strmap watches; /* name -> hersh_watch* */
+};
+
+/* Queue a signal from the loop thread or any other; HERSH_E_STOPPED when terminal. */
+int hersh_watcher_push(hersh_watcher *w, hersh_signal *s);
+/* Queues a crash for an engine limit broken outside a run (cleanup runs). */
+int hersh_watcher_crash_later(hersh_watcher *w, const char *reason);
+/* Record that the current run broke an engine limit (it ends Crashed). Outside a run
+** (a saved ctx used later) the watcher is crashed through its queue. */
+int hersh_ctx_violation(hersh_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The log of an effect: effect-log line with printf formatting. */
+void hersh_watcher_effect(hersh_watcher *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void hersh_watcher_watch_error(hersh_watcher *w, const char *name, const char *phase, const char *err);
+void hersh_watcher_handle_closed(uv_handle_t *h);
+
+#endif

@@ -1,0 +1,643 @@
+/*
+** watcher.c -- the watcher's lifecycle and its reducer loop.
+**
+** Signals arrive on three bounded queues (any thread may push). The loop thread drains
+** them from an idle handle: a watcher signal in any state; otherwise, only in Ready,
+** one user message per run, then every pending var update as one batched run. Each
+** run's outcome goes through one table (finish_run): success, failure (the recovery
+** policy), stop, kill, or a broken engine limit.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+
+enum { DRAIN_BATCH = 256 }; /* signals per loop turn, so timers and I/O get their turn */
+
+static const char *const state_names[] = {"NotRun",  "InitRun",     "Ready",   "Running",
+                                          "WaitRecover", "Stopped", "Killed", "Crashed"};
+
+const char *hersh_state_name(hersh_state s) {
+  return (unsigned)s < sizeof state_names / sizeof *state_names ? state_names[s] : "Unknown";
+}
+
+bool hersh_state_terminal(hersh_state s) { return s == HERSH_STOPPED || s == HERSH_KILLED || s == HERSH_CRASHED; }
+
+void hersh_config_init(hersh_config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->timeout = 60;
+  cfg->cleanup_timeout = 5;
+  cfg->signal_capacity = 50000;
+  cfg->max_log_entries = 50000;
+  cfg->max_watches = 1000;
+  cfg->max_memo = 1000;
+  hersh_recovery_defaults(&cfg->recovery);
+}
+
+static hersh_state state_of(const hersh_watcher *w) { return (hersh_state)atomic_load(&w->state); }
+
+static void set_state(hersh_watcher *w, hersh_state s) { atomic_store(&w->state, (int)s); }
+
+/* ---- logging helpers ------------------------------------------------------------- */
+
+void hersh_watcher_effect(hersh_watcher *w, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  char *text = hersh_vformat(fmt, ap);
+  va_end(ap);
+  hersh_log_entry e = {.u.effect.text = text};
+  hersh_logs_add(&w->logs, HERSH_LOG_EFFECT, &e, NULL);
+  free(text);
+}
+
+void hersh_watcher_watch_error(hersh_watcher *w, const char *name, const char *phase, const char *err) {
+  hersh_log_entry e = {.u.watch_error = {name, phase, err}};
+  hersh_logs_add(&w->logs, HERSH_LOG_WATCH_ERROR, &e, NULL);
+}
+
+static void log_result(hersh_watcher *w, const char *effect, bool ok, const char *error) {
+  hersh_log_entry e = {.u.result = {effect, ok, ok ? NULL : error}};
+  hersh_logs_add(&w->logs, HERSH_LOG_RESULT, &e, NULL);
+}
+
+static void log_fault(hersh_watcher *w, hersh_state from, hersh_state to, const char *reason) {
+  hersh_log_entry e = {.u.fault = {from, to, reason}};
+  hersh_logs_add(&w->logs, HERSH_LOG_FAULT, &e, NULL);
+}
+
+/* What one handled signal was, for its reduce-log entry. */
+typedef struct signal_note {
+  const char *signal, *reason, *detail;
+  hersh_message *msg;
+} signal_note;
+
+static void log_reduce(hersh_watcher *w, hersh_state prev, const signal_note *note) {
+  hersh_log_entry e = {.u.reduce = {prev, state_of(w), note->signal, note->reason, note->detail}};
+  hersh_logs_add(&w->logs, HERSH_LOG_REDUCE, &e, note->msg);
+}
+
+/* ---- handles ------------------------------------------------------------------------ */
+
+static void watcher_release(hersh_watcher *w);
+
+void hersh_watcher_handle_closed(uv_handle_t *h) {
+  hersh_watcher *w = h->data;
+  if (--w->open_handles == 0 && w->freed) watcher_release(w);
+}
+
+static void close_handle(hersh_watcher *w, uv_handle_t *h) {
+  if (uv_is_closing(h)) return;
+  h->data = w;
+  uv_close(h, hersh_watcher_handle_closed);
+}
+
+static void drain_cb(uv_idle_t *idle);
+
+static void wake_cb(uv_async_t *async) {
+  hersh_watcher *w = async->data;
+  if (!hersh_state_terminal(state_of(w))) uv_idle_start(&w->drain, drain_cb);
+}
+
+/* ---- queuing ------------------------------------------------------------------------ */
+
+int hersh_watcher_push(hersh_watcher *w, hersh_signal *s) {
+  pthread_mutex_lock(&w->mu);
+  int rc = w->accepting ? hersh_queue_push(&w->queues[s->kind], s) : HERSH_E_STOPPED;
+  if (rc == HERSH_OK) {
+    if (hersh_loop_on_thread(w->loop))
+      uv_idle_start(&w->drain, drain_cb);
+    else
+      uv_async_send(&w->wake); /* under the lock: the loop closes `wake` only after accepting = false */
+  }
+  pthread_mutex_unlock(&w->mu);
+  if (rc == HERSH_E_STOPPED) return hersh_fail_with(rc, "watcher stopped");
+  if (rc == HERSH_E_QUEUE_FULL)
+    return hersh_fail_with(rc, "queue full");
+  if (rc) return hersh_fail_with(rc, "out of memory queuing a signal");
+  return HERSH_OK;
+}
+
+static int push_watcher_signal(hersh_watcher *w, hersh_wsig what, uint64_t gen, const char *reason) {
+  hersh_signal s = {.kind = SIG_WATCHER, .u.w = {what, gen, NULL}};
+  if (reason && !(s.u.w.reason = hersh_strdup(reason))) return hersh_fail_with(HERSH_E_NOMEM, "out of memory");
+  int rc = hersh_watcher_push(w, &s);
+  if (rc) hersh_signal_release(&s);
+  return rc;
+}
+
+int hersh_watcher_crash_later(hersh_watcher *w, const char *reason) {
+  return push_watcher_signal(w, WSIG_CRASH, 0, reason);
+}
+
+/* ---- retries ------------------------------------------------------------------------ */
+
+static void retry_cb(uv_timer_t *t) {
+  hersh_watcher *w = t->data;
+  push_watcher_signal(w, w->retry_what, w->retry_gen, NULL); /* a full queue only when stopping */
+}
+
+static void cancel_retry(hersh_watcher *w) {
+  w->retry_gen++;
+  uv_timer_stop(&w->retry_timer);
+  atomic_store(&w->next_retry, 0.0);
+}
+
+static void schedule_retry(hersh_watcher *w, hersh_wsig what, double delay) {
+  cancel_retry(w);
+  w->retry_what = what;
+  atomic_store(&w->next_retry, hersh_wall_now() + delay);
+  uv_timer_start(&w->retry_timer, retry_cb, (uint64_t)(delay * 1000.0 + 0.5), 0);
+}
+
+/* ---- running user code ------------------------------------------------------------- */
+
+static void ctx_reset_outcome(hersh_ctx *ctx) {
+  ctx->outcome = OUT_OK;
+  free(ctx->outcome_text);
+  ctx->outcome_text = NULL;
+}
+
+/* Runs fn with a deadline; true if it ended after it. C code polls
+** hersh_ctx_cancelled(); the Lua binding arms the watchdog for its own calls. */
+static bool run_with_deadline(hersh_watcher *w, double seconds, void (*fn)(hersh_watcher *w, void *arg), void *arg) {
+  int64_t deadline = hersh_mono_ns() + (int64_t)(seconds * 1e9);
+  w->ctx.deadline_ns = deadline;
+  fn(w, arg);
+  return hersh_mono_ns() >= deadline;
+}
+
+typedef struct reducer_call {
+  const hersh_msg *msg;
+  int rc;
+} reducer_call;
+
+static void call_reducer(hersh_watcher *w, void *arg) {
+  reducer_call *call = arg;
+  call->rc = w->reducer(&w->ctx, call->msg, w->reducer_ud);
+}
+
+static void call_cleanup(hersh_watcher *w, void *arg) {
+  (void)arg;
+  w->cleanup(&w->ctx, w->cleanup_ud);
+}
+
+static void run_cleanup(hersh_watcher *w) {
+  if (w->cleanup_done) return;
+  w->cleanup_done = true; /* at most once, whatever happens inside */
+  if (!w->cleanup) {
+    log_result(w, "cleanup", true, NULL);
+    return;
+  }
+  hersh_ctx *ctx = &w->ctx;
+  ctx_reset_outcome(ctx);
+  ctx->in_cleanup = true;
+  ctx->msg = NULL;
+  bool late = run_with_deadline(w, w->cfg.cleanup_timeout, call_cleanup, NULL);
+  ctx->in_cleanup = false;
+  if (late)
+    log_result(w, "cleanup", false, "timeout");
+  else
+    log_result(w, "cleanup", ctx->outcome == OUT_OK, ctx->outcome_text ? ctx->outcome_text : "cleanup failed");
+  ctx_reset_outcome(ctx);
+}
+
+/* Ends the watcher in a terminal state: nothing is left running afterwards. */
+static void terminate(hersh_watcher *w, hersh_state final, bool with_cleanup) {
+  cancel_retry(w);
+  pthread_mutex_lock(&w->mu);
+  w->accepting = false;
+  pthread_mutex_unlock(&w->mu);
+  hersh_watch_close_all(w);
+  if (with_cleanup) run_cleanup(w);
+  w->cleanup_done = true;
+  pthread_mutex_lock(&w->mu);
+  for (int k = 0; k < SIG_KINDS; k++) hersh_queue_free(&w->queues[k]); /* refused from now on */
+  set_state(w, final);
+  pthread_cond_broadcast(&w->terminal_cv);
+  pthread_mutex_unlock(&w->mu);
+  close_handle(w, (uv_handle_t *)&w->wake);
+  close_handle(w, (uv_handle_t *)&w->drain);
+  close_handle(w, (uv_handle_t *)&w->retry_timer);
+  if (w->on_terminal) w->on_terminal(w, w->on_terminal_ud);
+}
+
+/* The outcome of a run, from what the reducer returned and what it recorded. */
+static hersh_outcome classify(hersh_ctx *ctx, int rc, bool late, const char **text) {
+  *text = ctx->outcome_text;
+  if (ctx->outcome == OUT_LIMIT) return OUT_LIMIT;
+  if (late) {
+    *text = "timeout";
+    return OUT_FAIL;
+  }
+  if (rc == HERSH_R_OK) return OUT_OK;
+  if (rc == HERSH_R_STOP && ctx->outcome == OUT_STOP) return OUT_STOP;
+  if (rc == HERSH_R_KILL && ctx->outcome == OUT_KILL) return OUT_KILL;
+  if (rc == HERSH_R_CRASH && ctx->outcome == OUT_CRASH) return OUT_CRASH;
+  if (!(rc == HERSH_R_FAIL && ctx->outcome == OUT_FAIL)) {
+    free(ctx->outcome_text);
+    ctx->outcome_text = NULL;
+    char buf[64];
+    snprintf(buf, sizeof buf, "reducer returned %d", rc);
+    *text = ctx->outcome_text = hersh_strdup(buf);
+  }
+  return OUT_FAIL;
+}
+
+static void finish_run(hersh_watcher *w, hersh_outcome outcome, const char *text) {
+  switch (outcome) {
+  case OUT_OK:
+    atomic_store(&w->failures, 0);
+    cancel_retry(w);
+    set_state(w, HERSH_READY);
+    log_result(w, "run", true, NULL);
+    break;
+  case OUT_STOP:
+  case OUT_KILL:
+    log_result(w, "run", true, NULL);
+    hersh_watcher_effect(w, "%s: %s", outcome == OUT_STOP ? "stop" : "kill", text ? text : "");
+    terminate(w, outcome == OUT_STOP ? HERSH_STOPPED : HERSH_KILLED, outcome == OUT_STOP);
+    break;
+  case OUT_LIMIT:
+    log_result(w, "run", false, text);
+    terminate(w, HERSH_CRASHED, true);
+    break;
+  case OUT_FAIL:
+  case OUT_CRASH: {
+    const char *err = text ? text : "failed";
+    int n = atomic_fetch_add(&w->failures, 1) + 1;
+    log_result(w, "run", false, err);
+    hersh_decision d = w->cfg.decide ? w->cfg.decide(n, err, &w->cfg.recovery, w->cfg.decide_ud)
+                                     : hersh_recovery_decide(n, &w->cfg.recovery);
+    if (d.action == HERSH_ACT_CRASH) {
+      terminate(w, HERSH_CRASHED, true);
+    } else if (d.action == HERSH_ACT_RECOVER) {
+      set_state(w, HERSH_WAIT_RECOVER);
+      schedule_retry(w, WSIG_RECOVER, d.delay);
+    } else {
+      set_state(w, HERSH_READY);
+      schedule_retry(w, WSIG_RETRY, d.delay);
+    }
+    break;
+  }
+  }
+}
+
+static void run(hersh_watcher *w, const hersh_trigger *trigger, hersh_message *message, const signal_note *note) {
+  hersh_state prev = state_of(w);
+  hersh_ctx *ctx = &w->ctx;
+  set_state(w, prev == HERSH_NOT_RUN ? HERSH_INIT_RUN : HERSH_RUNNING);
+  atomic_store(&w->next_retry, 0.0);
+  ctx_reset_outcome(ctx);
+  ctx->trigger = *trigger;
+  ctx->msg = message ? &message->msg : NULL;
+  ctx->in_run = true;
+  reducer_call call = {ctx->msg, 0};
+  bool late = run_with_deadline(w, w->cfg.timeout, call_reducer, &call);
+  ctx->in_run = false;
+  const char *text;
+  hersh_outcome outcome = classify(ctx, call.rc, late, &text);
+  finish_run(w, outcome, text);
+  ctx->msg = NULL;
+  log_reduce(w, prev, note);
+  ctx_reset_outcome(ctx);
+}
+
+/* ---- handling signals ------------------------------------------------------------- */
+
+static void handle_watcher_signal(hersh_watcher *w, hersh_signal *s) {
+  hersh_state st = state_of(w);
+  hersh_wsig what = s->u.w.what;
+  static const char *const reasons[] = {"init", "stop", "kill", "retry", "recover", "crash"};
+  signal_note note = {"watcher", reasons[what], s->u.w.reason, NULL};
+  if (hersh_state_terminal(st)) {
+    log_fault(w, st, what == WSIG_KILL ? HERSH_KILLED : HERSH_STOPPED, "watcher stopped");
+    return;
+  }
+  switch (what) {
+  case WSIG_INIT:
+    if (st != HERSH_NOT_RUN) {
+      log_fault(w, st, HERSH_INIT_RUN, "already started");
+      return;
+    }
+    run(w, &(hersh_trigger){.watcher = true, .reason = "init"}, NULL, &note);
+    return;
+  case WSIG_RETRY:
+  case WSIG_RECOVER:
+    if (s->u.w.gen != w->retry_gen) return; /* cancelled or replaced: stale */
+    if (st != (what == WSIG_RETRY ? HERSH_READY : HERSH_WAIT_RECOVER)) {
+      log_fault(w, st, HERSH_RUNNING, reasons[what]);
+      return;
+    }
+    if (what == WSIG_RECOVER) log_result(w, "recover", true, NULL);
+    run(w, &(hersh_trigger){.watcher = true, .reason = reasons[what]}, NULL, &note);
+    return;
+  case WSIG_STOP:
+  case WSIG_KILL:
+    terminate(w, what == WSIG_STOP ? HERSH_STOPPED : HERSH_KILLED, what == WSIG_STOP);
+    log_reduce(w, st, &note);
+    return;
+  case WSIG_CRASH: /* an engine limit broken outside a run */
+    log_result(w, "run", false, s->u.w.reason);
+    terminate(w, HERSH_CRASHED, true);
+    log_reduce(w, st, &note);
+    return;
+  }
+}
+
+static void run_user(hersh_watcher *w, hersh_message *m) {
+  signal_note note = {"user", "message", NULL, m};
+  run(w, &(hersh_trigger){.user = true, .reason = "message"}, m, &note);
+}
+
+static void run_vars(hersh_watcher *w, size_t n) {
+  hersh_watch_apply_batch(w, w->batch, n);
+  hersh_ctx *ctx = &w->ctx;
+  hersh_buf names = {0};
+  for (size_t i = 0; i < ctx->trigger.n_vars; i++) {
+    if (i) hersh_buf_put(&names, ",", 1);
+    hersh_buf_puts(&names, ctx->trigger.vars[i]);
+  }
+  char *detail = hersh_buf_take(&names);
+  signal_note note = {"var", "vars", detail, NULL};
+  hersh_trigger trigger = {.vars = ctx->trigger.vars, .n_vars = ctx->trigger.n_vars, .reason = "vars"};
+  run(w, &trigger, NULL, &note);
+  free(detail);
+}
+
+/* Takes every pending var update into w->batch; false if out of memory. */
+static bool take_var_batch(hersh_watcher *w, size_t *n) {
+  hersh_queue *q = &w->queues[SIG_VAR];
+  if (q->count > w->batch_cap) {
+    hersh_var_update **b = realloc(w->batch, q->count * sizeof *b);
+    if (!b) return false;
+    w->batch = b;
+    w->batch_cap = q->count;
+  }
+  hersh_signal s;
+  *n = 0;
+  while (hersh_queue_pop(q, &s)) w->batch[(*n)++] = s.u.var;
+  return true;
+}
+
+/* Handles the next signal the current state allows; false when there is none. */
+static bool step(hersh_watcher *w) {
+  hersh_signal s;
+  size_t n = 0;
+  pthread_mutex_lock(&w->mu);
+  hersh_state st = state_of(w);
+  if (hersh_queue_pop(&w->queues[SIG_WATCHER], &s)) {
+    pthread_mutex_unlock(&w->mu);
+    handle_watcher_signal(w, &s);
+    hersh_signal_release(&s);
+    return true;
+  }
+  if (st == HERSH_READY) {
+    if (hersh_queue_pop(&w->queues[SIG_USER], &s)) {
+      pthread_mutex_unlock(&w->mu);
+      run_user(w, s.u.user);
+      hersh_signal_release(&s);
+      return true;
+    }
+    if (w->queues[SIG_VAR].count && take_var_batch(w, &n)) {
+      pthread_mutex_unlock(&w->mu);
+      run_vars(w, n);
+      return true;
+    }
+  }
+  pthread_mutex_unlock(&w->mu);
+  return false;
+}
+
+static void drain_cb(uv_idle_t *idle) {
+  hersh_watcher *w = idle->data;
+  for (int i = 0; i < DRAIN_BATCH; i++) {
+    if (hersh_state_terminal(state_of(w))) return; /* its handles are closing */
+    if (!step(w)) {
+      uv_idle_stop(idle);
+      return;
+    }
+  }
+}
+
+/* ---- public API ------------------------------------------------------------------- */
+
+static int validate(const hersh_config *cfg) {
+  if (!(cfg->timeout > 0) || !(cfg->cleanup_timeout > 0))
+    return hersh_fail_with(HERSH_E_INVAL, "timeout and cleanup_timeout must be positive");
+  if (cfg->signal_capacity == 0) return hersh_fail_with(HERSH_E_INVAL, "signal_capacity must be at least 1");
+  const hersh_recovery *r = &cfg->recovery;
+  if (r->min_failures < 1 || r->max_failures < 1)
+    return hersh_fail_with(HERSH_E_INVAL, "recovery min_failures and max_failures must be at least 1");
+  if (r->base_delay < 0 || r->max_delay < 0 || r->n_light_delays < 0 || r->n_light_delays > HERSH_MAX_LIGHT_DELAYS)
+    return hersh_fail_with(HERSH_E_INVAL, "recovery delays must not be negative (at most %d light delays)",
+                           HERSH_MAX_LIGHT_DELAYS);
+  for (int i = 0; i < r->n_light_delays; i++)
+    if (r->light_delays[i] < 0) return hersh_fail_with(HERSH_E_INVAL, "recovery light_delays must not be negative");
+  if (cfg->env)
+    for (const char *const *e = cfg->env; *e; e++)
+      if (!strchr(*e, '=')) return hersh_fail_with(HERSH_E_INVAL, "env entry '%s' is not KEY=VALUE", *e);
+  return HERSH_OK;
+}
+
+static char *make_id(const hersh_watcher *w) {
+  static _Atomic unsigned counter;
+  char buf[32];
+  uint64_t x = (uint64_t)hersh_mono_ns() ^ (uint64_t)(uintptr_t)w ^ ((uint64_t)atomic_fetch_add(&counter, 1) << 40);
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  snprintf(buf, sizeof buf, "w-%08x", (unsigned)x);
+  return hersh_strdup(buf);
+}
+
+static int copy_env(hersh_watcher *w, const char *const *env) {
+  if (!env) return HERSH_OK;
+  size_t n = 0;
+  while (env[n]) n++;
+  w->env = calloc(n ? n : 1, sizeof *w->env);
+  if (!w->env) return HERSH_E_NOMEM;
+  for (size_t i = 0; i < n; i++) {
+    if (!(w->env[i] = hersh_strdup(env[i]))) return HERSH_E_NOMEM;
+    w->n_env++;
+  }
+  return HERSH_OK;
+}
+
+static void free_value_box(void *p) {
+  hersh_value_free(p);
+  free(p);
+}
+
+static void watcher_release(hersh_watcher *w) {
+  for (int k = 0; k < SIG_KINDS; k++) hersh_queue_free(&w->queues[k]);
+  hersh_strmap_free(&w->watches, hersh_watch_free);
+  hersh_strmap_free(&w->context, free_value_box);
+  hersh_strmap_free(&w->memo, free_value_box);
+  hersh_logs_free(&w->logs);
+  for (size_t i = 0; i < w->n_env; i++) free(w->env[i]);
+  free(w->env);
+  free(w->id);
+  free(w->batch);
+  free(w->ctx.trigger_vars);
+  free(w->ctx.outcome_text);
+  pthread_cond_destroy(&w->terminal_cv);
+  pthread_mutex_destroy(&w->mu);
+  free(w);
+}
+
+int hersh_watcher_new(hersh_loop *loop, const hersh_config *cfg, hersh_watcher **out) {
+  if (!loop || !out) return hersh_fail_with(HERSH_E_INVAL, "hersh_watcher_new: NULL loop or out");
+  *out = NULL;
+  hersh_config defaults;
+  if (!cfg) {
+    hersh_config_init(&defaults);
+    cfg = &defaults;
+  }
+  int rc = validate(cfg);
+  if (rc) return rc;
+  if (!hersh_loop_on_thread(loop))
+    return hersh_fail_with(HERSH_E_INVAL, "watchers are created on the loop's thread");
+  hersh_watcher *w = calloc(1, sizeof *w);
+  if (!w) return hersh_fail_with(HERSH_E_NOMEM, "out of memory creating a watcher");
+  w->loop = loop;
+  w->cfg = *cfg;
+  w->cfg.id = NULL;
+  w->cfg.env = NULL;
+  w->ctx.w = w;
+  if (pthread_mutex_init(&w->mu, NULL) != 0) {
+    free(w);
+    return hersh_fail_with(HERSH_E_SYS, "pthread_mutex_init failed");
+  }
+  if (pthread_cond_init(&w->terminal_cv, NULL) != 0) {
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+    return hersh_fail_with(HERSH_E_SYS, "pthread_cond_init failed");
+  }
+  if (hersh_logs_init(&w->logs, cfg->max_log_entries) != HERSH_OK) {
+    pthread_cond_destroy(&w->terminal_cv);
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+    return HERSH_E_SYS;
+  }
+  for (int k = 0; k < SIG_KINDS; k++) hersh_queue_init(&w->queues[k], cfg->signal_capacity);
+  hersh_strmap_init(&w->context);
+  hersh_strmap_init(&w->memo);
+  hersh_strmap_init(&w->watches);
+  w->id = cfg->id ? hersh_strdup(cfg->id) : make_id(w);
+  if (!w->id || copy_env(w, cfg->env) != HERSH_OK || hersh_loop_attach(loop, w) != HERSH_OK) {
+    watcher_release(w);
+    return hersh_fail_with(HERSH_E_NOMEM, "out of memory creating a watcher");
+  }
+  set_state(w, HERSH_NOT_RUN);
+  w->accepting = true;
+  uv_async_init(loop->uv, &w->wake, wake_cb);
+  uv_idle_init(loop->uv, &w->drain);
+  uv_timer_init(loop->uv, &w->retry_timer);
+  w->wake.data = w->drain.data = w->retry_timer.data = w;
+  w->open_handles = 3;
+  uv_unref((uv_handle_t *)&w->wake); /* a watcher keeps the loop alive only once started */
+  *out = w;
+  return HERSH_OK;
+}
+
+void hersh_watcher_free(hersh_watcher *w) {
+  if (!w || w->freed) return;
+  if (!hersh_state_terminal(state_of(w))) terminate(w, w->started ? HERSH_KILLED : state_of(w), false);
+  w->freed = true;
+  if (w->on_free) w->on_free(w->on_free_ud);
+  hersh_loop_detach(w->loop, w);
+  if (w->open_handles == 0) watcher_release(w);
+}
+
+int hersh_watcher_manage(hersh_watcher *w, hersh_reducer_fn fn, void *ud) {
+  if (!w || !fn) return hersh_fail_with(HERSH_E_INVAL, "hersh_watcher_manage: NULL watcher or function");
+  if (w->started) return hersh_fail_with(HERSH_E_STATE, "cannot manage a watcher that is already started");
+  if (w->reducer) return hersh_fail_with(HERSH_E_STATE, "the managed function is already registered");
+  w->reducer = fn;
+  w->reducer_ud = ud;
+  return HERSH_OK;
+}
+
+int hersh_watcher_on_cleanup(hersh_watcher *w, hersh_cleanup_fn fn, void *ud) {
+  if (!w || !fn) return hersh_fail_with(HERSH_E_INVAL, "hersh_watcher_on_cleanup: NULL watcher or function");
+  if (w->started) return hersh_fail_with(HERSH_E_STATE, "cannot set the cleanup of a started watcher");
+  w->cleanup = fn;
+  w->cleanup_ud = ud;
+  return HERSH_OK;
+}
+
+int hersh_watcher_start(hersh_watcher *w) {
+  if (!w) return hersh_fail_with(HERSH_E_INVAL, "hersh_watcher_start: NULL watcher");
+  if (!hersh_loop_on_thread(w->loop)) return hersh_fail_with(HERSH_E_INVAL, "start a watcher on its loop's thread");
+  if (hersh_state_terminal(state_of(w))) return hersh_fail_with(HERSH_E_STOPPED, "watcher stopped");
+  if (w->started) return hersh_fail_with(HERSH_E_STATE, "watcher already started");
+  if (!w->reducer) return hersh_fail_with(HERSH_E_INVAL, "no managed function registered");
+  int rc = push_watcher_signal(w, WSIG_INIT, 0, NULL);
+  if (rc) return rc;
+  w->started = true;
+  uv_ref((uv_handle_t *)&w->wake);
+  return HERSH_OK;
+}
+
+int hersh_watcher_send(hersh_watcher *w, const char *content, size_t len) {
+  if (!w || (!content && len)) return hersh_fail_with(HERSH_E_INVAL, "hersh_watcher_send: NULL watcher or content");
+  hersh_message *m = hersh_message_new(content ? content : "", len);
+  if (!m) return hersh_fail_with(HERSH_E_NOMEM, "out of memory for a message of %zu bytes", len);
+  hersh_signal s = {.kind = SIG_USER, .u.user = m};
+  int rc = hersh_watcher_push(w, &s);
+  if (rc) hersh_message_unref(m);
+  return rc;
+}
+
+static bool is_terminal_pred(void *ud) { return hersh_state_terminal(state_of(ud)); }
+
+/* Queues a stop or kill once; then waits where waiting is possible (see hersh.h). */
+static int request_end(hersh_watcher *w, hersh_wsig what, const char *reason) {
+  if (!w) return hersh_fail_with(HERSH_E_INVAL, "NULL watcher");
+  pthread_mutex_lock(&w->mu);
+  hersh_state st = state_of(w);
+  bool refused = hersh_state_terminal(st) || w->stop_requested;
+  w->stop_requested = true;
+  pthread_mutex_unlock(&w->mu);
+  if (refused) {
+    log_fault(w, st, what == WSIG_STOP ? HERSH_STOPPED : HERSH_KILLED, "already stopped");
+    return hersh_fail_with(HERSH_E_STOPPED, "already stopped");
+  }
+  int rc = push_watcher_signal(w, what, 0, reason);
+  if (rc) return rc;
+  if (!hersh_loop_on_thread(w->loop)) {
+    pthread_mutex_lock(&w->mu);
+    while (!hersh_state_terminal(state_of(w))) pthread_cond_wait(&w->terminal_cv, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+  } else if (w->loop->depth == 0 && w->loop->owns_uv) {
+    hersh_loop_run_until(w->loop, is_terminal_pred, w, 1e9);
+  }
+  return HERSH_OK;
+}
+
+int hersh_watcher_stop(hersh_watcher *w) { return request_end(w, WSIG_STOP, NULL); }
+
+int hersh_watcher_kill(hersh_watcher *w, const char *reason) { return request_end(w, WSIG_KILL, reason ? reason : "killed"); }
+
+const char *hersh_watcher_id(const hersh_watcher *w) { return w ? w->id : NULL; }
+hersh_state hersh_watcher_state(const hersh_watcher *w) { return state_of(w); }
+int hersh_watcher_failures(const hersh_watcher *w) { return atomic_load(&w->failures); }
+double hersh_watcher_next_retry(const hersh_watcher *w) { return atomic_load(&w->next_retry); }
+const hersh_config *hersh_watcher_config(const hersh_watcher *w) { return &w->cfg; }
+void hersh_watcher_set_userdata(hersh_watcher *w, void *ud) { w->userdata = ud; }
+
+int hersh_watcher_on_terminal(hersh_watcher *w, void (*fn)(hersh_watcher *w, void *ud), void *ud) {
+  if (!w) return hersh_fail_with(HERSH_E_INVAL, "hersh_watcher_on_terminal: NULL watcher");
+  w->on_terminal = fn;
+  w->on_terminal_ud = ud;
+  return HERSH_OK;
+}
+void *hersh_watcher_userdata(const hersh_watcher *w) { return w->userdata; }
+
+hersh_queue_counts hersh_watcher_pending(hersh_watcher *w) {
+  pthread_mutex_lock(&w->mu);
+  hersh_queue_counts c = {w->queues[SIG_WATCHER].count, w->queues[SIG_USER].count, w->queues[SIG_VAR].count};
+  pthread_mutex_unlock(&w->mu);
+  return c;
+}

@@ -1,0 +1,161 @@
+/*
+** lmodule.c -- the module hersh.core: one loop per Lua state, the functions that
+** drive it (run, run_for, wait), time, and the results a reducer returns.
+*/
+#include <stdlib.h>
+
+#include "lhersh.h"
+
+static const char lmod_key = 'm';
+
+/* The loop a C embedder made (hersh_watcher_manage_lua) is used instead of a new one. */
+const char hersh_lmod_loop_key = 'l';
+
+hersh_lmod *hersh_lmod_get(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &lmod_key);
+  hersh_lmod *m = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (!m) luaL_error(L, "hersh.core is not loaded in this Lua state");
+  return m;
+}
+
+static int l_lmod_gc(lua_State *L) {
+  hersh_lmod *m = lua_touserdata(L, 1);
+  if (m->loop && m->owns_loop) hersh_loop_free(m->loop);
+  m->loop = NULL;
+  return 0;
+}
+
+static int l_module_now(lua_State *L) {
+  lua_pushnumber(L, hersh_wall_now());
+  return 1;
+}
+
+/* Pushes nil, message, code for a runtime failure; returns 3. */
+static int push_failure(lua_State *L, int err) {
+  lua_pushnil(L);
+  lua_pushstring(L, hersh_errmsg());
+  lua_pushstring(L, hersh_errcode(err));
+  return 3;
+}
+
+static int l_module_run(lua_State *L) {
+  int rc = hersh_loop_run(hersh_lmod_get(L)->loop);
+  if (rc) return push_failure(L, rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_module_run_for(lua_State *L) {
+  double seconds = luaL_checknumber(L, 1);
+  int rc = hersh_loop_run_for(hersh_lmod_get(L)->loop, seconds);
+  if (rc) return push_failure(L, rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+typedef struct wait_pred {
+  lua_State *L;
+  hersh_lmod *m;
+  bool failed;
+} wait_pred;
+
+/* Calls the predicate (stack index 1); an error in it ends the wait. */
+static bool call_pred(void *ud) {
+  wait_pred *p = ud;
+  if (p->failed) return true;
+  lua_pushvalue(p->L, 1);
+  if (hersh_lua_pcall(p->m, p->L, 0, 1, 0) != HERSH_LUA_OK) {
+    p->failed = true; /* the message stays on the stack for l_module_wait */
+    return true;
+  }
+  bool done = lua_toboolean(p->L, -1);
+  lua_pop(p->L, 1);
+  return done;
+}
+
+static int l_module_wait(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  double seconds = luaL_checknumber(L, 2);
+  lua_settop(L, 2);
+  wait_pred p = {L, hersh_lmod_get(L), false};
+  int rc = hersh_loop_run_until(p.m->loop, call_pred, &p, seconds);
+  if (p.failed) return lua_error(L);
+  if (rc < 0) return push_failure(L, rc);
+  lua_pushboolean(L, rc == 1);
+  return 1;
+}
+
+/* hersh.stop(reason), hersh.kill(reason), hersh.crash(reason, cause): result tables. */
+static int make_outcome(lua_State *L, const char *kind) {
+  lua_settop(L, 2);
+  lua_createtable(L, 0, 3);
+  lua_pushstring(L, kind);
+  lua_setfield(L, -2, "kind");
+  lua_pushvalue(L, 1);
+  lua_setfield(L, -2, "reason");
+  lua_pushvalue(L, 2);
+  lua_setfield(L, -2, "cause");
+  luaL_setmetatable(L, HERSH_OUTCOME_MT);
+  return 1;
+}
+
+static int l_module_stop(lua_State *L) { return make_outcome(L, "stop"); }
+static int l_module_kill(lua_State *L) { return make_outcome(L, "kill"); }
+static int l_module_crash(lua_State *L) { return make_outcome(L, "crash"); }
+
+static const luaL_Reg module_funcs[] = {
+    {"run", l_module_run},     {"run_for", l_module_run_for}, {"wait", l_module_wait},
+    {"now", l_module_now},     {"sleep", hersh_ltask_sleep},  {"stop", l_module_stop},
+    {"kill", l_module_kill},   {"crash", l_module_crash},     {"watcher", hersh_lwatcher_new},
+    {NULL, NULL}};
+
+static void open_lmod(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &lmod_key) != LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pop(L, 1);
+  hersh_lmod *m = lua_newuserdatauv(L, sizeof *m, 0);
+  *m = (hersh_lmod){0};
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  m->L = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  hersh_lua_interrupt_init(&m->interrupt);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &hersh_lmod_loop_key);
+  m->loop = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (!m->loop) {
+    m->loop = hersh_loop_new();
+    m->owns_loop = true;
+    if (!m->loop) luaL_error(L, "hersh: %s", hersh_errmsg());
+  }
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, l_lmod_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &lmod_key);
+}
+
+int luaopen_hersh_core(lua_State *L) {
+  open_lmod(L);
+  luaL_newmetatable(L, HERSH_OUTCOME_MT);
+  lua_pop(L, 1);
+  hersh_lwatcher_open(L);
+  hersh_lctx_open(L);
+  hersh_ltask_open(L);
+  luaL_newlib(L, module_funcs);
+  lua_pushliteral(L, HERSH_VERSION);
+  lua_setfield(L, -2, "VERSION");
+  hersh_ltask_push_skip(L);
+  lua_setfield(L, -2, "SKIP");
+  luaL_getmetatable(L, HERSH_CTX_MT);
+  lua_getfield(L, -1, "__index");
+  lua_setfield(L, -3, "context_methods"); /* init.lua adds the methods written in Lua */
+  lua_pop(L, 1);
+  luaL_getmetatable(L, HERSH_WATCHER_MT);
+  lua_getfield(L, -1, "__index");
+  lua_setfield(L, -3, "watcher_methods");
+  lua_pop(L, 1);
+  return 1;
+}

@@ -1,0 +1,285 @@
+/*
+** ltask.c -- hersh.Task: a coroutine the loop resumes. Watch polls and flow
+** producers run as tasks, so they can wait (hersh.sleep) without blocking the loop.
+** A task lives as a userdata anchored in the registry while it runs or sleeps; its
+** watcher ends all its tasks when it reaches a terminal state.
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "lhersh.h"
+
+struct hersh_ltask {
+  hersh_lmod *m;
+  hersh_watcher *w; /* NULL once cancelled */
+  hersh_poll *poll; /* a watch_call poll, or NULL */
+  hersh_flow *flow; /* a flow producer, or NULL */
+  lua_State *co;
+  double timeout;
+  uv_timer_t timer; /* sleeps and the first resume */
+  bool timer_open;
+  int pending_args; /* arguments waiting on the coroutine's stack for the first resume */
+  int self_ref;     /* anchors the userdata and, through its user value, the coroutine */
+};
+
+#define check_task(L, i) ((hersh_ltask *)luaL_checkudata((L), (i), HERSH_TASK_MT))
+
+static const char skip_key = 's';
+
+/* What a watch_call poll carries: the poll function and its watcher's timeout. */
+typedef struct poll_ud {
+  hersh_lmod *m;
+  hersh_watcher *w;
+  int fn_ref;
+  double timeout;
+} poll_ud;
+
+/* ---- lifetime ------------------------------------------------------------------------ */
+
+static void task_closed(uv_handle_t *h) {
+  hersh_ltask *t = h->data;
+  t->timer_open = false;
+  luaL_unref(t->m->L, LUA_REGISTRYINDEX, t->self_ref); /* may now be collected */
+  t->self_ref = LUA_NOREF;
+}
+
+/* Ends a task: it is never resumed again. */
+static void task_finish(hersh_ltask *t) {
+  if (t->w) hersh_lwatcher_track_task(t->m->L, t->w, t, false);
+  t->w = NULL;
+  t->poll = NULL;
+  t->flow = NULL;
+  if (t->timer_open && !uv_is_closing((uv_handle_t *)&t->timer)) uv_close((uv_handle_t *)&t->timer, task_closed);
+}
+
+void hersh_ltask_cancel(hersh_ltask *t) { task_finish(t); }
+
+/* A new task running the function on the top of L's stack (popped). */
+static hersh_ltask *task_new(hersh_lmod *m, hersh_watcher *w, double timeout) HERSH_MAY_RAISE {
+  lua_State *L = m->L;
+  hersh_ltask *t = lua_newuserdatauv(L, sizeof *t, 1);
+  *t = (hersh_ltask){.m = m, .w = w, .timeout = timeout, .self_ref = LUA_NOREF};
+  luaL_setmetatable(L, HERSH_TASK_MT);
+  t->co = lua_newthread(L);
+  lua_setiuservalue(L, -2, 1);
+  lua_rotate(L, -2, 1);   /* task, fn */
+  lua_xmove(L, t->co, 1); /* the function starts the coroutine's stack */
+  if (uv_timer_init(m->loop->uv, &t->timer) == 0) {
+    t->timer.data = t;
+    t->timer_open = true;
+  }
+  t->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  hersh_lwatcher_track_task(L, w, t, true);
+  return t;
+}
+
+/* ---- running -------------------------------------------------------------------------- */
+
+static int apply_update(hersh_value *v, void *ud, hersh_errbuf *err) {
+  poll_ud *u = ud;
+  lua_State *L = u->m->L;
+  int top = lua_gettop(L);
+  if (!lua_checkstack(L, 4)) return hersh_errorf(err, "Lua stack overflow");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, u->fn_ref);
+  hersh_lua_push_value(L, v);
+  hersh_lua_status st = hersh_lua_pcall(u->m, L, 1, 1, u->timeout);
+  int rc = HERSH_OK;
+  if (st == HERSH_LUA_OK) {
+    hersh_value next;
+    rc = hersh_lua_to_value(L, -1, &next);
+    if (rc == HERSH_OK) {
+      hersh_value_free(v);
+      *v = next;
+    } else {
+      rc = hersh_errorf(err, "out of memory");
+    }
+  } else {
+    rc = hersh_errorf(err, "%s", st == HERSH_LUA_ERROR ? lua_tostring(L, -1) : "timeout");
+  }
+  lua_settop(L, top);
+  return rc;
+}
+
+static void free_update(void *ud) {
+  poll_ud *u = ud;
+  luaL_unref(u->m->L, LUA_REGISTRYINDEX, u->fn_ref);
+  free(u);
+}
+
+/* A poll's answer, from the value it returned (on top of the coroutine's stack). */
+static void answer_poll(hersh_ltask *t, int nres) {
+  lua_State *co = t->co;
+  hersh_poll *p = t->poll;
+  if (nres == 0) lua_pushnil(co);
+  lua_rawgetp(co, LUA_REGISTRYINDEX, &skip_key);
+  bool skip = lua_rawequal(co, -1, -2);
+  lua_pop(co, 1);
+  if (skip) {
+    hersh_poll_skip(p);
+  } else if (lua_isfunction(co, -1)) {
+    poll_ud *u = malloc(sizeof *u);
+    if (!u) {
+      hersh_poll_fail(p, "out of memory");
+      return;
+    }
+    *u = (poll_ud){t->m, t->w, LUA_NOREF, t->timeout};
+    lua_pushvalue(co, -1);
+    lua_xmove(co, t->m->L, 1);
+    u->fn_ref = luaL_ref(t->m->L, LUA_REGISTRYINDEX);
+    hersh_poll_update(p, apply_update, u, free_update);
+  } else {
+    hersh_value v;
+    if (hersh_lua_to_value(co, -1, &v) == HERSH_OK)
+      hersh_poll_replace(p, &v);
+    else
+      hersh_poll_fail(p, "out of memory");
+  }
+}
+
+static void task_failed(hersh_ltask *t) {
+  lua_State *L = t->m->L;
+  const char *msg = lua_tostring(t->co, -1);
+  luaL_traceback(L, t->co, msg ? msg : "(error object is not a string)", 0);
+  const char *text = lua_tostring(L, -1);
+  if (t->poll) hersh_poll_fail(t->poll, text);
+  else if (t->flow) hersh_watcher_watch_error(t->w, t->flow->watch->name, "flow", text);
+  lua_pop(L, 1);
+}
+
+static void resume_cb(uv_timer_t *timer);
+
+static void task_resume(hersh_ltask *t) {
+  if (!t->w || hersh_state_terminal(hersh_watcher_state(t->w))) {
+    task_finish(t);
+    return;
+  }
+  hersh_lmod *m = t->m;
+  hersh_ltask *outer = m->current_task;
+  m->current_task = t;
+  int64_t deadline;
+  hersh_lua_guard_begin(m, t->co, t->timeout, &deadline);
+  int nres = 0, nargs = t->pending_args;
+  t->pending_args = 0;
+  int rc = lua_resume(t->co, m->L, nargs, &nres);
+  bool late = hersh_lua_guard_end(m, t->co, deadline);
+  m->current_task = outer;
+  if (rc == LUA_YIELD) {
+    lua_pop(t->co, nres);
+    /* A yield that is not a sleep (coroutine.yield): go on at the next loop turn. */
+    if (t->timer_open && !uv_is_active((uv_handle_t *)&t->timer)) uv_timer_start(&t->timer, resume_cb, 0, 0);
+    return;
+  }
+  if (rc == LUA_OK && !late) {
+    if (t->poll) answer_poll(t, nres);
+  } else if (late) {
+    lua_pushliteral(t->co, "timeout");
+    task_failed(t);
+  } else {
+    task_failed(t);
+  }
+  task_finish(t);
+}
+
+static void resume_cb(uv_timer_t *timer) { task_resume(timer->data); }
+
+/* ---- watch_call polls ------------------------------------------------------------------ */
+
+void *hersh_ltask_poll_ud(lua_State *L, int fn_idx, hersh_watcher *w, double timeout) {
+  hersh_lmod *m = hersh_lmod_get(L);
+  poll_ud *u = malloc(sizeof *u);
+  if (!u) return NULL;
+  lua_pushvalue(L, fn_idx);
+  *u = (poll_ud){m, w, luaL_ref(L, LUA_REGISTRYINDEX), timeout};
+  return u;
+}
+
+void hersh_ltask_free_poll_ud(void *ud) { free_update(ud); }
+
+int hersh_ltask_poll(hersh_poll *p, void *ud) {
+  poll_ud *u = ud;
+  lua_State *L = u->m->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, u->fn_ref);
+  hersh_ltask *t = task_new(u->m, u->w, u->timeout);
+  t->poll = hersh_poll_defer(p);
+  task_resume(t);
+  return HERSH_OK;
+}
+
+/* ---- flow producers --------------------------------------------------------------- */
+
+/* emit(value [, err]): true, or nil, message, code when the queue is full. */
+static int l_task_emit(lua_State *L) {
+  hersh_ltask *t = lua_touserdata(L, lua_upvalueindex(1));
+  if (!t->flow || !t->w) return luaL_error(L, "watcher stopped");
+  const char *err = luaL_optstring(L, 2, NULL);
+  hersh_value v;
+  if (hersh_lua_to_value(L, 1, &v) != HERSH_OK) return luaL_error(L, "out of memory");
+  int rc = hersh_flow_push(t->flow, &v, err);
+  if (rc == HERSH_OK) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  hersh_value_free(&v);
+  if (rc == HERSH_E_STOPPED) return luaL_error(L, "watcher stopped");
+  lua_pushnil(L);
+  lua_pushstring(L, hersh_errmsg());
+  lua_pushstring(L, hersh_errcode(rc));
+  return 3;
+}
+
+int hersh_ltask_start_flow(lua_State *L, int producer_idx, hersh_flow *flow, hersh_watcher *w, double timeout) {
+  lua_pushvalue(L, producer_idx);
+  hersh_ltask *t = task_new(hersh_lmod_get(L), w, timeout);
+  t->flow = flow;
+  /* The producer gets emit as its argument: wrap it so the first resume passes it. */
+  lua_State *co = t->co;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
+  lua_pushcclosure(L, l_task_emit, 1);
+  lua_xmove(L, co, 1);
+  t->pending_args = 1;
+  if (t->timer_open) uv_timer_start(&t->timer, resume_cb, 0, 0); /* starts on the next loop turn */
+  return HERSH_OK;
+}
+
+/* ---- hersh.sleep -------------------------------------------------------------------- */
+
+int hersh_ltask_sleep(lua_State *L) {
+  double seconds = luaL_checknumber(L, 1);
+  luaL_argcheck(L, seconds >= 0, 1, "must not be negative");
+  hersh_ltask *t = hersh_lmod_get(L)->current_task;
+  if (!t || t->co != L)
+    return luaL_error(L, "hersh.sleep works only in a watch poll or a flow producer (elsewhere it would block the loop)");
+  if (!t->timer_open) return luaL_error(L, "hersh.sleep: no timer for this task");
+  uv_timer_start(&t->timer, resume_cb, (uint64_t)(seconds * 1000.0 + 0.5), 0);
+  return lua_yield(L, 0);
+}
+
+/* ---- the module part -------------------------------------------------------------------- */
+
+static void timer_closed_quietly(uv_handle_t *h) { ((hersh_ltask *)h->data)->timer_open = false; }
+
+/* Normally a task is collected only after task_closed released it; when the whole
+** Lua state closes, its timer is closed here (the loop is freed after the tasks). */
+static int l_task_gc(lua_State *L) {
+  hersh_ltask *t = check_task(L, 1);
+  if (t->timer_open && !uv_is_closing((uv_handle_t *)&t->timer))
+    uv_close((uv_handle_t *)&t->timer, timer_closed_quietly);
+  return 0;
+}
+
+int hersh_ltask_open(lua_State *L) {
+  luaL_newmetatable(L, HERSH_TASK_MT);
+  lua_pushcfunction(L, l_task_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &skip_key) == LUA_TNIL) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &skip_key);
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+void hersh_ltask_push_skip(lua_State *L) { lua_rawgetp(L, LUA_REGISTRYINDEX, &skip_key); }
