@@ -162,6 +162,27 @@ describe("lifecycle", function()
       assert.equal(1, #runs)
     end)
 
+    it("called from a poll queues the stop and returns true", function()
+      local w = h.watcher()
+      local got = {}
+      h.record(w, function(msg, ctx)
+        ctx:watch_call("stopper", 0.01, function()
+          if got.result == nil then
+            got.result = w:stop()
+            got.state = w:state()
+          end
+          return hersh.SKIP
+        end)
+      end)
+      local c = h.count_cleanup(w)
+      assert.is_true(w:start())
+      assert.is_true(h.wait_terminal(w))
+      assert.equal("Stopped", w:state())
+      assert.is_true(got.result)
+      assert.is_false(h.terminal(got.state))
+      assert.equal(1, c.count)
+    end)
+
     it("twice returns an error the second time and runs cleanup once", function()
       local w = h.watcher()
       h.record(w)

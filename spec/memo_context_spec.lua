@@ -199,7 +199,7 @@ describe("context", function()
     assert.equal(10, log[1].new)
   end)
 
-  it("logs a function as \"<function>\" in old and new", function()
+  it("logs a function as \"<function>\", other foreign values as a type tag", function()
     local w, runs = steps(nil, {
       function(ctx) ctx:set("f", function() end) end,
       function(ctx, rec)
@@ -208,6 +208,8 @@ describe("context", function()
         cyc.self = cyc
         ctx:set("cycle", cyc)
         rec.cycle_kept = rawequal(ctx:get("cycle"), cyc)
+        ctx:set("userdata", io.stdout)
+        rec.userdata_kept = rawequal(ctx:get("userdata"), io.stdout)
       end,
     })
     local log = context_log(w, "f")
@@ -219,6 +221,11 @@ describe("context", function()
     local cyc = context_log(w, "cycle")
     assert.equal(1, #cyc)
     assert.is_not_nil(cyc[1].new)
+    assert.is_true(runs[2].userdata_kept)
+    local ud = context_log(w, "userdata")
+    assert.equal(1, #ud)
+    assert.is_string(ud[1].new)
+    assert.is_truthy(ud[1].new:match("^<.+>$"))
   end)
 
   it("env reads the environment fixed at creation", function()

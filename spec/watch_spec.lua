@@ -70,6 +70,18 @@ describe("watches", function()
       assert.is_false(look.v.triggered)
     end)
 
+    it("polls first one interval after registration", function()
+      local w = h.watcher()
+      local n = { polls = 0 }
+      h.record(w, function(msg, ctx)
+        ctx:watch_call("later", 30, function() n.polls = n.polls + 1 return 1 end)
+      end)
+      assert.is_true(w:start())
+      assert.is_true(h.wait_state(w, "Ready"))
+      hersh.run_for(0.2)
+      assert.equal(0, n.polls)
+    end)
+
     it("registers once: a later call with the same name only reads", function()
       local w = h.watcher()
       local polls = { first = 0, later = 0 }

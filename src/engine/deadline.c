@@ -113,8 +113,12 @@ void hersh_watchdog_free(hersh_watchdog *wd) {
 }
 
 uint64_t hersh_watchdog_arm(hersh_watchdog *wd, hersh_interrupt *target, int64_t deadline_ns) {
-  atomic_store(&wd->target, target);
-  uint64_t g = atomic_fetch_add(&wd->gen, 1) + 1;
+  /* Only the loop thread arms: plain read-modify-write is enough for gen. The
+  ** deadline store and the two loads below stay sequentially consistent: they pair
+  ** with the watchdog's stores of idle and sleeping_until (see watchdog_main). */
+  atomic_store_explicit(&wd->target, target, memory_order_release);
+  uint64_t g = atomic_load_explicit(&wd->gen, memory_order_relaxed) + 1;
+  atomic_store_explicit(&wd->gen, g, memory_order_release);
   atomic_store(&wd->deadline, deadline_ns);
   int64_t until = atomic_load(&wd->sleeping_until);
   if (atomic_load(&wd->idle) || (until && deadline_ns < until)) {
@@ -125,6 +129,6 @@ uint64_t hersh_watchdog_arm(hersh_watchdog *wd, hersh_interrupt *target, int64_t
   return g;
 }
 
-void hersh_watchdog_disarm(hersh_watchdog *wd) { atomic_store(&wd->deadline, 0); }
+void hersh_watchdog_disarm(hersh_watchdog *wd) { atomic_store_explicit(&wd->deadline, 0, memory_order_release); }
 
 int64_t hersh_watchdog_deadline(hersh_watchdog *wd) { return atomic_load(&wd->deadline); }

@@ -21,7 +21,7 @@ char *hersh_vformat(const char *fmt, va_list ap); /* malloc'd, NULL on failure *
 /* ---- clocks (clock.c) ------------------------------------------------------------- */
 
 double hersh_wall_now(void);   /* seconds since the epoch */
-int64_t hersh_mono_ns(void);   /* monotonic nanoseconds   */
+int64_t hersh_mono_ns(void);   /* monotonic nanoseconds (coarse: a few ms) */
 
 /* ---- values (value.c) ------------------------------------------------------------ */
 
@@ -107,7 +107,7 @@ int hersh_logs_init(hersh_logs *logs, size_t max_entries);
 void hersh_logs_free(hersh_logs *logs);
 /*
 ** Appends *e with copies of its text fields (the static names are kept as they are),
-** and fills in id and time. For the reduce log, `msg` (may be NULL) gives the detail
+** and fills in its id, and its time unless the caller gave one. For the reduce log, `msg` (may be NULL) gives the detail
 ** without a copy: the entry keeps a reference on it.
 */
 void hersh_logs_add(hersh_logs *logs, hersh_log_kind kind, const hersh_log_entry *e, hersh_message *msg);
@@ -304,6 +304,7 @@ struct hersh_watcher {
   uv_idle_t drain; /* signals are waiting: process them on the next loop turn */
   uv_timer_t retry_timer;
   hersh_wsig retry_what; /* RETRY or RECOVER, while the timer runs */
+  bool retry_pending;    /* the timer runs, or its signal is queued */
   uint64_t retry_gen;    /* bumped on every schedule and cancel: older signals are stale */
   hersh_var_update **batch; /* scratch for one var batch */
   uint64_t batch_seq;

@@ -88,7 +88,7 @@ static hersh_ring_item *ring_slot(hersh_ring *r, hersh_log_kind kind) {
 
 void hersh_logs_add(hersh_logs *logs, hersh_log_kind kind, const hersh_log_entry *e, hersh_message *msg) {
   hersh_ring_item item = {.e = *e, .msg = NULL};
-  item.e.time = hersh_wall_now();
+  if (item.e.time == 0) item.e.time = hersh_wall_now();
   if (msg) {
     msg->refs++;
     item.msg = msg;

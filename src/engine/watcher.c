@@ -35,9 +35,14 @@ void hersh_config_init(hersh_config *cfg) {
   hersh_recovery_defaults(&cfg->recovery);
 }
 
-static hersh_state state_of(const hersh_watcher *w) { return (hersh_state)atomic_load(&w->state); }
+/* Only the loop thread writes the state; other threads read a published value. */
+static hersh_state state_of(const hersh_watcher *w) {
+  return (hersh_state)atomic_load_explicit(&w->state, memory_order_acquire);
+}
 
-static void set_state(hersh_watcher *w, hersh_state s) { atomic_store(&w->state, (int)s); }
+static void set_state(hersh_watcher *w, hersh_state s) { atomic_store_explicit(&w->state, (int)s, memory_order_release); }
+
+static void set_next_retry(hersh_watcher *w, double t) { atomic_store_explicit(&w->next_retry, t, memory_order_release); }
 
 /* ---- logging helpers ------------------------------------------------------------- */
 
@@ -56,9 +61,14 @@ void hersh_watcher_watch_error(hersh_watcher *w, const char *name, const char *p
   hersh_logs_add(&w->logs, HERSH_LOG_WATCH_ERROR, &e, NULL);
 }
 
-static void log_result(hersh_watcher *w, const char *effect, bool ok, const char *error) {
-  hersh_log_entry e = {.u.result = {effect, ok, ok ? NULL : error}};
+/* `time` 0 means now; a run stamps its result and reduce entries with one reading. */
+static void log_result_at(hersh_watcher *w, double time, const char *effect, bool ok, const char *error) {
+  hersh_log_entry e = {.time = time, .u.result = {effect, ok, ok ? NULL : error}};
   hersh_logs_add(&w->logs, HERSH_LOG_RESULT, &e, NULL);
+}
+
+static void log_result(hersh_watcher *w, const char *effect, bool ok, const char *error) {
+  log_result_at(w, 0, effect, ok, error);
 }
 
 static void log_fault(hersh_watcher *w, hersh_state from, hersh_state to, const char *reason) {
@@ -72,8 +82,8 @@ typedef struct signal_note {
   hersh_message *msg;
 } signal_note;
 
-static void log_reduce(hersh_watcher *w, hersh_state prev, const signal_note *note) {
-  hersh_log_entry e = {.u.reduce = {prev, state_of(w), note->signal, note->reason, note->detail}};
+static void log_reduce(hersh_watcher *w, double time, hersh_state prev, const signal_note *note) {
+  hersh_log_entry e = {.time = time, .u.reduce = {prev, state_of(w), note->signal, note->reason, note->detail}};
   hersh_logs_add(&w->logs, HERSH_LOG_REDUCE, &e, note->msg);
 }
 
@@ -138,15 +148,18 @@ static void retry_cb(uv_timer_t *t) {
 }
 
 static void cancel_retry(hersh_watcher *w) {
+  if (!w->retry_pending) return;
+  w->retry_pending = false;
   w->retry_gen++;
   uv_timer_stop(&w->retry_timer);
-  atomic_store(&w->next_retry, 0.0);
+  set_next_retry(w, 0.0);
 }
 
 static void schedule_retry(hersh_watcher *w, hersh_wsig what, double delay) {
   cancel_retry(w);
+  w->retry_pending = true;
   w->retry_what = what;
-  atomic_store(&w->next_retry, hersh_wall_now() + delay);
+  set_next_retry(w, hersh_wall_now() + delay);
   uv_timer_start(&w->retry_timer, retry_cb, (uint64_t)(delay * 1000.0 + 0.5), 0);
 }
 
@@ -244,29 +257,29 @@ static hersh_outcome classify(hersh_ctx *ctx, int rc, bool late, const char **te
   return OUT_FAIL;
 }
 
-static void finish_run(hersh_watcher *w, hersh_outcome outcome, const char *text) {
+static void finish_run(hersh_watcher *w, hersh_outcome outcome, const char *text, double time) {
   switch (outcome) {
   case OUT_OK:
-    atomic_store(&w->failures, 0);
+    if (atomic_load_explicit(&w->failures, memory_order_relaxed)) atomic_store(&w->failures, 0);
     cancel_retry(w);
     set_state(w, HERSH_READY);
-    log_result(w, "run", true, NULL);
+    log_result_at(w, time, "run", true, NULL);
     break;
   case OUT_STOP:
   case OUT_KILL:
-    log_result(w, "run", true, NULL);
+    log_result_at(w, time, "run", true, NULL);
     hersh_watcher_effect(w, "%s: %s", outcome == OUT_STOP ? "stop" : "kill", text ? text : "");
     terminate(w, outcome == OUT_STOP ? HERSH_STOPPED : HERSH_KILLED, outcome == OUT_STOP);
     break;
   case OUT_LIMIT:
-    log_result(w, "run", false, text);
+    log_result_at(w, time, "run", false, text);
     terminate(w, HERSH_CRASHED, true);
     break;
   case OUT_FAIL:
   case OUT_CRASH: {
     const char *err = text ? text : "failed";
     int n = atomic_fetch_add(&w->failures, 1) + 1;
-    log_result(w, "run", false, err);
+    log_result_at(w, time, "run", false, err);
     hersh_decision d = w->cfg.decide ? w->cfg.decide(n, err, &w->cfg.recovery, w->cfg.decide_ud)
                                      : hersh_recovery_decide(n, &w->cfg.recovery);
     if (d.action == HERSH_ACT_CRASH) {
@@ -287,7 +300,7 @@ static void run(hersh_watcher *w, const hersh_trigger *trigger, hersh_message *m
   hersh_state prev = state_of(w);
   hersh_ctx *ctx = &w->ctx;
   set_state(w, prev == HERSH_NOT_RUN ? HERSH_INIT_RUN : HERSH_RUNNING);
-  atomic_store(&w->next_retry, 0.0);
+  if (w->retry_pending) set_next_retry(w, 0.0); /* this run is the retry, or replaces it */
   ctx_reset_outcome(ctx);
   ctx->trigger = *trigger;
   ctx->msg = message ? &message->msg : NULL;
@@ -297,9 +310,10 @@ static void run(hersh_watcher *w, const hersh_trigger *trigger, hersh_message *m
   ctx->in_run = false;
   const char *text;
   hersh_outcome outcome = classify(ctx, call.rc, late, &text);
-  finish_run(w, outcome, text);
+  double done_at = hersh_wall_now();
+  finish_run(w, outcome, text, done_at);
   ctx->msg = NULL;
-  log_reduce(w, prev, note);
+  log_reduce(w, done_at, prev, note);
   ctx_reset_outcome(ctx);
 }
 
@@ -335,12 +349,12 @@ static void handle_watcher_signal(hersh_watcher *w, hersh_signal *s) {
   case WSIG_STOP:
   case WSIG_KILL:
     terminate(w, what == WSIG_STOP ? HERSH_STOPPED : HERSH_KILLED, what == WSIG_STOP);
-    log_reduce(w, st, &note);
+    log_reduce(w, 0, st, &note);
     return;
   case WSIG_CRASH: /* an engine limit broken outside a run */
     log_result(w, "run", false, s->u.w.reason);
     terminate(w, HERSH_CRASHED, true);
-    log_reduce(w, st, &note);
+    log_reduce(w, 0, st, &note);
     return;
   }
 }

@@ -32,25 +32,29 @@ static void interrupt_fire(hersh_interrupt *self, uint64_t gen) {
   if (L) lua_sethook(L, timeout_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 
-void hersh_lua_interrupt_init(hersh_lua_interrupt *intr) {
-  intr->base.fire = interrupt_fire;
-  atomic_store(&intr->L, NULL);
-}
-
-void hersh_lua_guard_begin(hersh_lmod *m, lua_State *L, double seconds, int64_t *deadline) {
-  *deadline = hersh_mono_ns() + (int64_t)(seconds * 1e9);
-  hersh_watchdog *wd = hersh_loop_watchdog(m->loop);
-  if (!wd) return; /* no watchdog thread: the run goes without a deadline */
-  lua_pushlightuserdata(L, m);
+void hersh_lua_interrupt_init(lua_State *L, hersh_lmod *m) {
+  m->interrupt.base.fire = interrupt_fire;
+  atomic_store(&m->interrupt.L, NULL);
+  lua_pushlightuserdata(L, m); /* for the hook, which gets only the lua_State */
   lua_rawsetp(L, LUA_REGISTRYINDEX, &hook_key);
-  atomic_store(&m->interrupt.L, L);
-  hersh_watchdog_arm(wd, &m->interrupt.base, *deadline);
 }
 
-bool hersh_lua_guard_end(hersh_lmod *m, lua_State *L, int64_t deadline) {
+int64_t hersh_lua_deadline(double seconds) { return hersh_mono_ns() + (int64_t)(seconds * 1e9); }
+
+void hersh_lua_guard_begin(hersh_lmod *m, lua_State *L, int64_t deadline) {
+  hersh_watchdog *wd = hersh_loop_watchdog(m->loop);
+  if (!wd) return; /* no watchdog thread: the call goes without a deadline */
+  atomic_store_explicit(&m->interrupt.L, L, memory_order_release);
+  hersh_watchdog_arm(wd, &m->interrupt.base, deadline);
+}
+
+/* Only the watchdog installs a hook, and only at a deadline: a hook left on L says
+** the deadline passed. */
+bool hersh_lua_guard_end(hersh_lmod *m, lua_State *L) {
   if (m->loop->watchdog) hersh_watchdog_disarm(m->loop->watchdog);
-  if (lua_gethook(L)) lua_sethook(L, NULL, 0, 0);
-  return hersh_mono_ns() >= deadline;
+  if (!lua_gethook(L)) return false;
+  lua_sethook(L, NULL, 0, 0);
+  return true;
 }
 
 static int traceback(lua_State *L) {
@@ -67,16 +71,14 @@ static int traceback(lua_State *L) {
   return 1;
 }
 
-hersh_lua_status hersh_lua_pcall(hersh_lmod *m, lua_State *L, int nargs, int nresults, double seconds) {
-  int base = lua_gettop(L) - nargs; /* the function's index */
-  lua_pushcfunction(L, traceback);
-  lua_insert(L, base);
-  int64_t deadline = 0;
-  if (seconds > 0) hersh_lua_guard_begin(m, L, seconds, &deadline);
-  int rc = lua_pcall(L, nargs, nresults, base);
-  bool late = seconds > 0 && hersh_lua_guard_end(m, L, deadline);
-  lua_remove(L, base); /* the handler */
-  if (rc == LUA_OK) return late ? HERSH_LUA_TIMEOUT : HERSH_LUA_OK;
+void hersh_lua_push_handler(lua_State *L) { lua_pushcfunction(L, traceback); }
+
+hersh_lua_status hersh_lua_pcall(hersh_lmod *m, lua_State *L, int nargs, int nresults, int64_t deadline) {
+  int handler = lua_gettop(L) - nargs - 1;
+  if (deadline) hersh_lua_guard_begin(m, L, deadline);
+  int rc = lua_pcall(L, nargs, nresults, handler);
+  bool late = deadline && hersh_lua_guard_end(m, L);
+  if (rc == LUA_OK) return HERSH_LUA_OK;
   if (late) return HERSH_LUA_TIMEOUT;
   return rc == LUA_ERRMEM ? HERSH_LUA_NOMEM : HERSH_LUA_ERROR;
 }

@@ -60,16 +60,19 @@ typedef struct memo_call {
 static int memo_compute(hersh_value *out, void *ud, hersh_errbuf *err) {
   memo_call *mc = ud;
   lua_State *L = mc->L;
+  int top = lua_gettop(L);
+  hersh_lua_push_handler(L);
   lua_pushvalue(L, mc->fn_idx);
   /* no deadline of its own: the run's deadline covers it */
-  if (hersh_lua_pcall(hersh_lmod_get(L), L, 0, 1, 0) != HERSH_LUA_OK) {
-    int rc = hersh_errorf(err, "%s", lua_tostring(L, -1));
-    lua_pop(L, 1);
-    return rc;
-  }
-  int rc = hersh_lua_to_value(L, -1, out);
-  lua_pop(L, 1);
-  return rc == HERSH_OK ? HERSH_OK : hersh_errorf(err, "out of memory");
+  int rc;
+  if (hersh_lua_pcall(hersh_lmod_get(L), L, 0, 1, 0) != HERSH_LUA_OK)
+    rc = hersh_errorf(err, "%s", lua_tostring(L, -1));
+  else if (hersh_lua_to_value(L, -1, out) != HERSH_OK)
+    rc = hersh_errorf(err, "out of memory");
+  else
+    rc = HERSH_OK;
+  lua_settop(L, top);
+  return rc;
 }
 
 static int l_ctx_memo(lua_State *L) {

@@ -55,13 +55,16 @@ void hersh_lua_prepare(lua_State *L);
 hersh_lmod *hersh_lmod_get(lua_State *L);
 int luaopen_hersh_core(lua_State *L);
 
-/* lcall.c: the one way into Lua. Calls the function below nargs arguments, with a
-** traceback handler and, when `deadline_of` is given, that watcher's run deadline. */
-hersh_lua_status hersh_lua_pcall(hersh_lmod *m, lua_State *L, int nargs, int nresults, double seconds);
-/* Arms the deadline for Lua code running on L; returns whether it passed. */
-void hersh_lua_guard_begin(hersh_lmod *m, lua_State *L, double seconds, int64_t *deadline);
-bool hersh_lua_guard_end(hersh_lmod *m, lua_State *L, int64_t deadline);
-void hersh_lua_interrupt_init(hersh_lua_interrupt *intr);
+/* lcall.c: the one way into Lua. The caller pushes the traceback handler, then the
+** function and its nargs arguments; results (or the error text) follow the handler.
+** `deadline` (monotonic ns, 0 = none) aborts the call when it passes. */
+void hersh_lua_push_handler(lua_State *L);
+hersh_lua_status hersh_lua_pcall(hersh_lmod *m, lua_State *L, int nargs, int nresults, int64_t deadline);
+int64_t hersh_lua_deadline(double seconds);
+/* The same deadline around a coroutine resume; end says whether it passed. */
+void hersh_lua_guard_begin(hersh_lmod *m, lua_State *L, int64_t deadline);
+bool hersh_lua_guard_end(hersh_lmod *m, lua_State *L);
+void hersh_lua_interrupt_init(lua_State *L, hersh_lmod *m);
 
 /* lvalue.c: Lua values <-> hersh_value. Tables, functions, userdata and threads stay
 ** in Lua (EXT handles on registry references); everything else is copied. */

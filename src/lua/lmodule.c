@@ -64,13 +64,14 @@ typedef struct wait_pred {
 static bool call_pred(void *ud) {
   wait_pred *p = ud;
   if (p->failed) return true;
+  hersh_lua_push_handler(p->L);
   lua_pushvalue(p->L, 1);
   if (hersh_lua_pcall(p->m, p->L, 0, 1, 0) != HERSH_LUA_OK) {
     p->failed = true; /* the message stays on the stack for l_module_wait */
     return true;
   }
   bool done = lua_toboolean(p->L, -1);
-  lua_pop(p->L, 1);
+  lua_pop(p->L, 2); /* the result and the handler */
   return done;
 }
 
@@ -121,7 +122,7 @@ static void open_lmod(lua_State *L) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   m->L = lua_tothread(L, -1);
   lua_pop(L, 1);
-  hersh_lua_interrupt_init(&m->interrupt);
+  hersh_lua_interrupt_init(L, m);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &hersh_lmod_loop_key);
   m->loop = lua_touserdata(L, -1);
   lua_pop(L, 1);

@@ -80,9 +80,10 @@ static int apply_update(hersh_value *v, void *ud, hersh_errbuf *err) {
   lua_State *L = u->m->L;
   int top = lua_gettop(L);
   if (!lua_checkstack(L, 4)) return hersh_errorf(err, "Lua stack overflow");
+  hersh_lua_push_handler(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, u->fn_ref);
   hersh_lua_push_value(L, v);
-  hersh_lua_status st = hersh_lua_pcall(u->m, L, 1, 1, u->timeout);
+  hersh_lua_status st = hersh_lua_pcall(u->m, L, 1, 1, hersh_lua_deadline(u->timeout));
   int rc = HERSH_OK;
   if (st == HERSH_LUA_OK) {
     hersh_value next;
@@ -156,12 +157,11 @@ static void task_resume(hersh_ltask *t) {
   hersh_lmod *m = t->m;
   hersh_ltask *outer = m->current_task;
   m->current_task = t;
-  int64_t deadline;
-  hersh_lua_guard_begin(m, t->co, t->timeout, &deadline);
+  hersh_lua_guard_begin(m, t->co, hersh_lua_deadline(t->timeout));
   int nres = 0, nargs = t->pending_args;
   t->pending_args = 0;
   int rc = lua_resume(t->co, m->L, nargs, &nres);
-  bool late = hersh_lua_guard_end(m, t->co, deadline);
+  bool late = hersh_lua_guard_end(m, t->co);
   m->current_task = outer;
   if (rc == LUA_YIELD) {
     lua_pop(t->co, nres);

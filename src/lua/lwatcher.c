@@ -75,6 +75,7 @@ static int lua_reducer(hersh_ctx *ctx, const hersh_msg *msg, void *ud) {
   lua_State *L = lw->m->L;
   int top = lua_gettop(L);
   if (!lua_checkstack(L, 8)) return hersh_fail(ctx, "Lua stack overflow");
+  hersh_lua_push_handler(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, lw->reduce_ref);
   if (msg) {
     lua_createtable(L, 0, 2);
@@ -88,7 +89,7 @@ static int lua_reducer(hersh_ctx *ctx, const hersh_msg *msg, void *ud) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, lw->ctx_ref);
   lua_pushvalue(L, -2);
   lua_setiuservalue(L, -2, 1); /* ctx:message() */
-  hersh_lua_status st = hersh_lua_pcall(lw->m, L, 2, 1, hersh_watcher_config(lw->w)->timeout);
+  hersh_lua_status st = hersh_lua_pcall(lw->m, L, 2, 1, ctx->deadline_ns);
   int rc = result_of(L, ctx, st);
   lua_settop(L, top);
   return rc;
@@ -102,11 +103,12 @@ static void lua_cleanup(hersh_ctx *ctx, void *ud) {
     hersh_fail(ctx, "Lua stack overflow");
     return;
   }
+  hersh_lua_push_handler(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, lw->cleanup_ref);
   lua_rawgeti(L, LUA_REGISTRYINDEX, lw->ctx_ref);
   lua_pushnil(L);
   lua_setiuservalue(L, -2, 1);
-  hersh_lua_status st = hersh_lua_pcall(lw->m, L, 1, 0, hersh_watcher_config(lw->w)->cleanup_timeout);
+  hersh_lua_status st = hersh_lua_pcall(lw->m, L, 1, 0, ctx->deadline_ns);
   if (st != HERSH_LUA_OK) result_of(L, ctx, st);
   lua_settop(L, top);
 }
@@ -118,11 +120,12 @@ static hersh_decision lua_decide(int n, const char *err, const hersh_recovery *p
   int top = lua_gettop(L);
   hersh_decision d = {HERSH_ACT_CRASH, 0};
   if (!lua_checkstack(L, 6)) return d;
+  hersh_lua_push_handler(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, lw->decide_ref);
   lua_pushinteger(L, n);
   lua_pushstring(L, err);
   lua_rawgeti(L, LUA_REGISTRYINDEX, lw->policy_ref);
-  hersh_lua_status st = hersh_lua_pcall(lw->m, L, 3, 1, hersh_watcher_config(lw->w)->timeout);
+  hersh_lua_status st = hersh_lua_pcall(lw->m, L, 3, 1, hersh_lua_deadline(hersh_watcher_config(lw->w)->timeout));
   const char *problem = NULL;
   if (st != HERSH_LUA_OK) {
     problem = st == HERSH_LUA_ERROR ? lua_tostring(L, -1) : "timeout";

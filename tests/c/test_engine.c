@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <uv.h>
 
 #include "check.h"
 #include "hersh.h"
@@ -300,6 +301,10 @@ TEST(names_and_defaults) {
   CHECK(cfg.env == NULL);
   CHECK_EQ_INT(cfg.recovery.min_failures, 3);
   CHECK_EQ_INT(cfg.recovery.max_failures, 6);
+
+  hersh_errbuf e;
+  CHECK_EQ_INT(hersh_errorf(&e, "bad %s %d", "thing", 3), HERSH_E_RUNTIME);
+  CHECK_EQ_STR(e.msg, "bad thing 3");
 }
 
 TEST(recovery_decide_table) {
@@ -374,8 +379,9 @@ static int init_reducer(hersh_ctx *ctx, const hersh_msg *msg, void *ud) {
   r->same_watcher = hersh_ctx_watcher(ctx) == r->w;
   r->state_in_run = hersh_watcher_state(r->w);
   r->cancelled = hersh_ctx_cancelled(ctx);
-  snprintf(r->env_foo, sizeof r->env_foo, "%s", hersh_ctx_env(ctx, "FOO") ? hersh_ctx_env(ctx, "FOO") : "(null)");
-  snprintf(r->env_empty, sizeof r->env_empty, "%s", hersh_ctx_env(ctx, "EMPTY") ? hersh_ctx_env(ctx, "EMPTY") : "(null)");
+  const char *foo = hersh_ctx_env(ctx, "FOO"), *empty = hersh_ctx_env(ctx, "EMPTY");
+  snprintf(r->env_foo, sizeof r->env_foo, "%s", foo ? foo : "(null)");
+  snprintf(r->env_empty, sizeof r->env_empty, "%s", empty ? empty : "(null)");
   r->env_missing_null = hersh_ctx_env(ctx, "NOPE") == NULL;
   return HERSH_OK;
 }
@@ -607,8 +613,8 @@ typedef struct dep_step {
 static int dep_add(hersh_value *v, void *ud, hersh_errbuf *err) {
   dep_step *s = ud;
   if (v->type != HERSH_T_INT) return hersh_errorf(err, "not an int");
-  if (v->as.i != s->seq - 1) s->d->order_errors++; /* each update sees the previous result */
-  v->as.i = s->seq;
+  if (v->as.i != s->seq - 1) s->d->order_errors++; /* each sees the previous result */
+  v->as.i++;
   return HERSH_OK;
 }
 
@@ -675,19 +681,25 @@ TEST(dependent_updates_batched_none_lost) {
 }
 
 typedef struct flowt {
-  hersh_flow *flow;
+  hersh_flow *f, *g;
   atomic_int push_errors;
   int var_runs;
-  double value;
+  double f_value, g_value;
   size_t n_vars, pending_var;
-  bool triggered, updated, init_updated;
+  char vars[2][16];
+  bool f_triggered, f_updated, init_updated;
+  char err[ROW_TEXT]; /* the watch's error in the second var run */
 } flowt;
 
 static void *flow_pusher(void *ud) {
   flowt *ft = ud;
   for (int k = 1; k <= BURST; k++) {
     hersh_value v = hersh_int(k);
-    if (hersh_flow_push(ft->flow, &v, NULL) != HERSH_OK) atomic_fetch_add(&ft->push_errors, 1);
+    if (hersh_flow_push(ft->f, &v, NULL) != HERSH_OK) atomic_fetch_add(&ft->push_errors, 1);
+    if (k % 100 == 0) {
+      v = hersh_int(k / 100);
+      if (hersh_flow_push(ft->g, &v, NULL) != HERSH_OK) atomic_fetch_add(&ft->push_errors, 1);
+    }
   }
   return NULL;
 }
@@ -695,24 +707,28 @@ static void *flow_pusher(void *ud) {
 static int flow_reducer(hersh_ctx *ctx, const hersh_msg *msg, void *ud) {
   (void)msg;
   flowt *ft = ud;
-  hersh_watch_value out;
-  int rc = hersh_ctx_watch_flow(ctx, "f", NULL, &ft->flow, &out);
+  hersh_watch_value f, g;
+  int rc = hersh_ctx_watch_flow(ctx, "f", NULL, &ft->f, &f);
+  if (rc == HERSH_OK) rc = hersh_ctx_watch_flow(ctx, "g", NULL, &ft->g, &g);
   if (rc != HERSH_OK) return rc;
   const hersh_trigger *t = hersh_ctx_trigger(ctx);
   if (t->watcher && streq(t->reason, "init")) {
-    ft->init_updated = out.updated;
+    ft->init_updated = f.updated;
     pthread_t th; /* another thread pushes while this run holds the loop */
     if (pthread_create(&th, NULL, flow_pusher, ft) != 0) return hersh_fail(ctx, "pthread_create");
     pthread_join(th, NULL);
     return HERSH_OK;
   }
-  if (t->n_vars > 0) {
-    ft->var_runs++;
-    ft->value = num_of(out.value);
+  if (t->n_vars > 0 && ft->var_runs++ == 0) {
+    ft->f_value = num_of(f.value);
+    ft->g_value = num_of(g.value);
     ft->n_vars = t->n_vars;
-    ft->triggered = out.triggered;
-    ft->updated = out.updated;
+    for (size_t k = 0; k < t->n_vars && k < 2; k++) put(ft->vars[k], t->vars[k]);
+    ft->f_triggered = f.triggered;
+    ft->f_updated = f.updated;
     ft->pending_var = hersh_watcher_pending(hersh_ctx_watcher(ctx)).var;
+  } else if (t->n_vars > 0) {
+    put(ft->err, f.err);
   }
   return HERSH_OK;
 }
@@ -725,15 +741,33 @@ TEST(independent_flow_updates_coalesce_to_newest) {
   CHECK_EQ_INT(hersh_watcher_start(f.w), HERSH_OK);
   CHECK(wait_int(&f, &ft.var_runs, 1));
   hersh_loop_run_for(f.loop, 0.2);
-  CHECK_EQ_INT(hersh_watcher_stop(f.w), HERSH_OK);
   CHECK_EQ_INT(atomic_load(&ft.push_errors), 0);
   CHECK(!ft.init_updated);
-  CHECK_EQ_INT(ft.var_runs, 1);
-  CHECK(ft.value == BURST);
-  CHECK_EQ_INT(ft.n_vars, 1);
-  CHECK(ft.triggered);
-  CHECK(ft.updated);
+  CHECK_EQ_INT(ft.var_runs, 1); /* 1,010 pushes, one batched run */
+  CHECK(ft.f_value == BURST);
+  CHECK(ft.g_value == BURST / 100);
+  CHECK_EQ_INT(ft.n_vars, 2); /* each variable once */
+  CHECK((streq(ft.vars[0], "f") && streq(ft.vars[1], "g")) ||
+        (streq(ft.vars[0], "g") && streq(ft.vars[1], "f")));
+  CHECK(ft.f_triggered);
+  CHECK(ft.f_updated);
   CHECK_EQ_INT(ft.pending_var, 0);
+
+  /* An error item: stored as the watch's error, logged with phase "flow". */
+  REQUIRE(ft.f != NULL);
+  hersh_value nil = hersh_nil();
+  CHECK_EQ_INT(hersh_flow_push(ft.f, &nil, "flow broke"), HERSH_OK);
+  CHECK(wait_int(&f, &ft.var_runs, 2));
+  CHECK(strstr(ft.err, "flow broke") != NULL);
+  rows *we = read_log(f.w, HERSH_LOG_WATCH_ERROR, 0);
+  CHECK_EQ_INT(we->n, 1);
+  if (we->n >= 1) {
+    CHECK_EQ_STR(we->v[0].t[0], "f");
+    CHECK_EQ_STR(we->v[0].t[1], "flow");
+    CHECK(strstr(we->v[0].t[2], "flow broke") != NULL);
+  }
+  free(we);
+  CHECK_EQ_INT(hersh_watcher_stop(f.w), HERSH_OK);
   fx_close(&f);
 }
 
@@ -1176,6 +1210,47 @@ TEST(watch_limit_crashes_naming_the_watch) {
   CHECK_EQ_INT(hersh_watcher_send(f.w, "x", 1), HERSH_E_STOPPED);
   CHECK_EQ_INT(hersh_watcher_stop(f.w), HERSH_E_STOPPED);
   fx_close(&f);
+}
+
+typedef enum bad_use { BAD_INTERVAL, BAD_KIND_REUSE } bad_use;
+
+typedef struct bad_rec {
+  bad_use mode;
+  int runs, rc;
+} bad_rec;
+
+static int bad_use_reducer(hersh_ctx *ctx, const hersh_msg *msg, void *ud) {
+  (void)msg;
+  bad_rec *b = ud;
+  hersh_watch_value out;
+  b->runs++;
+  if (b->mode == BAD_INTERVAL) {
+    b->rc = hersh_ctx_watch_call(ctx, "zero", 0, poll_skip, NULL, NULL, NULL, &out);
+  } else {
+    hersh_flow *flow = NULL;
+    if (hersh_ctx_watch_tick(ctx, "dup", 30, &out) != HERSH_OK) return hersh_fail(ctx, "tick");
+    b->rc = hersh_ctx_watch_flow(ctx, "dup", NULL, &flow, &out);
+  }
+  return b->rc;
+}
+
+static void check_bad_use(bad_use mode) {
+  bad_rec b = {mode, 0, 0};
+  hersh_config cfg = test_config("bad-use");
+  fx f;
+  REQUIRE(fx_open(&f, &cfg, bad_use_reducer, &b));
+  CHECK_EQ_INT(hersh_watcher_start(f.w), HERSH_OK);
+  CHECK(wait_terminal(&f));
+  CHECK(b.rc != HERSH_OK);
+  CHECK_EQ_STR(hersh_state_name(hersh_watcher_state(f.w)), "Crashed");
+  CHECK_EQ_INT(f.cleanups, 1);
+  CHECK_EQ_INT(b.runs, 1);
+  fx_close(&f);
+}
+
+TEST(invalid_watch_use_crashes) {
+  check_bad_use(BAD_INTERVAL);   /* a non-positive interval */
+  check_bad_use(BAD_KIND_REUSE); /* one name, two kinds */
 }
 
 /* ---- memo ------------------------------------------------------------------------- */
@@ -1693,6 +1768,53 @@ TEST(watch_call_update_error_still_runs) {
   fx_close(&f);
 }
 
+typedef struct defer_rec {
+  hersh_poll *pending;
+  int polls, var_runs;
+  bool finished;
+  double value;
+} defer_rec;
+
+static int defer_poll(hersh_poll *p, void *ud) {
+  defer_rec *d = ud;
+  d->polls++;
+  if (!d->pending && !d->finished) d->pending = hersh_poll_defer(p);
+  else hersh_poll_skip(p);
+  return HERSH_OK;
+}
+
+static int defer_reducer(hersh_ctx *ctx, const hersh_msg *msg, void *ud) {
+  defer_rec *d = ud;
+  hersh_watch_value out;
+  int rc = hersh_ctx_watch_call(ctx, "d", 0.01, defer_poll, d, NULL, NULL, &out);
+  if (rc != HERSH_OK) return rc;
+  if (msg && streq(msg->content, "finish") && d->pending) { /* on the loop thread */
+    hersh_value v = hersh_int(7);
+    hersh_poll_replace(d->pending, &v);
+    d->pending = NULL;
+    d->finished = true;
+  }
+  if (hersh_ctx_trigger(ctx)->n_vars > 0 && d->var_runs++ == 0) d->value = num_of(out.value);
+  return HERSH_OK;
+}
+
+TEST(deferred_poll_finishes_later) {
+  defer_rec d = {0};
+  hersh_config cfg = test_config("defer");
+  fx f;
+  REQUIRE(fx_open(&f, &cfg, defer_reducer, &d));
+  CHECK_EQ_INT(hersh_watcher_start(f.w), HERSH_OK);
+  CHECK(wait_int(&f, &d.polls, 1));
+  CHECK(d.pending != NULL);
+  hersh_loop_run_for(f.loop, 0.05);
+  CHECK_EQ_INT(d.var_runs, 0); /* nothing until it finishes */
+  CHECK_EQ_INT(hersh_watcher_send(f.w, "finish", 6), HERSH_OK);
+  CHECK(wait_int(&f, &d.var_runs, 1));
+  CHECK(d.value == 7);
+  CHECK_EQ_INT(hersh_watcher_stop(f.w), HERSH_OK);
+  fx_close(&f);
+}
+
 /* ---- the same reducer in C and in Lua ------------------------------------------------ */
 
 static int n_plus_one(hersh_value *v, void *ud, hersh_errbuf *err) {
@@ -1856,13 +1978,41 @@ static bool pred_two_results(void *ud) {
   return hersh_watcher_log_count(ud, HERSH_LOG_RESULT) >= 2;
 }
 
+TEST(loop_wrap_borrows_callers_uv_loop) {
+  uv_loop_t ul;
+  REQUIRE(uv_loop_init(&ul) == 0);
+  hersh_loop *hl = hersh_loop_wrap(&ul);
+  REQUIRE(hl != NULL);
+  CHECK(hersh_loop_uv(hl) == &ul);
+  hersh_config cfg = test_config("wrap");
+  hersh_watcher *w = NULL;
+  REQUIRE(hersh_watcher_new(hl, &cfg, &w) == HERSH_OK);
+  CHECK_EQ_INT(hersh_watcher_manage(w, c_counting, NULL), HERSH_OK);
+  CHECK_EQ_INT(hersh_watcher_start(w), HERSH_OK);
+  CHECK_EQ_INT(hersh_watcher_send(w, "a", 1), HERSH_OK);
+  CHECK_EQ_INT(hersh_watcher_send(w, "stop", 4), HERSH_OK);
+  /* The caller drives its own loop. */
+  double give_up = now_s() + WAIT_S;
+  while (!hersh_state_terminal(hersh_watcher_state(w)) && now_s() < give_up) {
+    uv_run(&ul, UV_RUN_NOWAIT);
+    sleep_ms(1);
+  }
+  CHECK_EQ_STR(hersh_state_name(hersh_watcher_state(w)), "Stopped");
+  CHECK(log_mentions(w, HERSH_LOG_EFFECT, "msg a"));
+  hersh_watcher_free(w);
+  hersh_loop_free(hl);
+  for (int k = 0; k < 10; k++) uv_run(&ul, UV_RUN_NOWAIT); /* close callbacks, if any */
+  CHECK_EQ_INT(uv_loop_close(&ul), 0); /* nothing of ours is left on it */
+}
+
 /* Last: if the abort does not happen, the per-test alarm ends the suite here. */
 TEST(lua_run_past_deadline_is_aborted) {
   hersh_config cfg = test_config("lua-deadline");
   cfg.timeout = 0.2;
   fx f;
   REQUIRE(fx_open(&f, &cfg, NULL, NULL));
-  static const char spin[] = "return function(msg, ctx) if msg then return end while true do end end";
+  static const char spin[] =
+      "return function(msg, ctx) if msg then return end while true do end end";
   CHECK_EQ_INT(hersh_watcher_manage_lua(f.w, spin, sizeof spin - 1, "=spin"), HERSH_OK);
   CHECK_EQ_INT(hersh_watcher_start(f.w), HERSH_OK);
   CHECK(wait_failures(&f, 1));
@@ -1905,6 +2055,7 @@ int main(void) {
   RUN(custom_decide_function);
   RUN(run_past_deadline_is_cancelled_and_times_out);
   RUN(watch_limit_crashes_naming_the_watch);
+  RUN(invalid_watch_use_crashes);
   RUN(memo_computed_once_clear_recomputes);
   RUN(max_memo_enforced);
   RUN(ctx_update_isolated_copy_and_context_log);
@@ -1913,9 +2064,11 @@ int main(void) {
   RUN(watch_tick_first_tick_at_once);
   RUN(watch_call_replace_skip_fail);
   RUN(watch_call_update_error_still_runs);
+  RUN(deferred_poll_finishes_later);
   RUN(lua_and_c_reducers_same_semantics);
   RUN(lua_reducer_errors);
   RUN(loop_run_returns_when_all_terminal);
+  RUN(loop_wrap_borrows_callers_uv_loop);
   RUN(lua_run_past_deadline_is_aborted);
   return check_summary();
 }
