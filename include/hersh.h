@@ -126,6 +126,8 @@ int hersh_loop_run(hersh_loop *loop);
 int hersh_loop_run_until(hersh_loop *loop, bool (*pred)(void *ud), void *ud, double seconds);
 /* Runs for `seconds`, then returns. */
 int hersh_loop_run_for(hersh_loop *loop, double seconds);
+/* How many of the loop's watchers ended in each terminal state so far. */
+void hersh_loop_outcomes(const hersh_loop *loop, size_t *stopped, size_t *killed, size_t *crashed);
 
 /* ---- watcher ------------------------------------------------------------------- */
 
@@ -342,6 +344,24 @@ int hersh_ctx_watch_flow(hersh_ctx *ctx, const char *name, const hersh_value *in
 int hersh_flow_push(hersh_flow *flow, hersh_value *v, const char *err);
 /* Its value is the map {count, time}; the first tick comes at once. */
 int hersh_ctx_watch_tick(hersh_ctx *ctx, const char *name, double interval, hersh_watch_value *out);
+
+/* ---- the WatcherAPI (HTTP) -------------------------------------------------------- */
+
+typedef struct hersh_api_options {
+  const char *bind; /* "127.0.0.1"                                     */
+  int port;         /* 8080; 0 = any free port (see hersh_watcher_api_port) */
+  int listen_fd;    /* -1; >= 0: serve this listening socket instead   */
+} hersh_api_options;
+
+void hersh_api_options_init(hersh_api_options *o);
+/*
+** Serves the watcher's WatcherAPI (docs/watcher-api.md) on its own HTTP thread until
+** the watcher is terminal. Requests never wait for a run: monitoring routes answer
+** with the values of the last completed reduce. Loop thread; once per watcher.
+*/
+int hersh_watcher_serve(hersh_watcher *w, const hersh_api_options *o);
+/* The port the WatcherAPI listens on, 0 if it does not. */
+int hersh_watcher_api_port(const hersh_watcher *w);
 
 /* ---- logs ------------------------------------------------------------------------- */
 

@@ -82,13 +82,39 @@ local function policy_of(option)
   return policy, decide
 end
 
+-- The WatcherAPI options of a config: its own `api` table (or true for the
+-- defaults), else, for the first watcher of a program run by `hersh run`, the
+-- runner's (its --port, --bind, or the socket it inherited).
+local function api_of(option)
+  if option == false then return nil end
+  if option == true then return {} end
+  if option ~= nil then
+    assert(type(option) == "table", "config.api must be a table, true or false")
+    return option
+  end
+  local runner = core.runner_api
+  core.runner_api = nil
+  return runner
+end
+
 -- hersh.watcher(config): a new watcher in state NotRun (see docs/lua-api.md).
 function hersh.watcher(config)
   config = config or {}
   assert(type(config) == "table", "hersh.watcher: config must be a table")
   local normalized = copy_table(config)
   normalized.recovery, normalized.decide = policy_of(config.recovery)
-  return core.watcher(normalized)
+  local w, err, code = core.watcher(normalized)
+  if not w then return nil, err, code end
+  local api = api_of(config.api)
+  if api then
+    local port, serve_err, serve_code = w:serve(api)
+    if not port then return nil, serve_err, serve_code end
+    if api.announce then
+      io.stderr:write(string.format("hersh: WatcherAPI of %s on http://%s:%d\n",
+        w:id(), api.bind or "127.0.0.1", port))
+    end
+  end
+  return w
 end
 
 return hersh

@@ -1,25 +1,98 @@
 /*
-** main.c -- the hersh executable: `hersh run FILE.lua [ARGS...]` and `hersh version`.
+** main.c -- the hersh executable.
+**
+**   hersh run FILE.lua [--port N] [--bind ADDR] [ARGS...]
+**   hersh version
+**
+** `run` executes the script, which creates and starts watchers; the first watcher it
+** creates serves the WatcherAPI (on --port/--bind, or on the listening socket inherited
+** as fd 3 with LISTEN_FDS=1). It drives the loop until every watcher is terminal.
+** SIGTERM or SIGINT stops every watcher (cleanup runs); a second one kills them.
+** Exit status: 0 after normal stops, 1 if a watcher ended Killed or Crashed, 2 for a
+** usage error or a script that fails to load or run.
 */
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <microhttpd.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "hersh.h"
 #include "lua/lhersh.h"
 
+enum { EXIT_STOPPED = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
+
 static int usage(void) {
-  fprintf(stderr, "usage: hersh run FILE.lua [ARGS...]\n"
+  fprintf(stderr, "usage: hersh run FILE.lua [--port N] [--bind ADDR] [ARGS...]\n"
                   "       hersh version\n");
-  return 2;
+  return EXIT_USAGE;
 }
 
 static int cmd_version(void) {
-  printf("hersh %s (%s, libuv %s)\n", HERSH_VERSION, LUA_RELEASE, uv_version_string());
+  printf("hersh %s (%s, libuv %s, libmicrohttpd %s, libcurl %s)\n", HERSH_VERSION, LUA_RELEASE,
+         uv_version_string(), MHD_get_version(), curl_version_info(CURLVERSION_NOW)->version);
   return 0;
+}
+
+typedef struct run_options {
+  const char *file;
+  const char *bind;
+  long port;
+  int listen_fd;
+  int first_arg, n_args; /* the script's own arguments in argv */
+} run_options;
+
+/* A listening socket handed over as systemd does: LISTEN_FDS=1 (and LISTEN_PID, if
+** set, naming us) means fd 3. It is taken once: children do not inherit it. */
+static int inherited_socket(void) {
+  const char *fds = getenv("LISTEN_FDS"), *pid = getenv("LISTEN_PID");
+  if (!fds || strcmp(fds, "1") != 0) return -1;
+  if (pid && atol(pid) != (long)getpid()) return -1;
+  unsetenv("LISTEN_FDS");
+  unsetenv("LISTEN_PID");
+  int accepting = 0;
+  socklen_t len = sizeof accepting;
+  if (getsockopt(3, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) != 0 || !accepting) {
+    fprintf(stderr, "hersh: LISTEN_FDS=1 but fd 3 is not a listening socket\n");
+    return -2;
+  }
+  if (fcntl(3, F_SETFD, FD_CLOEXEC) != 0) fprintf(stderr, "hersh: cannot set FD_CLOEXEC on fd 3: %s\n", strerror(errno));
+  return 3;
+}
+
+static int parse_run(int argc, char **argv, run_options *o) {
+  *o = (run_options){.bind = "127.0.0.1", .port = 8080, .listen_fd = -1};
+  int i = 2;
+  for (; i < argc; i++) {
+    if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
+      char *end;
+      o->port = strtol(argv[++i], &end, 10);
+      if (*end || o->port < 0 || o->port > 65535) {
+        fprintf(stderr, "hersh: --port wants 0..65535, not '%s'\n", argv[i]);
+        return -1;
+      }
+    } else if (strcmp(argv[i], "--bind") == 0 && i + 1 < argc) {
+      o->bind = argv[++i];
+    } else if (strncmp(argv[i], "--", 2) == 0 && !o->file) {
+      fprintf(stderr, "hersh: unknown option '%s'\n", argv[i]);
+      return -1;
+    } else if (!o->file) {
+      o->file = argv[i];
+      o->first_arg = i + 1;
+    }
+  }
+  if (!o->file) return -1;
+  o->n_args = argc - o->first_arg;
+  o->listen_fd = inherited_socket();
+  return o->listen_fd == -2 ? -1 : 0;
 }
 
 static int traceback(lua_State *L) {
@@ -27,40 +100,90 @@ static int traceback(lua_State *L) {
   return 1;
 }
 
-/* Runs the script with `arg` set as lua.c does, then drives the loop until every
-** watcher it started is in a terminal state. */
+/* Before the script runs: hersh.core knows the runner's WatcherAPI options. */
+static int prepare_runner(lua_State *L) {
+  const run_options *o = lua_touserdata(L, 1);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "hersh.core");
+  lua_call(L, 1, 1);
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, o->port);
+  lua_setfield(L, -2, "port");
+  lua_pushstring(L, o->bind);
+  lua_setfield(L, -2, "bind");
+  if (o->listen_fd >= 0) {
+    lua_pushinteger(L, o->listen_fd);
+    lua_setfield(L, -2, "fd");
+  }
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "announce");
+  lua_setfield(L, -2, "runner_api");
+  return 0;
+}
+
+/* ---- signals ------------------------------------------------------------------------ */
+
+static int signals_seen;
+
+static void on_signal(uv_signal_t *h, int signum) {
+  hersh_loop *loop = h->data;
+  signals_seen++;
+  fprintf(stderr, "hersh: %s: %s\n", strsignal(signum), signals_seen == 1 ? "stopping" : "killing");
+  for (size_t i = 0; i < loop->n_watchers; i++) {
+    hersh_watcher *w = loop->watchers[i];
+    if (hersh_state_terminal(hersh_watcher_state(w))) continue;
+    if (signals_seen == 1) hersh_watcher_stop(w); /* queued: cleanup runs */
+    else hersh_watcher_kill(w, "second signal");
+  }
+}
+
+static void watch_signals(hersh_loop *loop, uv_signal_t sigs[2]) {
+  int which[2] = {SIGINT, SIGTERM};
+  for (int i = 0; i < 2; i++) {
+    uv_signal_init(hersh_loop_uv(loop), &sigs[i]);
+    sigs[i].data = loop;
+    uv_signal_start(&sigs[i], on_signal, which[i]);
+    uv_unref((uv_handle_t *)&sigs[i]); /* signals alone do not keep the program running */
+  }
+}
+
 static int cmd_run(int argc, char **argv) {
-  if (argc < 3) return usage();
+  run_options o;
+  if (parse_run(argc, argv, &o) != 0) return usage();
   lua_State *L = luaL_newstate();
   if (!L) {
     fprintf(stderr, "hersh: cannot create a Lua state\n");
-    return 2;
+    return EXIT_USAGE;
   }
   luaL_openlibs(L);
   hersh_lua_prepare(L);
-  lua_createtable(L, argc - 3, 1);
-  for (int i = 2; i < argc; i++) {
-    lua_pushstring(L, argv[i]);
-    lua_rawseti(L, -2, i - 2);
+  lua_createtable(L, o.n_args, 1);
+  for (int i = 0; i <= o.n_args; i++) {
+    lua_pushstring(L, argv[o.first_arg - 1 + i]);
+    lua_rawseti(L, -2, i);
   }
   lua_setglobal(L, "arg");
-  int status = 0;
+  int status = EXIT_STOPPED;
   lua_pushcfunction(L, traceback);
-  if (luaL_loadfile(L, argv[2]) != LUA_OK) {
+  lua_pushcfunction(L, prepare_runner);
+  lua_pushlightuserdata(L, &o);
+  if (lua_pcall(L, 1, 0, 1) != LUA_OK || luaL_loadfile(L, o.file) != LUA_OK || lua_pcall(L, 0, 0, 1) != LUA_OK) {
     fprintf(stderr, "hersh: %s\n", lua_tostring(L, -1));
-    status = 2;
-  } else if (lua_pcall(L, 0, 0, 1) != LUA_OK) {
-    fprintf(stderr, "hersh: %s\n", lua_tostring(L, -1));
-    status = 2;
-  } else {
-    lua_settop(L, 0);
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "hersh");
-    lua_call(L, 1, 1);
-    lua_getfield(L, -1, "run");
-    lua_call(L, 0, 0);
+    lua_close(L);
+    return EXIT_USAGE;
   }
-  lua_close(L);
+  hersh_lmod *m = hersh_lmod_get(L);
+  uv_signal_t sigs[2];
+  watch_signals(m->loop, sigs);
+  if (hersh_loop_run(m->loop) != HERSH_OK) {
+    fprintf(stderr, "hersh: %s\n", hersh_errmsg());
+    status = EXIT_FAILED;
+  }
+  size_t killed, crashed;
+  hersh_loop_outcomes(m->loop, NULL, &killed, &crashed);
+  if (killed || crashed) status = EXIT_FAILED;
+  for (int i = 0; i < 2; i++) uv_close((uv_handle_t *)&sigs[i], NULL);
+  lua_close(L); /* frees the loop, which lets the signal handles finish closing */
   return status;
 }
 

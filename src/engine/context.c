@@ -115,6 +115,7 @@ static int store(hersh_ctx *ctx, const char *key, hersh_value *v) {
   *v = hersh_nil();
   hersh_value *old = *slot;
   *slot = box;
+  ctx->w->dirty |= DIRTY_CONTEXT;
   char *old_json = old ? hersh_value_json(old) : NULL;
   char *new_json = hersh_value_json(box);
   hersh_log_entry e = {.u.context = {key, fresh ? "initialized" : "updated", old_json ? old_json : "null", new_json}};
@@ -175,6 +176,7 @@ int hersh_ctx_memo(hersh_ctx *ctx, const char *name, hersh_compute_fn fn, void *
   }
   *box = v;
   *slot = box;
+  w->dirty |= DIRTY_MEMO;
   char *json = hersh_value_json(box);
   hersh_watcher_effect(w, "Memo[%s] = %s", name, json ? json : "?");
   free(json);
@@ -188,6 +190,7 @@ int hersh_ctx_clear_memo(hersh_ctx *ctx, const char *name) {
   if (old) {
     hersh_value_free(old);
     free(old);
+    ctx->w->dirty |= DIRTY_MEMO;
   }
   hersh_watcher_effect(ctx->w, "Memo[%s] cleared", name);
   return HERSH_OK;

@@ -21,6 +21,7 @@ char *hersh_vformat(const char *fmt, va_list ap); /* malloc'd, NULL on failure *
 /* ---- clocks (clock.c) ------------------------------------------------------------- */
 
 double hersh_wall_now(void);   /* seconds since the epoch */
+double hersh_wall_coarse(void); /* the same, to a few ms: for stamps on hot paths */
 int64_t hersh_mono_ns(void);   /* monotonic nanoseconds (coarse: a few ms) */
 
 /* ---- values (value.c) ------------------------------------------------------------ */
@@ -144,6 +145,7 @@ typedef struct hersh_var_update {
 
 typedef struct hersh_signal {
   hersh_sig_kind kind;
+  double at; /* when it was queued (user messages: their received_at) */
   union {
     struct {
       hersh_wsig what;
@@ -187,6 +189,7 @@ int64_t hersh_watchdog_deadline(hersh_watchdog *wd);
 /* ---- the loop (loop.c) -------------------------------------------------------------- */
 
 struct hersh_loop {
+  size_t ended[3]; /* watchers that ended Stopped, Killed, Crashed */
   uv_loop_t *uv;
   uv_loop_t own;
   bool owns_uv;
@@ -247,6 +250,34 @@ void hersh_watch_free(void *watch);
 /* Applies one batch of var updates in arrival order; fills the trigger names. */
 void hersh_watch_apply_batch(hersh_watcher *w, hersh_var_update **batch, size_t n);
 
+/* ---- observing a watcher (the WatcherAPI publishes through this) ------------------- */
+
+/* What a handled signal changed, so an observer republishes only that. */
+enum { DIRTY_CONTEXT = 1u, DIRTY_MEMO = 2u, DIRTY_WATCHES = 4u, DIRTY_VARS = 8u, DIRTY_ALL = 15u };
+
+typedef struct hersh_observer {
+  void (*reduced)(hersh_watcher *w, unsigned dirty, void *ud); /* loop thread, after each signal */
+  void (*terminal)(hersh_watcher *w, void *ud);                /* loop thread, once */
+  void (*freed)(void *ud);                                     /* the watcher is being freed */
+} hersh_observer;
+
+int hersh_watcher_observe(hersh_watcher *w, const hersh_observer *obs, void *ud);
+/* Marks sections changed; outside a run the observer hears of it at once. */
+void hersh_watcher_changed(hersh_watcher *w, unsigned what);
+
+/* JSON of the live sections (loop thread only: foreign values convert there). */
+char *hersh_watcher_json_store(hersh_watcher *w, bool memo); /* {"key": value, ...} */
+char *hersh_watcher_json_vars(hersh_watcher *w);             /* {"name": value | {"value","error"}} */
+char *hersh_watcher_json_watching(hersh_watcher *w);         /* ["name", ...] */
+/* JSON of a trigger: {"watcher":b,"user":b,"vars":[...],"reason":"..."}. */
+void hersh_buf_json_trigger(hersh_buf *b, const hersh_trigger *t);
+
+/* Visits up to `per_kind` pending signals of each queue from its front, without
+** taking them (any thread). */
+void hersh_watcher_peek(hersh_watcher *w, size_t per_kind, void (*fn)(const hersh_signal *s, void *ud), void *ud);
+/* A short description of a pending signal, e.g. "VarSig{var=price, type=dependent}". */
+void hersh_buf_signal(hersh_buf *b, const hersh_signal *s);
+
 /* ---- the watcher (watcher.c) -------------------------------------------------------- */
 
 typedef enum hersh_outcome {
@@ -288,6 +319,9 @@ struct hersh_watcher {
   void *on_terminal_ud;
   void (*on_free)(void *ud); /* the Lua glue of a C embedder's watcher forgets it */
   void *on_free_ud;
+  const hersh_observer *observer;
+  void *observer_ud;
+  unsigned dirty; /* DIRTY_* since the observer last heard */
 
   _Atomic int state; /* hersh_state, read from any thread */
   _Atomic int failures;

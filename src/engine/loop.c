@@ -138,3 +138,9 @@ int hersh_loop_run_for(hersh_loop *loop, double seconds) {
   int rc = hersh_loop_run_until(loop, NULL, NULL, seconds);
   return rc < 0 ? rc : HERSH_OK;
 }
+
+void hersh_loop_outcomes(const hersh_loop *loop, size_t *stopped, size_t *killed, size_t *crashed) {
+  if (stopped) *stopped = loop->ended[0];
+  if (killed) *killed = loop->ended[1];
+  if (crashed) *crashed = loop->ended[2];
+}

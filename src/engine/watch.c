@@ -51,6 +51,7 @@ static hersh_watch *lookup(hersh_ctx *ctx, const char *name, hersh_watch_kind ki
     return NULL;
   }
   *slot = wt;
+  w->dirty |= DIRTY_WATCHES | DIRTY_VARS;
   wt->w = w;
   wt->kind = kind;
   wt->poll_state.watch = wt;
@@ -148,6 +149,7 @@ void hersh_poll_fail(hersh_poll *p, const char *err) {
     wt->err = copy;
   }
   hersh_watcher_watch_error(wt->w, wt->name, "poll", err ? err : "poll failed");
+  hersh_watcher_changed(wt->w, DIRTY_VARS);
 }
 
 hersh_poll *hersh_poll_defer(hersh_poll *p) { return p; }
@@ -298,6 +300,7 @@ static void set_err(hersh_watch *wt, const char *err) {
 
 static void apply_one(hersh_watcher *w, hersh_var_update *u) {
   hersh_watch *wt = u->watch;
+  w->dirty |= DIRTY_VARS;
   switch (u->kind) {
   case UPD_REPLACE:
     hersh_value_free(&wt->value);

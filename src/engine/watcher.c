@@ -112,6 +112,7 @@ static void wake_cb(uv_async_t *async) {
 /* ---- queuing ------------------------------------------------------------------------ */
 
 int hersh_watcher_push(hersh_watcher *w, hersh_signal *s) {
+  s->at = s->kind == SIG_USER ? s->u.user->msg.received_at : hersh_wall_coarse();
   pthread_mutex_lock(&w->mu);
   int rc = w->accepting ? hersh_queue_push(&w->queues[s->kind], s) : HERSH_E_STOPPED;
   if (rc == HERSH_OK) {
@@ -215,6 +216,23 @@ static void run_cleanup(hersh_watcher *w) {
   ctx_reset_outcome(ctx);
 }
 
+/* Tells the observer what the signal just handled changed. */
+void hersh_watcher_changed(hersh_watcher *w, unsigned what) {
+  w->dirty |= what;
+  if (!w->ctx.in_run && !w->ctx.in_cleanup && w->observer) { /* between runs: publish now */
+    unsigned dirty = w->dirty;
+    w->dirty = 0;
+    w->observer->reduced(w, dirty, w->observer_ud);
+  }
+}
+
+static void notify_reduced(hersh_watcher *w) {
+  if (!w->observer) return;
+  unsigned dirty = w->dirty;
+  w->dirty = 0;
+  w->observer->reduced(w, dirty, w->observer_ud);
+}
+
 /* Ends the watcher in a terminal state: nothing is left running afterwards. */
 static void terminate(hersh_watcher *w, hersh_state final, bool with_cleanup) {
   cancel_retry(w);
@@ -232,6 +250,9 @@ static void terminate(hersh_watcher *w, hersh_state final, bool with_cleanup) {
   close_handle(w, (uv_handle_t *)&w->wake);
   close_handle(w, (uv_handle_t *)&w->drain);
   close_handle(w, (uv_handle_t *)&w->retry_timer);
+  if (hersh_state_terminal(final)) w->loop->ended[final - HERSH_STOPPED]++;
+  notify_reduced(w);
+  if (w->observer) w->observer->terminal(w, w->observer_ud);
   if (w->on_terminal) w->on_terminal(w, w->on_terminal_ud);
 }
 
@@ -315,6 +336,7 @@ static void run(hersh_watcher *w, const hersh_trigger *trigger, hersh_message *m
   ctx->msg = NULL;
   log_reduce(w, done_at, prev, note);
   ctx_reset_outcome(ctx);
+  if (!hersh_state_terminal(state_of(w))) notify_reduced(w); /* terminate told it already */
 }
 
 /* ---- handling signals ------------------------------------------------------------- */
@@ -560,6 +582,7 @@ void hersh_watcher_free(hersh_watcher *w) {
   if (!hersh_state_terminal(state_of(w))) terminate(w, w->started ? HERSH_KILLED : state_of(w), false);
   w->freed = true;
   if (w->on_free) w->on_free(w->on_free_ud);
+  if (w->observer) w->observer->freed(w->observer_ud);
   hersh_loop_detach(w->loop, w);
   if (w->open_handles == 0) watcher_release(w);
 }
@@ -640,6 +663,23 @@ int hersh_watcher_failures(const hersh_watcher *w) { return atomic_load(&w->fail
 double hersh_watcher_next_retry(const hersh_watcher *w) { return atomic_load(&w->next_retry); }
 const hersh_config *hersh_watcher_config(const hersh_watcher *w) { return &w->cfg; }
 void hersh_watcher_set_userdata(hersh_watcher *w, void *ud) { w->userdata = ud; }
+
+int hersh_watcher_observe(hersh_watcher *w, const hersh_observer *obs, void *ud) {
+  if (w->observer && obs) return hersh_fail_with(HERSH_E_STATE, "the watcher is already observed");
+  w->observer = obs;
+  w->observer_ud = ud;
+  w->dirty = DIRTY_ALL;
+  return HERSH_OK;
+}
+
+void hersh_watcher_peek(hersh_watcher *w, size_t per_kind, void (*fn)(const hersh_signal *s, void *ud), void *ud) {
+  pthread_mutex_lock(&w->mu);
+  for (int k = 0; k < SIG_KINDS; k++) {
+    const hersh_queue *q = &w->queues[k];
+    for (size_t i = 0; i < q->count && i < per_kind; i++) fn(&q->items[(q->head + i) % q->cap], ud);
+  }
+  pthread_mutex_unlock(&w->mu);
+}
 
 int hersh_watcher_on_terminal(hersh_watcher *w, void (*fn)(hersh_watcher *w, void *ud), void *ud) {
   if (!w) return hersh_fail_with(HERSH_E_INVAL, "hersh_watcher_on_terminal: NULL watcher");

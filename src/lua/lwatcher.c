@@ -386,6 +386,31 @@ static int l_watcher_kill(lua_State *L) {
   return 1;
 }
 
+/* w:serve{port = 8080, bind = "127.0.0.1", fd = nil}: the WatcherAPI. */
+static int l_watcher_serve(lua_State *L) {
+  hersh_lwatcher *lw = check_open(L, 1);
+  hersh_api_options o;
+  hersh_api_options_init(&o);
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    o.port = (int)opt_number_field(L, 2, "port", o.port);
+    o.listen_fd = (int)opt_number_field(L, 2, "fd", o.listen_fd);
+    if (lua_getfield(L, 2, "bind") != LUA_TNIL) o.bind = luaL_checkstring(L, -1);
+    lua_pop(L, 1); /* the string stays anchored in the table */
+  }
+  int rc = hersh_watcher_serve(lw->w, &o);
+  if (rc) return push_failure(L, rc);
+  lua_pushinteger(L, hersh_watcher_api_port(lw->w));
+  return 1;
+}
+
+static int l_watcher_api_port(lua_State *L) {
+  int port = hersh_watcher_api_port(check_open(L, 1)->w);
+  if (port) lua_pushinteger(L, port);
+  else lua_pushnil(L);
+  return 1;
+}
+
 static int l_watcher_state(lua_State *L) {
   lua_pushstring(L, hersh_state_name(hersh_watcher_state(check_open(L, 1)->w)));
   return 1;
@@ -574,7 +599,7 @@ static const luaL_Reg watcher_meth[] = {
     {"send", l_watcher_send},         {"stop", l_watcher_stop},       {"kill", l_watcher_kill},
     {"state", l_watcher_state},       {"id", l_watcher_id},           {"failures", l_watcher_failures},
     {"next_retry", l_watcher_next_retry}, {"pending", l_watcher_pending}, {"logs", l_watcher_logs},
-    {NULL, NULL}};
+    {"serve", l_watcher_serve},       {"api_port", l_watcher_api_port}, {NULL, NULL}};
 
 static const luaL_Reg watcher_metameth[] = {
     {"__index", NULL}, {"__gc", l_watcher_gc}, {"__close", l_watcher_gc}, {"__tostring", l_watcher_tostring}, {NULL, NULL}};
