@@ -21,6 +21,7 @@
 #define HERSH_TASK_MT "hersh.Task"
 #define HERSH_OUTCOME_MT "hersh.Outcome"
 #define HERSH_WATCHVALUE_MT "hersh.WatchValue"
+#define HERSH_PROCESS_MT "hersh.Process"
 
 /* How a call into Lua ended (lcall.c). */
 typedef enum hersh_lua_status {
@@ -80,6 +81,9 @@ int hersh_lwatcher_new(lua_State *L);
 int hersh_lwatcher_bind(lua_State *L, hersh_watcher *w, int reduce_idx, int cleanup_idx);
 /* The tasks of a watcher are cancelled when it reaches a terminal state. */
 void hersh_lwatcher_track_task(lua_State *L, hersh_watcher *w, hersh_ltask *t, bool add);
+
+/* lproc.c: adds spawn, listen and close_fd to the module table on the stack top. */
+int hersh_lproc_open(lua_State *L);
 
 /* lctx.c */
 int hersh_lctx_open(lua_State *L);

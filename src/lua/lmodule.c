@@ -146,6 +146,7 @@ int luaopen_hersh_core(lua_State *L) {
   hersh_lctx_open(L);
   hersh_ltask_open(L);
   luaL_newlib(L, module_funcs);
+  hersh_lproc_open(L);
   lua_pushliteral(L, HERSH_VERSION);
   lua_setfield(L, -2, "VERSION");
   hersh_ltask_push_skip(L);

@@ -1,0 +1,315 @@
+/*
+** lproc.c -- hersh.Process: child processes for Lua (core.spawn), and the listening
+** sockets handed to them (core.listen, core.close_fd). A running process keeps its
+** userdata alive; on_exit(code, signal) is called on the loop thread the moment the
+** child exits.
+*/
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lhersh.h"
+#include "proc/proc.h"
+
+typedef struct lproc {
+  hersh_proc *p;
+  hersh_lmod *m;
+  int self_ref, on_exit_ref, on_line_ref;
+  bool exited;
+  int code, signal;
+} lproc;
+
+#define check_lproc(L, i) ((lproc *)luaL_checkudata((L), (i), HERSH_PROCESS_MT))
+
+static int push_failure(lua_State *L, int err) {
+  lua_pushnil(L);
+  lua_pushstring(L, hersh_errmsg());
+  lua_pushstring(L, hersh_errcode(err));
+  return 3;
+}
+
+/* ---- callbacks from the process ------------------------------------------------------- */
+
+static void call_lua(lproc *lp, int ref, int nargs) {
+  lua_State *L = lp->m->L;
+  hersh_lua_push_handler(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+  lua_rotate(L, -2 - nargs, 2); /* handler and function below the arguments */
+  if (hersh_lua_pcall(lp->m, L, nargs, 0, 0) != HERSH_LUA_OK) {
+    fprintf(stderr, "hersh: process callback: %s\n", lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1); /* the handler */
+}
+
+static void proc_exited(hersh_proc *p, int code, int signal, void *ud) {
+  (void)p;
+  lproc *lp = ud;
+  lua_State *L = lp->m->L;
+  lp->exited = true;
+  lp->code = code;
+  lp->signal = signal;
+  if (lp->on_exit_ref != LUA_NOREF && lua_checkstack(L, 6)) {
+    if (code >= 0) lua_pushinteger(L, code);
+    else lua_pushnil(L);
+    if (signal) lua_pushinteger(L, signal);
+    else lua_pushnil(L);
+    call_lua(lp, lp->on_exit_ref, 2);
+  }
+  luaL_unref(L, LUA_REGISTRYINDEX, lp->self_ref); /* collectable once Lua drops it */
+  lp->self_ref = LUA_NOREF;
+}
+
+static void proc_line(hersh_proc *p, int stream, const char *line, size_t len, void *ud) {
+  (void)p;
+  lproc *lp = ud;
+  lua_State *L = lp->m->L;
+  if (lp->on_line_ref == LUA_NOREF || !lua_checkstack(L, 6)) return;
+  lua_pushstring(L, stream == HERSH_STDERR ? "stderr" : "stdout");
+  lua_pushlstring(L, line, len);
+  call_lua(lp, lp->on_line_ref, 2);
+}
+
+/* ---- core.spawn -------------------------------------------------------------------------- */
+
+/* A NULL-terminated array of the strings in the list at idx, in a userdata pushed on
+** the stack (the strings stay anchored in the list). */
+static const char **string_array(lua_State *L, int idx, const char *what) HERSH_MAY_RAISE {
+  idx = lua_absindex(L, idx);
+  lua_Integer n = luaL_len(L, idx);
+  const char **a = lua_newuserdatauv(L, ((size_t)n + 1) * sizeof *a, 0);
+  for (lua_Integer i = 1; i <= n; i++) {
+    if (lua_rawgeti(L, idx, i) != LUA_TSTRING) luaL_error(L, "%s[%d] must be a string", what, (int)i);
+    a[i - 1] = lua_tostring(L, -1);
+    lua_pop(L, 1);
+  }
+  a[n] = NULL;
+  return a;
+}
+
+/* env as {"K=V", ...} or {K = "V"}: made into a list of "K=V" strings first. */
+static const char **env_array(lua_State *L, int opts) HERSH_MAY_RAISE {
+  if (lua_getfield(L, opts, "env") == LUA_TNIL) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+  }
+  luaL_checktype(L, -1, LUA_TTABLE);
+  int env = lua_gettop(L);
+  lua_newtable(L);
+  int list = lua_gettop(L);
+  lua_Integer n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, env)) {
+    if (lua_type(L, -2) == LUA_TSTRING) {
+      const char *k = lua_tostring(L, -2);
+      lua_pushfstring(L, "%s=%s", k, luaL_checkstring(L, -1));
+    } else {
+      lua_pushvalue(L, -1);
+    }
+    lua_rawseti(L, list, ++n);
+    lua_pop(L, 1);
+  }
+  return string_array(L, list, "env");
+}
+
+static double opt_number(lua_State *L, int t, const char *name, double def) HERSH_MAY_RAISE {
+  double v = def;
+  if (lua_getfield(L, t, name) != LUA_TNIL) v = luaL_checknumber(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+/* core.spawn{argv, env, cwd, fds = {[3] = fd}, log, log_max, log_keep, tail, limits,
+** cgroup, on_exit, on_line} -> process | nil, err, code */
+static int l_proc_spawn(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  hersh_proc_options o;
+  hersh_proc_options_init(&o);
+  lua_getfield(L, 1, "argv");
+  luaL_checktype(L, -1, LUA_TTABLE);
+  o.argv = string_array(L, -1, "argv");
+  if (!o.argv[0]) return luaL_error(L, "spawn: argv is empty");
+  o.envp = env_array(L, 1);
+  if (lua_getfield(L, 1, "cwd") != LUA_TNIL) o.cwd = luaL_checkstring(L, -1);
+  if (lua_getfield(L, 1, "log") != LUA_TNIL) o.log_path = luaL_checkstring(L, -1);
+  if (lua_getfield(L, 1, "cgroup") != LUA_TNIL) o.cgroup_name = luaL_checkstring(L, -1);
+  o.log_max = (size_t)opt_number(L, 1, "log_max", (double)o.log_max);
+  o.log_keep = (int)opt_number(L, 1, "log_keep", o.log_keep);
+  o.tail_lines = (size_t)opt_number(L, 1, "tail", (double)o.tail_lines);
+  if (lua_getfield(L, 1, "fds") == LUA_TTABLE) {
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      if (o.n_fds == HERSH_PROC_MAX_FDS) return luaL_error(L, "spawn: at most %d fds", HERSH_PROC_MAX_FDS);
+      o.child_fd[o.n_fds] = (int)luaL_checkinteger(L, -2);
+      o.parent_fd[o.n_fds++] = (int)luaL_checkinteger(L, -1);
+      lua_pop(L, 1);
+    }
+  }
+  if (lua_getfield(L, 1, "limits") == LUA_TTABLE) {
+    int t = lua_gettop(L);
+    o.limits.memory = (uint64_t)opt_number(L, t, "memory", 0);
+    o.limits.pids = (int64_t)opt_number(L, t, "pids", 0);
+    o.limits.cpus = opt_number(L, t, "cpus", 0);
+  }
+  lproc *lp = lua_newuserdatauv(L, sizeof *lp, 0);
+  *lp = (lproc){NULL, hersh_lmod_get(L), LUA_NOREF, LUA_NOREF, LUA_NOREF, false, 0, 0};
+  luaL_setmetatable(L, HERSH_PROCESS_MT);
+  int self = lua_gettop(L);
+  if (lua_getfield(L, 1, "on_exit") == LUA_TFUNCTION) lp->on_exit_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  else lua_pop(L, 1);
+  if (lua_getfield(L, 1, "on_line") == LUA_TFUNCTION) lp->on_line_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  else lua_pop(L, 1);
+  o.on_exit = proc_exited;
+  o.on_line = lp->on_line_ref != LUA_NOREF ? proc_line : NULL;
+  o.ud = lp;
+  int rc = hersh_proc_spawn(lp->m->loop, &o, &lp->p);
+  if (rc) return push_failure(L, rc); /* the userdata's __gc releases the refs */
+  lua_pushvalue(L, self);
+  lp->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_settop(L, self);
+  return 1;
+}
+
+/* ---- methods --------------------------------------------------------------------------- */
+
+static int l_proc_pid(lua_State *L) {
+  lproc *lp = check_lproc(L, 1);
+  lua_pushinteger(L, lp->p ? hersh_proc_pid(lp->p) : 0);
+  return 1;
+}
+
+static int l_proc_running(lua_State *L) {
+  lproc *lp = check_lproc(L, 1);
+  lua_pushboolean(L, lp->p && hersh_proc_running(lp->p));
+  return 1;
+}
+
+/* exit_status() -> code, signal (nil, nil while running) */
+static int l_proc_exit_status(lua_State *L) {
+  lproc *lp = check_lproc(L, 1);
+  if (!lp->exited) return 0;
+  if (lp->code >= 0) lua_pushinteger(L, lp->code);
+  else lua_pushnil(L);
+  if (lp->signal) lua_pushinteger(L, lp->signal);
+  else lua_pushnil(L);
+  return 2;
+}
+
+static int signal_arg(lua_State *L, int idx) HERSH_MAY_RAISE {
+  static const char *const names[] = {"TERM", "KILL", "INT", "HUP", "QUIT", "USR1", "USR2", "STOP", "CONT", NULL};
+  static const int numbers[] = {SIGTERM, SIGKILL, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGSTOP, SIGCONT};
+  if (lua_type(L, idx) == LUA_TNUMBER) return (int)luaL_checkinteger(L, idx);
+  return numbers[luaL_checkoption(L, idx, "TERM", names)];
+}
+
+static int l_proc_kill(lua_State *L) {
+  lproc *lp = check_lproc(L, 1);
+  int sig = signal_arg(L, 2);
+  int rc = lp->p ? hersh_proc_signal(lp->p, sig) : hersh_fail_with(HERSH_E_STATE, "the process has exited");
+  if (rc) return push_failure(L, rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_proc_stop(lua_State *L) {
+  lproc *lp = check_lproc(L, 1);
+  double grace = luaL_optnumber(L, 2, 10);
+  int rc = lp->p ? hersh_proc_stop(lp->p, grace) : HERSH_OK;
+  if (rc) return push_failure(L, rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static void push_tail_line(double time, int stream, const char *line, size_t len, void *ud) {
+  lua_State *L = ud;
+  lua_createtable(L, 0, 3);
+  lua_pushnumber(L, time);
+  lua_setfield(L, -2, "time");
+  lua_pushstring(L, stream == HERSH_STDERR ? "stderr" : "stdout");
+  lua_setfield(L, -2, "stream");
+  lua_pushlstring(L, line, len);
+  lua_setfield(L, -2, "text");
+  lua_rawseti(L, -2, (lua_Integer)luaL_len(L, -2) + 1);
+}
+
+static int l_proc_tail(lua_State *L) {
+  lproc *lp = check_lproc(L, 1);
+  lua_Integer n = luaL_optinteger(L, 2, 0);
+  luaL_argcheck(L, n >= 0, 2, "must not be negative");
+  lua_newtable(L);
+  if (lp->p) hersh_proc_tail(lp->p, (size_t)n, push_tail_line, L);
+  return 1;
+}
+
+static int l_proc_limits(lua_State *L) {
+  lproc *lp = check_lproc(L, 1);
+  hersh_proc_enforced e = lp->p ? hersh_proc_limits_enforced(lp->p) : (hersh_proc_enforced){0};
+  lua_createtable(L, 0, 4);
+  lua_pushboolean(L, e.memory);
+  lua_setfield(L, -2, "memory");
+  lua_pushboolean(L, e.pids);
+  lua_setfield(L, -2, "pids");
+  lua_pushboolean(L, e.cpus);
+  lua_setfield(L, -2, "cpus");
+  if (e.why) {
+    lua_pushstring(L, e.why);
+    lua_setfield(L, -2, "why");
+  }
+  return 1;
+}
+
+static int l_proc_gc(lua_State *L) {
+  lproc *lp = check_lproc(L, 1);
+  if (lp->p) hersh_proc_free(lp->p); /* kills it if it still runs */
+  lp->p = NULL;
+  luaL_unref(L, LUA_REGISTRYINDEX, lp->on_exit_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, lp->on_line_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, lp->self_ref);
+  lp->on_exit_ref = lp->on_line_ref = lp->self_ref = LUA_NOREF;
+  return 0;
+}
+
+/* ---- sockets ---------------------------------------------------------------------------- */
+
+/* core.listen(host, port) -> fd, port | nil, err, code */
+static int l_proc_listen(lua_State *L) {
+  const char *host = luaL_optstring(L, 1, "127.0.0.1");
+  int port = (int)luaL_optinteger(L, 2, 0);
+  int fd, bound;
+  int rc = hersh_listen_tcp(host, port, &fd, &bound);
+  if (rc) return push_failure(L, rc);
+  lua_pushinteger(L, fd);
+  lua_pushinteger(L, bound);
+  return 2;
+}
+
+static int l_proc_close_fd(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  luaL_argcheck(L, fd > 2, 1, "not a descriptor hersh handed out");
+  lua_pushboolean(L, close(fd) == 0);
+  return 1;
+}
+
+static const luaL_Reg proc_meth[] = {{"pid", l_proc_pid},       {"running", l_proc_running},
+                                     {"exit_status", l_proc_exit_status}, {"kill", l_proc_kill},
+                                     {"stop", l_proc_stop},     {"tail", l_proc_tail},
+                                     {"limits", l_proc_limits}, {NULL, NULL}};
+
+static const luaL_Reg proc_metameth[] = {{"__index", NULL}, {"__gc", l_proc_gc}, {"__close", l_proc_gc}, {NULL, NULL}};
+
+static const luaL_Reg proc_funcs[] = {
+    {"spawn", l_proc_spawn}, {"listen", l_proc_listen}, {"close_fd", l_proc_close_fd}, {NULL, NULL}};
+
+/* Adds spawn, listen and close_fd to the module table on the stack top. */
+int hersh_lproc_open(lua_State *L) {
+  luaL_newmetatable(L, HERSH_PROCESS_MT);
+  luaL_setfuncs(L, proc_metameth, 0);
+  luaL_newlib(L, proc_meth);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  luaL_setfuncs(L, proc_funcs, 0);
+  return 0;
+}
