@@ -15,6 +15,7 @@ local hersh = {
   stop = core.stop,
   kill = core.kill,
   crash = core.crash,
+  http_request = core.http_request,
 }
 
 local function copy_table(t)
@@ -108,10 +109,16 @@ function hersh.watcher(config)
   local api = api_of(config.api)
   if api then
     local port, serve_err, serve_code = w:serve(api)
-    if not port then return nil, serve_err, serve_code end
+    if not port then
+      -- The runner's own settings failing is not the script's to handle.
+      if api.announce then error("hersh: the WatcherAPI cannot start: " .. serve_err, 2) end
+      return nil, serve_err, serve_code
+    end
     if api.announce then
-      io.stderr:write(string.format("hersh: WatcherAPI of %s on http://%s:%d\n",
-        w:id(), api.bind or "127.0.0.1", port))
+      local bind = api.bind or "127.0.0.1"
+      if bind:find(":", 1, true) then bind = "[" .. bind .. "]" end
+      io.stderr:write(string.format("hersh: WatcherAPI of %s on http://%s:%d%s\n", w:id(),
+        bind, port, api.fd and " (the inherited socket)" or ""))
     end
   end
   return w

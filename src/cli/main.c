@@ -11,6 +11,7 @@
 ** Exit status: 0 after normal stops, 1 if a watcher ended Killed or Crashed, 2 for a
 ** usage error or a script that fails to load or run.
 */
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -47,7 +48,8 @@ typedef struct run_options {
   const char *bind;
   long port;
   int listen_fd;
-  int first_arg, n_args; /* the script's own arguments in argv */
+  const char **args; /* the script's own arguments, arg[1..n_args] */
+  int n_args;
 } run_options;
 
 /* A listening socket handed over as systemd does: LISTEN_FDS=1 (and LISTEN_PID, if
@@ -68,29 +70,40 @@ static int inherited_socket(void) {
   return 3;
 }
 
+/* Options may come before or after FILE; what is left after FILE is the script's
+** (and everything after "--"). */
 static int parse_run(int argc, char **argv, run_options *o) {
   *o = (run_options){.bind = "127.0.0.1", .port = 8080, .listen_fd = -1};
-  int i = 2;
-  for (; i < argc; i++) {
-    if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
+  o->args = calloc((size_t)argc, sizeof *o->args);
+  if (!o->args) return -1;
+  bool options = true;
+  for (int i = 2; i < argc; i++) {
+    if (options && strcmp(argv[i], "--") == 0) {
+      options = false;
+    } else if (options && strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
       char *end;
       o->port = strtol(argv[++i], &end, 10);
-      if (*end || o->port < 0 || o->port > 65535) {
+      if (!*argv[i] || *end || o->port < 0 || o->port > 65535) {
         fprintf(stderr, "hersh: --port wants 0..65535, not '%s'\n", argv[i]);
         return -1;
       }
-    } else if (strcmp(argv[i], "--bind") == 0 && i + 1 < argc) {
+    } else if (options && strcmp(argv[i], "--bind") == 0 && i + 1 < argc) {
       o->bind = argv[++i];
-    } else if (strncmp(argv[i], "--", 2) == 0 && !o->file) {
+      unsigned char addr[16];
+      if (inet_pton(AF_INET, o->bind, addr) != 1 && inet_pton(AF_INET6, o->bind, addr) != 1) {
+        fprintf(stderr, "hersh: --bind wants an IPv4 or IPv6 address, not '%s'\n", o->bind);
+        return -1;
+      }
+    } else if (options && strncmp(argv[i], "--", 2) == 0) {
       fprintf(stderr, "hersh: unknown option '%s'\n", argv[i]);
       return -1;
     } else if (!o->file) {
       o->file = argv[i];
-      o->first_arg = i + 1;
+    } else {
+      o->args[o->n_args++] = argv[i];
     }
   }
   if (!o->file) return -1;
-  o->n_args = argc - o->first_arg;
   o->listen_fd = inherited_socket();
   return o->listen_fd == -2 ? -1 : 0;
 }
@@ -149,7 +162,10 @@ static void watch_signals(hersh_loop *loop, uv_signal_t sigs[2]) {
 
 static int cmd_run(int argc, char **argv) {
   run_options o;
-  if (parse_run(argc, argv, &o) != 0) return usage();
+  if (parse_run(argc, argv, &o) != 0) {
+    free(o.args);
+    return usage();
+  }
   lua_State *L = luaL_newstate();
   if (!L) {
     fprintf(stderr, "hersh: cannot create a Lua state\n");
@@ -158,10 +174,13 @@ static int cmd_run(int argc, char **argv) {
   luaL_openlibs(L);
   hersh_lua_prepare(L);
   lua_createtable(L, o.n_args, 1);
-  for (int i = 0; i <= o.n_args; i++) {
-    lua_pushstring(L, argv[o.first_arg - 1 + i]);
-    lua_rawseti(L, -2, i);
+  lua_pushstring(L, o.file);
+  lua_rawseti(L, -2, 0);
+  for (int i = 0; i < o.n_args; i++) {
+    lua_pushstring(L, o.args[i]);
+    lua_rawseti(L, -2, i + 1);
   }
+  free(o.args);
   lua_setglobal(L, "arg");
   int status = EXIT_STOPPED;
   lua_pushcfunction(L, traceback);

@@ -13,6 +13,9 @@
 
 /* ---- errors (error.c) ---------------------------------------------------------- */
 
+/* Forgets the calling thread's last message (before calling user code whose own
+** failure should not be mistaken for an older one). */
+void hersh_errclear(void);
 /* Records the message of a failure for hersh_errmsg() and returns `err`. */
 int hersh_fail_with(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 char *hersh_strdup(const char *s);
@@ -200,6 +203,8 @@ struct hersh_loop {
   size_t n_watchers, cap_watchers;
   void *lua;                     /* the Lua state made by hersh_watcher_manage_lua */
   void (*lua_close)(void *lua);  /* closes it when the loop is freed */
+  void *http_client;                   /* src/http/client.c, made on first use */
+  void (*http_client_free)(void *http); /* cancels its requests when the loop is freed */
 };
 
 bool hersh_loop_on_thread(const hersh_loop *loop);
@@ -215,6 +220,7 @@ struct hersh_poll {
   hersh_watch *watch;
   bool pending;  /* a poll is under way (deferred polls finish later) */
   bool answered; /* this poll has given its answer */
+  bool deferred; /* it said it will answer later (hersh_poll_defer) */
 };
 
 struct hersh_flow {
@@ -326,12 +332,13 @@ struct hersh_watcher {
   _Atomic int state; /* hersh_state, read from any thread */
   _Atomic int failures;
   _Atomic double next_retry;
-  bool started, cleanup_done, freed;
+  _Atomic bool started; /* read by the WatcherAPI thread */
+  bool cleanup_done, freed;
 
   pthread_mutex_t mu; /* queues, accepting, the stop waiters */
   pthread_cond_t terminal_cv;
   bool accepting;     /* new signals are taken */
-  bool stop_requested;
+  bool stop_requested, kill_requested;
   hersh_queue queues[SIG_KINDS];
 
   uv_async_t wake; /* other threads queued something */

@@ -27,6 +27,8 @@ const char *hersh_errcode(int err) {
 
 const char *hersh_errmsg(void) { return last_message; }
 
+void hersh_errclear(void) { last_message[0] = '\0'; }
+
 int hersh_fail_with(int err, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);

@@ -71,6 +71,7 @@ void hersh_loop_free(hersh_loop *loop) {
   if (!loop) return;
   if (loop->lua && loop->lua_close) loop->lua_close(loop->lua); /* frees its watchers */
   while (loop->n_watchers) hersh_watcher_free(loop->watchers[0]);
+  if (loop->http_client && loop->http_client_free) loop->http_client_free(loop->http_client);
   /* Let the handles of freed watchers finish closing. */
   while (uv_run(loop->uv, UV_RUN_NOWAIT) != 0 && loop->owns_uv) {
   }

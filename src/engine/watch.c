@@ -152,18 +152,22 @@ void hersh_poll_fail(hersh_poll *p, const char *err) {
   hersh_watcher_changed(wt->w, DIRTY_VARS);
 }
 
-hersh_poll *hersh_poll_defer(hersh_poll *p) { return p; }
+hersh_poll *hersh_poll_defer(hersh_poll *p) {
+  p->deferred = true;
+  return p;
+}
 
 static void call_tick(uv_timer_t *t) {
   hersh_watch *wt = WATCH_OF_TIMER(t);
   hersh_poll *p = &wt->poll_state;
   if (wt->closed || p->pending) return; /* the previous poll is still under way */
   p->pending = true;
-  p->answered = false;
+  p->answered = p->deferred = false;
+  hersh_errclear();
   int rc = wt->poll(p, wt->ud);
-  if (p->answered || p->pending == false) return;
+  if (p->answered || p->deferred) return; /* a deferred poll answers later */
   if (rc != HERSH_OK) hersh_poll_fail(p, hersh_errmsg()[0] ? hersh_errmsg() : "poll failed");
-  /* otherwise deferred: it answers later */
+  else hersh_poll_fail(p, "the poll gave no answer (replace, update, skip, fail or defer)");
 }
 
 int hersh_ctx_watch_call(hersh_ctx *ctx, const char *name, double interval, hersh_poll_fn poll, void *ud,

@@ -271,9 +271,12 @@ static hersh_outcome classify(hersh_ctx *ctx, int rc, bool late, const char **te
   if (!(rc == HERSH_R_FAIL && ctx->outcome == OUT_FAIL)) {
     free(ctx->outcome_text);
     ctx->outcome_text = NULL;
-    char buf[64];
-    snprintf(buf, sizeof buf, "reducer returned %d", rc);
-    *text = ctx->outcome_text = hersh_strdup(buf);
+    hersh_buf b = {0};
+    if (rc < 0) /* a hersh_err passed up: its message says what went wrong */
+      hersh_buf_printf(&b, "reducer returned %s: %s", hersh_errcode(rc), hersh_errmsg());
+    else
+      hersh_buf_printf(&b, "reducer returned %d", rc);
+    *text = ctx->outcome_text = hersh_buf_take(&b);
   }
   return OUT_FAIL;
 }
@@ -369,10 +372,14 @@ static void handle_watcher_signal(hersh_watcher *w, hersh_signal *s) {
     run(w, &(hersh_trigger){.watcher = true, .reason = reasons[what]}, NULL, &note);
     return;
   case WSIG_STOP:
-  case WSIG_KILL:
-    terminate(w, what == WSIG_STOP ? HERSH_STOPPED : HERSH_KILLED, what == WSIG_STOP);
+  case WSIG_KILL: {
+    pthread_mutex_lock(&w->mu);
+    bool kill = what == WSIG_KILL || w->kill_requested; /* a kill overrides a stop not yet handled */
+    pthread_mutex_unlock(&w->mu);
+    terminate(w, kill ? HERSH_KILLED : HERSH_STOPPED, !kill);
     log_reduce(w, 0, st, &note);
     return;
+  }
   case WSIG_CRASH: /* an engine limit broken outside a run */
     log_result(w, "run", false, s->u.w.reason);
     terminate(w, HERSH_CRASHED, true);
@@ -491,7 +498,7 @@ static int copy_env(hersh_watcher *w, const char *const *env) {
   if (!env) return HERSH_OK;
   size_t n = 0;
   while (env[n]) n++;
-  w->env = calloc(n ? n : 1, sizeof *w->env);
+  w->env = calloc(n + 1, sizeof *w->env); /* NULL-terminated, like the config's */
   if (!w->env) return HERSH_E_NOMEM;
   for (size_t i = 0; i < n; i++) {
     if (!(w->env[i] = hersh_strdup(env[i]))) return HERSH_E_NOMEM;
@@ -538,8 +545,6 @@ int hersh_watcher_new(hersh_loop *loop, const hersh_config *cfg, hersh_watcher *
   if (!w) return hersh_fail_with(HERSH_E_NOMEM, "out of memory creating a watcher");
   w->loop = loop;
   w->cfg = *cfg;
-  w->cfg.id = NULL;
-  w->cfg.env = NULL;
   w->ctx.w = w;
   if (pthread_mutex_init(&w->mu, NULL) != 0) {
     free(w);
@@ -565,6 +570,8 @@ int hersh_watcher_new(hersh_loop *loop, const hersh_config *cfg, hersh_watcher *
     watcher_release(w);
     return hersh_fail_with(HERSH_E_NOMEM, "out of memory creating a watcher");
   }
+  w->cfg.id = w->id; /* the config read back names what the watcher owns */
+  w->cfg.env = (const char *const *)w->env;
   set_state(w, HERSH_NOT_RUN);
   w->accepting = true;
   uv_async_init(loop->uv, &w->wake, wake_cb);
@@ -612,7 +619,7 @@ int hersh_watcher_start(hersh_watcher *w) {
   if (!w->reducer) return hersh_fail_with(HERSH_E_INVAL, "no managed function registered");
   int rc = push_watcher_signal(w, WSIG_INIT, 0, NULL);
   if (rc) return rc;
-  w->started = true;
+  atomic_store(&w->started, true);
   uv_ref((uv_handle_t *)&w->wake);
   return HERSH_OK;
 }
@@ -634,8 +641,10 @@ static int request_end(hersh_watcher *w, hersh_wsig what, const char *reason) {
   if (!w) return hersh_fail_with(HERSH_E_INVAL, "NULL watcher");
   pthread_mutex_lock(&w->mu);
   hersh_state st = state_of(w);
-  bool refused = hersh_state_terminal(st) || w->stop_requested;
+  /* A stop comes once; a kill may follow a stop that has not been handled yet. */
+  bool refused = hersh_state_terminal(st) || (what == WSIG_KILL ? w->kill_requested : w->stop_requested);
   w->stop_requested = true;
+  if (what == WSIG_KILL) w->kill_requested = true;
   pthread_mutex_unlock(&w->mu);
   if (refused) {
     log_fault(w, st, what == WSIG_STOP ? HERSH_STOPPED : HERSH_KILLED, "already stopped");
@@ -674,7 +683,7 @@ int hersh_watcher_observe(hersh_watcher *w, const hersh_observer *obs, void *ud)
 
 void hersh_watcher_peek(hersh_watcher *w, size_t per_kind, void (*fn)(const hersh_signal *s, void *ud), void *ud) {
   pthread_mutex_lock(&w->mu);
-  for (int k = 0; k < SIG_KINDS; k++) {
+  for (int k = SIG_KINDS - 1; k >= 0; k--) { /* var, user, watcher: the original's order */
     const hersh_queue *q = &w->queues[k];
     for (size_t i = 0; i < q->count && i < per_kind; i++) fn(&q->items[(q->head + i) % q->cap], ud);
   }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "engine/engine.h"
 #include "http/server.h"
@@ -130,7 +131,8 @@ int hersh_http_server_start(const hersh_http_options *opts, hersh_http_handler h
   s->handler = handler;
   s->ud = ud;
   s->max_body = opts->max_body;
-  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL;
+  /* ITC lets stop quiesce the daemon: see hersh_http_server_stop. */
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC;
   struct sockaddr_storage addr;
   memset(&addr, 0, sizeof addr);
   const char *bind = opts->bind && *opts->bind ? opts->bind : "127.0.0.1";
@@ -175,8 +177,13 @@ int hersh_http_server_start(const hersh_http_options *opts, hersh_http_handler h
 
 int hersh_http_server_port(const hersh_http_server *s) { return s ? s->port : 0; }
 
+/* MHD_stop_daemon would shutdown() the listening socket, which also breaks it for the
+** process that handed it over (and for the next program it hands it to). Quiesced,
+** the daemon gives the socket back, and closing our descriptor leaves theirs alone. */
 void hersh_http_server_stop(hersh_http_server *s) {
   if (!s) return;
+  MHD_socket fd = MHD_quiesce_daemon(s->daemon);
   MHD_stop_daemon(s->daemon);
+  if (fd != MHD_INVALID_SOCKET) close(fd);
   free(s);
 }

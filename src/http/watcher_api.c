@@ -102,13 +102,13 @@ static void json_str(hersh_buf *b, const char *s) {
 
 /* "1h2m3.5s", as the Go original writes durations. */
 static void json_duration(hersh_buf *b, double secs) {
-  long h = (long)(secs / 3600);
-  long m = (long)((secs - (double)h * 3600) / 60);
-  double s = secs - (double)h * 3600 - (double)m * 60;
+  long long ms = (long long)(secs * 1000.0 + 0.5); /* round once, then split */
+  if (ms < 0) ms = 0;
+  long long h = ms / 3600000, m = ms / 60000 % 60, s = ms / 1000 % 60, frac = ms % 1000;
   hersh_buf_put(b, "\"", 1);
-  if (h) hersh_buf_printf(b, "%ldh", h);
-  if (h || m) hersh_buf_printf(b, "%ldm", m);
-  hersh_buf_printf(b, "%.3fs\"", s);
+  if (h) hersh_buf_printf(b, "%lldh", h);
+  if (h || m) hersh_buf_printf(b, "%lldm", m);
+  hersh_buf_printf(b, "%lld.%03llds\"", s, frac);
 }
 
 static void finish(hersh_http_response *res, hersh_buf *b) {
@@ -129,7 +129,7 @@ static void route_status(hersh_api *api, const hersh_http_request *req, hersh_ht
   hersh_buf_puts(&b, "{\"watcherID\":");
   json_str(&b, hersh_watcher_id(w));
   hersh_buf_printf(&b, ",\"state\":\"%s\",\"isRunning\":%s,\"uptime\":", hersh_state_name(st),
-                   w->started && !hersh_state_terminal(st) ? "true" : "false");
+                   atomic_load(&w->started) && !hersh_state_terminal(st) ? "true" : "false");
   json_duration(&b, now - api->started_at);
   hersh_buf_puts(&b, ",\"lastUpdate\":");
   json_time(&b, now);

@@ -22,6 +22,7 @@
 #define HERSH_OUTCOME_MT "hersh.Outcome"
 #define HERSH_WATCHVALUE_MT "hersh.WatchValue"
 #define HERSH_PROCESS_MT "hersh.Process"
+#define HERSH_TIMER_MT "hersh.Timer"
 
 /* How a call into Lua ended (lcall.c). */
 typedef enum hersh_lua_status {
@@ -85,6 +86,10 @@ void hersh_lwatcher_track_task(lua_State *L, hersh_watcher *w, hersh_ltask *t, b
 /* lproc.c: adds spawn, listen and close_fd to the module table on the stack top. */
 int hersh_lproc_open(lua_State *L);
 
+/* lfiles.c and ltimer.c: core.fs and core.timer on the module table at the stack top. */
+int hersh_lfiles_open(lua_State *L);
+int hersh_ltimer_open(lua_State *L);
+
 /* lctx.c */
 int hersh_lctx_open(lua_State *L);
 void hersh_lctx_push_new(lua_State *L, hersh_ctx *ctx);
@@ -100,5 +105,8 @@ void hersh_ltask_cancel(hersh_ltask *t);
 void hersh_ltask_push_skip(lua_State *L); /* the hersh.SKIP sentinel */
 int hersh_ltask_start_flow(lua_State *L, int producer_idx, hersh_flow *flow, hersh_watcher *w, double timeout);
 int hersh_ltask_sleep(lua_State *L);
+
+/* lhttp.c: hersh.core.http_request(opts, callback). */
+int hersh_lhttp_request(lua_State *L);
 
 #endif

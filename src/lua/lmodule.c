@@ -109,7 +109,7 @@ static const luaL_Reg module_funcs[] = {
     {"run", l_module_run},     {"run_for", l_module_run_for}, {"wait", l_module_wait},
     {"now", l_module_now},     {"sleep", hersh_ltask_sleep},  {"stop", l_module_stop},
     {"kill", l_module_kill},   {"crash", l_module_crash},     {"watcher", hersh_lwatcher_new},
-    {NULL, NULL}};
+    {"http_request", hersh_lhttp_request}, {NULL, NULL}};
 
 static void open_lmod(lua_State *L) {
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &lmod_key) != LUA_TNIL) {
@@ -147,6 +147,8 @@ int luaopen_hersh_core(lua_State *L) {
   hersh_ltask_open(L);
   luaL_newlib(L, module_funcs);
   hersh_lproc_open(L);
+  hersh_lfiles_open(L);
+  hersh_ltimer_open(L);
   lua_pushliteral(L, HERSH_VERSION);
   lua_setfield(L, -2, "VERSION");
   hersh_ltask_push_skip(L);

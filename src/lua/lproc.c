@@ -121,8 +121,8 @@ static double opt_number(lua_State *L, int t, const char *name, double def) HERS
   return v;
 }
 
-/* core.spawn{argv, env, cwd, fds = {[3] = fd}, log, log_max, log_keep, tail, limits,
-** cgroup, on_exit, on_line} -> process | nil, err, code */
+/* core.spawn{argv, env, cwd, uid, gid, fds = {[3] = fd}, log, log_max, log_keep, tail,
+** limits, cgroup, on_exit, on_line} -> process | nil, err, code */
 static int l_proc_spawn(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
@@ -139,6 +139,8 @@ static int l_proc_spawn(lua_State *L) {
   o.log_max = (size_t)opt_number(L, 1, "log_max", (double)o.log_max);
   o.log_keep = (int)opt_number(L, 1, "log_keep", o.log_keep);
   o.tail_lines = (size_t)opt_number(L, 1, "tail", (double)o.tail_lines);
+  o.uid = (int)opt_number(L, 1, "uid", -1);
+  o.gid = (int)opt_number(L, 1, "gid", -1);
   if (lua_getfield(L, 1, "fds") == LUA_TTABLE) {
     lua_pushnil(L);
     while (lua_next(L, -2)) {

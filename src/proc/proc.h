@@ -31,6 +31,7 @@ typedef struct hersh_proc_options {
   const char *const *argv; /* argv[0] is run as given, or searched in PATH */
   const char *const *envp; /* the whole environment; nothing is inherited */
   const char *cwd;         /* NULL: the caller's */
+  int uid, gid;            /* >= 0: the child drops to this user (and no groups); -1: ours */
   int n_fds;
   int child_fd[HERSH_PROC_MAX_FDS], parent_fd[HERSH_PROC_MAX_FDS]; /* extra fds, e.g. 3 <- a socket */
   const char *log_path; /* NULL: no log file */

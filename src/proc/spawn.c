@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/pidfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -44,6 +45,7 @@ void hersh_proc_options_init(hersh_proc_options *o) {
   o->log_max = 10 * 1024 * 1024;
   o->log_keep = 3;
   o->tail_lines = 200;
+  o->uid = o->gid = -1;
 }
 
 /* ---- the child (between fork and exec: async-signal-safe calls only) ------------------ */
@@ -94,6 +96,8 @@ static void child_main(const hersh_proc_options *o, const char *const *cgroup_pr
   keep[o->n_fds] = report_fd;
   close_range_except(keep, o->n_fds + 1);
   if (o->cwd && chdir(o->cwd) != 0) child_fail(report_fd);
+  if (o->gid >= 0 && (setgroups(0, NULL) != 0 || setgid((gid_t)o->gid) != 0)) child_fail(report_fd);
+  if (o->uid >= 0 && setuid((uid_t)o->uid) != 0) child_fail(report_fd);
   execvpe(o->argv[0], (char *const *)o->argv, (char *const *)o->envp);
   child_fail(report_fd);
 }

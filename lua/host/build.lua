@@ -1,0 +1,207 @@
+-- The build: a Dockerfile plan (host.dockerfile) and the uploaded files become an
+-- image, a directory images/<build_id>/ holding rootfs/ (the image's files) and
+-- image.json (what to run). COPY copies from the uploaded sources only; RUN runs in
+-- a build sandbox with no network, as the unprivileged build user, with a time limit
+-- for the whole build; its output goes to the program's logs/build.log. The image is
+-- made under a temporary name and renamed into place when complete, so a cache hit
+-- (an existing images/<build_id>/image.json) is always a whole image.
+local core = require "hersh.core"
+local cjson = require "cjson"
+
+local fs = core.fs
+local build = {}
+
+build.DEFAULT_TIMEOUT = 600
+
+local function parent_of(path)
+  return path:match("^(.*)/[^/]*$") or "."
+end
+
+local function append_log(path, text)
+  local f = io.open(path, "a")
+  if f then
+    f:write(os.date("!%Y-%m-%dT%H:%M:%SZ "), text, "\n")
+    f:close()
+  end
+end
+
+function build.image_dir(images_dir, build_id)
+  return images_dir .. "/" .. build_id
+end
+
+-- The image's metadata, or nil, err when there is no complete image.
+function build.load_image(images_dir, build_id)
+  local text, err = fs.read_file(build.image_dir(images_dir, build_id) .. "/image.json")
+  if not text then return nil, err end
+  return cjson.decode(text)
+end
+
+-- The mount points and links the sandbox driver needs in an image's rootfs.
+local function make_skeleton(rootfs, skeleton)
+  for _, dir in ipairs(skeleton.dirs) do
+    local ok, err = fs.mkdir_p(rootfs .. "/" .. dir)
+    if not ok then return nil, err end
+  end
+  for _, file in ipairs(skeleton.files) do
+    local ok, err = fs.write_file(rootfs .. "/" .. file, "")
+    if not ok then return nil, err end
+  end
+  for name, target in pairs(skeleton.links) do
+    local ok, err = fs.symlink(target, rootfs .. "/" .. name)
+    if not ok then return nil, err end
+  end
+  return true
+end
+
+-- Copies a file or a whole directory of the uploaded sources into the rootfs.
+local function copy_tree(from, to)
+  local st, err = fs.stat(from)
+  if not st then return nil, err end
+  if st.type == "dir" then
+    local ok, mk_err = fs.mkdir_p(to)
+    if not ok then return nil, mk_err end
+    for _, name in ipairs(fs.list(from)) do
+      local copied, copy_err = copy_tree(from .. "/" .. name, to .. "/" .. name)
+      if not copied then return nil, copy_err end
+    end
+    return true
+  end
+  if st.type ~= "file" then return nil, "COPY source is not a file: " .. from end
+  local ok, mk_err = fs.mkdir_p(parent_of(to))
+  if not ok then return nil, mk_err end
+  return fs.copy_file(from, to)
+end
+
+-- COPY src... dest: dest ending in "/" (or several sources) is a directory.
+local function do_copy(job, step)
+  for _, source in ipairs(step.sources) do
+    local name = source:match("([^/]+)/*$")
+    local dest = step.dest
+    if dest:sub(-1) == "/" or #step.sources > 1 then dest = dest:gsub("/*$", "/") .. name end
+    local ok, err = copy_tree(job.src_dir .. "/" .. source, job.rootfs .. dest)
+    -- Later RUN steps run as the build user: what COPY made is theirs too.
+    if ok then ok, err = fs.chown(job.rootfs .. dest, job.user.uid, job.user.gid, true) end
+    if ok then ok, err = fs.chown(parent_of(job.rootfs .. dest), job.user.uid, job.user.gid) end
+    if not ok then return nil, string.format("COPY (line %d): %s", step.line, err) end
+  end
+  return true
+end
+
+local function env_list(env)
+  local list = {}
+  for k, v in pairs(env or {}) do list[#list + 1] = k .. "=" .. v end
+  table.sort(list)
+  return list
+end
+
+-- Steps run one after the other; RUN steps wait for their process.
+local function next_step(job)
+  if job.finished then return end
+  job.index = job.index + 1
+  local step = job.plan.steps[job.index]
+  if not step then return job:succeed() end
+  if step.op == "copy" then
+    local ok, err = do_copy(job, step)
+    if not ok then return job:fail(err) end
+    return next_step(job)
+  elseif step.op == "run" then
+    append_log(job.log_path, string.format("RUN (line %d): %s", step.line, table.concat(step.argv, " ")))
+    local user = tostring(step.user or "0")
+    local uid, gid = user:match("^(%d+):?(%d*)$")
+    local argv = job.driver.command{
+      rootfs = job.rootfs, base = job.plan.base, writable_root = true, network = "none",
+      uid = tonumber(uid), gid = tonumber(gid) or tonumber(uid), workdir = step.workdir or "/",
+      runtime = job.runtime, argv = step.argv,
+    }
+    local env = step.env or {}
+    env.PATH = env.PATH or "/opt/hersh/bin:/usr/local/bin:/usr/bin:/bin"
+    env.HERSH_LUA_DIR = env.HERSH_LUA_DIR or "/opt/hersh/lua"
+    local proc, err = core.spawn{
+      argv = argv, env = env_list(env), uid = job.user.uid, gid = job.user.gid,
+      log = job.log_path, tail = 20,
+      on_exit = function(code, signal)
+        job.proc = nil
+        if job.finished then return end
+        if code == 0 then return next_step(job) end
+        job:fail(string.format("RUN (line %d) failed: %s", step.line,
+          code and ("exit code " .. code) or ("signal " .. tostring(signal))))
+      end,
+    }
+    if not proc then return job:fail(string.format("RUN (line %d): %s", step.line, err)) end
+    job.proc = proc
+  else
+    return next_step(job) -- workdir, env and the like only shape later steps
+  end
+end
+
+local Job = {}
+Job.__index = Job
+
+function Job:finish(ok, err)
+  if self.finished then return end
+  self.finished = true
+  if self.timer then self.timer:stop() end
+  if self.proc then self.proc:kill("KILL") end
+  if not ok then fs.remove_tree(self.tmp_dir) end
+  append_log(self.log_path, ok and "build finished" or ("build failed: " .. err))
+  self.on_done(ok, err)
+end
+
+function Job:succeed()
+  local p = self.plan
+  local meta = cjson.encode{
+    build_id = self.build_id, base = p.base, env = p.env, workdir = p.workdir, user = p.user,
+    cmd = p.cmd, entrypoint = p.entrypoint,
+  }
+  local ok, err = fs.write_file(self.tmp_dir .. "/image.json", meta)
+  if ok then
+    fs.remove_tree(self.image_dir) -- a partial leftover of a crashed Host
+    ok, err = os.rename(self.tmp_dir, self.image_dir)
+  end
+  if not ok then return self:fail("cannot store the image: " .. tostring(err)) end
+  self:finish(true)
+end
+
+function Job:fail(err)
+  self:finish(false, err)
+end
+
+-- Cancels the build: its process is killed and on_done(false, "cancelled") follows.
+function Job:cancel()
+  self:finish(false, "cancelled")
+end
+
+-- build.start{plan, build_id, src_dir, images_dir, log_path, driver, runtime, user =
+-- {uid, gid}, timeout, on_done(ok, err)} -> job (job:cancel()). on_done is called
+-- once, from the loop, never before start returns.
+function build.start(opts)
+  local job = setmetatable({
+    plan = opts.plan, build_id = opts.build_id, src_dir = opts.src_dir, log_path = opts.log_path,
+    driver = opts.driver, runtime = opts.runtime, user = opts.user or { uid = 65534, gid = 65534 },
+    on_done = opts.on_done, index = 0,
+    image_dir = build.image_dir(opts.images_dir, opts.build_id),
+  }, Job)
+  job.tmp_dir = job.image_dir .. ".tmp-" .. tostring(math.random(1, 1 << 30))
+  job.rootfs = job.tmp_dir .. "/rootfs"
+  core.timer(0, function()
+    if job.finished then return end
+    if build.load_image(opts.images_dir, opts.build_id) then
+      append_log(job.log_path, "image " .. opts.build_id .. " is cached")
+      job.finished = true
+      return job.on_done(true)
+    end
+    append_log(job.log_path, "building " .. opts.build_id)
+    fs.remove_tree(job.tmp_dir)
+    local ok, err = fs.mkdir_p(job.rootfs)
+    if ok then ok, err = make_skeleton(job.rootfs, job.driver.skeleton[job.plan.base]) end
+    if ok then ok, err = fs.chown(job.tmp_dir, job.user.uid, job.user.gid, true) end
+    if not ok then return job:fail(err) end
+    job.timer = core.timer(opts.timeout or build.DEFAULT_TIMEOUT, function()
+      job:fail(string.format("build timed out after %g s", opts.timeout or build.DEFAULT_TIMEOUT))
+    end)
+    next_step(job)
+  end)
+  return job
+end
+
+return build

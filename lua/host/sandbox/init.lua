@@ -1,0 +1,20 @@
+-- Sandbox drivers by name. Each is a table: name, check() -> true | nil, why,
+-- command(spec) -> argv, and skeleton (the mount points an image needs). Another
+-- driver (an OCI runtime, a remote scheduler) is another module with these fields.
+local sandbox = {}
+
+local known = { bwrap = "host.sandbox.bwrap", dev = "host.sandbox.dev" }
+
+sandbox.default = "bwrap"
+
+function sandbox.get(name)
+  name = name or sandbox.default
+  local module = known[name]
+  if not module then return nil, "unknown sandbox driver '" .. tostring(name) .. "'" end
+  local driver = require(module)
+  local ok, why = driver.check()
+  if not ok then return nil, why end
+  return driver
+end
+
+return sandbox

@@ -1,0 +1,227 @@
+-- The supervisor of one program: it feeds events to the pure reducer (host.program),
+-- performs the effects the reducer asks for (build, spawn in the sandbox, readiness
+-- probe, stop, restart timers) and turns their results into events again. Events go
+-- through one FIFO, so the order in which results are reduced never depends on how
+-- quickly an effect answered.
+local core = require "hersh.core"
+local build = require "host.build"
+local dockerfile = require "host.dockerfile"
+local program = require "host.program"
+
+local supervisor = {}
+
+supervisor.PROBE_INTERVAL = 0.05 -- seconds between two GET /watcher/status while Starting
+supervisor.TMP_SIZE = 64 * 1024 * 1024
+
+local Sup = {}
+Sup.__index = Sup
+
+local function now()
+  return core.now()
+end
+
+-- Events from effects: appended, then reduced in order by drain.
+function Sup:post(event)
+  event.now = event.now or now()
+  self.queue[#self.queue + 1] = event
+  if not self.draining then self:drain() end
+end
+
+function Sup:drain()
+  self.draining = true
+  while #self.queue > 0 do
+    local event = table.remove(self.queue, 1)
+    local record, effects = program.reduce(self.record, event)
+    if record and record ~= self.record then self:apply(record, effects) end
+  end
+  self.draining = false
+end
+
+function Sup:apply(record, effects)
+  self.record = record
+  for _, effect in ipairs(effects) do
+    local perform = self["perform_" .. effect.type]
+    if perform then perform(self, effect) else self:perform_unknown(effect) end
+  end
+  if self.on_change then self.on_change(self.record) end
+end
+
+-- A user event (start, stop, restart, delete): refused at once with the reason, or
+-- applied with the effects it starts.
+function Sup:request(type, fields)
+  local event = fields or {}
+  event.type, event.now = type, now()
+  local record, effects, code = program.reduce(self.record, event)
+  if not record then return nil, effects, code end
+  self:apply(record, effects)
+  if not self.draining and #self.queue > 0 then self:drain() end
+  return true
+end
+
+function Sup:start() return self:request("start") end
+function Sup:stop() return self:request("stop") end
+function Sup:restart() return self:request("restart") end
+function Sup:delete(keep_state) return self:request("delete", { keep_state = keep_state }) end
+
+-- ---- effects ------------------------------------------------------------------------
+
+function Sup:perform_unknown(effect)
+  error("supervisor: unknown effect " .. tostring(effect.type))
+end
+
+function Sup:perform_build(effect)
+  local attempt = effect.attempt
+  self.build_job = build.start{
+    plan = self.plan, build_id = self.build_id, src_dir = self.dirs.src, images_dir = self.images_dir,
+    log_path = self.dirs.logs .. "/build.log", driver = self.driver, runtime = self.runtime,
+    user = self.user, timeout = self.build_timeout,
+    on_done = function(ok, err)
+      self:post(ok and { type = "built", attempt = attempt } or { type = "build_failed", attempt = attempt, error = err })
+    end,
+  }
+end
+
+function Sup:perform_cancel_build()
+  if self.build_job then self.build_job:cancel() end
+  self.build_job = nil
+end
+
+local function env_list(...)
+  local merged, list = {}, {}
+  for i = 1, select("#", ...) do
+    for k, v in pairs(select(i, ...) or {}) do merged[k] = tostring(v) end
+  end
+  for k, v in pairs(merged) do list[#list + 1] = k .. "=" .. v end
+  table.sort(list)
+  return list
+end
+
+-- The process of an attempt, in the sandbox, with the published socket as fd 3.
+function Sup:spawn(attempt)
+  local image, err = build.load_image(self.images_dir, self.build_id)
+  if not image then return nil, "no image: " .. tostring(err) end
+  local argv, cmd_err = dockerfile.command(image)
+  if not argv then return nil, cmd_err end
+  local user = tostring(image.user or "0")
+  local uid, gid = user:match("^(%d+):?(%d*)$")
+  local sandboxed = self.driver.command{
+    rootfs = build.image_dir(self.images_dir, self.build_id) .. "/rootfs", base = image.base,
+    state_dir = self.dirs.state, network = self.spec.network or "none", tmp_size = supervisor.TMP_SIZE,
+    uid = tonumber(uid), gid = tonumber(gid) or tonumber(uid), workdir = image.workdir or "/",
+    runtime = self.runtime, argv = argv,
+  }
+  local env = env_list(
+    { PATH = "/opt/hersh/bin:/usr/local/bin:/usr/bin:/bin", HERSH_LUA_DIR = "/opt/hersh/lua", HOME = "/state" },
+    image.env, self.spec.env,
+    { HERSH_PROGRAM_ID = self.id, HERSH_STATE_DIR = "/state", LISTEN_FDS = self.listen_fd and "1" or nil })
+  return core.spawn{
+    argv = sandboxed, env = env, uid = self.user.uid, gid = self.user.gid,
+    fds = self.listen_fd and { [3] = self.listen_fd } or nil,
+    log = self.dirs.logs .. "/runtime.log", limits = self.spec.limits, cgroup = self.id,
+    on_line = self.on_line,
+    on_exit = function(code, signal)
+      if self.procs[attempt] then self.procs[attempt] = nil end
+      self:post{ type = "exited", attempt = attempt, code = code, signal = signal }
+    end,
+  }
+end
+
+function Sup:perform_spawn(effect)
+  local proc, err = self:spawn(effect.attempt)
+  if not proc then
+    return self:post{ type = "spawn_failed", attempt = effect.attempt, error = err }
+  end
+  self.procs[effect.attempt] = proc
+  self:post{ type = "spawned", attempt = effect.attempt, pid = proc:pid() }
+end
+
+-- Ready means the program's WatcherAPI answers GET /watcher/status.
+function Sup:perform_probe(effect)
+  self:perform_cancel_probe()
+  local attempt, deadline = effect.attempt, effect.deadline
+  local url = string.format("http://127.0.0.1:%d/watcher/status", self.port)
+  local in_flight = false
+  local probe
+  probe = core.timer(0, function()
+    if probe.done or in_flight then return end
+    if deadline and now() > deadline then
+      probe.done = true
+      probe.timer:stop()
+      return self:post{ type = "not_ready", attempt = attempt }
+    end
+    in_flight = true
+    core.http_request({ method = "GET", url = url, timeout = 1 }, function(res)
+      in_flight = false
+      if probe.done or not res or res.status ~= 200 then return end
+      probe.done = true
+      probe.timer:stop()
+      self:post{ type = "ready", attempt = attempt }
+    end)
+  end, supervisor.PROBE_INTERVAL)
+  probe = { timer = probe, done = false }
+  self.probe = probe
+end
+
+function Sup:perform_cancel_probe()
+  if self.probe then
+    self.probe.done = true
+    self.probe.timer:stop()
+  end
+  self.probe = nil
+end
+
+local function process_of(self, effect)
+  return self.procs[effect.attempt]
+end
+
+function Sup:perform_stop_process(effect)
+  local proc = process_of(self, effect)
+  if proc and proc:running() then proc:stop(effect.grace or 10) end
+end
+
+function Sup:perform_kill_process(effect)
+  local proc = process_of(self, effect)
+  if proc and proc:running() then proc:kill("KILL") end
+end
+
+function Sup:perform_schedule_restart(effect)
+  self:perform_cancel_timer()
+  local attempt = effect.attempt
+  self.timer = core.timer(effect.delay, function()
+    self.timer = nil
+    self:post{ type = "backoff_elapsed", attempt = attempt }
+  end)
+end
+
+function Sup:perform_cancel_timer()
+  if self.timer then self.timer:stop() end
+  self.timer = nil
+end
+
+function Sup:perform_release(effect)
+  if self.on_release then self.on_release(effect.keep_state) end
+end
+
+-- The newest n lines a running (or the last) process printed.
+function Sup:tail(n)
+  for _, proc in pairs(self.procs) do return proc:tail(n) end
+  return {}
+end
+
+-- supervisor.new{id, plan, build_id, dirs = {src, state, logs}, images_dir, spec =
+-- {env, limits, network, restart_policy}, driver, runtime = {bin, lua}, user = {uid,
+-- gid}, port, listen_fd, build_timeout, on_change(record), on_line(stream, text),
+-- on_release(keep_state), record (to resume)}
+function supervisor.new(opts)
+  local self = setmetatable({
+    id = opts.id, plan = opts.plan, build_id = opts.build_id, dirs = opts.dirs, images_dir = opts.images_dir,
+    spec = opts.spec or {}, driver = opts.driver, runtime = opts.runtime,
+    user = opts.user or { uid = 65534, gid = 65534 }, port = opts.port, listen_fd = opts.listen_fd,
+    build_timeout = opts.build_timeout, on_change = opts.on_change, on_line = opts.on_line,
+    on_release = opts.on_release, queue = {}, procs = {}, draining = false,
+  }, Sup)
+  self.record = opts.record or program.new{ policy = (opts.spec or {}).restart_policy }
+  return self
+end
+
+return supervisor

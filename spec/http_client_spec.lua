@@ -1,0 +1,143 @@
+-- hersh.http_request: the loop's HTTP client, against the WatcherAPI of a watcher in
+-- this same process (its server thread answers while this loop makes the requests).
+local hersh = require "hersh"
+local cjson = require "cjson"
+local h = require "helpers"
+
+-- Makes a request, waits (bounded) for its callback, and returns what it got.
+local function fetch(opts)
+  local got
+  local ok, err, code = hersh.http_request(opts, function(...) got = table.pack(...) end)
+  assert.is_true(ok, tostring(err) .. " " .. tostring(code))
+  assert.is_true(h.wait(function() return got ~= nil end))
+  return got[1], got[2], got[3]
+end
+
+-- A started watcher recording its runs, serving its WatcherAPI on a free port.
+local function served(id)
+  local w = h.watcher({ id = id })
+  local runs = h.record(w)
+  assert.is_true(w:start())
+  assert.is_true(h.wait_state(w, "Ready"))
+  local port = assert(w:serve({ port = 0 }))
+  assert.equal(port, w:api_port())
+  return w, port, runs
+end
+
+local function url(port, path)
+  return string.format("http://127.0.0.1:%d%s", port, path)
+end
+
+describe("hersh.http_request", function()
+  after_each(h.reap)
+
+  it("GET /watcher/status answers 200 with JSON and lowercased headers", function()
+    local _, port = served("http-status")
+    local res, err = fetch({ url = url(port, "/watcher/status") })
+    assert.is_nil(err)
+    assert.equal(200, res.status)
+    assert.equal("application/json", res.headers["content-type"])
+    assert.equal(tostring(#res.body), res.headers["content-length"])
+    local doc = cjson.decode(res.body)
+    assert.equal("http-status", doc.watcherID)
+    assert.equal("Ready", doc.state)
+    assert.is_true(doc.isRunning)
+  end)
+
+  it("POST /watcher/message reaches the reducer", function()
+    local _, port, runs = served("http-message")
+    local res = fetch({
+      method = "POST",
+      url = url(port, "/watcher/message"),
+      headers = { ["Content-Type"] = "application/json", "X-Trace: spec" },
+      body = cjson.encode({ content = "hello over http" }),
+      timeout = 5,
+    })
+    assert.equal(200, res.status, res.body)
+    assert.is_true(h.wait(function()
+      return h.find(runs, function(r) return r.content == "hello over http" end) ~= nil
+    end))
+  end)
+
+  it("passes HTTP error statuses through as answers", function()
+    local _, port = served("http-errors")
+    local res, err = fetch({ method = "POST", url = url(port, "/watcher/message"), body = "not json" })
+    assert.is_nil(err)
+    assert.equal(400, res.status)
+    assert.is_string(cjson.decode(res.body).error)
+    res = fetch({ method = "DELETE", url = url(port, "/watcher/status") })
+    assert.equal(405, res.status)
+  end)
+
+  it("calls back nil, err, ECONNREFUSED when nothing listens", function()
+    local res, err, code = fetch({ url = "http://127.0.0.1:1/", timeout = 5 })
+    assert.is_nil(res)
+    assert.equal("connection refused", err)
+    assert.equal("ECONNREFUSED", code)
+  end)
+
+  it("answers many requests made at once", function()
+    local _, port = served("http-many")
+    local statuses, n = {}, 20
+    for i = 1, n do
+      assert.is_true(hersh.http_request({ url = url(port, "/watcher/state") }, function(res)
+        statuses[i] = res and res.status
+      end))
+    end
+    assert.is_true(h.wait(function()
+      for i = 1, n do if statuses[i] == nil then return false end end
+      return true
+    end))
+    for i = 1, n do assert.equal(200, statuses[i]) end
+  end)
+
+  it("returns nil, err, EINVAL for a URL it cannot use", function()
+    local called = false
+    local cb = function() called = true end
+    for _, bad in ipairs({ "not a url", "ftp://127.0.0.1/x", "" }) do
+      local ok, err, code = hersh.http_request({ url = bad }, cb)
+      assert.is_nil(ok)
+      assert.is_string(err)
+      assert.equal("EINVAL", code)
+    end
+    hersh.run_for(0.05)
+    assert.is_false(called)
+  end)
+
+  it("raises for a caller's bug", function()
+    local cb = function() end
+    local good = "http://127.0.0.1:1/"
+    assert.has_error(function() hersh.http_request("http://x", cb) end)
+    assert.has_error(function() hersh.http_request({ url = good }) end)
+    assert.has_error(function() hersh.http_request({ url = good }, "not a function") end)
+    assert.has_error(function() hersh.http_request({}, cb) end)
+    assert.has_error(function() hersh.http_request({ url = 42 }, cb) end)
+    assert.has_error(function() hersh.http_request({ url = good, method = "GE T" }, cb) end)
+    assert.has_error(function() hersh.http_request({ url = good, method = 1 }, cb) end)
+    assert.has_error(function() hersh.http_request({ url = good, body = {} }, cb) end)
+    assert.has_error(function() hersh.http_request({ url = good, timeout = -1 }, cb) end)
+    assert.has_error(function() hersh.http_request({ url = good, timeout = "5" }, cb) end)
+    assert.has_error(function() hersh.http_request({ url = good, headers = "X-A: b" }, cb) end)
+    assert.has_error(function() hersh.http_request({ url = good, headers = { "no colon" } }, cb) end)
+    assert.has_error(function() hersh.http_request({ url = good, headers = { ["X-A"] = "b\r\nX-B: c" } }, cb) end)
+    assert.has_error(function() hersh.http_request({ url = good, headers = { ["bad name"] = "v" } }, cb) end)
+  end)
+
+  it("keeps running after a callback raises (the error goes to stderr)", function()
+    -- In a child process: the error message it prints stays out of this run's output.
+    local r = h.isolated([[
+      local w = h.watcher({ id = "http-raise" })
+      h.record(w)
+      assert(w:start())
+      assert(h.wait_state(w, "Ready"))
+      local port = assert(w:serve({ port = 0 }))
+      local url = "http://127.0.0.1:" .. port .. "/watcher/status"
+      local after
+      assert(hersh.http_request({ url = url }, function() error("boom in the callback") end))
+      assert(hersh.http_request({ url = url }, function(res) after = res.status end))
+      h.wait(function() return after ~= nil end)
+      return { after = after }
+    ]])
+    assert.equal(200, r.after)
+  end)
+end)

@@ -1,0 +1,279 @@
+-- Helpers for the end-to-end specs (watcher_api_spec, runner_spec): real `hersh`
+-- processes started in the background, and real HTTP with the curl command line.
+-- Every wait here is bounded; stop() always ends what start() started.
+local cjson = require "cjson"
+
+local P = {}
+
+local build = os.getenv("HERSH_BUILD") or "build"
+if build:sub(1, 1) ~= "/" then build = "./" .. build end
+P.build = build
+P.hersh = build .. "/hersh"
+P.listen_exec = build .. "/listen_exec"
+
+-- Generous bounds: only a hung or broken program should ever reach them (the
+-- sanitizer build is several times slower than the normal one).
+P.WAIT = 30
+P.CURL_TIMEOUT = 15
+
+function P.quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function sh(cmd)
+  local ok, _, code = os.execute(cmd)
+  return ok == true, code
+end
+
+-- Helper commands (sleep, kill, curl) run without the sanitizer runtime that
+-- scripts/test preloads into lua5.4: only hersh itself is under test.
+local PLAIN = "env -u LD_PRELOAD "
+
+-- busted keeps only the last function given to `finally` in a test, so cleanups go
+-- through this list: P.defer(fn) adds fn and (re)installs one finally that runs them
+-- all, newest first, each in a pcall. Call it only inside a running test.
+local deferred = {}
+
+function P.run_deferred()
+  while #deferred > 0 do
+    local fn = table.remove(deferred)
+    pcall(fn)
+  end
+end
+
+function P.defer(fn)
+  deferred[#deferred + 1] = fn
+  finally(P.run_deferred)
+end
+
+function P.read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+function P.write(path, text)
+  local f = assert(io.open(path, "wb"))
+  assert(f:write(text))
+  assert(f:close())
+end
+
+function P.exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+function P.sleep(seconds)
+  sh(PLAIN .. "sleep " .. string.format("%.3f", seconds))
+end
+
+function P.tmpdir()
+  local p = assert(io.popen("mktemp -d /tmp/hersh-e2e.XXXXXX"))
+  local dir = p:read("l")
+  p:close()
+  assert(dir and dir ~= "", "mktemp -d failed")
+  return dir
+end
+
+-- Polls pred() until it returns a true value (returned) or `timeout` seconds pass (nil).
+function P.wait_for(pred, timeout, interval)
+  local deadline = os.time() + (timeout or P.WAIT) + 1
+  while true do
+    local v = pred()
+    if v then return v end
+    if os.time() > deadline then return nil end
+    P.sleep(interval or 0.02)
+  end
+end
+
+-- start{argv..., env = {NAME = value}, dir = tmpdir}: runs argv in the background
+-- with stdout, stderr, its pid and (once it ends) its exit status in files under
+-- `dir` (made if not given). argv[1] must exec the process under test (env and
+-- listen_exec do), so the recorded pid is that process's.
+function P.start(spec)
+  local proc = { dir = spec.dir or P.tmpdir(), own_dir = spec.dir == nil }
+  proc.out = proc.dir .. "/stdout"
+  proc.err = proc.dir .. "/stderr"
+  proc.pidfile = proc.dir .. "/pid"
+  proc.rcfile = proc.dir .. "/rc"
+  local words = {}
+  if spec.env then
+    words[#words + 1] = "env"
+    for k, v in pairs(spec.env) do words[#words + 1] = P.quote(k .. "=" .. v) end
+  end
+  for _, a in ipairs(spec) do words[#words + 1] = P.quote(a) end
+  local cmd = table.concat(words, " ")
+  local redirs = string.format(">%s 2>%s <%s", P.quote(proc.out), P.quote(proc.err),
+    spec.stdin and P.quote(spec.stdin) or "/dev/null")
+  local script = string.format(
+    "( %s %s %s & echo $! >%s.tmp; mv %s.tmp %s; wait $!; echo $? >%s.tmp; mv %s.tmp %s ) >/dev/null 2>&1 </dev/null &",
+    cmd, redirs, spec.fds or "", P.quote(proc.pidfile), P.quote(proc.pidfile), P.quote(proc.pidfile),
+    P.quote(proc.rcfile), P.quote(proc.rcfile), P.quote(proc.rcfile))
+  assert(sh(script), "cannot start: " .. cmd)
+  local pid = P.wait_for(function()
+    local s = P.read(proc.pidfile)
+    return s and tonumber(s:match("%d+"))
+  end, 10)
+  assert(pid, "no pid recorded for: " .. cmd)
+  proc.pid = pid
+  return proc
+end
+
+-- The exit status once the process has ended, else nil.
+function P.status(proc)
+  local s = P.read(proc.rcfile)
+  return s and tonumber(s:match("%d+"))
+end
+
+function P.alive(proc)
+  return P.status(proc) == nil
+end
+
+function P.stderr(proc) return P.read(proc.err) or "" end
+function P.stdout(proc) return P.read(proc.out) or "" end
+
+-- Waits (bounded) for the process to end; its exit status, or nil if it did not.
+function P.wait_exit(proc, timeout)
+  return P.wait_for(function() return P.status(proc) end, timeout or P.WAIT)
+end
+
+function P.signal(proc, sig)
+  if P.status(proc) ~= nil then return false end
+  return sh(PLAIN .. "kill -" .. sig .. " " .. proc.pid .. " 2>/dev/null")
+end
+
+-- Whether `sig` (a number) is still pending for the process, from /proc: a process
+-- signal not yet taken by any thread. False when the process is gone.
+function P.signal_pending(proc, sig)
+  local text = P.read("/proc/" .. proc.pid .. "/status")
+  if not text then return false end
+  local bit = 1 << (sig - 1)
+  for _, field in ipairs { "ShdPnd", "SigPnd" } do
+    local hex = text:match(field .. ":%s*(%x+)")
+    if hex and (tonumber(hex, 16) or 0) & bit ~= 0 then return true end
+  end
+  return false
+end
+
+-- A sanitizer report in the process's stderr (the build-san binaries), or nil.
+function P.sanitizer_report(proc)
+  local err = P.stderr(proc)
+  if err:find("Sanitizer", 1, true) or err:find("runtime error:", 1, true) then return err end
+  return nil
+end
+
+-- Ends the process if it still runs (SIGTERM, a bounded wait, then SIGKILL), and
+-- removes its files. Safe to call twice and on a process that already ended.
+function P.stop(proc)
+  if not proc or proc.stopped then return end
+  proc.stopped = true
+  if proc.pid and P.status(proc) == nil then
+    P.signal(proc, "TERM")
+    if not P.wait_exit(proc, 10) then
+      P.signal(proc, "KILL")
+      P.wait_exit(proc, 10)
+    end
+  end
+  if proc.own_dir then sh("rm -rf " .. P.quote(proc.dir)) end
+end
+
+-- `hersh run [options] SCRIPT [args]` in the background.
+function P.run(script, opts)
+  opts = opts or {}
+  local argv = { env = opts.env, dir = opts.dir, fds = opts.fds }
+  for _, a in ipairs(opts.prefix or {}) do argv[#argv + 1] = a end
+  argv[#argv + 1] = P.hersh
+  argv[#argv + 1] = "run"
+  for _, a in ipairs(opts.options or { "--port", "0" }) do argv[#argv + 1] = a end
+  argv[#argv + 1] = script
+  for _, a in ipairs(opts.args or {}) do argv[#argv + 1] = a end
+  return P.start(argv)
+end
+
+-- Waits for the runner's announcement "hersh: WatcherAPI of <id> on http://127.0.0.1:<port>";
+-- returns port, id (raises with the process's stderr if it never comes).
+function P.announced(proc, timeout)
+  local found = P.wait_for(function()
+    local id, port = P.stderr(proc):match("hersh: WatcherAPI of (%S+) on http://127%.0%.0%.1:(%d+)")
+    if port then return { tonumber(port), id } end
+    if not P.alive(proc) then return { false } end
+  end, timeout or P.WAIT)
+  if not found or not found[1] then
+    error(string.format("no WatcherAPI announcement (exit %s)\nstderr:\n%s",
+      tostring(P.status(proc)), P.stderr(proc)), 2)
+  end
+  return found[1], found[2]
+end
+
+-- Waits until the process's stderr contains `text` (plain); true or false.
+function P.wait_stderr(proc, text, timeout)
+  return P.wait_for(function()
+    return P.stderr(proc):find(text, 1, true) ~= nil
+  end, timeout or P.WAIT) == true
+end
+
+-- One request: P.http(port, method, path [, {body = s, headers = {...}}]) ->
+-- {status = n, body = s, headers = {lower-case name = value}, json = decoded or nil}.
+-- status 0 means no HTTP answer at all (refused, timed out, broken).
+function P.http(port, method, path, opts)
+  opts = opts or {}
+  local dir = P.tmpdir()
+  local bodyfile, headfile, reqfile = dir .. "/body", dir .. "/headers", dir .. "/request"
+  local words = { PLAIN .. "curl -s --max-time", tostring(P.CURL_TIMEOUT), "-D", P.quote(headfile) }
+  if method == "HEAD" then
+    words[#words + 1] = "-I -o /dev/null"
+  else
+    words[#words + 1] = "-o " .. P.quote(bodyfile) .. " -X " .. P.quote(method)
+  end
+  if opts.body then
+    P.write(reqfile, opts.body)
+    words[#words + 1] = "--data-binary @" .. P.quote(reqfile)
+    words[#words + 1] = "-H 'Content-Type: application/json'"
+  end
+  for _, hdr in ipairs(opts.headers or {}) do words[#words + 1] = "-H " .. P.quote(hdr) end
+  words[#words + 1] = "-w '%{http_code}'"
+  words[#words + 1] = P.quote("http://127.0.0.1:" .. port .. path)
+  local p = assert(io.popen(table.concat(words, " ")))
+  local code = p:read("a")
+  p:close()
+  local res = { status = tonumber(code) or 0, body = P.read(bodyfile) or "", headers = {} }
+  for line in (P.read(headfile) or ""):gmatch("[^\r\n]+") do
+    local name, value = line:match("^([^:%s]+):%s*(.-)%s*$")
+    if name then res.headers[name:lower()] = value end
+  end
+  sh("rm -rf " .. P.quote(dir))
+  if res.body ~= "" then
+    local ok, doc = pcall(cjson.decode, res.body)
+    if ok then res.json = doc end
+  end
+  return res
+end
+
+function P.get(port, path) return P.http(port, "GET", path) end
+
+function P.post_json(port, path, doc)
+  return P.http(port, "POST", path, { body = cjson.encode(doc) })
+end
+
+-- Sends one message through POST /watcher/message; the response.
+function P.send(port, content)
+  return P.post_json(port, "/watcher/message", { content = content })
+end
+
+-- GET path until pred(json) holds (bounded); the last JSON, or nil.
+function P.poll_json(port, path, pred, timeout)
+  local last
+  local ok = P.wait_for(function()
+    local r = P.get(port, path)
+    last = r.json
+    return r.status == 200 and last ~= nil and pred(last)
+  end, timeout)
+  return ok and last or nil, last
+end
+
+P.null = cjson.null
+
+return P

@@ -1,0 +1,289 @@
+/*
+** lhttp.c -- hersh.core.http_request(opts, callback): the loop's HTTP client for Lua.
+**
+** The callback waits in the registry until the answer comes in, then is called
+** through the one pcall wrapper, with no deadline. Pending requests are listed in a
+** per-state userdata: when the Lua state closes before the loop frees its client,
+** its __gc orphans them, and they finish later without touching Lua.
+*/
+#include <ctype.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http/client.h"
+#include "lhersh.h"
+
+#define HERSH_HTTP_STATE_MT "hersh.HttpState"
+
+typedef struct lhttp_req lhttp_req;
+
+/* One per Lua state, anchored in the registry until the state closes. */
+typedef struct lhttp_state {
+  hersh_lmod *m;
+  lhttp_req *pending;
+} lhttp_state;
+
+struct lhttp_req {
+  lhttp_state *st; /* NULL once the Lua state is gone */
+  int cb_ref;
+  lhttp_req *prev, *next;
+};
+
+static const char state_key = 'h';
+
+static void unlink_req(lhttp_state *st, lhttp_req *q) {
+  if (q->prev) q->prev->next = q->next;
+  else st->pending = q->next;
+  if (q->next) q->next->prev = q->prev;
+}
+
+static int l_http_state_gc(lua_State *L) {
+  lhttp_state *st = luaL_checkudata(L, 1, HERSH_HTTP_STATE_MT);
+  for (lhttp_req *q = st->pending; q; q = q->next) q->st = NULL;
+  st->pending = NULL;
+  return 0;
+}
+
+static const luaL_Reg state_metameth[] = {{"__gc", l_http_state_gc}, {NULL, NULL}};
+
+/* Made on first use, after hersh.core's own state: finalizers run in reverse order of
+** creation, so at lua_close the orphaning comes before the loop (and client) go. */
+static lhttp_state *get_state(lua_State *L) HERSH_MAY_RAISE {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &state_key) == LUA_TUSERDATA) {
+    lhttp_state *st = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return st;
+  }
+  lua_pop(L, 1);
+  hersh_lmod *m = hersh_lmod_get(L);
+  lhttp_state *st = lua_newuserdatauv(L, sizeof *st, 0);
+  *st = (lhttp_state){.m = m};
+  if (luaL_newmetatable(L, HERSH_HTTP_STATE_MT)) luaL_setfuncs(L, state_metameth, 0);
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &state_key);
+  return st;
+}
+
+/* ---- the answer ------------------------------------------------------------------------ */
+
+/* Pushes {lowercased name = value}; repeated names are joined with ", ". */
+static void push_headers(lua_State *L, const char *p, size_t n) HERSH_MAY_RAISE {
+  lua_newtable(L);
+  int t = lua_gettop(L);
+  const char *end = p + n;
+  const char *line = memchr(p, '\n', n); /* the status line is not a header */
+  line = line ? line + 1 : end;
+  while (line < end) {
+    const char *eol = memchr(line, '\n', (size_t)(end - line));
+    if (!eol) eol = end;
+    const char *stop = eol > line && eol[-1] == '\r' ? eol - 1 : eol;
+    const char *colon = memchr(line, ':', (size_t)(stop - line));
+    if (colon && colon > line && *line != ' ' && *line != '\t') { /* obs-fold lines are dropped */
+      luaL_Buffer b;
+      luaL_buffinit(L, &b);
+      for (const char *c = line; c < colon; c++) luaL_addchar(&b, (char)tolower((unsigned char)*c));
+      luaL_pushresult(&b); /* name */
+      const char *v = colon + 1, *ve = stop;
+      while (v < ve && (*v == ' ' || *v == '\t')) v++;
+      while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+      lua_pushvalue(L, -1);
+      if (lua_rawget(L, t) == LUA_TSTRING) { /* name, earlier value */
+        lua_pushliteral(L, ", ");
+        lua_pushlstring(L, v, (size_t)(ve - v));
+        lua_concat(L, 3);
+      } else {
+        lua_pop(L, 1);
+        lua_pushlstring(L, v, (size_t)(ve - v));
+      }
+      lua_rawset(L, t); /* pops name and value */
+    }
+    line = eol + 1;
+  }
+}
+
+/* Runs under hersh_lua_pcall: (result lightuserdata, callback) -> callback(res) or
+** callback(nil, err, code). Building the answer here keeps a memory error protected. */
+static int deliver(lua_State *L) {
+  const hersh_http_result *r = lua_touserdata(L, 1);
+  lua_settop(L, 2);
+  if (r->error) {
+    lua_pushnil(L);
+    lua_pushstring(L, r->error);
+    lua_pushstring(L, r->code ? r->code : "EHTTP");
+    lua_call(L, 3, 0);
+    return 0;
+  }
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, r->status);
+  lua_setfield(L, -2, "status");
+  push_headers(L, r->headers, r->headers_len);
+  lua_setfield(L, -2, "headers");
+  lua_pushlstring(L, r->body, r->body_len);
+  lua_setfield(L, -2, "body");
+  lua_call(L, 1, 0);
+  return 0;
+}
+
+static void on_done(const hersh_http_result *r, void *ud) {
+  lhttp_req *q = ud;
+  lhttp_state *st = q->st;
+  int ref = q->cb_ref;
+  if (st) unlink_req(st, q);
+  free(q);
+  if (!st) return; /* the Lua state closed: nobody to tell */
+  hersh_lmod *m = st->m;
+  lua_State *L = m->L;
+  int top = lua_gettop(L);
+  if (!lua_checkstack(L, 4)) {
+    fprintf(stderr, "hersh: http callback: Lua stack overflow\n");
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    return;
+  }
+  hersh_lua_push_handler(L);
+  lua_pushcfunction(L, deliver);
+  lua_pushlightuserdata(L, (void *)r);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, ref); /* the stack holds the callback now */
+  hersh_lua_status rc = hersh_lua_pcall(m, L, 2, 0, 0);
+  if (rc != HERSH_LUA_OK) {
+    const char *msg = rc == HERSH_LUA_NOMEM ? "out of memory" : lua_tostring(L, -1);
+    fprintf(stderr, "hersh: http callback: %s\n", msg ? msg : "(error object is not a string)");
+  }
+  lua_settop(L, top);
+}
+
+/* ---- the request ----------------------------------------------------------------------- */
+
+/* opts[key] as a string (anchored in opts), or def when absent; raises on another type. */
+static const char *opt_string(lua_State *L, const char *key, const char *def, size_t *len) HERSH_MAY_RAISE {
+  int type = lua_getfield(L, 1, key);
+  const char *s = def;
+  if (len) *len = def ? strlen(def) : 0;
+  if (type == LUA_TSTRING) s = lua_tolstring(L, -1, len);
+  else if (type != LUA_TNIL) luaL_error(L, "http_request: opts.%s must be a string, not %s", key, luaL_typename(L, -1));
+  lua_pop(L, 1);
+  return s;
+}
+
+static double opt_number(lua_State *L, const char *key) HERSH_MAY_RAISE {
+  int type = lua_getfield(L, 1, key);
+  double v = 0;
+  if (type == LUA_TNUMBER) v = lua_tonumber(L, -1);
+  else if (type != LUA_TNIL) luaL_error(L, "http_request: opts.%s must be a number, not %s", key, luaL_typename(L, -1));
+  if (!(v >= 0)) luaL_error(L, "http_request: opts.%s must not be negative", key);
+  lua_pop(L, 1);
+  return v;
+}
+
+static bool is_token(const char *s, size_t n) {
+  if (n == 0) return false;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    if (ch <= 32 || ch >= 127 || strchr("\"(),/:;<=>?@[\\]{}", ch)) return false;
+  }
+  return true;
+}
+
+/* One header line "Name: value" from a list entry (value at -1) or a map entry (key at
+** -2, value at -1); pushes it. Raises on a malformed header: a caller's bug. */
+static void push_header_line(lua_State *L) HERSH_MAY_RAISE {
+  size_t n;
+  if (lua_type(L, -2) == LUA_TNUMBER) {
+    if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "http_request: opts.headers entries must be strings");
+    const char *s = lua_tolstring(L, -1, &n);
+    const char *colon = memchr(s, ':', n);
+    if (!colon || !is_token(s, (size_t)(colon - s)) || strpbrk(s, "\r\n") || strlen(s) != n)
+      luaL_error(L, "http_request: bad header '%s': expected \"Name: value\"", s);
+    lua_pushvalue(L, -1);
+    return;
+  }
+  if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1))
+    luaL_error(L, "http_request: opts.headers must map names to strings");
+  const char *name = lua_tolstring(L, -2, &n);
+  if (!is_token(name, n)) luaL_error(L, "http_request: bad header name '%s'", name);
+  size_t vn;
+  lua_pushvalue(L, -1); /* a copy: lua_tolstring may turn a number into a string */
+  const char *value = lua_tolstring(L, -1, &vn);
+  if (strpbrk(value, "\r\n") || strlen(value) != vn) luaL_error(L, "http_request: bad value of header '%s'", name);
+  lua_pushfstring(L, "%s: %s", name, value);
+  lua_remove(L, -2);
+}
+
+/* The header lines as a NULL-terminated array in a userdata (pushed), their strings
+** anchored in a table (pushed below it). Everything stays on the stack: a raise frees it. */
+static const char *const *collect_headers(lua_State *L) HERSH_MAY_RAISE {
+  int type = lua_getfield(L, 1, "headers");
+  if (type == LUA_TNIL) {
+    lua_pop(L, 1);
+    return NULL;
+  }
+  if (type != LUA_TTABLE) luaL_error(L, "http_request: opts.headers must be a table, not %s", luaL_typename(L, -1));
+  int src = lua_gettop(L);
+  size_t count = 0;
+  for (lua_pushnil(L); lua_next(L, src); lua_pop(L, 1)) count++;
+  lua_createtable(L, (int)count, 0); /* the anchors */
+  int anchors = src + 1;
+  const char **lines = lua_newuserdatauv(L, (count + 1) * sizeof *lines, 0);
+  size_t i = 0;
+  for (lua_pushnil(L); lua_next(L, src); lua_pop(L, 1)) { /* key, value */
+    push_header_line(L);
+    lines[i] = lua_tostring(L, -1);
+    lua_rawseti(L, anchors, (lua_Integer)++i); /* pops the line */
+  }
+  lines[i] = NULL;
+  return lines;
+}
+
+static int push_failure(lua_State *L, const char *msg, const char *code) {
+  lua_pushnil(L);
+  lua_pushstring(L, msg);
+  lua_pushstring(L, code);
+  return 3;
+}
+
+/* hersh.core.http_request(opts, callback): true, or nil, message, code when the
+** request cannot be started. Raises for a caller's bug (bad opts). */
+int hersh_lhttp_request(lua_State *L) HERSH_MAY_RAISE {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_settop(L, 2);
+  hersh_http_call call = {0};
+  size_t method_len;
+  call.method = opt_string(L, "method", "GET", &method_len);
+  if (!is_token(call.method, method_len)) luaL_error(L, "http_request: bad method '%s'", call.method);
+  call.url = opt_string(L, "url", NULL, NULL);
+  if (!call.url) luaL_error(L, "http_request: opts.url is required");
+  call.body = opt_string(L, "body", NULL, &call.body_len);
+  call.timeout = opt_number(L, "timeout");
+  double max = opt_number(L, "max_response");
+  call.max_response = max >= (double)SIZE_MAX ? SIZE_MAX : (size_t)max;
+  call.headers = collect_headers(L);
+  lhttp_state *st = get_state(L);
+  lua_pushvalue(L, 2);
+  int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  /* Nothing below raises: the request and the reference are released on every path. */
+  hersh_http_client *c = hersh_http_client_get(st->m->loop);
+  if (!c) {
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    return push_failure(L, hersh_errmsg(), "ESYS");
+  }
+  lhttp_req *q = malloc(sizeof *q);
+  if (!q) {
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    return push_failure(L, "out of memory", "ENOMEM");
+  }
+  *q = (lhttp_req){.st = st, .cb_ref = ref};
+  int rc = hersh_http_request(c, &call, on_done, q);
+  if (rc != HERSH_OK) {
+    free(q);
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    return push_failure(L, hersh_errmsg(), hersh_errcode(rc));
+  }
+  q->next = st->pending;
+  if (st->pending) st->pending->prev = q;
+  st->pending = q;
+  lua_pushboolean(L, 1);
+  return 1;
+}

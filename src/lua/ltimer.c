@@ -1,0 +1,95 @@
+/*
+** ltimer.c -- core.timer(seconds, fn [, repeat]): fn runs on the loop after `seconds`
+** (and every `repeat` seconds if given) until t:stop(). A pending timer keeps itself
+** alive; errors in fn are reported on stderr, since nothing else could hear them.
+*/
+#include <stdio.h>
+
+#include "lhersh.h"
+
+typedef struct ltimer {
+  uv_timer_t timer;
+  hersh_lmod *m;
+  int self_ref, fn_ref;
+  bool open;
+} ltimer;
+
+#define check_ltimer(L, i) ((ltimer *)luaL_checkudata((L), (i), HERSH_TIMER_MT))
+
+static void closed(uv_handle_t *h) {
+  ltimer *t = h->data;
+  t->open = false;
+  luaL_unref(t->m->L, LUA_REGISTRYINDEX, t->self_ref); /* collectable from now on */
+  t->self_ref = LUA_NOREF;
+}
+
+static void stop(ltimer *t) {
+  if (t->open && !uv_is_closing((uv_handle_t *)&t->timer)) uv_close((uv_handle_t *)&t->timer, closed);
+}
+
+static void fire(uv_timer_t *h) {
+  ltimer *t = h->data;
+  lua_State *L = t->m->L;
+  bool again = uv_timer_get_repeat(h) > 0;
+  if (!again) stop(t); /* before calling: fn may start a new timer, or stop this one */
+  hersh_lua_push_handler(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->fn_ref);
+  if (hersh_lua_pcall(t->m, L, 0, 0, 0) != HERSH_LUA_OK) {
+    fprintf(stderr, "hersh: timer: %s\n", lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+static int l_timer_new(lua_State *L) {
+  double seconds = luaL_checknumber(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  double every = luaL_optnumber(L, 3, 0);
+  luaL_argcheck(L, seconds >= 0 && every >= 0, 1, "must not be negative");
+  ltimer *t = lua_newuserdatauv(L, sizeof *t, 0);
+  *t = (ltimer){.m = hersh_lmod_get(L), .self_ref = LUA_NOREF, .fn_ref = LUA_NOREF};
+  luaL_setmetatable(L, HERSH_TIMER_MT);
+  if (uv_timer_init(t->m->loop->uv, &t->timer) != 0) return luaL_error(L, "cannot create a timer");
+  t->timer.data = t;
+  t->open = true;
+  lua_pushvalue(L, 2);
+  t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, -1);
+  t->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  uv_timer_start(&t->timer, fire, (uint64_t)(seconds * 1000.0 + 0.5), (uint64_t)(every * 1000.0 + 0.5));
+  return 1;
+}
+
+static int l_timer_stop(lua_State *L) {
+  stop(check_ltimer(L, 1));
+  return 0;
+}
+
+static int l_timer_active(lua_State *L) {
+  ltimer *t = check_ltimer(L, 1);
+  lua_pushboolean(L, t->open && !uv_is_closing((uv_handle_t *)&t->timer));
+  return 1;
+}
+
+static int l_timer_gc(lua_State *L) {
+  ltimer *t = check_ltimer(L, 1);
+  stop(t); /* only reached once closed, or when the whole state closes */
+  luaL_unref(L, LUA_REGISTRYINDEX, t->fn_ref);
+  t->fn_ref = LUA_NOREF;
+  return 0;
+}
+
+static const luaL_Reg timer_meth[] = {{"stop", l_timer_stop}, {"active", l_timer_active}, {NULL, NULL}};
+static const luaL_Reg timer_metameth[] = {{"__index", NULL}, {"__gc", l_timer_gc}, {NULL, NULL}};
+
+/* Sets module.timer on the module table at the stack top. */
+int hersh_ltimer_open(lua_State *L) {
+  luaL_newmetatable(L, HERSH_TIMER_MT);
+  luaL_setfuncs(L, timer_metameth, 0);
+  luaL_newlib(L, timer_meth);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  lua_pushcfunction(L, l_timer_new);
+  lua_setfield(L, -2, "timer");
+  return 0;
+}

@@ -1,0 +1,449 @@
+/*
+** The HTTP client (src/http/client.c) against a real server on loopback: the project's
+** own libmicrohttpd server, with a handler that echoes what it got. Every wait is
+** bounded; no test asserts how long something took.
+*/
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "hersh.h"
+/* Relative, so it builds whether or not the test target has src/ on its include path.
+** The server's request type and the client's request function share a name: the
+** type is renamed here (a type name never reaches the linker). */
+#define hersh_http_request hersh_http_server_request
+#include "../../src/http/server.h"
+#undef hersh_http_request
+#include "../../src/http/client.h"
+
+#define WAIT_S 30.0 /* upper bound of any wait: reached only when something is broken */
+#define BIG_BODY 100000
+
+/* ---- the server --------------------------------------------------------------------------- */
+
+/* What the handler saw (it runs on the server's thread). */
+static struct {
+  pthread_mutex_t mu;
+  int ports[256]; /* distinct client ports: one per TCP connection */
+  int n_ports;
+  int requests;
+} seen = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static atomic_bool release_sleepers;
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+static void note_client(const hersh_http_server_request *req) {
+  const union MHD_ConnectionInfo *info = MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  int port = -1;
+  if (info && info->client_addr && info->client_addr->sa_family == AF_INET)
+    port = ntohs(((const struct sockaddr_in *)info->client_addr)->sin_port);
+  pthread_mutex_lock(&seen.mu);
+  seen.requests++;
+  bool known = false;
+  for (int i = 0; i < seen.n_ports; i++) known = known || seen.ports[i] == port;
+  if (!known && seen.n_ports < 256) seen.ports[seen.n_ports++] = port;
+  pthread_mutex_unlock(&seen.mu);
+}
+
+static void reset_seen(void) {
+  pthread_mutex_lock(&seen.mu);
+  seen.n_ports = 0;
+  seen.requests = 0;
+  pthread_mutex_unlock(&seen.mu);
+}
+
+/* "METHOD PATH\nq=QUERY\nx-test=HEADER\nBODY"; /big sends BIG_BODY bytes, /sleep waits
+** up to 2 s (less once the test releases it), /missing answers 404. */
+static void echo_handler(const hersh_http_server_request *req, hersh_http_response *res, void *ud) {
+  (void)ud;
+  note_client(req);
+  res->content_type = "text/plain";
+  if (strcmp(req->path, "/sleep") == 0) {
+    for (int i = 0; i < 200 && !atomic_load(&release_sleepers); i++) sleep_ms(10);
+  }
+  if (strcmp(req->path, "/big") == 0) {
+    res->body = malloc(BIG_BODY);
+    if (res->body) memset(res->body, 'x', BIG_BODY);
+    res->body_len = res->body ? BIG_BODY : 0;
+    res->status = 200;
+    return;
+  }
+  const char *q = hersh_http_query(req, "q");
+  const char *h = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-Test");
+  size_t cap = strlen(req->method) + strlen(req->path) + (q ? strlen(q) : 0) + (h ? strlen(h) : 0) + req->body_len + 64;
+  res->body = malloc(cap);
+  if (!res->body) return;
+  int n = snprintf(res->body, cap, "%s %s\nq=%s\nx-test=%s\n", req->method, req->path, q ? q : "", h ? h : "");
+  memcpy(res->body + n, req->body ? req->body : "", req->body_len);
+  res->body_len = (size_t)n + req->body_len;
+  res->status = strcmp(req->path, "/missing") == 0 ? 404 : 200;
+}
+
+static hersh_http_server *start_server(void) {
+  hersh_http_options o = {.port = 0, .listen_fd = -1, .max_body = 1 << 20};
+  hersh_http_server *s = NULL;
+  if (hersh_http_server_start(&o, echo_handler, NULL, &s) != HERSH_OK) printf("server: %s\n", hersh_errmsg());
+  return s;
+}
+
+static hersh_http_server *server;
+
+static char *url_of(int port, const char *path) {
+  static char buf[8][256];
+  static int next;
+  char *u = buf[next++ % 8];
+  snprintf(u, sizeof buf[0], "http://127.0.0.1:%d%s", port, path);
+  return u;
+}
+
+static char *url(const char *path) { return url_of(hersh_http_server_port(server), path); }
+
+/* A port nothing listens on: bound once, then closed. */
+static int dead_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof a;
+  int port = -1;
+  if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+    port = ntohs(a.sin_port);
+  if (fd >= 0) close(fd);
+  return port;
+}
+
+/* A socket that listens but never accepts: connections sit in the backlog, unanswered. */
+static int silent_listener(int *port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof a;
+  if (fd < 0) return -1;
+  if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 64) != 0 ||
+      getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+    close(fd);
+    return -1;
+  }
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
+/* ---- collecting results ------------------------------------------------------------------------ */
+
+typedef struct got {
+  int calls;
+  int status;
+  char *error, *code, *headers, *body;
+  size_t body_len;
+} got;
+
+static char *dup_n(const char *s, size_t n) {
+  char *p = malloc(n + 1);
+  if (!p) return NULL;
+  memcpy(p, s, n);
+  p[n] = '\0';
+  return p;
+}
+
+static void on_got(const hersh_http_result *r, void *ud) {
+  got *g = ud;
+  g->calls++;
+  if (g->calls > 1) return; /* counted: a second call is a failure the test sees */
+  g->status = r->status;
+  g->error = r->error ? dup_n(r->error, strlen(r->error)) : NULL;
+  g->code = r->code ? dup_n(r->code, strlen(r->code)) : NULL;
+  g->headers = dup_n(r->headers, r->headers_len);
+  g->body = dup_n(r->body, r->body_len);
+  g->body_len = r->body_len;
+}
+
+static void got_free(got *g) {
+  free(g->error);
+  free(g->code);
+  free(g->headers);
+  free(g->body);
+  memset(g, 0, sizeof *g);
+}
+
+typedef struct all_done {
+  got *gs;
+  int n;
+} all_done;
+
+static bool all_called(void *ud) {
+  all_done *a = ud;
+  for (int i = 0; i < a->n; i++)
+    if (a->gs[i].calls == 0) return false;
+  return true;
+}
+
+/* Makes one request on a loop and waits for it. */
+static void fetch(hersh_loop *loop, const hersh_http_call *call, got *g) {
+  memset(g, 0, sizeof *g);
+  hersh_http_client *c = hersh_http_client_get(loop);
+  if (!c || hersh_http_request(c, call, on_got, g) != HERSH_OK) {
+    printf("request: %s\n", hersh_errmsg());
+    return;
+  }
+  all_done a = {g, 1};
+  hersh_loop_run_until(loop, all_called, &a, WAIT_S);
+}
+
+/* ---- tests ------------------------------------------------------------------------------------ */
+
+TEST(methods_with_bodies_and_headers) {
+  hersh_loop *loop = hersh_loop_new();
+  REQUIRE(loop);
+  const char *hdrs[] = {"X-Test: hello there", "Content-Type: text/plain", NULL};
+  struct {
+    const char *method, *path, *body, *want;
+  } cases[] = {
+      {"GET", "/get?q=1", NULL, "GET /get\nq=1\nx-test=hello there\n"},
+      {"POST", "/post", "a posted body", "POST /post\nq=\nx-test=hello there\na posted body"},
+      {"PUT", "/put", "put this", "PUT /put\nq=\nx-test=hello there\nput this"},
+      {"DELETE", "/del", "gone", "DELETE /del\nq=\nx-test=hello there\ngone"},
+      {"DELETE", "/del2", NULL, "DELETE /del2\nq=\nx-test=hello there\n"},
+      {"PATCH", "/patch", NULL, "PATCH /patch\nq=\nx-test=hello there\n"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    hersh_http_call call = {.method = cases[i].method, .url = url(cases[i].path), .headers = hdrs,
+                            .body = cases[i].body, .body_len = cases[i].body ? strlen(cases[i].body) : 0};
+    got g;
+    fetch(loop, &call, &g);
+    CHECK_EQ_INT(g.calls, 1);
+    CHECK_EQ_INT(g.status, 200);
+    CHECK_EQ_STR(g.error, NULL);
+    CHECK_EQ_STR(g.body, cases[i].want);
+    CHECK(g.headers && strncmp(g.headers, "HTTP/1.1 200", 12) == 0);
+    CHECK(g.headers && strcasestr(g.headers, "\r\nContent-Type: text/plain\r\n"));
+    got_free(&g);
+  }
+  /* A large body goes in one go (no Expect: 100-continue wait) and comes back whole. */
+  size_t n = 300000;
+  char *big = malloc(n);
+  REQUIRE(big);
+  for (size_t i = 0; i < n; i++) big[i] = (char)('a' + i % 26);
+  hersh_http_call call = {.method = "POST", .url = url("/echo"), .body = big, .body_len = n};
+  got g;
+  fetch(loop, &call, &g);
+  CHECK_EQ_INT(g.status, 200);
+  const char *prefix = "POST /echo\nq=\nx-test=\n";
+  CHECK_EQ_INT(g.body_len, strlen(prefix) + n);
+  CHECK(g.body && g.body_len == strlen(prefix) + n && memcmp(g.body + strlen(prefix), big, n) == 0);
+  got_free(&g);
+  free(big);
+  /* An HTTP error status is an answer, not a transport error. */
+  hersh_http_call missing = {.url = url("/missing")};
+  fetch(loop, &missing, &g);
+  CHECK_EQ_INT(g.status, 404);
+  CHECK_EQ_STR(g.error, NULL);
+  CHECK_EQ_STR(g.code, NULL);
+  got_free(&g);
+  hersh_loop_free(loop);
+}
+
+/* Each answer starts the next request from inside done, until 100. */
+typedef struct chain {
+  hersh_http_client *c;
+  int done, failed;
+} chain;
+
+static void chain_next(const hersh_http_result *r, void *ud) {
+  chain *ch = ud;
+  if (r->status != 200) ch->failed++;
+  if (++ch->done >= 100) return;
+  hersh_http_call call = {.method = "POST", .url = url("/seq"), .body = "x", .body_len = 1};
+  if (hersh_http_request(ch->c, &call, chain_next, ch) != HERSH_OK) {
+    ch->failed++;
+    ch->done = 100;
+  }
+}
+
+static bool chain_finished(void *ud) { return ((chain *)ud)->done >= 100; }
+
+TEST(sequential_requests_reuse_one_connection) {
+  hersh_loop *loop = hersh_loop_new();
+  REQUIRE(loop);
+  reset_seen();
+  chain ch = {.c = hersh_http_client_get(loop)};
+  REQUIRE(ch.c);
+  CHECK(hersh_http_client_get(loop) == ch.c); /* one client per loop */
+  hersh_http_call call = {.url = url("/seq")};
+  REQUIRE(hersh_http_request(ch.c, &call, chain_next, &ch) == HERSH_OK);
+  CHECK_EQ_INT(hersh_loop_run_until(loop, chain_finished, &ch, WAIT_S), 1);
+  CHECK_EQ_INT(ch.done, 100);
+  CHECK_EQ_INT(ch.failed, 0);
+  pthread_mutex_lock(&seen.mu);
+  int requests = seen.requests, connections = seen.n_ports;
+  pthread_mutex_unlock(&seen.mu);
+  CHECK_EQ_INT(requests, 100);
+  CHECK_EQ_INT(connections, 1); /* every request after the first rode the same connection */
+  hersh_loop_free(loop);
+}
+
+TEST(concurrent_requests_all_complete) {
+  enum { N = 50 };
+  hersh_loop *loop = hersh_loop_new();
+  REQUIRE(loop);
+  hersh_http_client *c = hersh_http_client_get(loop);
+  REQUIRE(c);
+  got gs[N];
+  memset(gs, 0, sizeof gs);
+  char bodies[N][16];
+  for (int i = 0; i < N; i++) {
+    snprintf(bodies[i], sizeof bodies[i], "n=%d", i);
+    hersh_http_call call = {.method = "POST", .url = url("/many"), .body = bodies[i], .body_len = strlen(bodies[i])};
+    CHECK_EQ_INT(hersh_http_request(c, &call, on_got, &gs[i]), HERSH_OK);
+  }
+  all_done a = {gs, N};
+  CHECK_EQ_INT(hersh_loop_run_until(loop, all_called, &a, WAIT_S), 1);
+  for (int i = 0; i < N; i++) {
+    char want[64];
+    snprintf(want, sizeof want, "POST /many\nq=\nx-test=\nn=%d", i);
+    CHECK_EQ_INT(gs[i].calls, 1);
+    CHECK_EQ_INT(gs[i].status, 200);
+    CHECK_EQ_STR(gs[i].body, want);
+    got_free(&gs[i]);
+  }
+  hersh_loop_free(loop);
+}
+
+TEST(connection_refused) {
+  hersh_loop *loop = hersh_loop_new();
+  REQUIRE(loop);
+  int port = dead_port();
+  REQUIRE(port > 0);
+  hersh_http_call call = {.url = url_of(port, "/")};
+  got g;
+  fetch(loop, &call, &g);
+  CHECK_EQ_INT(g.calls, 1);
+  CHECK_EQ_INT(g.status, 0);
+  CHECK_EQ_STR(g.code, "ECONNREFUSED");
+  CHECK_EQ_STR(g.error, "connection refused");
+  CHECK_EQ_INT(g.body_len, 0);
+  got_free(&g);
+  hersh_loop_free(loop);
+}
+
+TEST(timeout) {
+  hersh_http_server *slow = start_server(); /* its own: the sleep holds its thread */
+  REQUIRE(slow);
+  atomic_store(&release_sleepers, false);
+  hersh_loop *loop = hersh_loop_new();
+  REQUIRE(loop);
+  hersh_http_call call = {.url = url_of(hersh_http_server_port(slow), "/sleep"), .timeout = 0.3};
+  got g;
+  fetch(loop, &call, &g);
+  CHECK_EQ_INT(g.calls, 1);
+  CHECK_EQ_INT(g.status, 0);
+  CHECK_EQ_STR(g.code, "ETIMEOUT");
+  CHECK_EQ_STR(g.error, "timeout");
+  got_free(&g);
+  hersh_loop_free(loop);
+  atomic_store(&release_sleepers, true);
+  hersh_http_server_stop(slow);
+}
+
+TEST(response_too_large) {
+  hersh_loop *loop = hersh_loop_new();
+  REQUIRE(loop);
+  hersh_http_call call = {.url = url("/big"), .max_response = 1000};
+  got g;
+  fetch(loop, &call, &g);
+  CHECK_EQ_INT(g.calls, 1);
+  CHECK_EQ_INT(g.status, 0);
+  CHECK_EQ_STR(g.code, "ETOOLARGE");
+  CHECK_EQ_STR(g.error, "response too large");
+  got_free(&g);
+  call.max_response = BIG_BODY; /* exactly the limit is fine */
+  fetch(loop, &call, &g);
+  CHECK_EQ_INT(g.status, 200);
+  CHECK_EQ_INT(g.body_len, BIG_BODY);
+  got_free(&g);
+  hersh_loop_free(loop);
+}
+
+TEST(bad_requests_are_refused_at_once) {
+  hersh_loop *loop = hersh_loop_new();
+  REQUIRE(loop);
+  hersh_http_client *c = hersh_http_client_get(loop);
+  REQUIRE(c);
+  got g = {0};
+  const char *no_colon[] = {"NoColonHere", NULL};
+  const char *crlf[] = {"X-A: b\r\nX-Injected: yes", NULL};
+  hersh_http_call calls[] = {
+      {.url = "not a url"},
+      {.url = "ftp://127.0.0.1/file"},
+      {.url = NULL},
+      {.method = "GE T", .url = url("/")},
+      {.url = url("/"), .headers = no_colon},
+      {.url = url("/"), .headers = crlf},
+  };
+  for (size_t i = 0; i < sizeof calls / sizeof *calls; i++)
+    CHECK_EQ_INT(hersh_http_request(c, &calls[i], on_got, &g), HERSH_E_INVAL);
+  hersh_loop_run_for(loop, 0.05);
+  CHECK_EQ_INT(g.calls, 0);
+  /* Still usable afterwards. */
+  hersh_http_call ok = {.url = url("/after")};
+  fetch(loop, &ok, &g);
+  CHECK_EQ_INT(g.status, 200);
+  got_free(&g);
+  hersh_loop_free(loop);
+}
+
+static void cancelled_requests(double run_first) {
+  enum { N = 5 };
+  int port = 0;
+  int lfd = silent_listener(&port);
+  REQUIRE(lfd >= 0);
+  hersh_loop *loop = hersh_loop_new();
+  REQUIRE(loop);
+  hersh_http_client *c = hersh_http_client_get(loop);
+  REQUIRE(c);
+  got gs[N];
+  memset(gs, 0, sizeof gs);
+  for (int i = 0; i < N; i++) {
+    hersh_http_call call = {.method = "POST", .url = url_of(port, "/never"), .body = "b", .body_len = 1};
+    CHECK_EQ_INT(hersh_http_request(c, &call, on_got, &gs[i]), HERSH_OK);
+  }
+  if (run_first > 0) hersh_loop_run_for(loop, run_first); /* connected and sent: waiting */
+  for (int i = 0; i < N; i++) CHECK_EQ_INT(gs[i].calls, 0);
+  hersh_loop_free(loop);
+  for (int i = 0; i < N; i++) {
+    CHECK_EQ_INT(gs[i].calls, 1);
+    CHECK_EQ_INT(gs[i].status, 0);
+    CHECK_EQ_STR(gs[i].error, "cancelled");
+    CHECK_EQ_STR(gs[i].code, "ECANCELLED");
+    got_free(&gs[i]);
+  }
+  close(lfd);
+}
+
+TEST(loop_freed_with_requests_in_flight) { cancelled_requests(0.2); }
+TEST(loop_freed_before_requests_ran) { cancelled_requests(0); }
+
+int main(void) {
+  server = start_server();
+  if (!server) return printf("0 passed, 1 failed\n"), 1;
+  RUN(methods_with_bodies_and_headers);
+  RUN(sequential_requests_reuse_one_connection);
+  RUN(concurrent_requests_all_complete);
+  RUN(connection_refused);
+  RUN(timeout);
+  RUN(response_too_large);
+  RUN(bad_requests_are_refused_at_once);
+  RUN(loop_freed_with_requests_in_flight);
+  RUN(loop_freed_before_requests_ran);
+  hersh_http_server_stop(server);
+  return check_summary();
+}
