@@ -111,6 +111,12 @@ describe("dockerfile.parse accepts", function()
       assert.equal(8, two.line)
     end)
 
+    for _, text in ipairs({ "echo $((1 << x))", 'echo "a<<b"', "cat <<<word" }) do
+      it("with << that is no heredoc: " .. text, function()
+        assert.same({ "/bin/sh", "-c", text }, parse("FROM hersh\nRUN " .. text).steps[1].argv)
+      end)
+    end
+
     it("gets a copy of the env: later ENV does not change an earlier step", function()
       local plan = parse(df("FROM hersh", "ENV A=1", "RUN x", "ENV A=2"))
       assert.equal("1", plan.steps[1].env.A)
@@ -506,6 +512,8 @@ describe("dockerfile.parse refuses", function()
     { "RUN --network", df("FROM hersh", "RUN --network=host curl x"), 2, "RUN --network is not supported" },
     { "a heredoc", df("FROM hersh", "RUN <<EOF", "echo hi", "EOF"), 2, "RUN: heredocs (<<WORD) are not supported" },
     { "a quoted heredoc", df("FROM hersh", "RUN cat <<-'EOF' > x"), 2, "heredocs" },
+    { "a heredoc into a pipe", df("FROM hersh", "RUN cat <<EOF|sh", "echo", "EOF"), 2, "heredocs" },
+    { "a heredoc after a blank", df("FROM hersh", "RUN cat << EOF"), 2, "heredocs" },
 
     -- continuations and directives
     { "a trailing backslash at the end of the file", "FROM hersh\nRUN a \\", 2,

@@ -1,8 +1,14 @@
 -- `hersh run` and `hersh version` end to end: real processes, their exit status,
 -- stderr and signals, and the inherited-socket mode (tests/tools/listen_exec.c).
--- Every process a test starts is stopped in `finally` (P.defer); every wait is bounded.
+-- Every process a test starts is stopped in `finally` (defer); every wait is bounded.
 local hersh = require "hersh"
 local P = require "scripts.process"
+
+-- Runs fn when the test ends, passed or failed (see P.add_cleanup).
+local function defer(fn)
+  P.add_cleanup(fn)
+  finally(P.run_cleanups)
+end
 
 local API = "spec/scripts/api_main.lua"
 
@@ -17,7 +23,7 @@ local function hersh_cmd(argv, opts)
   local spec = { env = opts.env, fds = opts.fds, P.hersh }
   for _, a in ipairs(argv) do spec[#spec + 1] = a end
   local proc
-  P.defer(function() P.stop(proc) end)
+  defer(function() P.stop(proc) end)
   proc = P.start(spec)
   local status = P.wait_exit(proc)
   assert.is_number(status, "hersh did not end: " .. P.stderr(proc))
@@ -30,7 +36,7 @@ local function start_api(opts)
   opts = opts or {}
   local dir = P.tmpdir()
   local proc
-  P.defer(function()
+  defer(function()
     P.stop(proc)
     os.execute("rm -rf " .. P.quote(dir))
   end)
@@ -93,7 +99,14 @@ describe("hersh run exit status", function()
   it("0 when the script makes no watcher", function()
     local status, out, err = hersh_cmd { "run", "--port", "0", "spec/scripts/no_watcher.lua" }
     assert.equal(0, status, err)
-    assert.equal("no watcher here\n", out)
+    assert.equal("no watcher here\n0=spec/scripts/no_watcher.lua\n", out)
+  end)
+
+  it("gives the script its own arguments; runner options never reach them, except after --", function()
+    local status, out, err = hersh_cmd { "run", "spec/scripts/no_watcher.lua", "a", "--port", "0", "b", "--",
+      "--port", "c" }
+    assert.equal(0, status, err)
+    assert.equal("no watcher here\n0=spec/scripts/no_watcher.lua\n1=a\n2=b\n3=--port\n4=c\n", out)
   end)
 
   it("0 after the watcher stops itself (cleanup runs)", function()
@@ -185,7 +198,7 @@ end)
 describe("hersh run --bind and --port", function()
   it("a bad --bind address exits non-zero and names it (script that checks hersh.watcher)", function()
     local dir = P.tmpdir()
-    P.defer(function() os.execute("rm -rf " .. P.quote(dir)) end)
+    defer(function() os.execute("rm -rf " .. P.quote(dir)) end)
     local status, _, err = hersh_cmd { "run", "--bind", "not-an-address", "--port", "0", API, dir }
     assert.equal(2, status, err)
     assert.is_true(has(err, "not-an-address"), err)
@@ -202,7 +215,7 @@ describe("hersh run --bind and --port", function()
     local first = start_api()
     local port = P.announced(first)
     local dir = P.tmpdir()
-    P.defer(function() os.execute("rm -rf " .. P.quote(dir)) end)
+    defer(function() os.execute("rm -rf " .. P.quote(dir)) end)
     local status, _, err = hersh_cmd { "run", "--port", tostring(port), API, dir }
     assert.is_true(status ~= 0, err)
     assert.is_true(has(err, "cannot listen on 127.0.0.1:" .. port), err)
@@ -237,7 +250,7 @@ describe("hersh run on an inherited socket (LISTEN_FDS=1, fd 3)", function()
     local dir = P.tmpdir()
     local portfile = dir .. "/port"
     local proc
-    P.defer(function()
+    defer(function()
       P.stop(proc)
       os.execute("rm -rf " .. P.quote(dir))
     end)
@@ -249,6 +262,7 @@ describe("hersh run on an inherited socket (LISTEN_FDS=1, fd 3)", function()
     assert.is_number(port, "listen_exec wrote no port: " .. P.stderr(proc))
     local announced = P.announced(proc)
     assert.equal(port, announced)
+    assert.is_true(has(P.stderr(proc), "http://127.0.0.1:" .. port .. " (the inherited socket)"), P.stderr(proc))
 
     local s = P.get(port, "/watcher/status")
     assert.equal(200, s.status, s.body)

@@ -1,7 +1,13 @@
 -- The WatcherAPI end to end: `hersh run spec/scripts/api_main.lua` in a real process,
 -- real HTTP on loopback through curl. Every test starts its own process and stops it
--- (finally, through P.defer), and every wait is bounded (spec/scripts/process.lua).
+-- (finally, through defer), and every wait is bounded (spec/scripts/process.lua).
 local P = require "scripts.process"
+
+-- Runs fn when the test ends, passed or failed (see P.add_cleanup).
+local function defer(fn)
+  P.add_cleanup(fn)
+  finally(P.run_cleanups)
+end
 
 local SCRIPT = "spec/scripts/api_main.lua"
 local RFC3339 = "^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%d%d%d%d%d%d%dZ$"
@@ -15,7 +21,7 @@ local GET_ROUTES = {
 local function with_api(opts, body)
   local dir = P.tmpdir()
   local proc
-  P.defer(function()
+  defer(function()
     P.stop(proc)
     os.execute("rm -rf " .. P.quote(dir))
   end)

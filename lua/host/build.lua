@@ -7,6 +7,7 @@
 -- (an existing images/<build_id>/image.json) is always a whole image.
 local core = require "hersh.core"
 local cjson = require "cjson"
+local dockerfile = require "host.dockerfile"
 
 local fs = core.fs
 local build = {}
@@ -53,36 +54,39 @@ local function make_skeleton(rootfs, skeleton)
   return true
 end
 
--- Copies a file or a whole directory of the uploaded sources into the rootfs.
-local function copy_tree(from, to)
-  local st, err = fs.stat(from)
-  if not st then return nil, err end
-  if st.type == "dir" then
-    local ok, mk_err = fs.mkdir_p(to)
-    if not ok then return nil, mk_err end
-    for _, name in ipairs(fs.list(from)) do
-      local copied, copy_err = copy_tree(from .. "/" .. name, to .. "/" .. name)
-      if not copied then return nil, copy_err end
-    end
-    return true
+-- The uploaded files under dir, as the keys of a table of relative paths.
+local function list_files(dir, prefix, out)
+  out = out or {}
+  for _, name in ipairs(fs.list(dir .. (prefix and "/" .. prefix or "")) or {}) do
+    local rel = prefix and prefix .. "/" .. name or name
+    local st = fs.stat(dir .. "/" .. rel)
+    if st and st.type == "dir" then list_files(dir, rel, out)
+    elseif st and st.type == "file" then out[rel] = true end
   end
-  if st.type ~= "file" then return nil, "COPY source is not a file: " .. from end
-  local ok, mk_err = fs.mkdir_p(parent_of(to))
-  if not ok then return nil, mk_err end
-  return fs.copy_file(from, to)
+  return out
 end
 
--- COPY src... dest: dest ending in "/" (or several sources) is a directory.
+-- Makes a directory of the image (and its parents), owned by the build user.
+local function make_image_dir(job, path)
+  local ok, err = fs.mkdir_p(job.rootfs .. path)
+  if ok then ok, err = fs.chown(job.rootfs .. path, job.user.uid, job.user.gid) end
+  return ok, err
+end
+
+-- COPY: Docker's placement (dockerfile.copy_targets); what it writes belongs to the
+-- build user, since later RUN steps run as that user.
 local function do_copy(job, step)
-  for _, source in ipairs(step.sources) do
-    local name = source:match("([^/]+)/*$")
-    local dest = step.dest
-    if dest:sub(-1) == "/" or #step.sources > 1 then dest = dest:gsub("/*$", "/") .. name end
-    local ok, err = copy_tree(job.src_dir .. "/" .. source, job.rootfs .. dest)
-    -- Later RUN steps run as the build user: what COPY made is theirs too.
-    if ok then ok, err = fs.chown(job.rootfs .. dest, job.user.uid, job.user.gid, true) end
-    if ok then ok, err = fs.chown(parent_of(job.rootfs .. dest), job.user.uid, job.user.gid) end
-    if not ok then return nil, string.format("COPY (line %d): %s", step.line, err) end
+  job.files = job.files or list_files(job.src_dir)
+  local targets, err = dockerfile.copy_targets(step, job.files, function(path)
+    local st = fs.stat(job.rootfs .. path)
+    return st and st.type == "dir"
+  end)
+  if not targets then return nil, err end
+  for _, t in ipairs(targets) do
+    local ok, copy_err = make_image_dir(job, parent_of(t.to))
+    if ok then ok, copy_err = fs.copy_file(job.src_dir .. "/" .. t.from, job.rootfs .. t.to) end
+    if ok then ok, copy_err = fs.chown(job.rootfs .. t.to, job.user.uid, job.user.gid) end
+    if not ok then return nil, string.format("COPY (line %d): %s", step.line, copy_err) end
   end
   return true
 end
@@ -129,8 +133,12 @@ local function next_step(job)
     }
     if not proc then return job:fail(string.format("RUN (line %d): %s", step.line, err)) end
     job.proc = proc
+  elseif step.op == "workdir" then
+    local ok, err = make_image_dir(job, step.path)
+    if not ok then return job:fail(string.format("WORKDIR (line %d): %s", step.line or 0, err)) end
+    return next_step(job)
   else
-    return next_step(job) -- workdir, env and the like only shape later steps
+    return next_step(job)
   end
 end
 

@@ -432,11 +432,23 @@ function handlers.LABEL(st, rest, line)
   return true
 end
 
+-- A heredoc (<<WORD, <<-WORD, <<'WORD' as a word of its own) would need the
+-- lines after it, which this parser reads as instructions: refuse it by name.
+-- "$((1 << x))" and "a<<b" are not heredocs.
+local function has_heredoc(text)
+  for pos, after in text:gmatch("()<<%-?[ \t]*[\"']?[A-Za-z_][A-Za-z0-9_]*[\"']?()") do
+    local b, a = text:sub(pos - 1, pos - 1), text:sub(after, after)
+    if (b == "" or b == " " or b == "\t") and (a == "" or a:find("[ \t>|;&]")) then
+      return true
+    end
+  end
+  return false
+end
+
 function handlers.RUN(st, rest, line)
   local ok, err = refuse_flags("RUN", { rest:match("^%S+") }, line)
   if not ok then return nil, err, CODE end
-  -- Continuation lines are joined without newlines, so a heredoc cannot work.
-  if not is_exec(rest) and rest:find("<<%-?[ \t]*[\"']?[A-Za-z_]") then
+  if not is_exec(rest) and has_heredoc(rest) then
     return fail(line, "RUN: heredocs (<<WORD) are not supported")
   end
   local argv

@@ -121,12 +121,18 @@ function Sup:spawn(attempt)
     on_line = self.on_line,
     on_exit = function(code, signal)
       if self.procs[attempt] then self.procs[attempt] = nil end
+      if self.pending_release then return self:perform_release(self.pending_release) end
       self:post{ type = "exited", attempt = attempt, code = code, signal = signal }
     end,
   }
 end
 
 function Sup:perform_spawn(effect)
+  if self.publish then -- the Host hands over its socket for the port, listening now
+    local fd, publish_err = self.publish()
+    if not fd then return self:post{ type = "spawn_failed", attempt = effect.attempt, error = publish_err } end
+    self.listen_fd = fd
+  end
   local proc, err = self:spawn(effect.attempt)
   if not proc then
     return self:post{ type = "spawn_failed", attempt = effect.attempt, error = err }
@@ -198,7 +204,16 @@ function Sup:perform_cancel_timer()
   self.timer = nil
 end
 
+-- Release (delete) waits until every process of the program is gone: they hold its
+-- port and write into its files.
 function Sup:perform_release(effect)
+  for _, proc in pairs(self.procs) do
+    if proc:running() then
+      self.pending_release = effect
+      return proc:kill("KILL")
+    end
+  end
+  self.pending_release = nil
   if self.on_release then self.on_release(effect.keep_state) end
 end
 
@@ -210,17 +225,21 @@ end
 
 -- supervisor.new{id, plan, build_id, dirs = {src, state, logs}, images_dir, spec =
 -- {env, limits, network, restart_policy}, driver, runtime = {bin, lua}, user = {uid,
--- gid}, port, listen_fd, build_timeout, on_change(record), on_line(stream, text),
--- on_release(keep_state), record (to resume)}
+-- gid}, port, listen_fd (or publish() -> a listening fd, asked at each spawn),
+-- build_timeout, on_change(record), on_line(stream, text), on_release(keep_state),
+-- record (to resume)} -> supervisor, or nil, err, code for an invalid policy.
 function supervisor.new(opts)
   local self = setmetatable({
     id = opts.id, plan = opts.plan, build_id = opts.build_id, dirs = opts.dirs, images_dir = opts.images_dir,
     spec = opts.spec or {}, driver = opts.driver, runtime = opts.runtime,
     user = opts.user or { uid = 65534, gid = 65534 }, port = opts.port, listen_fd = opts.listen_fd,
     build_timeout = opts.build_timeout, on_change = opts.on_change, on_line = opts.on_line,
-    on_release = opts.on_release, queue = {}, procs = {}, draining = false,
+    on_release = opts.on_release, publish = opts.publish, queue = {}, procs = {}, draining = false,
   }, Sup)
-  self.record = opts.record or program.new{ policy = (opts.spec or {}).restart_policy }
+  local record, err, code = opts.record, nil, nil
+  if not record then record, err, code = program.new{ policy = (opts.spec or {}).restart_policy } end
+  if not record then return nil, err, code end
+  self.record = record
   return self
 end
 

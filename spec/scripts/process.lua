@@ -29,21 +29,21 @@ end
 -- scripts/test preloads into lua5.4: only hersh itself is under test.
 local PLAIN = "env -u LD_PRELOAD "
 
--- busted keeps only the last function given to `finally` in a test, so cleanups go
--- through this list: P.defer(fn) adds fn and (re)installs one finally that runs them
--- all, newest first, each in a pcall. Call it only inside a running test.
-local deferred = {}
+-- busted keeps only the last function given to `finally` in a test, so a spec's
+-- cleanups go through this list: its `defer(fn)` calls P.add_cleanup(fn), then
+-- finally(P.run_cleanups), which runs them all, newest first, each in a pcall.
+-- (`finally` exists only in the spec file's environment, not in this module's.)
+local cleanups = {}
 
-function P.run_deferred()
-  while #deferred > 0 do
-    local fn = table.remove(deferred)
-    pcall(fn)
-  end
+function P.add_cleanup(fn)
+  cleanups[#cleanups + 1] = fn
 end
 
-function P.defer(fn)
-  deferred[#deferred + 1] = fn
-  finally(P.run_deferred)
+function P.run_cleanups()
+  while #cleanups > 0 do
+    local fn = table.remove(cleanups)
+    pcall(fn)
+  end
 end
 
 function P.read(path)

@@ -2,6 +2,7 @@
 ** main.c -- the hersh executable.
 **
 **   hersh run FILE.lua [--port N] [--bind ADDR] [ARGS...]
+**   hersh host [--bind ADDR] [--port N] [--storage DIR] [--token-file FILE] ...
 **   hersh version
 **
 ** `run` executes the script, which creates and starts watchers; the first watcher it
@@ -33,6 +34,7 @@ enum { EXIT_STOPPED = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 
 static int usage(void) {
   fprintf(stderr, "usage: hersh run FILE.lua [--port N] [--bind ADDR] [ARGS...]\n"
+                  "       hersh host [--bind ADDR] [--port N] [--storage DIR] [--token-file FILE]\n"
                   "       hersh version\n");
   return EXIT_USAGE;
 }
@@ -206,9 +208,45 @@ static int cmd_run(int argc, char **argv) {
   return status;
 }
 
+/* The Host is Lua (lua/host/main.lua); this hands it its arguments and the path of
+** this executable, which sandboxes of FROM hersh images run. */
+static int cmd_host(int argc, char **argv) {
+  lua_State *L = luaL_newstate();
+  if (!L) {
+    fprintf(stderr, "hersh: cannot create a Lua state\n");
+    return EXIT_USAGE;
+  }
+  luaL_openlibs(L);
+  hersh_lua_prepare(L);
+  char exe[4096];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  exe[n > 0 ? n : 0] = '\0';
+  lua_pushcfunction(L, traceback);
+  int handler = lua_gettop(L);
+  const char *script = "local exe, args = ...\n"
+                       "require('hersh.core').executable = exe ~= '' and exe or nil\n"
+                       "return require('host.main').run(args)\n";
+  int status = EXIT_USAGE;
+  if (luaL_loadstring(L, script) == LUA_OK) {
+    lua_pushstring(L, exe);
+    lua_createtable(L, argc - 2, 0);
+    for (int i = 2; i < argc; i++) {
+      lua_pushstring(L, argv[i]);
+      lua_rawseti(L, -2, i - 1);
+    }
+    if (lua_pcall(L, 2, 1, handler) == LUA_OK) status = (int)lua_tointeger(L, -1);
+    else fprintf(stderr, "hersh host: %s\n", lua_tostring(L, -1));
+  } else {
+    fprintf(stderr, "hersh host: %s\n", lua_tostring(L, -1));
+  }
+  lua_close(L);
+  return status;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) return usage();
   if (strcmp(argv[1], "run") == 0) return cmd_run(argc, argv);
+  if (strcmp(argv[1], "host") == 0) return cmd_host(argc, argv);
   if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) return cmd_version();
   return usage();
 }

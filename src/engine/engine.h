@@ -203,8 +203,8 @@ struct hersh_loop {
   size_t n_watchers, cap_watchers;
   void *lua;                     /* the Lua state made by hersh_watcher_manage_lua */
   void (*lua_close)(void *lua);  /* closes it when the loop is freed */
-  void *http_client;                   /* src/http/client.c, made on first use */
-  void (*http_client_free)(void *http); /* cancels its requests when the loop is freed */
+  void *http_client;             /* src/http/client.c, made on first use */
+  void (*http_client_free)(void *c); /* frees it (cancelling its requests) with the loop */
 };
 
 bool hersh_loop_on_thread(const hersh_loop *loop);

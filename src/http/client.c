@@ -105,8 +105,8 @@ static void drive(hersh_http_client *c, curl_socket_t fd, int flags) {
   int running = 0;
   CURLMcode mc = curl_multi_socket_action(c->multi, fd, flags, &running);
   /* BAD_SOCKET: curl dropped the socket before our poll event came in: harmless. */
-  if (mc != CURLM_OK && mc != CURLM_BAD_SOCKET) fail_all(c, "curl_multi_socket_action", mc);
   collect_done(c);
+  if (mc != CURLM_OK && mc != CURLM_BAD_SOCKET) fail_all(c, "curl_multi_socket_action", mc);
 }
 
 static void on_poll(uv_poll_t *h, int status, int events) {

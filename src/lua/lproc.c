@@ -288,6 +288,25 @@ static int l_proc_listen(lua_State *L) {
   return 2;
 }
 
+/* core.bind(host, port) -> fd, port: reserved, refusing connections until core.listen_fd. */
+static int l_proc_bind(lua_State *L) {
+  const char *host = luaL_optstring(L, 1, "127.0.0.1");
+  int port = (int)luaL_optinteger(L, 2, 0);
+  int fd, bound;
+  int rc = hersh_bind_tcp(host, port, &fd, &bound);
+  if (rc) return push_failure(L, rc);
+  lua_pushinteger(L, fd);
+  lua_pushinteger(L, bound);
+  return 2;
+}
+
+static int l_proc_listen_fd(lua_State *L) {
+  int rc = hersh_listen_fd((int)luaL_checkinteger(L, 1));
+  if (rc) return push_failure(L, rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static int l_proc_close_fd(lua_State *L) {
   int fd = (int)luaL_checkinteger(L, 1);
   luaL_argcheck(L, fd > 2, 1, "not a descriptor hersh handed out");
@@ -303,7 +322,8 @@ static const luaL_Reg proc_meth[] = {{"pid", l_proc_pid},       {"running", l_pr
 static const luaL_Reg proc_metameth[] = {{"__index", NULL}, {"__gc", l_proc_gc}, {"__close", l_proc_gc}, {NULL, NULL}};
 
 static const luaL_Reg proc_funcs[] = {
-    {"spawn", l_proc_spawn}, {"listen", l_proc_listen}, {"close_fd", l_proc_close_fd}, {NULL, NULL}};
+    {"spawn", l_proc_spawn}, {"listen", l_proc_listen}, {"bind", l_proc_bind},
+    {"listen_fd", l_proc_listen_fd}, {"close_fd", l_proc_close_fd}, {NULL, NULL}};
 
 /* Adds spawn, listen and close_fd to the module table on the stack top. */
 int hersh_lproc_open(lua_State *L) {

@@ -1,9 +1,12 @@
 /*
-** ltimer.c -- core.timer(seconds, fn [, repeat]): fn runs on the loop after `seconds`
-** (and every `repeat` seconds if given) until t:stop(). A pending timer keeps itself
-** alive; errors in fn are reported on stderr, since nothing else could hear them.
+** ltimer.c -- the loop's own events for Lua: core.timer(seconds, fn [, repeat]) runs
+** fn after `seconds` (and every `repeat` seconds) until t:stop(); core.on_signal(name,
+** fn) runs fn when the process gets that signal; core.serve() runs the loop until
+** core.stop_serving(). Errors in these callbacks go to stderr: nothing else hears them.
 */
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "lhersh.h"
 
@@ -82,14 +85,74 @@ static int l_timer_gc(lua_State *L) {
 static const luaL_Reg timer_meth[] = {{"stop", l_timer_stop}, {"active", l_timer_active}, {NULL, NULL}};
 static const luaL_Reg timer_metameth[] = {{"__index", NULL}, {"__gc", l_timer_gc}, {NULL, NULL}};
 
-/* Sets module.timer on the module table at the stack top. */
+/* ---- signals and serving -------------------------------------------------------------- */
+
+typedef struct lsignal {
+  uv_signal_t handle;
+  hersh_lmod *m;
+  int fn_ref;
+} lsignal;
+
+static void on_signal(uv_signal_t *h, int signum) {
+  lsignal *s = h->data;
+  lua_State *L = s->m->L;
+  hersh_lua_push_handler(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->fn_ref);
+  lua_pushinteger(L, signum);
+  if (hersh_lua_pcall(s->m, L, 1, 0, 0) != HERSH_LUA_OK) {
+    fprintf(stderr, "hersh: signal handler: %s\n", lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+/* core.on_signal("TERM" | "INT" | "HUP", fn): for the life of the process. */
+static int l_on_signal(lua_State *L) {
+  static const char *const names[] = {"TERM", "INT", "HUP", NULL};
+  static const int numbers[] = {SIGTERM, SIGINT, SIGHUP};
+  int signum = numbers[luaL_checkoption(L, 1, NULL, names)];
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  hersh_lmod *m = hersh_lmod_get(L);
+  lsignal *s = malloc(sizeof *s); /* lives as long as the process: signals are not withdrawn */
+  if (!s) return luaL_error(L, "out of memory");
+  s->m = m;
+  lua_pushvalue(L, 2);
+  s->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  uv_signal_init(m->loop->uv, &s->handle);
+  s->handle.data = s;
+  uv_signal_start(&s->handle, on_signal, signum);
+  uv_unref((uv_handle_t *)&s->handle); /* a signal alone does not keep the loop running */
+  return 0;
+}
+
+static bool serving;
+
+/* core.serve(): runs the loop until core.stop_serving() (a server's loop). */
+static int l_serve(lua_State *L) {
+  hersh_lmod *m = hersh_lmod_get(L);
+  if (m->loop->depth > 0) return luaL_error(L, "core.serve: the loop is already running");
+  serving = true;
+  m->loop->depth++;
+  while (serving) uv_run(m->loop->uv, UV_RUN_ONCE);
+  m->loop->depth--;
+  return 0;
+}
+
+static int l_stop_serving(lua_State *L) {
+  (void)L;
+  serving = false;
+  return 0;
+}
+
+/* Sets module.timer and friends on the module table at the stack top. */
 int hersh_ltimer_open(lua_State *L) {
   luaL_newmetatable(L, HERSH_TIMER_MT);
   luaL_setfuncs(L, timer_metameth, 0);
   luaL_newlib(L, timer_meth);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
-  lua_pushcfunction(L, l_timer_new);
-  lua_setfield(L, -2, "timer");
+  static const luaL_Reg funcs[] = {{"timer", l_timer_new}, {"on_signal", l_on_signal}, {"serve", l_serve},
+                                   {"stop_serving", l_stop_serving}, {NULL, NULL}};
+  luaL_setfuncs(L, funcs, 0);
   return 0;
 }

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <uv.h>
 
 #include "check.h"
 #include "hersh.h"
@@ -242,6 +243,9 @@ TEST(methods_with_bodies_and_headers) {
   CHECK(g.body && g.body_len == strlen(prefix) + n && memcmp(g.body + strlen(prefix), big, n) == 0);
   got_free(&g);
   free(big);
+  /* Idle, the client keeps nothing active: a plain uv_run would return. */
+  for (int i = 0; i < 3; i++) uv_run(hersh_loop_uv(loop), UV_RUN_NOWAIT);
+  CHECK(!uv_loop_alive(hersh_loop_uv(loop)));
   /* An HTTP error status is an answer, not a transport error. */
   hersh_http_call missing = {.url = url("/missing")};
   fetch(loop, &missing, &g);
@@ -364,6 +368,11 @@ TEST(response_too_large) {
   CHECK_EQ_INT(g.status, 0);
   CHECK_EQ_STR(g.code, "ETOOLARGE");
   CHECK_EQ_STR(g.error, "response too large");
+  got_free(&g);
+  hersh_http_call small = {.url = url("/get"), .max_response = 10}; /* the headers alone are over */
+  fetch(loop, &small, &g);
+  CHECK_EQ_INT(g.status, 0);
+  CHECK_EQ_STR(g.code, "ETOOLARGE");
   got_free(&g);
   call.max_response = BIG_BODY; /* exactly the limit is fine */
   fetch(loop, &call, &g);
