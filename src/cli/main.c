@@ -13,7 +13,6 @@
 ** usage error or a script that fails to load or run.
 */
 #include <arpa/inet.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <lauxlib.h>
@@ -28,6 +27,7 @@
 #include <uv.h>
 
 #include "hersh.h"
+#include "http/curl.h"
 #include "lua/lhersh.h"
 
 enum { EXIT_STOPPED = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
@@ -40,8 +40,9 @@ static int usage(void) {
 }
 
 static int cmd_version(void) {
+  const char *curl = hersh_curl_load() == HERSH_OK ? curl_version_info(CURLVERSION_NOW)->version : "not found";
   printf("hersh %s (%s, libuv %s, libmicrohttpd %s, libcurl %s)\n", HERSH_VERSION, LUA_RELEASE,
-         uv_version_string(), MHD_get_version(), curl_version_info(CURLVERSION_NOW)->version);
+         uv_version_string(), MHD_get_version(), curl);
   return 0;
 }
 

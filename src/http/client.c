@@ -13,10 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <curl/curl.h>
-
 #include "engine/engine.h"
 #include "http/client.h"
+#include "http/curl.h"
 
 enum {
   MAX_CONNECTS = 64,  /* idle keep-alive connections the cache keeps: a burst of polls */
@@ -197,6 +196,7 @@ hersh_http_client *hersh_http_client_get(hersh_loop *loop) {
     return NULL;
   }
   if (loop->http_client) return loop->http_client;
+  if (hersh_curl_load() != HERSH_OK) return NULL;
   pthread_once(&global_once, global_init);
   if (global_rc != CURLE_OK) {
     hersh_fail_with(HERSH_E_SYS, "curl_global_init: %s", curl_easy_strerror(global_rc));
