@@ -66,9 +66,26 @@ local function list_files(dir, prefix, out)
   return out
 end
 
+-- RUN steps may leave symbolic links in the image; COPY and WORKDIR run as root on
+-- the host, so they must never write through one.
+local function check_no_links(job, path)
+  local at = job.rootfs
+  for part in path:gmatch("[^/]+") do
+    at = at .. "/" .. part
+    local st = fs.stat(at)
+    if not st then return true end -- what does not exist yet is made by us
+    if st.type == "link" then
+      return nil, "the image path " .. path .. " passes through a symbolic link (" .. at:sub(#job.rootfs + 1) .. ")"
+    end
+  end
+  return true
+end
+
 -- Makes a directory of the image (and its parents), owned by the build user.
 local function make_image_dir(job, path)
-  local ok, err = fs.mkdir_p(job.rootfs .. path)
+  local ok, err = check_no_links(job, path)
+  if not ok then return nil, err end
+  ok, err = fs.mkdir_p(job.rootfs .. path)
   if ok then ok, err = fs.chown(job.rootfs .. path, job.user.uid, job.user.gid) end
   return ok, err
 end
@@ -84,6 +101,7 @@ local function do_copy(job, step)
   if not targets then return nil, err end
   for _, t in ipairs(targets) do
     local ok, copy_err = make_image_dir(job, parent_of(t.to))
+    if ok then ok, copy_err = check_no_links(job, t.to) end
     if ok then ok, copy_err = fs.copy_file(job.src_dir .. "/" .. t.from, job.rootfs .. t.to) end
     if ok then ok, copy_err = fs.chown(job.rootfs .. t.to, job.user.uid, job.user.gid) end
     if not ok then return nil, string.format("COPY (line %d): %s", step.line, copy_err) end

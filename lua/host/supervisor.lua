@@ -156,7 +156,8 @@ function Sup:perform_probe(effect)
       return self:post{ type = "not_ready", attempt = attempt }
     end
     in_flight = true
-    core.http_request({ method = "GET", url = url, timeout = 1 }, function(res)
+    -- A fresh connection each time: a kept-alive one may lead to the previous process.
+    core.http_request({ method = "GET", url = url, timeout = 1, headers = { Connection = "close" } }, function(res)
       in_flight = false
       if probe.done or not res or res.status ~= 200 then return end
       probe.done = true

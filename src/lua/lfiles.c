@@ -158,7 +158,7 @@ static int l_fs_copy_file(lua_State *L) {
     return fail(L, "cannot read", from, e);
   }
   mode_t mode = (mode_t)luaL_optinteger(L, 3, st.st_mode & 07777);
-  int out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  int out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode); /* never through a link */
   if (out < 0) {
     int e = errno;
     close(in);

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# bench/programs/run.sh -- the Programs benchmark: spawn-to-Ready and crash-to-Ready of a
+# sandboxed FROM hersh counter under the bwrap driver (host.supervisor), beside the bare
+# bubblewrap start measured in the same run. See bench/programs/run.lua.
+#
+#   bench/programs/run.sh [BUILD_DIR]      (default build-bench; run by `make bench`)
+#
+# Needs root (the programs run as the unprivileged user 65534, and their state directory
+# is chown'ed to it) and bubblewrap.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+build=${1:-build-bench}
+
+tmp=$(mktemp -d)
+cleanup() { rm -rf "$tmp"; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" LUA_CPATH="./$build/lua/?.so;;" \
+  lua5.4 bench/programs/run.lua "$build" "$tmp"
