@@ -180,6 +180,12 @@ function Job:succeed()
     cmd = p.cmd, entrypoint = p.entrypoint,
   }
   local ok, err = fs.write_file(self.tmp_dir .. "/image.json", meta)
+  if ok and build.load_image(self.images_dir, self.build_id) then
+    -- Another build of the same id finished first, and programs may run from it: ours
+    -- is the same image, so it is dropped rather than swapped in under them.
+    fs.remove_tree(self.tmp_dir)
+    return self:finish(true)
+  end
   if ok then
     fs.remove_tree(self.image_dir) -- a partial leftover of a crashed Host
     ok, err = os.rename(self.tmp_dir, self.image_dir)
@@ -204,7 +210,7 @@ function build.start(opts)
   local job = setmetatable({
     plan = opts.plan, build_id = opts.build_id, src_dir = opts.src_dir, log_path = opts.log_path,
     driver = opts.driver, runtime = opts.runtime, user = opts.user or { uid = 65534, gid = 65534 },
-    on_done = opts.on_done, index = 0,
+    on_done = opts.on_done, index = 0, images_dir = opts.images_dir,
     image_dir = build.image_dir(opts.images_dir, opts.build_id),
   }, Job)
   job.tmp_dir = job.image_dir .. ".tmp-" .. tostring(math.random(1, 1 << 30))

@@ -2,6 +2,10 @@
 ** server.h -- a small HTTP server on libmicrohttpd. Handlers run on the server's own
 ** thread; they answer from state that is safe to read there (a snapshot, an atomic,
 ** a queue that takes pushes from any thread).
+**
+** A handler that cannot answer there (Lua code on the loop thread) defers instead:
+** hersh_http_defer suspends the connection, and the answer comes later from any
+** thread, whole (hersh_http_complete) or as a stream of chunks (hersh_http_stream_*).
 */
 #ifndef HERSH_HTTP_SERVER_H
 #define HERSH_HTTP_SERVER_H
@@ -17,6 +21,7 @@ typedef struct hersh_http_request {
   const char *path;
   const char *body; /* NUL-terminated; NULL when there is none */
   size_t body_len;
+  void *state; /* server.c's own, for hersh_http_defer */
 } hersh_http_request;
 
 typedef struct hersh_http_response {
@@ -25,6 +30,7 @@ typedef struct hersh_http_response {
   size_t body_len;
   const char *content_type; /* default application/json */
   const char *allow;        /* the Allow header of a 405 */
+  char *headers;            /* malloc'd, taken: more "Name: value\r\n" lines; NULL = none */
 } hersh_http_response;
 
 typedef void (*hersh_http_handler)(const hersh_http_request *req, hersh_http_response *res, void *ud);
@@ -39,11 +45,57 @@ typedef struct hersh_http_options {
 int hersh_http_server_start(const hersh_http_options *opts, hersh_http_handler handler, void *ud,
                             hersh_http_server **out);
 int hersh_http_server_port(const hersh_http_server *s);
-/* Stops accepting, finishes the requests under way, and frees the server. */
+/* Stops accepting, answers the deferred requests still waiting with 503, cuts the open
+** streams (their close callbacks run), lets the answers go out (waiting at most a
+** second), ends the connections, and frees the server. Deferred requests and streams
+** stay valid for their owners afterwards (their calls find them ended). */
 void hersh_http_server_stop(hersh_http_server *s);
 const char *hersh_http_query(const hersh_http_request *req, const char *name);
 
 /* A JSON error body {"error": "..."} with its status. */
 void hersh_http_error(hersh_http_response *res, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* ---- deferred answers -------------------------------------------------------------------
+**
+** In the handler (server thread only): hersh_http_defer(req) and return without filling
+** `res`. NULL means the server is stopping (or out of memory): then fill `res` as usual.
+** The caller then owns one hold on the pending request and gives it up through exactly
+** one of hersh_http_complete or hersh_http_stream_start (whose stream it gives up through
+** hersh_http_stream_end). Everything below may be called from any thread. */
+typedef struct hersh_http_pending hersh_http_pending;
+/* A stream is the pending request it answers. */
+typedef struct hersh_http_pending hersh_http_stream;
+
+hersh_http_pending *hersh_http_defer(const hersh_http_request *req);
+/* Answers and gives up the hold; takes res->body and res->headers in every case.
+** HERSH_E_STATE when the request had already ended (its client left, the server stopped). */
+int hersh_http_complete(hersh_http_pending *p, hersh_http_response *res);
+
+/* A write that finds this much already waiting for a slow client fails (HERSH_E_LIMIT). */
+#define HERSH_HTTP_STREAM_MAX_BUFFER ((size_t)1 << 20)
+
+/* Answers with a chunked body that follows: the pending hold becomes the stream's.
+** content_type NULL: "text/plain; charset=utf-8"; headers as in hersh_http_response
+** (copied). NULL when out of memory: the request is answered 500 and the hold given up. */
+hersh_http_stream *hersh_http_stream_start(hersh_http_pending *p, int status, const char *content_type,
+                                           const char *headers);
+/* Appends a chunk. HERSH_E_STATE once the client is gone or the stream ended;
+** HERSH_E_LIMIT when HERSH_HTTP_STREAM_MAX_BUFFER bytes already wait for the client
+** (the caller should stop or drop data); a write into an empty buffer always goes. */
+int hersh_http_stream_write(hersh_http_stream *s, const void *data, size_t len);
+/* Finishes the body (what is buffered still goes out) and gives up the hold. */
+void hersh_http_stream_end(hersh_http_stream *s);
+/* Whether the client can no longer get writes: it left, or the stream was delivered,
+** or the server stops. A suspended connection is not watched by libmicrohttpd, so
+** this also looks at its socket: polling it notices a client that left mid-stream. */
+bool hersh_http_stream_closed(hersh_http_stream *s);
+/* fn(s, ud) runs once, when the connection of the stream ends for any reason (on the
+** server's thread, or at once on the caller's if it already ended). ud must stay valid
+** until then or until the server is stopped. */
+typedef void (*hersh_http_close_fn)(hersh_http_stream *s, void *ud);
+void hersh_http_stream_on_close(hersh_http_stream *s, hersh_http_close_fn fn, void *ud);
+/* Extra holds, for owners that hand the stream to another thread or keep it after end. */
+void hersh_http_stream_retain(hersh_http_stream *s);
+void hersh_http_stream_release(hersh_http_stream *s);
 
 #endif

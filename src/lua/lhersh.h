@@ -89,6 +89,8 @@ int hersh_lproc_open(lua_State *L);
 /* lfiles.c and ltimer.c: core.fs and core.timer on the module table at the stack top. */
 int hersh_lfiles_open(lua_State *L);
 int hersh_ltimer_open(lua_State *L);
+int hersh_lsha256_open(lua_State *L);
+int hersh_lstore_open(lua_State *L); /* lstore.c: core.db_open */
 
 /* lctx.c */
 int hersh_lctx_open(lua_State *L);
@@ -108,5 +110,6 @@ int hersh_ltask_sleep(lua_State *L);
 
 /* lhttp.c: hersh.core.http_request(opts, callback). */
 int hersh_lhttp_request(lua_State *L);
+int hersh_lhttpd_open(lua_State *L); /* lhttpd.c: core.http_serve */
 
 #endif

@@ -1,0 +1,121 @@
+-- `hersh host`: the Host's command line, start-up and shutdown.
+--   hersh host [--bind 127.0.0.1] [--port 9000] [--storage DIR] [--token-file F]
+--              [--sandbox bwrap|dev] [--ports FIRST-LAST]
+local core = require "hersh.core"
+local api = require "host.api"
+local host = require "host.host"
+
+local main = {}
+
+main.USAGE = "usage: hersh host [--bind ADDR] [--port N] [--storage DIR] [--token-file FILE]"
+  .. " [--sandbox bwrap|dev] [--ports FIRST-LAST]"
+
+local function parse(args)
+  local o = { bind = "127.0.0.1", port = 9000, storage = "./var", sandbox = "bwrap" }
+  local i = 1
+  while i <= #args do
+    local a, v = args[i], args[i + 1]
+    if a == "--bind" and v then o.bind = v
+    elseif a == "--port" and v and tonumber(v) then o.port = math.tointeger(tonumber(v))
+    elseif a == "--storage" and v then o.storage = v
+    elseif a == "--token-file" and v then o.token_file = v
+    elseif a == "--sandbox" and v then o.sandbox = v
+    elseif a == "--ports" and v and v:match("^%d+%-%d+$") then
+      local first, last = v:match("^(%d+)%-(%d+)$")
+      o.ports = { first = tonumber(first), last = tonumber(last) }
+    else
+      return nil, "bad argument '" .. tostring(a) .. "'\n" .. main.USAGE
+    end
+    i = i + 2
+  end
+  if not o.port or o.port < 0 or o.port > 65535 then return nil, "--port wants 0..65535" end
+  return o
+end
+
+local function read_token(path)
+  local f, err = io.open(path, "r")
+  if not f then return nil, "cannot read the token file: " .. err end
+  local token = (f:read("a") or ""):match("^%s*(.-)%s*$")
+  f:close()
+  if token == "" then return nil, "the token file " .. path .. " is empty" end
+  return token
+end
+
+-- Where the hersh runtime is, for FROM hersh sandboxes: this executable and the
+-- folder its Lua modules were found in.
+local function runtime()
+  local init = package.searchpath("hersh", package.path)
+  return { bin = core.executable, lua = init and init:match("^(.*)/hersh/init%.lua$") }
+end
+
+-- Starts the Host; returns it and its server, or nil, err.
+function main.start(args)
+  local o, err = parse(args)
+  if not o then return nil, err end
+  local token
+  if o.token_file then
+    token, err = read_token(o.token_file)
+    if not token then return nil, err end
+  end
+  if not token and o.bind ~= "127.0.0.1" and o.bind ~= "::1" and o.bind ~= "localhost" then
+    io.stderr:write("hersh host: WARNING: listening on " .. o.bind .. " without --token-file: "
+      .. "anyone who can reach it can run programs\n")
+  end
+  local rt = runtime()
+  if not rt.bin or not rt.lua then return nil, "cannot find the hersh runtime to hand to programs" end
+  local h, host_err = host.open{ storage = o.storage, driver = o.sandbox, runtime = rt, ports = o.ports }
+  if not h then return nil, host_err end
+  local server, serve_err = api.serve(h, { bind = o.bind, port = o.port, token = token })
+  if not server then return nil, serve_err end
+  io.stderr:write(string.format("hersh host: serving http://%s:%d (storage %s, %d programs)\n",
+    o.bind, server:port(), o.storage, #h.order))
+  return h, server
+end
+
+-- Stops every program (their cleanups run), then the server; `done` afterwards.
+function main.shutdown(h, server, done)
+  local waiting = 0
+  for _, p in ipairs(h.order) do
+    if p.sup:stop() then waiting = waiting + 1 end
+  end
+  local deadline = core.now() + 15
+  local timer
+  timer = core.timer(0, function()
+    local busy = false
+    for _, p in ipairs(h.order) do
+      local s = p.sup.record.state
+      busy = busy or not (s == "Stopped" or s == "Error" or s == "Created")
+    end
+    if busy and core.now() < deadline then return end
+    timer:stop()
+    server:close()
+    done()
+  end, 0.05)
+  return waiting
+end
+
+-- The command: start, then serve until SIGTERM or SIGINT (a second one exits at once).
+function main.run(args)
+  local h, server = main.start(args)
+  if not h then
+    io.stderr:write("hersh host: ", tostring(server), "\n")
+    return 2
+  end
+  local stopping = false
+  local function on_signal()
+    if stopping then
+      io.stderr:write("hersh host: second signal: exiting now\n")
+      return core.stop_serving()
+    end
+    stopping = true
+    io.stderr:write("hersh host: stopping programs\n")
+    main.shutdown(h, server, core.stop_serving)
+  end
+  core.on_signal("TERM", on_signal)
+  core.on_signal("INT", on_signal)
+  core.serve()
+  h.registry:close()
+  return 0
+end
+
+return main

@@ -1,0 +1,78 @@
+-- The Host's registry: every program's record, spec, port and desired state in
+-- SQLite (<storage>/host.db, WAL). Statements are always parameterized. A record is
+-- written before the client hears about it, so nothing acknowledged is lost.
+local core = require "hersh.core"
+local cjson = require "cjson"
+
+local registry = {}
+
+local SCHEMA = [[
+CREATE TABLE IF NOT EXISTS programs (
+  program_id   TEXT PRIMARY KEY,
+  user_id      TEXT NOT NULL,
+  build_id     TEXT NOT NULL,
+  publish_port INTEGER NOT NULL UNIQUE,
+  spec         TEXT NOT NULL,                    -- JSON: dockerfile, env, limits, network, restart_policy
+  desired      TEXT NOT NULL DEFAULT 'stopped',  -- 'running' or 'stopped': what a Host restart restores
+  state        TEXT NOT NULL,
+  error_msg    TEXT,
+  exit_code    INTEGER,
+  restarts     INTEGER NOT NULL DEFAULT 0,
+  created_at   TEXT NOT NULL,
+  updated_at   TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS programs_by_creation ON programs (created_at, program_id);
+]]
+
+local Registry = {}
+Registry.__index = Registry
+
+function registry.open(path)
+  local db, err, code = core.db_open(path)
+  if not db then return nil, err, code end
+  local ok, schema_err, schema_code = db:exec(SCHEMA)
+  if not ok then
+    db:close()
+    return nil, schema_err, schema_code
+  end
+  return setmetatable({ db = db }, Registry)
+end
+
+local function decode(row)
+  row.spec = cjson.decode(row.spec)
+  return row
+end
+
+function Registry:insert(r)
+  return self.db:run([[INSERT INTO programs (program_id, user_id, build_id, publish_port, spec, desired,
+    state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)]],
+    r.program_id, r.user_id, r.build_id, r.publish_port, cjson.encode(r.spec), r.desired or "stopped",
+    r.state, r.created_at, r.updated_at)
+end
+
+function Registry:update_state(id, s)
+  return self.db:run([[UPDATE programs SET state = ?, error_msg = ?, exit_code = ?, restarts = ?,
+    updated_at = ? WHERE program_id = ?]], s.state, s.error_msg, s.exit_code, s.restarts or 0, s.updated_at, id)
+end
+
+function Registry:set_desired(id, desired)
+  return self.db:run("UPDATE programs SET desired = ? WHERE program_id = ?", desired, id)
+end
+
+function Registry:delete(id)
+  return self.db:run("DELETE FROM programs WHERE program_id = ?", id)
+end
+
+-- Every program, oldest first.
+function Registry:all()
+  local rows, err, code = self.db:query("SELECT * FROM programs ORDER BY created_at, program_id")
+  if not rows then return nil, err, code end
+  for _, row in ipairs(rows) do decode(row) end
+  return rows
+end
+
+function Registry:close()
+  self.db:close()
+end
+
+return registry

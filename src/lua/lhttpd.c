@@ -1,0 +1,654 @@
+/*
+** lhttpd.c -- core.http_serve: HTTP requests served by libmicrohttpd, answered by a
+** Lua handler on the loop thread.
+**
+** The server's thread copies each request, defers it (server.c) and queues it; a
+** uv_async_t wakes the loop, which calls handler(req, res) through the one pcall
+** wrapper. Nothing on the server's thread waits for Lua: a busy loop only delays the
+** answers. `res` answers once, now or later: res:send, or res:stream for a chunked
+** body. A handler that raises gets a 500; a `res` collected unanswered gets a 500.
+**
+** A stream learns that its client left from the server (its connection ended): the
+** close callback queues that for the loop too. Quiet streams are suspended, and MHD
+** does not watch suspended sockets, so a timer looks at them while any stream is open.
+*/
+#include <ctype.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http/server.h"
+#include "lhersh.h"
+
+#define HERSH_HTTPD_MT "hersh.HttpServer"
+#define HERSH_HTTPD_RES_MT "hersh.HttpResponse"
+#define HERSH_HTTPD_STREAM_MT "hersh.HttpStream"
+
+enum { DEFAULT_MAX_BODY = 16 << 20, CHECK_MS = 250 };
+
+typedef struct lstream lstream;
+
+typedef enum { EV_REQUEST, EV_CLOSED } event_kind;
+
+/* A request (with the owner's hold on it) or the end of a stream's connection (with
+** a hold on the stream), on its way from the server's thread to the loop. */
+typedef struct event {
+  struct event *next;
+  event_kind kind;
+  hersh_http_pending *p;
+  char *meta; /* "method\0path\0", then records: 'q' or 'h', key\0, value\0 */
+  size_t meta_len;
+  char *body;
+  size_t body_len;
+  int res_ref; /* the res made for it, while its handler runs */
+} event;
+
+/* Shared by the server's thread (the queue) and the loop; freed when its handles are. */
+typedef struct bridge {
+  pthread_mutex_t mu; /* head, tail */
+  event *head, *tail;
+  uv_async_t wake;
+  uv_timer_t check; /* looks at the sockets of quiet streams */
+  int open_handles;
+  hersh_http_server *http;
+  hersh_lmod *m;
+  int handler_ref, self_ref;
+  bool closed;
+  lstream *streams; /* open Lua streams (loop thread) */
+} bridge;
+
+typedef struct lserver {
+  bridge *b; /* NULL once closed */
+  int port;
+} lserver;
+
+typedef struct lres {
+  hersh_http_pending *p; /* the owner's hold; NULL once answered */
+} lres;
+
+struct lstream {
+  hersh_http_stream *s; /* a hold kept until __gc, so closed() works after finish */
+  bridge *b;            /* while in its list of open streams */
+  lstream *prev, *next;
+  int on_close_ref;
+  bool finished;   /* finish() gave up the owner's hold */
+  bool closed;     /* known to be closed */
+  bool close_seen; /* the connection's end reached the loop */
+  bool fired;      /* on_close ran */
+};
+
+#define check_server(L, i) ((lserver *)luaL_checkudata((L), (i), HERSH_HTTPD_MT))
+#define check_res(L, i) ((lres *)luaL_checkudata((L), (i), HERSH_HTTPD_RES_MT))
+#define check_stream(L, i) ((lstream *)luaL_checkudata((L), (i), HERSH_HTTPD_STREAM_MT))
+
+static int push_failure(lua_State *L, int err) {
+  lua_pushnil(L);
+  lua_pushstring(L, hersh_errmsg());
+  lua_pushstring(L, hersh_errcode(err));
+  return 3;
+}
+
+/* ---- the queue (any thread) ------------------------------------------------------------ */
+
+static void push_event(bridge *b, event *ev) {
+  pthread_mutex_lock(&b->mu);
+  if (b->tail) b->tail->next = ev;
+  else b->head = ev;
+  b->tail = ev;
+  pthread_mutex_unlock(&b->mu);
+  uv_async_send(&b->wake);
+}
+
+static event *take_events(bridge *b) {
+  pthread_mutex_lock(&b->mu);
+  event *list = b->head;
+  b->head = b->tail = NULL;
+  pthread_mutex_unlock(&b->mu);
+  return list;
+}
+
+/* Frees an event; a request nobody took is answered 503. */
+static void drop_event(event *ev) {
+  if (ev->p && ev->kind == EV_REQUEST) {
+    hersh_http_response res = {0};
+    hersh_http_error(&res, 503, "the server is closed");
+    hersh_http_complete(ev->p, &res);
+  } else if (ev->p) {
+    hersh_http_stream_release(ev->p);
+  }
+  free(ev->meta);
+  free(ev->body);
+  free(ev);
+}
+
+/* ---- the server's thread -------------------------------------------------------------- */
+
+static enum MHD_Result copy_value(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+  hersh_buf *meta = cls;
+  bool header = kind == MHD_HEADER_KIND;
+  hersh_buf_put(meta, header ? "h" : "q", 1);
+  size_t n = strlen(key);
+  for (size_t i = 0; i < n; i++) {
+    char c = header ? (char)tolower((unsigned char)key[i]) : key[i];
+    hersh_buf_put(meta, &c, 1);
+  }
+  hersh_buf_put(meta, "", 1);
+  if (!value) value = ""; /* "?flag" */
+  hersh_buf_put(meta, value, strlen(value) + 1);
+  return MHD_YES;
+}
+
+static void on_http(const hersh_http_request *req, hersh_http_response *res, void *ud) {
+  bridge *b = ud;
+  event *ev = calloc(1, sizeof *ev);
+  hersh_buf meta = {0};
+  hersh_buf_put(&meta, req->method, strlen(req->method) + 1);
+  hersh_buf_put(&meta, req->path, strlen(req->path) + 1);
+  MHD_get_connection_values(req->conn, MHD_HEADER_KIND | MHD_GET_ARGUMENT_KIND, copy_value, &meta);
+  size_t meta_len = meta.len;
+  char *text = hersh_buf_take(&meta);
+  char *body = req->body_len ? malloc(req->body_len) : NULL;
+  if (!ev || !text || (req->body_len && !body)) {
+    free(ev);
+    free(text);
+    free(body);
+    return hersh_http_error(res, 500, "out of memory");
+  }
+  if (body) memcpy(body, req->body, req->body_len);
+  *ev = (event){.kind = EV_REQUEST, .meta = text, .meta_len = meta_len, .body = body, .body_len = req->body_len,
+                .res_ref = LUA_NOREF};
+  ev->p = hersh_http_defer(req);
+  if (!ev->p) {
+    drop_event(ev);
+    return hersh_http_error(res, 503, "the server is stopping");
+  }
+  push_event(b, ev);
+}
+
+/* A stream's connection ended: on the server's thread, or on the loop at registration. */
+static void on_stream_closed(hersh_http_stream *s, void *ud) {
+  bridge *b = ud;
+  event *ev = calloc(1, sizeof *ev);
+  if (!ev) return; /* its on_close will not run; closed() still tells */
+  hersh_http_stream_retain(s);
+  ev->kind = EV_CLOSED;
+  ev->p = s;
+  ev->res_ref = LUA_NOREF;
+  push_event(b, ev);
+}
+
+/* ---- streams (loop thread) ------------------------------------------------------------- */
+
+static void on_check(uv_timer_t *t) {
+  bridge *b = t->data;
+  for (lstream *ls = b->streams; ls; ls = ls->next) hersh_http_stream_closed(ls->s); /* a leaver's end is queued */
+}
+
+static void link_stream(bridge *b, lstream *ls) {
+  ls->b = b;
+  ls->prev = NULL;
+  ls->next = b->streams;
+  if (b->streams) b->streams->prev = ls;
+  b->streams = ls;
+  if (!uv_is_active((uv_handle_t *)&b->check)) uv_timer_start(&b->check, on_check, CHECK_MS, CHECK_MS);
+}
+
+static void unlink_stream(lstream *ls) {
+  bridge *b = ls->b;
+  if (!b) return;
+  if (ls->prev) ls->prev->next = ls->next;
+  else b->streams = ls->next;
+  if (ls->next) ls->next->prev = ls->prev;
+  ls->b = NULL;
+  ls->prev = ls->next = NULL;
+  if (!b->streams) uv_timer_stop(&b->check);
+}
+
+static void fire_on_close(hersh_lmod *m, lstream *ls) {
+  if (ls->on_close_ref == LUA_NOREF || ls->fired || ls->finished) return;
+  ls->fired = true;
+  lua_State *L = m->L;
+  int top = lua_gettop(L);
+  if (!lua_checkstack(L, 4)) return;
+  hersh_lua_push_handler(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ls->on_close_ref);
+  hersh_lua_status rc = hersh_lua_pcall(m, L, 0, 0, 0);
+  if (rc != HERSH_LUA_OK) {
+    const char *msg = rc == HERSH_LUA_NOMEM ? "out of memory" : lua_tostring(L, -1);
+    fprintf(stderr, "hersh: http stream on_close: %s\n", msg ? msg : "(error object is not a string)");
+  }
+  lua_settop(L, top);
+}
+
+static void deliver_closed(bridge *b, hersh_http_stream *s) {
+  lstream *ls = b->streams;
+  while (ls && ls->s != s) ls = ls->next;
+  if (!ls) return; /* finished or collected: nobody waits for it */
+  unlink_stream(ls);
+  ls->closed = ls->close_seen = true;
+  fire_on_close(b->m, ls);
+}
+
+/* ---- requests (loop thread) ------------------------------------------------------------ */
+
+/* Pushes the request table of the event. */
+static void push_request(lua_State *L, const event *ev) HERSH_MAY_RAISE {
+  const char *p = ev->meta, *end = ev->meta + ev->meta_len;
+  lua_createtable(L, 0, 5);
+  lua_pushstring(L, p);
+  lua_setfield(L, -2, "method");
+  p += strlen(p) + 1;
+  lua_pushstring(L, p);
+  lua_setfield(L, -2, "path");
+  p += strlen(p) + 1;
+  lua_newtable(L);
+  int query = lua_gettop(L);
+  lua_newtable(L);
+  int headers = lua_gettop(L);
+  while (p < end) {
+    bool header = *p++ == 'h';
+    const char *key = p;
+    p += strlen(p) + 1;
+    const char *value = p;
+    p += strlen(p) + 1;
+    int t = header ? headers : query;
+    lua_pushstring(L, key);
+    if (lua_rawget(L, t) == LUA_TSTRING) { /* again: a header joins, a query keeps its first */
+      if (header) {
+        lua_pushfstring(L, "%s, %s", lua_tostring(L, -1), value);
+        lua_setfield(L, t, key);
+      }
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_pop(L, 1);
+    lua_pushstring(L, value);
+    lua_setfield(L, t, key);
+  }
+  lua_pushvalue(L, headers);
+  lua_setfield(L, query - 1, "headers");
+  lua_pushvalue(L, query);
+  lua_setfield(L, query - 1, "query");
+  lua_settop(L, query - 1);
+  lua_pushlstring(L, ev->body ? ev->body : "", ev->body_len);
+  lua_setfield(L, -2, "body");
+}
+
+/* Runs under hersh_lua_pcall: (event, server, handler) -> handler(req, res). The res
+** takes the event's hold first, so from then on a raise leaves the answer to it. */
+static int l_dispatch(lua_State *L) {
+  event *ev = lua_touserdata(L, 1);
+  lres *r = lua_newuserdatauv(L, sizeof *r, 1);
+  r->p = NULL;
+  luaL_setmetatable(L, HERSH_HTTPD_RES_MT);
+  lua_pushvalue(L, 2);
+  lua_setiuservalue(L, -2, 1); /* the server, for res:stream */
+  r->p = ev->p;
+  ev->p = NULL;
+  int res = lua_gettop(L);
+  lua_pushvalue(L, res);
+  ev->res_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, 3);
+  push_request(L, ev);
+  lua_pushvalue(L, res);
+  lua_call(L, 2, 0);
+  return 0;
+}
+
+/* Answers {"error": text} (its first line: no traceback) and gives up the hold. */
+static int answer_error(lres *r, int status, const char *text) {
+  hersh_http_pending *p = r->p;
+  r->p = NULL;
+  const char *nl = strchr(text, '\n');
+  int n = nl ? (int)(nl - text) : (int)strlen(text);
+  hersh_http_response res = {0};
+  hersh_http_error(&res, status, "%.*s", n, text);
+  return hersh_http_complete(p, &res);
+}
+
+static void deliver_request(bridge *b, event *ev) {
+  lua_State *L = b->m->L;
+  int top = lua_gettop(L);
+  if (!lua_checkstack(L, 8)) return; /* dropped: answered 503 */
+  hersh_lua_push_handler(L);
+  lua_pushcfunction(L, l_dispatch);
+  lua_pushlightuserdata(L, ev);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, b->self_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, b->handler_ref);
+  hersh_lua_status rc = hersh_lua_pcall(b->m, L, 3, 0, 0);
+  if (rc != HERSH_LUA_OK) {
+    const char *msg = rc == HERSH_LUA_NOMEM ? "out of memory" : lua_tostring(L, -1);
+    if (!msg) msg = "(error object is not a string)";
+    fprintf(stderr, "hersh: http handler: %s\n", msg);
+    if (ev->res_ref != LUA_NOREF) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, ev->res_ref);
+      lres *r = lua_touserdata(L, -1);
+      if (r && r->p) answer_error(r, 500, msg);
+    }
+  }
+  luaL_unref(L, LUA_REGISTRYINDEX, ev->res_ref);
+  ev->res_ref = LUA_NOREF;
+  lua_settop(L, top);
+}
+
+static void on_wake(uv_async_t *h) {
+  bridge *b = h->data;
+  event *ev = take_events(b);
+  while (ev) {
+    event *next = ev->next;
+    if (!b->closed && ev->kind == EV_REQUEST) deliver_request(b, ev);
+    else if (!b->closed) deliver_closed(b, ev->p);
+    drop_event(ev);
+    ev = next;
+  }
+}
+
+/* ---- the server ------------------------------------------------------------------------ */
+
+static void handle_closed(uv_handle_t *h) {
+  bridge *b = h->data;
+  if (--b->open_handles > 0) return;
+  pthread_mutex_destroy(&b->mu);
+  free(b);
+}
+
+/* Stops the server, tells the streams whose connection ended (with L; without, the Lua
+** state is closing), and closes the handles: the bridge goes with the last of them. */
+static void bridge_shutdown(bridge *b, lua_State *L) {
+  if (b->closed) return;
+  b->closed = true;
+  hersh_http_server_stop(b->http); /* every connection ends: their closes are queued */
+  b->http = NULL;
+  for (event *ev; (ev = take_events(b)) != NULL;) { /* an on_close may queue more */
+    while (ev) {
+      event *next = ev->next;
+      if (L && ev->kind == EV_CLOSED) deliver_closed(b, ev->p);
+      drop_event(ev);
+      ev = next;
+    }
+  }
+  while (b->streams) {
+    b->streams->closed = true;
+    unlink_stream(b->streams);
+  }
+  lua_State *ML = b->m->L;
+  luaL_unref(ML, LUA_REGISTRYINDEX, b->handler_ref);
+  luaL_unref(ML, LUA_REGISTRYINDEX, b->self_ref); /* collectable from now on */
+  b->handler_ref = b->self_ref = LUA_NOREF;
+  if (b->open_handles == 0) {
+    pthread_mutex_destroy(&b->mu);
+    free(b);
+    return;
+  }
+  int n = b->open_handles;
+  if (n == 2) uv_close((uv_handle_t *)&b->check, handle_closed);
+  uv_close((uv_handle_t *)&b->wake, handle_closed);
+}
+
+static int opt_int(lua_State *L, const char *key, lua_Integer def, lua_Integer min, lua_Integer max) HERSH_MAY_RAISE {
+  lua_Integer v = def;
+  int type = lua_getfield(L, 1, key);
+  if (type != LUA_TNIL) {
+    if (!lua_isinteger(L, -1)) luaL_error(L, "http_serve: %s must be an integer, not %s", key, luaL_typename(L, -1));
+    v = lua_tointeger(L, -1);
+    if (v < min || v > max) luaL_error(L, "http_serve: %s %d is out of range", key, (int)v);
+  }
+  lua_pop(L, 1);
+  return (int)v;
+}
+
+/* core.http_serve{bind, port, fd, max_body, handler} -> server | nil, err, code */
+static int l_httpd_serve(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  hersh_http_options o = {.listen_fd = -1};
+  int type = lua_getfield(L, 1, "bind"); /* 2 */
+  if (type != LUA_TNIL && type != LUA_TSTRING) luaL_error(L, "http_serve: bind must be a string, not %s", luaL_typename(L, -1));
+  o.bind = lua_tostring(L, 2);
+  o.port = opt_int(L, "port", 0, 0, 65535);
+  o.listen_fd = opt_int(L, "fd", -1, 0, 1 << 30);
+  o.max_body = (size_t)opt_int(L, "max_body", DEFAULT_MAX_BODY, 0, 1 << 30);
+  if (lua_getfield(L, 1, "handler") != LUA_TFUNCTION) /* 3 */
+    luaL_error(L, "http_serve: handler must be a function, not %s", luaL_typename(L, -1));
+  hersh_lmod *m = hersh_lmod_get(L);
+  lserver *ls = lua_newuserdatauv(L, sizeof *ls, 0); /* 4 */
+  *ls = (lserver){0};
+  luaL_setmetatable(L, HERSH_HTTPD_MT);
+  bridge *b = calloc(1, sizeof *b);
+  if (!b) return push_failure(L, hersh_fail_with(HERSH_E_NOMEM, "out of memory starting the HTTP server"));
+  pthread_mutex_init(&b->mu, NULL);
+  b->m = m;
+  b->handler_ref = b->self_ref = LUA_NOREF;
+  ls->b = b; /* from here its __gc shuts it down */
+  if (uv_async_init(m->loop->uv, &b->wake, on_wake) == 0) b->open_handles++;
+  b->wake.data = b;
+  if (b->open_handles == 1 && uv_timer_init(m->loop->uv, &b->check) == 0) b->open_handles++;
+  b->check.data = b;
+  int rc = b->open_handles == 2 ? hersh_http_server_start(&o, on_http, b, &b->http)
+                                : hersh_fail_with(HERSH_E_SYS, "cannot make the loop handles of the HTTP server");
+  if (rc) {
+    ls->b = NULL;
+    bridge_shutdown(b, NULL);
+    return push_failure(L, rc);
+  }
+  uv_unref((uv_handle_t *)&b->check); /* the server's own wake-up keeps the loop */
+  ls->port = hersh_http_server_port(b->http);
+  lua_pushvalue(L, 3);
+  b->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, 4);
+  b->self_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* serving keeps it alive until close() */
+  lua_settop(L, 4);
+  return 1;
+}
+
+static int l_server_port(lua_State *L) {
+  lua_pushinteger(L, check_server(L, 1)->port);
+  return 1;
+}
+
+static int l_server_close(lua_State *L) {
+  lserver *ls = check_server(L, 1);
+  bridge *b = ls->b;
+  ls->b = NULL;
+  if (b) bridge_shutdown(b, L);
+  return 0;
+}
+
+/* Only reached after close(), or when the Lua state closes: no Lua is called then. */
+static int l_server_gc(lua_State *L) {
+  lserver *ls = check_server(L, 1);
+  bridge *b = ls->b;
+  ls->b = NULL;
+  if (b) bridge_shutdown(b, NULL);
+  return 0;
+}
+
+/* ---- res ---------------------------------------------------------------------------------- */
+
+/* The headers table at idx as "Name: value\r\n" lines (pushed), or NULL for nil.
+** Raises on a malformed header: a caller's bug. */
+static const char *header_lines(lua_State *L, int idx) HERSH_MAY_RAISE {
+  if (lua_isnoneornil(L, idx)) return NULL;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  lua_newtable(L);
+  int lines = lua_gettop(L);
+  lua_Integer n = 0;
+  for (lua_pushnil(L); lua_next(L, idx); lua_pop(L, 1)) {
+    size_t kn, vn;
+    if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1))
+      luaL_error(L, "headers must map names to strings");
+    const char *name = lua_tolstring(L, -2, &kn);
+    lua_pushvalue(L, -1); /* a copy: lua_tolstring may turn a number into a string */
+    const char *value = lua_tolstring(L, -1, &vn);
+    bool bad = kn == 0 || strlen(name) != kn || strpbrk(name, " \t\r\n:") || strpbrk(value, "\r\n") || strlen(value) != vn;
+    if (bad) luaL_error(L, "bad header '%s'", name);
+    lua_pushfstring(L, "%s: %s\r\n", name, value);
+    lua_rawseti(L, lines, ++n);
+    lua_pop(L, 1);
+  }
+  luaL_Buffer buf;
+  luaL_buffinit(L, &buf);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, lines, i);
+    luaL_addvalue(&buf);
+  }
+  luaL_pushresult(&buf);
+  lua_remove(L, lines);
+  return lua_tostring(L, -1);
+}
+
+static int check_status(lua_State *L, int idx) HERSH_MAY_RAISE {
+  lua_Integer status = luaL_checkinteger(L, idx);
+  luaL_argcheck(L, status >= 100 && status <= 999, idx, "not an HTTP status");
+  return (int)status;
+}
+
+/* res:send(status, body, headers) -> true | nil, err, code */
+static int l_res_send(lua_State *L) {
+  lres *r = check_res(L, 1);
+  int status = check_status(L, 2);
+  size_t len;
+  const char *body = luaL_optlstring(L, 3, "", &len);
+  const char *lines = header_lines(L, 4);
+  if (!r->p) return luaL_error(L, "the response was already sent");
+  char *copy = malloc(len + 1); /* nothing raises from here on */
+  char *headers = lines ? hersh_strdup(lines) : NULL;
+  if (!copy || (lines && !headers)) {
+    free(copy);
+    free(headers);
+    return push_failure(L, hersh_fail_with(HERSH_E_NOMEM, "out of memory answering a request"));
+  }
+  memcpy(copy, body, len);
+  copy[len] = '\0';
+  hersh_http_response res = {.status = status, .body = copy, .body_len = len, .headers = headers};
+  hersh_http_pending *p = r->p;
+  r->p = NULL;
+  int rc = hersh_http_complete(p, &res);
+  if (rc) return push_failure(L, rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* res:stream(status, headers) -> stream | nil, err, code */
+static int l_res_stream(lua_State *L) {
+  lres *r = check_res(L, 1);
+  int status = check_status(L, 2);
+  lua_settop(L, 3);
+  const char *lines = header_lines(L, 3);
+  if (!r->p) return luaL_error(L, "the response was already sent");
+  lua_getiuservalue(L, 1, 1);
+  lserver *server = luaL_testudata(L, -1, HERSH_HTTPD_MT);
+  bridge *b = server ? server->b : NULL;
+  lstream *ls = lua_newuserdatauv(L, sizeof *ls, 0);
+  *ls = (lstream){.on_close_ref = LUA_NOREF};
+  luaL_setmetatable(L, HERSH_HTTPD_STREAM_MT);
+  hersh_http_pending *p = r->p; /* nothing raises from here on */
+  r->p = NULL;
+  hersh_http_stream *s = hersh_http_stream_start(p, status, NULL, lines);
+  if (!s) {
+    ls->finished = true;
+    return push_failure(L, HERSH_E_NOMEM);
+  }
+  hersh_http_stream_retain(s);
+  ls->s = s;
+  if (b && !b->closed) {
+    link_stream(b, ls);
+    hersh_http_stream_on_close(s, on_stream_closed, b);
+  } else {
+    ls->closed = true;
+  }
+  return 1;
+}
+
+static int l_res_gc(lua_State *L) {
+  lres *r = check_res(L, 1);
+  if (r->p) answer_error(r, 500, "the handler never answered");
+  return 0;
+}
+
+/* ---- stream --------------------------------------------------------------------------------- */
+
+/* stream:write(data) -> true | nil, err, code */
+static int l_stream_write(lua_State *L) {
+  lstream *ls = check_stream(L, 1);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  if (ls->finished) return luaL_error(L, "the stream is finished");
+  int rc = hersh_http_stream_write(ls->s, data, len);
+  if (rc) return push_failure(L, rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static void finish(lstream *ls) {
+  if (ls->finished) return;
+  ls->finished = true;
+  unlink_stream(ls);
+  hersh_http_stream_end(ls->s);
+}
+
+static int l_stream_finish(lua_State *L) {
+  finish(check_stream(L, 1));
+  return 0;
+}
+
+static int l_stream_closed(lua_State *L) {
+  lstream *ls = check_stream(L, 1);
+  if (!ls->closed && ls->s && hersh_http_stream_closed(ls->s)) ls->closed = true;
+  lua_pushboolean(L, ls->closed);
+  return 1;
+}
+
+/* stream:on_close(fn): fn() when the client leaves before finish (at once if it left). */
+static int l_stream_on_close(lua_State *L) {
+  lstream *ls = check_stream(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_settop(L, 2);
+  luaL_unref(L, LUA_REGISTRYINDEX, ls->on_close_ref);
+  ls->on_close_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (ls->close_seen || (ls->closed && !ls->b)) fire_on_close(hersh_lmod_get(L), ls);
+  return 0;
+}
+
+static int l_stream_gc(lua_State *L) {
+  lstream *ls = check_stream(L, 1);
+  if (ls->s) {
+    finish(ls); /* dropped unfinished: the client gets a proper end */
+    hersh_http_stream_release(ls->s);
+    ls->s = NULL;
+  }
+  unlink_stream(ls);
+  luaL_unref(L, LUA_REGISTRYINDEX, ls->on_close_ref);
+  ls->on_close_ref = LUA_NOREF;
+  return 0;
+}
+
+static const luaL_Reg server_meth[] = {{"port", l_server_port}, {"close", l_server_close}, {NULL, NULL}};
+static const luaL_Reg server_metameth[] = {{"__index", NULL}, {"__gc", l_server_gc}, {"__close", l_server_close}, {NULL, NULL}};
+static const luaL_Reg res_meth[] = {{"send", l_res_send}, {"stream", l_res_stream}, {NULL, NULL}};
+static const luaL_Reg res_metameth[] = {{"__index", NULL}, {"__gc", l_res_gc}, {NULL, NULL}};
+static const luaL_Reg stream_meth[] = {{"write", l_stream_write},   {"finish", l_stream_finish},
+                                       {"closed", l_stream_closed}, {"on_close", l_stream_on_close},
+                                       {NULL, NULL}};
+static const luaL_Reg stream_metameth[] = {{"__index", NULL}, {"__gc", l_stream_gc}, {NULL, NULL}};
+
+static void new_type(lua_State *L, const char *name, const luaL_Reg *metameth, const luaL_Reg *meth) {
+  luaL_newmetatable(L, name);
+  luaL_setfuncs(L, metameth, 0);
+  lua_newtable(L);
+  luaL_setfuncs(L, meth, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}
+
+/* Sets module.http_serve on the module table at the stack top. */
+int hersh_lhttpd_open(lua_State *L) {
+  new_type(L, HERSH_HTTPD_MT, server_metameth, server_meth);
+  new_type(L, HERSH_HTTPD_RES_MT, res_metameth, res_meth);
+  new_type(L, HERSH_HTTPD_STREAM_MT, stream_metameth, stream_meth);
+  lua_pushcfunction(L, l_httpd_serve);
+  lua_setfield(L, -2, "http_serve");
+  return 0;
+}

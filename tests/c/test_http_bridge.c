@@ -1,0 +1,523 @@
+/*
+** Deferred answers and streams of the HTTP server (src/http/server.c), against raw
+** sockets on loopback: a handler defers, another thread answers. Every wait is bounded;
+** no test asserts how long something took.
+*/
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "hersh.h"
+#include "../../src/http/server.h"
+
+#define WAIT_MS 20000 /* upper bound of any wait: reached only when something is broken */
+#define MANY 200
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* ---- the server: /now answers at once, everything else defers ---------------------------- */
+
+static struct {
+  pthread_mutex_t mu;
+  hersh_http_pending *pending[MANY + 8];
+  char paths[MANY + 8][64];
+  int n;
+  int calls;
+} got = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void handler(const hersh_http_request *req, hersh_http_response *res, void *ud) {
+  (void)ud;
+  pthread_mutex_lock(&got.mu);
+  got.calls++;
+  pthread_mutex_unlock(&got.mu);
+  if (strcmp(req->path, "/now") == 0) {
+    res->body = strdup("now\n");
+    res->body_len = 4;
+    res->content_type = "text/plain";
+    return;
+  }
+  hersh_http_pending *p = hersh_http_defer(req);
+  if (!p) return hersh_http_error(res, 503, "cannot defer");
+  pthread_mutex_lock(&got.mu);
+  got.pending[got.n] = p;
+  snprintf(got.paths[got.n], sizeof got.paths[0], "%s", req->path);
+  got.n++;
+  pthread_mutex_unlock(&got.mu);
+}
+
+static void reset_got(void) {
+  pthread_mutex_lock(&got.mu);
+  got.n = 0;
+  got.calls = 0;
+  pthread_mutex_unlock(&got.mu);
+}
+
+/* Waits (bounded) for n deferred requests; returns how many there are. */
+static int wait_pending(int n) {
+  int have = 0;
+  for (int waited = 0; waited < WAIT_MS; waited += 5) {
+    pthread_mutex_lock(&got.mu);
+    have = got.n;
+    pthread_mutex_unlock(&got.mu);
+    if (have >= n) break;
+    sleep_ms(5);
+  }
+  return have;
+}
+
+static hersh_http_server *start(size_t max_body) {
+  hersh_http_options o = {.port = 0, .listen_fd = -1, .max_body = max_body};
+  hersh_http_server *s = NULL;
+  if (hersh_http_server_start(&o, handler, NULL, &s) != HERSH_OK) printf("server: %s\n", hersh_errmsg());
+  reset_got();
+  return s;
+}
+
+/* ---- a raw client ---------------------------------------------------------------------- */
+
+static int connect_to(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  struct timeval tv = {WAIT_MS / 1000, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+static bool send_all(int fd, const char *p, size_t n) {
+  while (n) {
+    ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+    if (k <= 0) return false;
+    p += k;
+    n -= (size_t)k;
+  }
+  return true;
+}
+
+static bool send_get(int fd, const char *path) {
+  char req[256];
+  int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", path);
+  return send_all(fd, req, (size_t)n);
+}
+
+/* Reads until the peer closes (or the bound passes); a malloc'd, NUL-terminated text. */
+static char *read_all(int fd, size_t *len) {
+  size_t cap = 4096, n = 0;
+  char *buf = malloc(cap);
+  for (;;) {
+    if (n + 1024 > cap) buf = realloc(buf, cap *= 2);
+    ssize_t k = recv(fd, buf + n, cap - n - 1, 0);
+    if (k <= 0) break;
+    n += (size_t)k;
+  }
+  buf[n] = '\0';
+  if (len) *len = n;
+  return buf;
+}
+
+/* Reads until `want` appears in what came so far (kept in buf); false at EOF or the bound. */
+static bool read_until(int fd, char *buf, size_t cap, size_t *n, const char *want) {
+  while (!strstr(buf, want)) {
+    if (*n + 1 >= cap) return false;
+    ssize_t k = recv(fd, buf + *n, cap - *n - 1, 0);
+    if (k <= 0) return false;
+    *n += (size_t)k;
+    buf[*n] = '\0';
+  }
+  return true;
+}
+
+static int status_of(const char *resp) {
+  int status = 0;
+  return sscanf(resp, "HTTP/1.%*d %d", &status) == 1 ? status : 0;
+}
+
+static const char *body_of(const char *resp) {
+  const char *p = strstr(resp, "\r\n\r\n");
+  return p ? p + 4 : "";
+}
+
+/* Decodes a chunked body in place; false if it is malformed or has no last chunk. */
+static bool dechunk(const char *in, char *out, size_t cap) {
+  size_t n = 0;
+  for (;;) {
+    char *end;
+    unsigned long size = strtoul(in, &end, 16);
+    if (end == in || strncmp(end, "\r\n", 2) != 0) return false;
+    in = end + 2;
+    if (size == 0) break;
+    if (n + size >= cap || strlen(in) < size + 2) return false;
+    memcpy(out + n, in, size);
+    n += size;
+    in += size + 2;
+  }
+  out[n] = '\0';
+  return true;
+}
+
+static hersh_http_response text_response(int status, const char *text) {
+  hersh_http_response res = {.status = status, .body = strdup(text), .body_len = strlen(text)};
+  res.content_type = "text/plain";
+  return res;
+}
+
+/* ---- deferred completion ------------------------------------------------------------------ */
+
+static void *complete_later(void *arg) {
+  hersh_http_pending *p = arg;
+  sleep_ms(50);
+  hersh_http_response res = text_response(201, "answered later\n");
+  res.headers = strdup("X-Later: yes\r\n");
+  hersh_http_complete(p, &res);
+  return NULL;
+}
+
+TEST(deferred_completion_from_another_thread) {
+  hersh_http_server *s = start(1 << 20);
+  REQUIRE(s);
+  int fd = connect_to(hersh_http_server_port(s));
+  REQUIRE(fd >= 0);
+  CHECK(send_get(fd, "/later"));
+  REQUIRE(wait_pending(1) == 1);
+  pthread_t t;
+  pthread_create(&t, NULL, complete_later, got.pending[0]);
+  char *resp = read_all(fd, NULL);
+  pthread_join(t, NULL);
+  CHECK_EQ_INT(status_of(resp), 201);
+  CHECK_EQ_STR(body_of(resp), "answered later\n");
+  CHECK(strstr(resp, "Content-Type: text/plain\r\n") != NULL);
+  CHECK(strstr(resp, "X-Later: yes\r\n") != NULL);
+  free(resp);
+  close(fd);
+  /* and the direct answers still work on the same server */
+  fd = connect_to(hersh_http_server_port(s));
+  REQUIRE(fd >= 0);
+  CHECK(send_get(fd, "/now"));
+  resp = read_all(fd, NULL);
+  CHECK_EQ_INT(status_of(resp), 200);
+  CHECK_EQ_STR(body_of(resp), "now\n");
+  free(resp);
+  close(fd);
+  hersh_http_server_stop(s);
+}
+
+TEST(deferred_answers_on_a_keep_alive_connection) {
+  hersh_http_server *s = start(1 << 20);
+  REQUIRE(s);
+  int fd = connect_to(hersh_http_server_port(s));
+  REQUIRE(fd >= 0);
+  char buf[4096] = "";
+  size_t n = 0;
+  for (int i = 0; i < 3; i++) {
+    char req[128];
+    int k = snprintf(req, sizeof req, "GET /ka%d HTTP/1.1\r\nHost: t\r\n\r\n", i);
+    CHECK(send_all(fd, req, (size_t)k));
+    REQUIRE(wait_pending(i + 1) == i + 1);
+    char text[32];
+    snprintf(text, sizeof text, "answer-%d", i);
+    hersh_http_response res = text_response(200, text);
+    CHECK_EQ_INT(hersh_http_complete(got.pending[i], &res), HERSH_OK);
+    CHECK(read_until(fd, buf, sizeof buf, &n, text));
+  }
+  close(fd);
+  hersh_http_server_stop(s);
+}
+
+/* ---- streams ------------------------------------------------------------------------------ */
+
+static atomic_int client_saw; /* how many chunks the client has read */
+static atomic_int closes;     /* on_close calls */
+
+static void count_close(hersh_http_stream *st, void *ud) {
+  (void)st, (void)ud;
+  atomic_fetch_add(&closes, 1);
+}
+
+typedef struct writer {
+  hersh_http_pending *p;
+  int chunks;
+  int rc_after_close;
+  bool waited_all;
+} writer;
+
+/* Writes chunk i only once the client has read chunk i-1: buffered until the end, the
+** stream would never get past the first. */
+static void *write_chunks(void *arg) {
+  writer *w = arg;
+  hersh_http_stream *st = hersh_http_stream_start(w->p, 200, "text/event-stream", "X-Stream: 1\r\n");
+  hersh_http_stream_on_close(st, count_close, NULL);
+  w->waited_all = true;
+  for (int i = 0; i < w->chunks; i++) {
+    char text[32];
+    int n = snprintf(text, sizeof text, "chunk-%d;", i);
+    hersh_http_stream_write(st, text, (size_t)n);
+    int waited = 0;
+    while (atomic_load(&client_saw) <= i && waited < WAIT_MS) {
+      sleep_ms(2);
+      waited += 2;
+    }
+    if (waited >= WAIT_MS) w->waited_all = false;
+  }
+  hersh_http_stream_end(st);
+  return NULL;
+}
+
+TEST(streaming_several_chunks) {
+  hersh_http_server *s = start(1 << 20);
+  REQUIRE(s);
+  atomic_store(&client_saw, 0);
+  atomic_store(&closes, 0);
+  int fd = connect_to(hersh_http_server_port(s));
+  REQUIRE(fd >= 0);
+  CHECK(send_get(fd, "/stream"));
+  REQUIRE(wait_pending(1) == 1);
+  writer w = {.p = got.pending[0], .chunks = 5};
+  pthread_t t;
+  pthread_create(&t, NULL, write_chunks, &w);
+  static char buf[65536];
+  buf[0] = '\0';
+  size_t n = 0;
+  for (int i = 0; i < 5; i++) {
+    char want[32];
+    snprintf(want, sizeof want, "chunk-%d;", i);
+    bool ok = read_until(fd, buf, sizeof buf, &n, want);
+    CHECK(ok);
+    atomic_store(&client_saw, i + 1);
+  }
+  CHECK(read_until(fd, buf, sizeof buf, &n, "\r\n0\r\n\r\n"));
+  pthread_join(t, NULL);
+  CHECK(w.waited_all);
+  CHECK_EQ_INT(status_of(buf), 200);
+  CHECK(strstr(buf, "Transfer-Encoding: chunked\r\n") != NULL);
+  CHECK(strstr(buf, "Content-Type: text/event-stream\r\n") != NULL);
+  CHECK(strstr(buf, "X-Stream: 1\r\n") != NULL);
+  char body[1024];
+  CHECK(dechunk(body_of(buf), body, sizeof body));
+  CHECK_EQ_STR(body, "chunk-0;chunk-1;chunk-2;chunk-3;chunk-4;");
+  close(fd);
+  for (int waited = 0; atomic_load(&closes) == 0 && waited < WAIT_MS; waited += 5) sleep_ms(5);
+  CHECK_EQ_INT(atomic_load(&closes), 1); /* the connection ended, delivered */
+  hersh_http_server_stop(s);
+}
+
+/* A quiet stream (nothing to write: its connection suspended) whose client leaves. */
+TEST(client_disconnect_is_detected) {
+  hersh_http_server *s = start(1 << 20);
+  REQUIRE(s);
+  atomic_store(&closes, 0);
+  int fd = connect_to(hersh_http_server_port(s));
+  REQUIRE(fd >= 0);
+  CHECK(send_get(fd, "/follow"));
+  REQUIRE(wait_pending(1) == 1);
+  hersh_http_stream *st = hersh_http_stream_start(got.pending[0], 200, NULL, NULL);
+  REQUIRE(st);
+  hersh_http_stream_retain(st); /* kept past end, to look at it */
+  hersh_http_stream_on_close(st, count_close, NULL);
+  CHECK_EQ_INT(hersh_http_stream_write(st, "first\n", 6), HERSH_OK);
+  char buf[4096] = "";
+  size_t n = 0;
+  CHECK(read_until(fd, buf, sizeof buf, &n, "first\n"));
+  CHECK(strstr(buf, "Content-Type: text/plain; charset=utf-8\r\n") != NULL);
+  CHECK(!hersh_http_stream_closed(st));
+  close(fd);
+  bool closed = false;
+  for (int waited = 0; !closed && waited < WAIT_MS; waited += 10) {
+    closed = hersh_http_stream_closed(st);
+    if (!closed) sleep_ms(10);
+  }
+  CHECK(closed);
+  for (int waited = 0; atomic_load(&closes) == 0 && waited < WAIT_MS; waited += 5) sleep_ms(5);
+  CHECK_EQ_INT(atomic_load(&closes), 1);
+  CHECK_EQ_INT(hersh_http_stream_write(st, "more\n", 5), HERSH_E_STATE);
+  hersh_http_stream_end(st);
+  int late = 0;
+  hersh_http_stream_on_close(st, count_close, &late); /* already ended: runs at once */
+  CHECK_EQ_INT(atomic_load(&closes), 2);
+  hersh_http_stream_release(st);
+  hersh_http_server_stop(s);
+}
+
+/* A stream that keeps writing to a client that left: the writes start failing. */
+TEST(client_disconnect_fails_writes) {
+  hersh_http_server *s = start(1 << 20);
+  REQUIRE(s);
+  atomic_store(&closes, 0);
+  int fd = connect_to(hersh_http_server_port(s));
+  REQUIRE(fd >= 0);
+  CHECK(send_get(fd, "/tail"));
+  REQUIRE(wait_pending(1) == 1);
+  hersh_http_stream *st = hersh_http_stream_start(got.pending[0], 200, NULL, NULL);
+  REQUIRE(st);
+  hersh_http_stream_on_close(st, count_close, NULL);
+  CHECK_EQ_INT(hersh_http_stream_write(st, "line\n", 5), HERSH_OK);
+  char buf[4096] = "";
+  size_t n = 0;
+  CHECK(read_until(fd, buf, sizeof buf, &n, "line\n"));
+  close(fd);
+  int rc = HERSH_OK;
+  for (int waited = 0; rc == HERSH_OK && waited < WAIT_MS; waited += 5) {
+    rc = hersh_http_stream_write(st, "line\n", 5);
+    sleep_ms(5);
+  }
+  CHECK_EQ_INT(rc, HERSH_E_STATE);
+  CHECK_EQ_INT(atomic_load(&closes), 1);
+  hersh_http_stream_end(st);
+  hersh_http_server_stop(s);
+}
+
+TEST(a_slow_client_fills_the_buffer) {
+  hersh_http_server *s = start(1 << 20);
+  REQUIRE(s);
+  int fd = connect_to(hersh_http_server_port(s));
+  REQUIRE(fd >= 0);
+  int small = 4096; /* a small receive window, so the kernel holds little of it */
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  CHECK(send_get(fd, "/fast"));
+  REQUIRE(wait_pending(1) == 1);
+  hersh_http_stream *st = hersh_http_stream_start(got.pending[0], 200, NULL, NULL);
+  REQUIRE(st);
+  static char block[64 * 1024];
+  memset(block, 'x', sizeof block);
+  int rc = HERSH_OK;
+  size_t written = 0;
+  while (rc == HERSH_OK && written < ((size_t)256 << 20)) {
+    rc = hersh_http_stream_write(st, block, sizeof block);
+    if (rc == HERSH_OK) written += sizeof block;
+  }
+  CHECK_EQ_INT(rc, HERSH_E_LIMIT);
+  CHECK(strstr(hersh_errmsg(), "slower") != NULL);
+  CHECK(written >= HERSH_HTTP_STREAM_MAX_BUFFER);
+  close(fd);
+  hersh_http_stream_end(st);
+  hersh_http_server_stop(s);
+}
+
+/* ---- many at once ---------------------------------------------------------------------------- */
+
+static void *complete_all(void *arg) {
+  (void)arg;
+  for (int i = MANY - 1; i >= 0; i--) { /* in another order than they came */
+    char text[64];
+    snprintf(text, sizeof text, "%s", got.paths[i] + 1);
+    hersh_http_response res = text_response(200, text);
+    hersh_http_complete(got.pending[i], &res);
+  }
+  return NULL;
+}
+
+TEST(many_concurrent_deferred_requests) {
+  hersh_http_server *s = start(1 << 20);
+  REQUIRE(s);
+  int fds[MANY];
+  int opened = 0;
+  for (int i = 0; i < MANY; i++) {
+    fds[i] = connect_to(hersh_http_server_port(s));
+    if (fds[i] < 0) break;
+    opened++;
+    char path[32];
+    snprintf(path, sizeof path, "/r%d", i);
+    CHECK(send_get(fds[i], path));
+  }
+  CHECK_EQ_INT(opened, MANY);
+  int have = wait_pending(opened);
+  CHECK_EQ_INT(have, opened);
+  if (have == MANY) {
+    pthread_t t;
+    pthread_create(&t, NULL, complete_all, NULL);
+    int ok = 0;
+    for (int i = 0; i < opened; i++) {
+      char *resp = read_all(fds[i], NULL);
+      char want[32];
+      snprintf(want, sizeof want, "r%d", i);
+      if (status_of(resp) == 200 && strcmp(body_of(resp), want) == 0) ok++;
+      free(resp);
+    }
+    pthread_join(t, NULL);
+    CHECK_EQ_INT(ok, MANY);
+  }
+  for (int i = 0; i < opened; i++) close(fds[i]);
+  hersh_http_server_stop(s);
+}
+
+/* ---- limits and the end ------------------------------------------------------------------------ */
+
+TEST(max_body_still_answers_413) {
+  hersh_http_server *s = start(1024);
+  REQUIRE(s);
+  int fd = connect_to(hersh_http_server_port(s));
+  REQUIRE(fd >= 0);
+  static char req[8192];
+  int n = snprintf(req, sizeof req, "POST /big HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 4096\r\n\r\n");
+  memset(req + n, 'b', 4096);
+  CHECK(send_all(fd, req, (size_t)n + 4096));
+  char *resp = read_all(fd, NULL);
+  CHECK_EQ_INT(status_of(resp), 413);
+  CHECK(strstr(body_of(resp), "\"error\"") != NULL);
+  free(resp);
+  close(fd);
+  pthread_mutex_lock(&got.mu);
+  CHECK_EQ_INT(got.calls, 0); /* the handler never saw it */
+  pthread_mutex_unlock(&got.mu);
+  hersh_http_server_stop(s);
+}
+
+/* Stop with a request still waiting and a stream open: the waiting one gets its 503, the
+** stream is cut (its close callback runs), and both stay usable for their owners. */
+TEST(stop_answers_what_waits) {
+  hersh_http_server *s = start(1 << 20);
+  REQUIRE(s);
+  atomic_store(&closes, 0);
+  int port = hersh_http_server_port(s);
+  int waiting = connect_to(port), streaming = connect_to(port);
+  REQUIRE(waiting >= 0 && streaming >= 0);
+  CHECK(send_get(waiting, "/wait"));
+  REQUIRE(wait_pending(1) == 1);
+  CHECK(send_get(streaming, "/stream"));
+  REQUIRE(wait_pending(2) == 2);
+  hersh_http_stream *st = hersh_http_stream_start(got.pending[1], 200, NULL, NULL);
+  REQUIRE(st);
+  hersh_http_stream_on_close(st, count_close, NULL);
+  hersh_http_server_stop(s);
+  CHECK_EQ_INT(atomic_load(&closes), 1);
+  CHECK(hersh_http_stream_closed(st));
+  CHECK_EQ_INT(hersh_http_stream_write(st, "x", 1), HERSH_E_STATE);
+  hersh_http_stream_end(st);
+  hersh_http_response res = text_response(200, "too late");
+  CHECK_EQ_INT(hersh_http_complete(got.pending[0], &res), HERSH_E_STATE);
+  char *resp = read_all(waiting, NULL);
+  CHECK_EQ_INT(status_of(resp), 503);
+  CHECK(strstr(body_of(resp), "stopping") != NULL);
+  free(resp);
+  close(waiting);
+  close(streaming);
+}
+
+int main(void) {
+  RUN(deferred_completion_from_another_thread);
+  RUN(deferred_answers_on_a_keep_alive_connection);
+  RUN(streaming_several_chunks);
+  RUN(client_disconnect_is_detected);
+  RUN(client_disconnect_fails_writes);
+  RUN(a_slow_client_fills_the_buffer);
+  RUN(many_concurrent_deferred_requests);
+  RUN(max_body_still_answers_413);
+  RUN(stop_answers_what_waits);
+  return check_summary();
+}
