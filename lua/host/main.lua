@@ -1,6 +1,8 @@
 -- `hersh host`: the Host's command line, start-up and shutdown.
 --   hersh host [--bind 127.0.0.1] [--port 9000] [--storage DIR] [--token-file F]
---              [--sandbox bwrap|dev] [--ports FIRST-LAST]
+--              [--sandbox bwrap|dev] [--ports FIRST-LAST] [--policy FILE]
+-- --policy names a Lua file returning a restart policy module (the shape of
+-- host.restart_policy) that replaces the default for every program.
 local core = require "hersh.core"
 local api = require "host.api"
 local host = require "host.host"
@@ -8,7 +10,7 @@ local host = require "host.host"
 local main = {}
 
 main.USAGE = "usage: hersh host [--bind ADDR] [--port N] [--storage DIR] [--token-file FILE]"
-  .. " [--sandbox bwrap|dev] [--ports FIRST-LAST]"
+  .. " [--sandbox bwrap|dev] [--ports FIRST-LAST] [--policy FILE]"
 
 local function parse(args)
   local o = { bind = "127.0.0.1", port = 9000, storage = "./var", sandbox = "bwrap" }
@@ -20,6 +22,7 @@ local function parse(args)
     elseif a == "--storage" and v then o.storage = v
     elseif a == "--token-file" and v then o.token_file = v
     elseif a == "--sandbox" and v then o.sandbox = v
+    elseif a == "--policy" and v then o.policy = v
     elseif a == "--ports" and v and v:match("^%d+%-%d+$") then
       local first, last = v:match("^(%d+)%-(%d+)$")
       o.ports = { first = tonumber(first), last = tonumber(last) }
@@ -41,11 +44,29 @@ local function read_token(path)
   return token
 end
 
--- Where the hersh runtime is, for FROM hersh sandboxes: this executable and the
--- folder its Lua modules were found in.
+local function dirname(path)
+  return path and path:match("^(.*)/[^/]*$")
+end
+
+local function first_holding(file, candidates)
+  for _, dir in ipairs(candidates) do
+    if dir and core.fs.stat(dir .. "/" .. file) then return dir end
+  end
+end
+
+-- Where the hersh runtime is, for FROM hersh sandboxes: this executable, the folder
+-- its Lua modules were found in, and hersh.h and libhersh for C programs (beside a
+-- build tree's executable and in its source tree, or under an installed prefix).
 local function runtime()
   local init = package.searchpath("hersh", package.path)
-  return { bin = core.executable, lua = init and init:match("^(.*)/hersh/init%.lua$") }
+  local lua = init and init:match("^(.*)/hersh/init%.lua$")
+  local bin = core.executable
+  local prefix = lua and lua:match("^(.*)/share/lua/5%.4$")
+  return {
+    bin = bin, lua = lua,
+    include = first_holding("hersh.h", { lua and dirname(lua) .. "/include", prefix and prefix .. "/include" }),
+    lib = first_holding("libhersh.a", { dirname(bin), prefix and prefix .. "/lib" }),
+  }
 end
 
 -- Starts the Host; returns it and its server, or nil, err.
@@ -60,6 +81,14 @@ function main.start(args)
   if not token and o.bind ~= "127.0.0.1" and o.bind ~= "::1" and o.bind ~= "localhost" then
     io.stderr:write("hersh host: WARNING: listening on " .. o.bind .. " without --token-file: "
       .. "anyone who can reach it can run programs\n")
+  end
+  if o.policy then
+    local ok, module = pcall(dofile, o.policy)
+    if not ok or type(module) ~= "table" or type(module.decide) ~= "function" then
+      return nil, "--policy " .. o.policy .. " must return a table with decide(policy, record, exit): "
+        .. tostring(ok and "it does not" or module)
+    end
+    require("host.program").policy_module = module
   end
   local rt = runtime()
   if not rt.bin or not rt.lua then return nil, "cannot find the hersh runtime to hand to programs" end

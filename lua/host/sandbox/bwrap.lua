@@ -15,7 +15,8 @@ local DEFAULT_TMP_SIZE = 64 * 1024 * 1024
 -- root (the build makes them): directories, then symbolic links to /usr.
 bwrap.skeleton = {
   hersh = {
-    dirs = { "usr", "etc", "dev", "proc", "tmp", "state", "opt/hersh/bin", "opt/hersh/lua" },
+    dirs = { "usr", "etc", "dev", "proc", "tmp", "state", "opt/hersh/bin", "opt/hersh/lua",
+      "opt/hersh/include", "opt/hersh/lib" },
     files = { "opt/hersh/bin/hersh" },
     links = { bin = "usr/bin", sbin = "usr/sbin", lib = "usr/lib", lib64 = "usr/lib64" },
   },
@@ -41,9 +42,11 @@ function bwrap.command(spec)
   push(argv, spec.writable_root and "--bind" or "--ro-bind", spec.rootfs, "/")
   if spec.base == "hersh" then
     push(argv, "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc")
-    if spec.runtime then
-      push(argv, "--ro-bind", spec.runtime.bin, "/opt/hersh/bin/hersh")
+    if spec.runtime then -- the hersh runtime: the executable, its Lua modules, and for C
+      push(argv, "--ro-bind", spec.runtime.bin, "/opt/hersh/bin/hersh") -- programs hersh.h and libhersh
       push(argv, "--ro-bind", spec.runtime.lua, "/opt/hersh/lua")
+      if spec.runtime.include then push(argv, "--ro-bind", spec.runtime.include, "/opt/hersh/include") end
+      if spec.runtime.lib then push(argv, "--ro-bind", spec.runtime.lib, "/opt/hersh/lib") end
     end
   end
   push(argv, "--dev", "/dev", "--proc", "/proc")
