@@ -111,6 +111,18 @@ static int parse_run(int argc, char **argv, run_options *o) {
   return o->listen_fd == -2 ? -1 : 0;
 }
 
+/* A Lua state with the standard libraries and hersh ready to require. */
+static lua_State *new_state(void) {
+  lua_State *L = luaL_newstate();
+  if (!L) {
+    fprintf(stderr, "hersh: cannot create a Lua state\n");
+    return NULL;
+  }
+  luaL_openlibs(L);
+  hersh_lua_prepare(L);
+  return L;
+}
+
 static int traceback(lua_State *L) {
   luaL_traceback(L, L, luaL_tolstring(L, 1, NULL), 1);
   return 1;
@@ -169,13 +181,8 @@ static int cmd_run(int argc, char **argv) {
     free(o.args);
     return usage();
   }
-  lua_State *L = luaL_newstate();
-  if (!L) {
-    fprintf(stderr, "hersh: cannot create a Lua state\n");
-    return EXIT_USAGE;
-  }
-  luaL_openlibs(L);
-  hersh_lua_prepare(L);
+  lua_State *L = new_state();
+  if (!L) return EXIT_USAGE;
   lua_createtable(L, o.n_args, 1);
   lua_pushstring(L, o.file);
   lua_rawseti(L, -2, 0);
@@ -212,13 +219,8 @@ static int cmd_run(int argc, char **argv) {
 /* The Host is Lua (lua/host/main.lua); this hands it its arguments and the path of
 ** this executable, which sandboxes of FROM hersh images run. */
 static int cmd_host(int argc, char **argv) {
-  lua_State *L = luaL_newstate();
-  if (!L) {
-    fprintf(stderr, "hersh: cannot create a Lua state\n");
-    return EXIT_USAGE;
-  }
-  luaL_openlibs(L);
-  hersh_lua_prepare(L);
+  lua_State *L = new_state();
+  if (!L) return EXIT_USAGE;
   char exe[4096];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
   exe[n > 0 ? n : 0] = '\0';

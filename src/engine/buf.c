@@ -58,8 +58,7 @@ char *hersh_buf_take(hersh_buf *b) {
   return p;
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is not one. */
-static size_t utf8_seq(const unsigned char *s, size_t n) {
+size_t hersh_utf8_seq(const unsigned char *s, size_t n) {
   unsigned char c = s[0];
   size_t len;
   unsigned cp;
@@ -97,7 +96,7 @@ void hersh_buf_json_string(hersh_buf *b, const char *s, size_t n) {
       }
       i++;
     } else {
-      size_t len = utf8_seq(u + i, n - i);
+      size_t len = hersh_utf8_seq(u + i, n - i);
       if (len == 0) {
         hersh_buf_puts(b, "\\ufffd");
         i++;

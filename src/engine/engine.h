@@ -58,6 +58,9 @@ typedef struct hersh_buf {
 void hersh_buf_put(hersh_buf *b, const char *s, size_t n);
 void hersh_buf_puts(hersh_buf *b, const char *s);
 void hersh_buf_printf(hersh_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Length of the valid UTF-8 sequence at s (1..4); 0 for a bad one (overlong, surrogate,
+** past U+10FFFF, cut short). */
+size_t hersh_utf8_seq(const unsigned char *s, size_t n);
 /* A JSON string literal: quotes, escapes, invalid UTF-8 replaced by U+FFFD. */
 void hersh_buf_json_string(hersh_buf *b, const char *s, size_t n);
 void hersh_buf_json_value(hersh_buf *b, const hersh_value *v);

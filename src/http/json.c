@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/engine.h"
 #include "json.h"
 
 typedef struct parser {
@@ -96,25 +97,6 @@ static void buf_utf8(parser *p, uint32_t cp) {
   }
 }
 
-/* Length of the valid UTF-8 sequence at s (2..4); 0 for overlongs, surrogates, > U+10FFFF. */
-static size_t utf8_len(const unsigned char *s, size_t n) {
-  unsigned char c = s[0];
-  size_t len;
-  uint32_t cp;
-  if ((c & 0xE0) == 0xC0) len = 2, cp = c & 0x1F;
-  else if ((c & 0xF0) == 0xE0) len = 3, cp = c & 0x0F;
-  else if ((c & 0xF8) == 0xF0) len = 4, cp = c & 0x07;
-  else return 0;
-  if (len > n) return 0;
-  for (size_t i = 1; i < len; i++) {
-    if ((s[i] & 0xC0) != 0x80) return 0;
-    cp = (cp << 6) | (s[i] & 0x3F);
-  }
-  static const uint32_t min_cp[] = {0, 0, 0x80, 0x800, 0x10000};
-  if (cp < min_cp[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-  return len;
-}
-
 /* The four hex digits at `at` (after "\u"), or -1. */
 static long hex4(const parser *p, size_t at) {
   if (p->len - at < 4) return -1;
@@ -147,7 +129,7 @@ static int parse_string(parser *p) {
     }
     if (c < 0x20) return fail_at(p, p->pos, "control character 0x%02x in string", c);
     if (c >= 0x80) {
-      size_t n = utf8_len(p->s + p->pos, p->len - p->pos);
+      size_t n = hersh_utf8_seq(p->s + p->pos, p->len - p->pos);
       if (!n) return fail_at(p, p->pos, "invalid UTF-8 byte 0x%02x in string", c);
       memcpy(p->buf + p->buf_len, p->s + p->pos, n);
       p->buf_len += n;

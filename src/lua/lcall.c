@@ -82,3 +82,10 @@ hersh_lua_status hersh_lua_pcall(hersh_lmod *m, lua_State *L, int nargs, int nre
   if (late) return HERSH_LUA_TIMEOUT;
   return rc == LUA_ERRMEM ? HERSH_LUA_NOMEM : HERSH_LUA_ERROR;
 }
+
+int hersh_lua_push_failure(lua_State *L, int err) {
+  lua_pushnil(L);
+  lua_pushstring(L, hersh_errmsg());
+  lua_pushstring(L, hersh_errcode(err));
+  return 3;
+}

@@ -50,6 +50,9 @@ typedef struct hersh_lmod {
   hersh_ltask *current_task; /* the coroutine being resumed, for hersh.sleep */
 } hersh_lmod;
 
+/* A runtime failure as Lua sees it: pushes nil, hersh_errmsg(), the error's code. */
+int hersh_lua_push_failure(lua_State *L, int err);
+
 /* lstate.c: preloads hersh.core and cjson, and puts the hersh modules on package.path. */
 void hersh_lua_prepare(lua_State *L);
 

@@ -83,13 +83,6 @@ struct lstream {
 #define check_res(L, i) ((lres *)luaL_checkudata((L), (i), HERSH_HTTPD_RES_MT))
 #define check_stream(L, i) ((lstream *)luaL_checkudata((L), (i), HERSH_HTTPD_STREAM_MT))
 
-static int push_failure(lua_State *L, int err) {
-  lua_pushnil(L);
-  lua_pushstring(L, hersh_errmsg());
-  lua_pushstring(L, hersh_errcode(err));
-  return 3;
-}
-
 /* ---- the queue (any thread) ------------------------------------------------------------ */
 
 static void push_event(bridge *b, event *ev) {
@@ -417,7 +410,7 @@ static int l_httpd_serve(lua_State *L) {
   *ls = (lserver){0};
   luaL_setmetatable(L, HERSH_HTTPD_MT);
   bridge *b = calloc(1, sizeof *b);
-  if (!b) return push_failure(L, hersh_fail_with(HERSH_E_NOMEM, "out of memory starting the HTTP server"));
+  if (!b) return hersh_lua_push_failure(L, hersh_fail_with(HERSH_E_NOMEM, "out of memory starting the HTTP server"));
   pthread_mutex_init(&b->mu, NULL);
   b->m = m;
   b->handler_ref = b->self_ref = LUA_NOREF;
@@ -431,7 +424,7 @@ static int l_httpd_serve(lua_State *L) {
   if (rc) {
     ls->b = NULL;
     bridge_shutdown(b, NULL);
-    return push_failure(L, rc);
+    return hersh_lua_push_failure(L, rc);
   }
   uv_unref((uv_handle_t *)&b->check); /* the server's own wake-up keeps the loop */
   ls->port = hersh_http_server_port(b->http);
@@ -518,7 +511,7 @@ static int l_res_send(lua_State *L) {
   if (!copy || (lines && !headers)) {
     free(copy);
     free(headers);
-    return push_failure(L, hersh_fail_with(HERSH_E_NOMEM, "out of memory answering a request"));
+    return hersh_lua_push_failure(L, hersh_fail_with(HERSH_E_NOMEM, "out of memory answering a request"));
   }
   memcpy(copy, body, len);
   copy[len] = '\0';
@@ -526,7 +519,7 @@ static int l_res_send(lua_State *L) {
   hersh_http_pending *p = r->p;
   r->p = NULL;
   int rc = hersh_http_complete(p, &res);
-  if (rc) return push_failure(L, rc);
+  if (rc) return hersh_lua_push_failure(L, rc);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -549,7 +542,7 @@ static int l_res_stream(lua_State *L) {
   hersh_http_stream *s = hersh_http_stream_start(p, status, NULL, lines);
   if (!s) {
     ls->finished = true;
-    return push_failure(L, HERSH_E_NOMEM);
+    return hersh_lua_push_failure(L, HERSH_E_NOMEM);
   }
   hersh_http_stream_retain(s);
   ls->s = s;
@@ -577,7 +570,7 @@ static int l_stream_write(lua_State *L) {
   const char *data = luaL_checklstring(L, 2, &len);
   if (ls->finished) return luaL_error(L, "the stream is finished");
   int rc = hersh_http_stream_write(ls->s, data, len);
-  if (rc) return push_failure(L, rc);
+  if (rc) return hersh_lua_push_failure(L, rc);
   lua_pushboolean(L, 1);
   return 1;
 }

@@ -31,17 +31,9 @@ static int l_module_now(lua_State *L) {
   return 1;
 }
 
-/* Pushes nil, message, code for a runtime failure; returns 3. */
-static int push_failure(lua_State *L, int err) {
-  lua_pushnil(L);
-  lua_pushstring(L, hersh_errmsg());
-  lua_pushstring(L, hersh_errcode(err));
-  return 3;
-}
-
 static int l_module_run(lua_State *L) {
   int rc = hersh_loop_run(hersh_lmod_get(L)->loop);
-  if (rc) return push_failure(L, rc);
+  if (rc) return hersh_lua_push_failure(L, rc);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -49,7 +41,7 @@ static int l_module_run(lua_State *L) {
 static int l_module_run_for(lua_State *L) {
   double seconds = luaL_checknumber(L, 1);
   int rc = hersh_loop_run_for(hersh_lmod_get(L)->loop, seconds);
-  if (rc) return push_failure(L, rc);
+  if (rc) return hersh_lua_push_failure(L, rc);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -82,7 +74,7 @@ static int l_module_wait(lua_State *L) {
   wait_pred p = {L, hersh_lmod_get(L), false};
   int rc = hersh_loop_run_until(p.m->loop, call_pred, &p, seconds);
   if (p.failed) return lua_error(L);
-  if (rc < 0) return push_failure(L, rc);
+  if (rc < 0) return hersh_lua_push_failure(L, rc);
   lua_pushboolean(L, rc == 1);
   return 1;
 }

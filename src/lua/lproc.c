@@ -23,13 +23,6 @@ typedef struct lproc {
 
 #define check_lproc(L, i) ((lproc *)luaL_checkudata((L), (i), HERSH_PROCESS_MT))
 
-static int push_failure(lua_State *L, int err) {
-  lua_pushnil(L);
-  lua_pushstring(L, hersh_errmsg());
-  lua_pushstring(L, hersh_errcode(err));
-  return 3;
-}
-
 /* ---- callbacks from the process ------------------------------------------------------- */
 
 static void call_lua(lproc *lp, int ref, int nargs) {
@@ -168,7 +161,7 @@ static int l_proc_spawn(lua_State *L) {
   o.on_line = lp->on_line_ref != LUA_NOREF ? proc_line : NULL;
   o.ud = lp;
   int rc = hersh_proc_spawn(lp->m->loop, &o, &lp->p);
-  if (rc) return push_failure(L, rc); /* the userdata's __gc releases the refs */
+  if (rc) return hersh_lua_push_failure(L, rc); /* the userdata's __gc releases the refs */
   lua_pushvalue(L, self);
   lp->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_settop(L, self);
@@ -211,7 +204,7 @@ static int l_proc_kill(lua_State *L) {
   lproc *lp = check_lproc(L, 1);
   int sig = signal_arg(L, 2);
   int rc = lp->p ? hersh_proc_signal(lp->p, sig) : hersh_fail_with(HERSH_E_STATE, "the process has exited");
-  if (rc) return push_failure(L, rc);
+  if (rc) return hersh_lua_push_failure(L, rc);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -220,7 +213,7 @@ static int l_proc_stop(lua_State *L) {
   lproc *lp = check_lproc(L, 1);
   double grace = luaL_optnumber(L, 2, 10);
   int rc = lp->p ? hersh_proc_stop(lp->p, grace) : HERSH_OK;
-  if (rc) return push_failure(L, rc);
+  if (rc) return hersh_lua_push_failure(L, rc);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -282,7 +275,7 @@ static int l_proc_listen(lua_State *L) {
   int port = (int)luaL_optinteger(L, 2, 0);
   int fd, bound;
   int rc = hersh_listen_tcp(host, port, &fd, &bound);
-  if (rc) return push_failure(L, rc);
+  if (rc) return hersh_lua_push_failure(L, rc);
   lua_pushinteger(L, fd);
   lua_pushinteger(L, bound);
   return 2;
@@ -294,7 +287,7 @@ static int l_proc_bind(lua_State *L) {
   int port = (int)luaL_optinteger(L, 2, 0);
   int fd, bound;
   int rc = hersh_bind_tcp(host, port, &fd, &bound);
-  if (rc) return push_failure(L, rc);
+  if (rc) return hersh_lua_push_failure(L, rc);
   lua_pushinteger(L, fd);
   lua_pushinteger(L, bound);
   return 2;
@@ -302,7 +295,7 @@ static int l_proc_bind(lua_State *L) {
 
 static int l_proc_listen_fd(lua_State *L) {
   int rc = hersh_listen_fd((int)luaL_checkinteger(L, 1));
-  if (rc) return push_failure(L, rc);
+  if (rc) return hersh_lua_push_failure(L, rc);
   lua_pushboolean(L, 1);
   return 1;
 }

@@ -25,13 +25,6 @@ static hersh_lwatcher *check_open(lua_State *L, int i) HERSH_MAY_RAISE {
   return lw;
 }
 
-static int push_failure(lua_State *L, int err) {
-  lua_pushnil(L);
-  lua_pushstring(L, hersh_errmsg());
-  lua_pushstring(L, hersh_errcode(err));
-  return 3;
-}
-
 static void unref(lua_State *L, int *ref) {
   luaL_unref(L, LUA_REGISTRYINDEX, *ref);
   *ref = LUA_NOREF;
@@ -284,7 +277,7 @@ int hersh_lwatcher_new(lua_State *L) {
   lua_pop(L, 1);
   hersh_watcher *w;
   int rc = hersh_watcher_new(hersh_lmod_get(L)->loop, &cfg, &w);
-  if (rc) return push_failure(L, rc);
+  if (rc) return hersh_lua_push_failure(L, rc);
   new_glue(L, w, true);
   hersh_lwatcher *lw = lua_touserdata(L, -1);
   if (has_decide) {
@@ -352,7 +345,7 @@ static int l_watcher_cleanup(lua_State *L) {
 static int l_watcher_start(lua_State *L) {
   hersh_lwatcher *lw = check_open(L, 1);
   int rc = hersh_watcher_start(lw->w);
-  if (rc) return push_failure(L, rc);
+  if (rc) return hersh_lua_push_failure(L, rc);
   if (lw->self_ref == LUA_NOREF && !hersh_state_terminal(hersh_watcher_state(lw->w))) {
     lua_pushvalue(L, 1);
     lw->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -366,14 +359,14 @@ static int l_watcher_send(lua_State *L) {
   size_t len;
   const char *content = luaL_checklstring(L, 2, &len);
   int rc = hersh_watcher_send(lw->w, content, len);
-  if (rc) return push_failure(L, rc);
+  if (rc) return hersh_lua_push_failure(L, rc);
   lua_pushboolean(L, 1);
   return 1;
 }
 
 static int l_watcher_stop(lua_State *L) {
   int rc = hersh_watcher_stop(check_open(L, 1)->w);
-  if (rc) return push_failure(L, rc);
+  if (rc) return hersh_lua_push_failure(L, rc);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -381,7 +374,7 @@ static int l_watcher_stop(lua_State *L) {
 static int l_watcher_kill(lua_State *L) {
   hersh_lwatcher *lw = check_open(L, 1);
   int rc = hersh_watcher_kill(lw->w, luaL_optstring(L, 2, "killed"));
-  if (rc) return push_failure(L, rc);
+  if (rc) return hersh_lua_push_failure(L, rc);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -399,7 +392,7 @@ static int l_watcher_serve(lua_State *L) {
     lua_pop(L, 1); /* the string stays anchored in the table */
   }
   int rc = hersh_watcher_serve(lw->w, &o);
-  if (rc) return push_failure(L, rc);
+  if (rc) return hersh_lua_push_failure(L, rc);
   lua_pushinteger(L, hersh_watcher_api_port(lw->w));
   return 1;
 }
