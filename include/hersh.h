@@ -117,10 +117,14 @@ typedef struct hersh_loop hersh_loop;
 /* A loop with its own libuv loop, or one that borrows the caller's uv_loop_t. */
 hersh_loop *hersh_loop_new(void);
 hersh_loop *hersh_loop_wrap(void *uv_loop);
-/* Frees the loop; every watcher on it must have been freed. */
+/* Frees the loop, and first any watcher still on it (as hersh_watcher_free does). */
 void hersh_loop_free(hersh_loop *loop);
 void *hersh_loop_uv(hersh_loop *loop);
-/* Runs until every watcher on the loop is terminal (or nothing is left to do). */
+/*
+** Runs until every started watcher on the loop is terminal. A started watcher keeps
+** the loop alive (another thread may send to it), so this is a server's main loop;
+** HERSH_E_STATE only if nothing at all could wake the loop any more.
+*/
 int hersh_loop_run(hersh_loop *loop);
 /* Runs until pred(ud) is true or `seconds` have passed; 1 = true, 0 = timed out. */
 int hersh_loop_run_until(hersh_loop *loop, bool (*pred)(void *ud), void *ud, double seconds);
@@ -218,7 +222,8 @@ typedef int (*hersh_reducer_fn)(hersh_ctx *ctx, const hersh_msg *msg, void *ud);
 typedef void (*hersh_cleanup_fn)(hersh_ctx *ctx, void *ud);
 
 int hersh_watcher_new(hersh_loop *loop, const hersh_config *cfg, hersh_watcher **out);
-/* Stops (kills, if it must) a live watcher, then frees it. */
+/* Kills a live watcher (its cleanup does not run), then frees it. Loop thread, not
+** from the watcher's own callbacks. */
 void hersh_watcher_free(hersh_watcher *w);
 
 int hersh_watcher_manage(hersh_watcher *w, hersh_reducer_fn fn, void *ud);
@@ -226,7 +231,8 @@ int hersh_watcher_on_cleanup(hersh_watcher *w, hersh_cleanup_fn fn, void *ud);
 /*
 ** A Lua reducer: `chunk` is Lua source that returns the reducer function, or a table
 ** {reduce = fn, cleanup = fn}. It runs in the loop's Lua state, where require "hersh"
-** works. Compile errors return HERSH_E_LUA with the message in hersh_errmsg().
+** works. Compile errors return HERSH_E_LUA with the message in hersh_errmsg(). The Lua
+** side uses the watcher's on_terminal hook and userdata slot for itself.
 */
 int hersh_watcher_manage_lua(hersh_watcher *w, const char *chunk, size_t len, const char *chunkname);
 
@@ -236,18 +242,20 @@ int hersh_watcher_start(hersh_watcher *w);
 int hersh_watcher_send(hersh_watcher *w, const char *content, size_t len);
 /*
 ** Stops the watcher: pending retries are cancelled, cleanup runs once, the state ends
-** Stopped, every watch and timer stops. From the loop's thread outside a callback, and
-** from other threads, it returns when the watcher is terminal; from inside a callback
-** (a reducer, a poll) it queues the stop and returns. Twice: HERSH_E_STOPPED.
+** Stopped, every watch and timer stops. From other threads, and from the loop's thread
+** outside any hersh_loop_run* call, it returns when the watcher is terminal; from inside
+** a callback (a reducer, a poll), or on a loop from hersh_loop_wrap, it queues the stop
+** and returns (drive a loop of your own only through hersh_loop_run* or your own
+** uv_run on a wrapped loop). Twice: HERSH_E_STOPPED.
 */
 int hersh_watcher_stop(hersh_watcher *w);
-/* Like stop, without cleanup; ends Killed. */
+/* Like stop, without cleanup; ends Killed. It also overrides a stop not yet handled. */
 int hersh_watcher_kill(hersh_watcher *w, const char *reason);
 
 const char *hersh_watcher_id(const hersh_watcher *w);
 hersh_state hersh_watcher_state(const hersh_watcher *w); /* any thread */
-int hersh_watcher_failures(const hersh_watcher *w);       /* consecutive failures */
-double hersh_watcher_next_retry(const hersh_watcher *w);  /* epoch s, 0 if none   */
+int hersh_watcher_failures(const hersh_watcher *w);       /* consecutive failures; any thread */
+double hersh_watcher_next_retry(const hersh_watcher *w);  /* epoch s, 0 if none; any thread */
 const hersh_config *hersh_watcher_config(const hersh_watcher *w);
 /* Called once on the loop thread when the watcher reaches a terminal state. */
 int hersh_watcher_on_terminal(hersh_watcher *w, void (*fn)(hersh_watcher *w, void *ud), void *ud);
@@ -367,7 +375,7 @@ int hersh_watcher_api_port(const hersh_watcher *w);
 
 typedef enum hersh_log_kind {
   HERSH_LOG_REDUCE = 0, /* every signal handled                          */
-  HERSH_LOG_EFFECT,     /* user log lines, memo and flow events          */
+  HERSH_LOG_EFFECT,     /* user log lines, memo events, stop/kill reasons */
   HERSH_LOG_RESULT,     /* each run / cleanup / recover: ok or an error  */
   HERSH_LOG_WATCH_ERROR,
   HERSH_LOG_CONTEXT,
@@ -415,7 +423,7 @@ typedef struct hersh_log_entry {
 */
 int hersh_watcher_logs(hersh_watcher *w, hersh_log_kind kind, size_t limit,
                        bool (*fn)(const hersh_log_entry *e, void *ud), void *ud);
-size_t hersh_watcher_log_count(hersh_watcher *w, hersh_log_kind kind);
+size_t hersh_watcher_log_count(hersh_watcher *w, hersh_log_kind kind); /* any thread */
 /* A copy of an entry that outlives the callback; release it with hersh_log_entry_free. */
 int hersh_log_entry_copy(hersh_log_kind kind, const hersh_log_entry *src, hersh_log_entry *dst);
 void hersh_log_entry_free(hersh_log_kind kind, hersh_log_entry *e);
