@@ -118,6 +118,9 @@ void hersh_logs_free(hersh_logs *logs);
 ** without a copy: the entry keeps a reference on it.
 */
 void hersh_logs_add(hersh_logs *logs, hersh_log_kind kind, const hersh_log_entry *e, hersh_message *msg);
+/* Two entries under one lock (a run's result and its reduce entry); msg2 as above. */
+void hersh_logs_add_two(hersh_logs *logs, hersh_log_kind k1, const hersh_log_entry *e1, hersh_log_kind k2,
+                        const hersh_log_entry *e2, hersh_message *msg2);
 
 /* ---- user messages (shared by the queue and the reduce log) ------------------------ */
 

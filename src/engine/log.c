@@ -86,7 +86,8 @@ static hersh_ring_item *ring_slot(hersh_ring *r, hersh_log_kind kind) {
   return oldest;
 }
 
-void hersh_logs_add(hersh_logs *logs, hersh_log_kind kind, const hersh_log_entry *e, hersh_message *msg) {
+/* The ring item for *e: its text copied, or its detail pointing into msg. */
+static hersh_ring_item make_item(hersh_log_kind kind, const hersh_log_entry *e, hersh_message *msg) {
   hersh_ring_item item = {.e = *e, .msg = NULL};
   if (item.e.time == 0) item.e.time = hersh_wall_now();
   if (msg) {
@@ -99,13 +100,34 @@ void hersh_logs_add(hersh_logs *logs, hersh_log_kind kind, const hersh_log_entry
     for (size_t i = 0; i < n; i++)
       if (*fields[i]) *fields[i] = hersh_strdup(*fields[i]); /* NULL on no memory: the field is dropped */
   }
-  pthread_mutex_lock(&logs->mu);
+  return item;
+}
+
+/* Under the lock: numbers and stores the item; false if the ring keeps nothing. */
+static bool store_item(hersh_logs *logs, hersh_log_kind kind, hersh_ring_item *item) {
   hersh_ring *r = &logs->rings[kind];
-  item.e.id = r->next_id++;
+  item->e.id = r->next_id++;
   hersh_ring_item *slot = ring_slot(r, kind);
-  if (slot) *slot = item;
+  if (slot) *slot = *item;
+  return slot != NULL;
+}
+
+void hersh_logs_add(hersh_logs *logs, hersh_log_kind kind, const hersh_log_entry *e, hersh_message *msg) {
+  hersh_ring_item item = make_item(kind, e, msg);
+  pthread_mutex_lock(&logs->mu);
+  bool stored = store_item(logs, kind, &item);
   pthread_mutex_unlock(&logs->mu);
-  if (!slot) item_release(kind, &item);
+  if (!stored) item_release(kind, &item);
+}
+
+void hersh_logs_add_two(hersh_logs *logs, hersh_log_kind k1, const hersh_log_entry *e1, hersh_log_kind k2,
+                        const hersh_log_entry *e2, hersh_message *msg2) {
+  hersh_ring_item a = make_item(k1, e1, NULL), b = make_item(k2, e2, msg2);
+  pthread_mutex_lock(&logs->mu);
+  bool stored_a = store_item(logs, k1, &a), stored_b = store_item(logs, k2, &b);
+  pthread_mutex_unlock(&logs->mu);
+  if (!stored_a) item_release(k1, &a);
+  if (!stored_b) item_release(k2, &b);
 }
 
 int hersh_log_entry_copy(hersh_log_kind kind, const hersh_log_entry *src, hersh_log_entry *dst) {

@@ -283,11 +283,10 @@ static hersh_outcome classify(hersh_ctx *ctx, int rc, bool late, const char **te
 
 static void finish_run(hersh_watcher *w, hersh_outcome outcome, const char *text, double time) {
   switch (outcome) {
-  case OUT_OK:
+  case OUT_OK: /* its result entry is written with the reduce entry, by run() */
     if (atomic_load_explicit(&w->failures, memory_order_relaxed)) atomic_store(&w->failures, 0);
     cancel_retry(w);
     set_state(w, HERSH_READY);
-    log_result_at(w, time, "run", true, NULL);
     break;
   case OUT_STOP:
   case OUT_KILL:
@@ -337,7 +336,13 @@ static void run(hersh_watcher *w, const hersh_trigger *trigger, hersh_message *m
   double done_at = hersh_wall_now();
   finish_run(w, outcome, text, done_at);
   ctx->msg = NULL;
-  log_reduce(w, done_at, prev, note);
+  if (outcome == OUT_OK) { /* the common case: both entries under one lock */
+    hersh_log_entry result = {.time = done_at, .u.result = {"run", true, NULL}};
+    hersh_log_entry reduce = {.time = done_at, .u.reduce = {prev, state_of(w), note->signal, note->reason, note->detail}};
+    hersh_logs_add_two(&w->logs, HERSH_LOG_RESULT, &result, HERSH_LOG_REDUCE, &reduce, note->msg);
+  } else {
+    log_reduce(w, done_at, prev, note);
+  }
   ctx_reset_outcome(ctx);
   if (!hersh_state_terminal(state_of(w))) notify_reduced(w); /* terminate told it already */
 }
