@@ -80,13 +80,7 @@ function Host:attach(row, restored)
     id = id, plan = plan, build_id = row.build_id, dirs = dirs, images_dir = self.storage .. "/images",
     spec = row.spec, driver = self.driver, runtime = self.runtime, user = self.user, port = row.publish_port,
     build_timeout = self.build_timeout,
-    publish = function()
-      local fd = self.ports:fd(p.port)
-      if not fd then return nil, "port " .. p.port .. " is not held" end
-      local ok, listen_err = core.listen_fd(fd)
-      if not ok and not listen_err:find("already", 1, true) then return nil, listen_err end
-      return fd
-    end,
+    publish = function() return self.ports:hand_over(p.port) end,
     on_change = function(record) self:changed(p, record) end,
     on_release = function(keep_state) self:released(p, keep_state) end,
   }
@@ -104,7 +98,7 @@ function Host:changed(p, record)
   p.updated_at = iso_time(record.updated_at or core.now())
   self.registry:update_state(p.id, { state = record.state, error_msg = record.error_msg,
     exit_code = record.exit_code, restarts = record.restarts, updated_at = p.updated_at })
-  if QUIET[record.state] then self.ports:quiesce(p.port) end
+  if QUIET[record.state] then self.ports:answer(p.port) end
 end
 
 function Host:released(p, keep_state)

@@ -1,8 +1,10 @@
 -- Publish ports: the lowest free port of the range first, skipping ports that are
--- busy on the machine. A port is held by a bound socket from allocation until its
--- release, so nothing else can take it: listening when its program runs, refusing
--- connections at once when it does not.
+-- busy on the machine. The Host holds each port's listening socket from allocation
+-- until the program is deleted. While a process runs, it accepts on that socket
+-- (fd 3); while none does, the Host answers every connection with a 503 itself, so a
+-- client never waits on a socket nobody serves and the port is never given up.
 local core = require "hersh.core"
+local cjson = require "cjson"
 
 local ports = {}
 
@@ -11,44 +13,57 @@ Ports.__index = Ports
 
 function ports.new(opts)
   return setmetatable({ first = opts.first or 19001, last = opts.last or 29999,
-    host = opts.host or "127.0.0.1", held = {} }, Ports)
+    host = opts.host or "127.0.0.1", held = {}, answering = {} }, Ports)
+end
+
+local function unavailable_body(port)
+  return cjson.encode{ error = "Service Unavailable", code = 503,
+    message = "no program is running on port " .. port } .. "\n"
 end
 
 -- Holds `port` (a registered program's, at Host start) or the lowest free one.
 -- Returns port, fd; or nil, err, code ("EPORTS" when the range is exhausted).
 function Ports:take(port)
+  local fd, bound_or_err, code
   if port then
-    local fd, bound_or_err, code = core.bind(self.host, port)
+    fd, bound_or_err, code = core.listen(self.host, port)
     if not fd then return nil, bound_or_err, code end
-    self.held[port] = fd
-    return port, fd
-  end
-  for p = self.first, self.last do
-    if not self.held[p] then
-      local fd = core.bind(self.host, p) -- busy on the machine: try the next one
-      if fd then
-        self.held[p] = fd
-        return p, fd
+  else
+    for p = self.first, self.last do
+      if not self.held[p] then
+        fd = core.listen(self.host, p) -- busy on the machine: try the next one
+        if fd then port = p break end
       end
     end
+    if not fd then return nil, string.format("no free port left in %d-%d", self.first, self.last), "EPORTS" end
   end
-  return nil, string.format("no free port left in %d-%d", self.first, self.last), "EPORTS"
+  self.held[port] = fd
+  self:answer(port)
+  return port, fd
 end
 
-function Ports:fd(port)
-  return self.held[port]
-end
-
--- A program stopped: its socket is replaced by a fresh bound one, so connections are
--- refused rather than queued on a socket nobody accepts from.
-function Ports:quiesce(port)
+-- The socket for a process to serve: the Host stops answering on it.
+function Ports:hand_over(port)
   local fd = self.held[port]
-  if not fd then return end
-  core.close_fd(fd)
-  self.held[port] = core.bind(self.host, port) -- nil if taken in that instant
+  if not fd then return nil, "port " .. port .. " is not held" end
+  if self.answering[port] then
+    self.answering[port]:stop()
+    self.answering[port] = nil
+  end
+  return fd
+end
+
+-- No process serves the port any more: the Host answers on it again.
+function Ports:answer(port)
+  local fd = self.held[port]
+  if fd and not self.answering[port] then
+    self.answering[port] = core.answer_unavailable(fd, unavailable_body(port))
+  end
 end
 
 function Ports:release(port)
+  if self.answering[port] then self.answering[port]:stop() end
+  self.answering[port] = nil
   local fd = self.held[port]
   if fd then core.close_fd(fd) end
   self.held[port] = nil

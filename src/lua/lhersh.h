@@ -23,6 +23,7 @@
 #define HERSH_WATCHVALUE_MT "hersh.WatchValue"
 #define HERSH_PROCESS_MT "hersh.Process"
 #define HERSH_TIMER_MT "hersh.Timer"
+#define HERSH_ANSWER_MT "hersh.Unavailable"
 
 /* How a call into Lua ended (lcall.c). */
 typedef enum hersh_lua_status {

@@ -5,6 +5,7 @@
 ** child exits.
 */
 #include <signal.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -281,23 +282,84 @@ static int l_proc_listen(lua_State *L) {
   return 2;
 }
 
-/* core.bind(host, port) -> fd, port: reserved, refusing connections until core.listen_fd. */
-static int l_proc_bind(lua_State *L) {
-  const char *host = luaL_optstring(L, 1, "127.0.0.1");
-  int port = (int)luaL_optinteger(L, 2, 0);
-  int fd, bound;
-  int rc = hersh_bind_tcp(host, port, &fd, &bound);
-  if (rc) return hersh_lua_push_failure(L, rc);
-  lua_pushinteger(L, fd);
-  lua_pushinteger(L, bound);
-  return 2;
+/* ---- answering for a program that is not running ------------------------------------- */
+
+/* While a published port has no process serving it, the Host accepts its connections
+** and answers each with a short 503, so clients neither hang in the backlog nor need
+** the port to be given up (and maybe lost) in between. */
+typedef struct lanswer {
+  uv_poll_t poll;
+  hersh_lmod *m;
+  int fd, self_ref;
+  char *reply;
+  size_t reply_len;
+  bool open;
+} lanswer;
+
+static void answer_closed(uv_handle_t *h) {
+  lanswer *a = h->data;
+  a->open = false;
+  free(a->reply);
+  a->reply = NULL;
+  luaL_unref(a->m->L, LUA_REGISTRYINDEX, a->self_ref);
+  a->self_ref = LUA_NOREF;
 }
 
-static int l_proc_listen_fd(lua_State *L) {
-  int rc = hersh_listen_fd((int)luaL_checkinteger(L, 1));
-  if (rc) return hersh_lua_push_failure(L, rc);
-  lua_pushboolean(L, 1);
+static void answer_ready(uv_poll_t *h, int status, int events) {
+  (void)events;
+  lanswer *a = h->data;
+  if (status < 0) return;
+  for (int i = 0; i < 64; i++) { /* a burst at most per turn */
+    int c = accept4(a->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (c < 0) return;
+    char sink[4096]; /* read what came: closing on unread data would reset the connection */
+    while (recv(c, sink, sizeof sink, 0) > 0) {
+    }
+    ssize_t w = send(c, a->reply, a->reply_len, MSG_NOSIGNAL); /* fits any socket buffer */
+    (void)w;
+    shutdown(c, SHUT_WR);
+    close(c);
+  }
+}
+
+/* core.answer_unavailable(fd, body) -> handle (h:stop()): 503 with body on every connection. */
+static int l_proc_answer_unavailable(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  size_t len;
+  const char *body = luaL_checklstring(L, 2, &len);
+  lanswer *a = lua_newuserdatauv(L, sizeof *a, 0);
+  *a = (lanswer){.m = hersh_lmod_get(L), .fd = fd, .self_ref = LUA_NOREF};
+  luaL_setmetatable(L, HERSH_ANSWER_MT);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  lua_pushfstring(L, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %d\r\nConnection: close\r\n\r\n", (int)len);
+  luaL_addvalue(&b);
+  luaL_addlstring(&b, body, len);
+  luaL_pushresult(&b);
+  size_t n;
+  const char *reply = lua_tolstring(L, -1, &n);
+  if (!(a->reply = malloc(n))) return luaL_error(L, "out of memory");
+  memcpy(a->reply, reply, n);
+  a->reply_len = n;
+  lua_pop(L, 1);
+  if (uv_poll_init(a->m->loop->uv, &a->poll, fd) != 0) {
+    free(a->reply);
+    a->reply = NULL;
+    return hersh_lua_push_failure(L, hersh_fail_with(HERSH_E_SYS, "cannot watch fd %d", fd));
+  }
+  a->poll.data = a;
+  a->open = true;
+  uv_poll_start(&a->poll, UV_READABLE, answer_ready);
+  lua_pushvalue(L, -1);
+  a->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return 1;
+}
+
+static int l_answer_stop(lua_State *L) {
+  lanswer *a = luaL_checkudata(L, 1, HERSH_ANSWER_MT);
+  if (a->open && !uv_is_closing((uv_handle_t *)&a->poll)) uv_close((uv_handle_t *)&a->poll, answer_closed);
+  return 0;
 }
 
 static int l_proc_close_fd(lua_State *L) {
@@ -314,15 +376,25 @@ static const luaL_Reg proc_meth[] = {{"pid", l_proc_pid},       {"running", l_pr
 
 static const luaL_Reg proc_metameth[] = {{"__index", NULL}, {"__gc", l_proc_gc}, {"__close", l_proc_gc}, {NULL, NULL}};
 
-static const luaL_Reg proc_funcs[] = {
-    {"spawn", l_proc_spawn}, {"listen", l_proc_listen}, {"bind", l_proc_bind},
-    {"listen_fd", l_proc_listen_fd}, {"close_fd", l_proc_close_fd}, {NULL, NULL}};
+static const luaL_Reg proc_funcs[] = {{"spawn", l_proc_spawn},
+                                      {"listen", l_proc_listen},
+                                      {"close_fd", l_proc_close_fd},
+                                      {"answer_unavailable", l_proc_answer_unavailable},
+                                      {NULL, NULL}};
+
+static const luaL_Reg answer_meth[] = {{"stop", l_answer_stop}, {NULL, NULL}};
+static const luaL_Reg answer_metameth[] = {{"__index", NULL}, {"__gc", l_answer_stop}, {NULL, NULL}};
 
 /* Adds spawn, listen and close_fd to the module table on the stack top. */
 int hersh_lproc_open(lua_State *L) {
   luaL_newmetatable(L, HERSH_PROCESS_MT);
   luaL_setfuncs(L, proc_metameth, 0);
   luaL_newlib(L, proc_meth);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, HERSH_ANSWER_MT);
+  luaL_setfuncs(L, answer_metameth, 0);
+  luaL_newlib(L, answer_meth);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   luaL_setfuncs(L, proc_funcs, 0);

@@ -83,10 +83,7 @@ const char *const *hersh_cgroup_procs_files(const hersh_cgroup *cg);
 void hersh_cgroup_kill(hersh_cgroup *cg, int signum); /* every process in it */
 void hersh_cgroup_free(hersh_cgroup *cg);            /* kills what is left, removes the dirs */
 
-/* A TCP socket bound to host:port (0 = any free port), not yet listening. */
-int hersh_bind_tcp(const char *host, int port, int *fd, int *bound_port);
-int hersh_listen_fd(int fd);
-/* Both at once: a listening socket. */
+/* A listening TCP socket on host:port (0 = any free port): its fd and bound port. */
 int hersh_listen_tcp(const char *host, int port, int *fd, int *bound_port);
 
 #endif
