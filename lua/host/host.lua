@@ -302,12 +302,30 @@ end
 -- host.open{storage, driver = "bwrap", runtime = {bin, lua}, user = {uid, gid},
 -- ports = {first, last}, build_timeout} -> Host. Programs found in the registry are
 -- listed again with the same id and port; those meant to run are started.
+-- The sandbox runs as an unprivileged user, which must be able to walk down to the
+-- images and state folders: each folder on the way needs its "x" bit for others.
+local function check_reachable(storage)
+  local path = storage:sub(1, 1) == "/" and storage or (os.getenv("PWD") or ".") .. "/" .. storage
+  local at = ""
+  for part in path:gmatch("[^/]+") do
+    at = at .. "/" .. part
+    local st = fs.stat(at)
+    if st and st.type == "dir" and st.mode & 1 == 0 then
+      return nil, "the sandbox user cannot reach " .. storage .. ": " .. at
+        .. " is not searchable by others (chmod o+x it, or choose another --storage)"
+    end
+  end
+  return true
+end
+
 function host.open(opts)
   local storage = opts.storage
   for _, dir in ipairs{ storage, storage .. "/programs", storage .. "/images" } do
     local ok, err = fs.mkdir_p(dir)
     if not ok then return nil, err end
   end
+  local reachable, why = check_reachable(storage)
+  if not reachable then return nil, why end
   local driver, driver_err = sandbox.get(opts.driver)
   if not driver then return nil, driver_err end
   local reg, reg_err = registry.open(storage .. "/host.db")

@@ -67,6 +67,11 @@ void hersh_loop_detach(hersh_loop *loop, hersh_watcher *w) {
   }
 }
 
+static void close_leftover(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
 void hersh_loop_free(hersh_loop *loop) {
   if (!loop) return;
   if (loop->lua && loop->lua_close) loop->lua_close(loop->lua); /* frees its watchers */
@@ -74,6 +79,12 @@ void hersh_loop_free(hersh_loop *loop) {
   if (loop->http_client && loop->http_client_free) loop->http_client_free(loop->http_client);
   /* Let the handles of freed watchers finish closing. */
   while (uv_run(loop->uv, UV_RUN_NOWAIT) != 0 && loop->owns_uv) {
+  }
+  if (loop->owns_uv) {
+    /* Anything still open is closed now (an owner that forgot it): uv_loop_close would
+    ** refuse, and the loop's own memory would be lost. */
+    uv_walk(loop->uv, close_leftover, NULL);
+    uv_run(loop->uv, UV_RUN_NOWAIT);
   }
   hersh_watchdog_free(loop->watchdog);
   if (loop->owns_uv) uv_loop_close(&loop->own);

@@ -441,7 +441,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
   if (st->pending) return answer_pending(conn, st->pending);
   hersh_http_response res = {.status = 200};
   if (st->too_large) {
-    hersh_http_error(&res, 413, "request body over %zu bytes", s->max_body);
+    /* Said before any handler runs: in a shape that fits the WatcherAPI's {"error"}
+    ** and the Host's {"error", "code", "message"} alike. */
+    hersh_buf b = {0};
+    hersh_buf_printf(&b, "{\"error\":\"Payload Too Large\",\"code\":413,"
+                         "\"message\":\"request body over %zu bytes\"}\n", s->max_body);
+    res.status = 413;
+    res.body = hersh_buf_take(&b);
+    res.body_len = res.body ? strlen(res.body) : 0;
   } else {
     hersh_http_request req = {conn, method, url, st->body, st->len, st};
     s->handler(&req, &res, s->ud);

@@ -93,6 +93,15 @@ typedef struct lsignal {
   int fn_ref;
 } lsignal;
 
+#define HERSH_SIGNAL_MT "hersh.Signal"
+
+/* Signals last as long as the Lua state: closed when it closes, before the loop. */
+static int l_signal_gc(lua_State *L) {
+  lsignal *s = luaL_checkudata(L, 1, HERSH_SIGNAL_MT);
+  if (!uv_is_closing((uv_handle_t *)&s->handle)) uv_close((uv_handle_t *)&s->handle, NULL);
+  return 0;
+}
+
 static void on_signal(uv_signal_t *h, int signum) {
   lsignal *s = h->data;
   lua_State *L = s->m->L;
@@ -113,12 +122,13 @@ static int l_on_signal(lua_State *L) {
   int signum = numbers[luaL_checkoption(L, 1, NULL, names)];
   luaL_checktype(L, 2, LUA_TFUNCTION);
   hersh_lmod *m = hersh_lmod_get(L);
-  lsignal *s = malloc(sizeof *s); /* lives as long as the process: signals are not withdrawn */
-  if (!s) return luaL_error(L, "out of memory");
+  lsignal *s = lua_newuserdatauv(L, sizeof *s, 0);
   s->m = m;
+  if (uv_signal_init(m->loop->uv, &s->handle) != 0) return luaL_error(L, "cannot watch signal %d", signum);
+  luaL_setmetatable(L, HERSH_SIGNAL_MT);
+  luaL_ref(L, LUA_REGISTRYINDEX); /* never withdrawn: anchored until the state closes */
   lua_pushvalue(L, 2);
   s->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  uv_signal_init(m->loop->uv, &s->handle);
   s->handle.data = s;
   uv_signal_start(&s->handle, on_signal, signum);
   uv_unref((uv_handle_t *)&s->handle); /* a signal alone does not keep the loop running */
@@ -150,6 +160,10 @@ int hersh_ltimer_open(lua_State *L) {
   luaL_setfuncs(L, timer_metameth, 0);
   luaL_newlib(L, timer_meth);
   lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, HERSH_SIGNAL_MT);
+  lua_pushcfunction(L, l_signal_gc);
+  lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
   static const luaL_Reg funcs[] = {{"timer", l_timer_new}, {"on_signal", l_on_signal}, {"serve", l_serve},
                                    {"stop_serving", l_stop_serving}, {NULL, NULL}};

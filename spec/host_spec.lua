@@ -1,0 +1,1091 @@
+-- The Host end to end: a real `hersh host` on a free port, with its own storage in a
+-- temporary directory and a small range of publish ports, driven over real HTTP with
+-- curl (spec/scripts/process.lua). Programs are real: built from
+-- spec/programs/host_counter and run in the bubblewrap sandbox (the spec runs as
+-- root; programs run as user 65534).
+--
+-- One Host per describe block (its lazy_setup starts it, its lazy_teardown stops it
+-- and removes its storage); the persistence block starts several Hosts on one
+-- storage. Every wait is bounded; no test asserts how long anything took.
+--
+-- While no process serves a program's port (Created, Stopped), the Host holds it and
+-- answers 503 there itself; after a delete nothing answers and anyone may take it.
+local P = require "scripts.process"
+local core = require "hersh.core"
+local cjson = require "cjson"
+
+local fs = core.fs
+
+-- Runs fn when the test ends, passed or failed (see P.add_cleanup).
+local function defer(fn)
+  P.add_cleanup(fn)
+  finally(P.run_cleanups)
+end
+
+local FIXTURE = "spec/programs/host_counter"
+local DOCKERFILE = assert(P.read(FIXTURE .. "/Dockerfile"))
+local MAIN_LUA = assert(P.read(FIXTURE .. "/main.lua"))
+local WAIT = 60 -- bound of a wait for a state (the sanitizer build is slow)
+local ISO = "^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$"
+
+local STATUS_TEXT = {
+  [400] = "Bad Request", [401] = "Unauthorized", [404] = "Not Found", [405] = "Method Not Allowed",
+  [409] = "Conflict", [413] = "Payload Too Large", [503] = "Service Unavailable",
+}
+
+local function has(text, part)
+  return type(text) == "string" and text:find(part, 1, true) ~= nil
+end
+
+local function sh(cmd)
+  return os.execute(cmd) == true
+end
+
+-- ---- ports and processes of the machine -----------------------------------------------
+
+-- Whether another server could listen on 127.0.0.1:port now (for an instant).
+local function bindable(port)
+  local fd = core.listen("127.0.0.1", port)
+  if not fd then return false end
+  core.close_fd(fd)
+  return true
+end
+
+-- `n` consecutive ports nobody holds, from a random place in 20000-28999.
+local function free_range(n)
+  local f = assert(io.open("/dev/urandom", "rb"))
+  local r = f:read(2)
+  f:close()
+  local base = 20000 + ((r:byte(1) * 256 + r:byte(2)) % 900) * 10
+  for first = base, 28999 - n, n do
+    local ok = true
+    for p = first, first + n - 1 do ok = ok and bindable(p) end
+    if ok then return first, first + n - 1 end
+  end
+  error("no " .. n .. " free consecutive ports")
+end
+
+-- The pids of the processes of one program, wherever they were reparented: all the
+-- sandbox runs carries HERSH_PROGRAM_ID.
+local function program_pids(id)
+  local needle, out = "\0HERSH_PROGRAM_ID=" .. id .. "\0", {}
+  for _, name in ipairs(fs.list("/proc") or {}) do
+    if name:match("^%d+$") then
+      local env = P.read("/proc/" .. name .. "/environ")
+      if env and ("\0" .. env):find(needle, 1, true) then out[#out + 1] = tonumber(name) end
+    end
+  end
+  return out
+end
+
+local function no_process_of(ids)
+  return P.wait_for(function()
+    for _, id in ipairs(ids) do
+      if #program_pids(id) > 0 then return false end
+    end
+    return true
+  end, 20) == true
+end
+
+-- Whether the process has ended (a zombie left to an init that does not reap counts).
+local function gone(pid)
+  return P.wait_for(function()
+    local st = P.read("/proc/" .. pid .. "/stat")
+    return st == nil or st:match("^%d+ %(.*%) (%a)") == "Z"
+  end, 20) == true
+end
+
+-- Last resort of a teardown: any process still running for these programs, by pid.
+local function kill_programs(ids)
+  for _, id in ipairs(ids) do
+    for _, pid in ipairs(program_pids(id)) do sh("kill -KILL " .. pid .. " 2>/dev/null") end
+  end
+end
+
+-- ---- the Host ---------------------------------------------------------------------------
+
+-- A temporary directory the sandbox user can traverse (mktemp makes it 0700).
+local function public_tmpdir()
+  local dir = P.tmpdir()
+  assert(sh("chmod 755 " .. P.quote(dir)))
+  return dir
+end
+
+-- Starts `hersh host` on a free port: {proc, port, storage, ports = {first, last}}.
+-- opts: storage (default: a new temporary one, removed by stop_host), ports =
+-- {first, last} (default: 8 free ones), token_file, args (more arguments).
+local function start_host(opts)
+  opts = opts or {}
+  local h = {}
+  if opts.storage then
+    h.storage = opts.storage
+  else
+    h.root = public_tmpdir()
+    h.storage = h.root .. "/storage"
+  end
+  if opts.ports then
+    h.first, h.last = opts.ports[1], opts.ports[2]
+  else
+    h.first, h.last = free_range(8)
+  end
+  local argv = { P.hersh, "host", "--port", "0", "--storage", h.storage,
+    "--ports", h.first .. "-" .. h.last }
+  if opts.token_file then
+    argv[#argv + 1] = "--token-file"
+    argv[#argv + 1] = opts.token_file
+  end
+  h.proc = P.start(argv)
+  local port = P.wait_for(function()
+    local p = P.stderr(h.proc):match("hersh host: serving http://127%.0%.0%.1:(%d+)")
+    if p then return tonumber(p) end
+    if not P.alive(h.proc) then return -1 end
+  end, P.WAIT)
+  if not port or port < 0 then
+    local err = P.stderr(h.proc)
+    P.stop(h.proc)
+    error("the Host did not start (exit " .. tostring(P.status(h.proc)) .. "):\n" .. err, 2)
+  end
+  h.port = port
+  h.ids = {}
+  return h
+end
+
+-- Stops the Host (TERM, then KILL), any program process left, and removes its storage
+-- when start_host made it. Safe to call twice.
+local function stop_host(h)
+  if not h then return end
+  P.stop(h.proc)
+  kill_programs(h.ids or {})
+  if h.root then sh("rm -rf " .. P.quote(h.root)) end
+end
+
+-- Ends the Host with SIGTERM; returns a function that checks it ended well (no
+-- program process left behind, exit 0, no sanitizer report), to call when convenient.
+local function terminate(h)
+  assert.is_true(P.signal(h.proc, "TERM"))
+  local rc = P.wait_exit(h.proc, 30)
+  local clean = no_process_of(h.ids)
+  local stderr, report = P.stderr(h.proc), P.sanitizer_report(h.proc)
+  return function()
+    assert.is_true(clean, "a program process outlived its Host")
+    assert.equal(0, rc, stderr)
+    assert.is_nil(report)
+  end
+end
+
+local function assert_clean_exit(h)
+  terminate(h)()
+end
+
+-- ---- HTTP -------------------------------------------------------------------------------
+
+-- cjson decodes every number as a float: whole ones become integers again (a port
+-- of 19001.0 would make a URL of "...:19001.0").
+local function integers(v)
+  if type(v) == "number" then return math.tointeger(v) or v end
+  if type(v) == "table" then
+    for k, x in pairs(v) do v[k] = integers(x) end
+  end
+  return v
+end
+
+-- One request to the Host: call(h, method, path [, body (a table is JSON-encoded)
+-- [, headers]]). h.token, when set, is sent as a bearer token.
+local function call(h, method, path, body, headers)
+  local hdrs = {}
+  if h.token then hdrs[#hdrs + 1] = "Authorization: Bearer " .. h.token end
+  for _, v in ipairs(headers or {}) do hdrs[#hdrs + 1] = v end
+  if type(body) == "table" then body = cjson.encode(body) end
+  local res = P.http(h.port, method, path, { body = body, headers = hdrs })
+  integers(res.json)
+  return res
+end
+
+-- An error answer: that status, a JSON body {"error": <status text>, "code": <status>,
+-- "message": <non-empty text>}.
+local function assert_error(res, status, what)
+  what = (what or "") .. ": " .. res.body
+  assert.equal(status, res.status, what)
+  assert.equal("application/json", res.headers["content-type"], what)
+  assert.is_table(res.json, what)
+  assert.equal(STATUS_TEXT[status], res.json.error, what)
+  assert.equal(status, res.json.code, what)
+  assert.is_string(res.json.message, what)
+  assert.is_true(#res.json.message > 0, what)
+end
+
+local function ok_json(res, status, what)
+  assert.equal(status or 200, res.status, (what or "") .. ": " .. res.body)
+  assert.equal("application/json", res.headers["content-type"], what)
+  assert.is_table(res.json, (what or "") .. ": not JSON: " .. res.body)
+  return res.json
+end
+
+-- A create request for the counter; `extra` fields are added (or override).
+local function counter_body(user_id, extra)
+  local body = { user_id = user_id, dockerfile = DOCKERFILE, src_files = { ["main.lua"] = MAIN_LUA } }
+  for k, v in pairs(extra or {}) do body[k] = v end
+  return body
+end
+
+-- POST /programs; the created record (checked), remembered for the teardown.
+local function create(h, body)
+  local doc = ok_json(call(h, "POST", "/programs", body), 201, "create")
+  h.ids[#h.ids + 1] = doc.program_id
+  return doc
+end
+
+local function view(h, id)
+  return ok_json(call(h, "GET", "/programs/" .. id), 200, "GET " .. id)
+end
+
+-- Waits until the program is in `state`; its record. Fails with the last record seen.
+local function wait_state(h, id, state)
+  local last
+  local ok = P.wait_for(function()
+    local res = call(h, "GET", "/programs/" .. id)
+    last = res.body
+    return res.status == 200 and res.json and res.json.state == state
+  end, WAIT, 0.05)
+  assert(ok, "program " .. id .. " never reached " .. state .. "; last: " .. tostring(last))
+  return view(h, id)
+end
+
+local function act(h, id, action)
+  return call(h, "POST", "/programs/" .. id .. "/" .. action)
+end
+
+-- POST /programs/{id}/start, then waits for Ready; the record.
+local function start_ready(h, id)
+  local doc = ok_json(act(h, id, "start"), 202, "start")
+  assert.equal(id, doc.program_id)
+  assert.equal("Building", doc.state)
+  return wait_state(h, id, "Ready")
+end
+
+local function logs(h, id, query)
+  local res = call(h, "GET", "/programs/" .. id .. "/logs" .. (query or ""))
+  assert.equal(200, res.status, res.body)
+  return res.body
+end
+
+-- Waits until the runtime log holds `text`; true or false.
+local function wait_log(h, id, text)
+  return P.wait_for(function() return has(logs(h, id, "?tail=1000"), text) end, WAIT, 0.05) == true
+end
+
+local function program_dir(h, id)
+  return h.storage .. "/programs/" .. id
+end
+
+local function list_names(dir)
+  local names = fs.list(dir) or {}
+  table.sort(names)
+  return names
+end
+
+-- ---- 1, 7, 8: the walkthrough, follow, filters and source ---------------------------
+
+describe("hersh host: a program's life", function()
+  local h
+
+  lazy_setup(function() h = start_host{ ports = { free_range(16) } } end)
+  lazy_teardown(function() stop_host(h) end)
+
+  it("answers /health", function()
+    local doc = ok_json(call(h, "GET", "/health"))
+    assert.equal("ok", doc.status)
+  end)
+
+  it("walks through create, start, messages, logs, stop, start again, restart and delete", function()
+    -- create: Created, with the fields of the original API
+    local created = create(h, counter_body("alice"))
+    local id = created.program_id
+    assert.equal("Created", created.state)
+    assert.matches("^build%-%x+$", created.build_id)
+    assert.equal(18, #created.build_id)
+    assert.equal("alice-" .. created.build_id .. "-", id:sub(1, #created.build_id + 7))
+    assert.matches("^%x%x%x%x%x%x%x%x$", id:sub(#created.build_id + 8))
+    assert.equal(h.first, created.publish_port)
+    assert.equal("http://127.0.0.1:" .. created.publish_port, created.proxy_url)
+    assert.matches(ISO, created.created_at)
+    local port = created.publish_port
+    assert.is_false(bindable(port), "the Host holds the port of a Created program")
+    assert_error(P.get(port, "/watcher/status"), 503, "the port before the start")
+
+    -- start: Building at once, then Ready
+    local ready = start_ready(h, id)
+    assert.equal(port, ready.publish_port)
+    assert.is_number(ready.pid)
+
+    -- a message through the proxy route, one straight to proxy_url
+    local res = call(h, "POST", "/programs/" .. id .. "/proxy/watcher/message", { content = "tick" })
+    assert.equal(200, res.status, res.body)
+    res = P.send(port, "tick")
+    assert.equal(200, res.status, res.body)
+    assert.is_true(wait_log(h, id, "Counter: 2"), logs(h, id))
+    assert.is_true(has(logs(h, id, "?tail=5"), "Counter: 1"))
+    local status = call(h, "GET", "/programs/" .. id .. "/proxy/watcher/status")
+    assert.equal(200, status.status, status.body)
+
+    -- stop: Stopping, then Stopped; the port refuses, the proxy answers 503
+    local stopped = ok_json(act(h, id, "stop"), 202, "stop")
+    assert.equal("Stopping", stopped.state)
+    wait_state(h, id, "Stopped")
+    assert_error(P.get(port, "/watcher/status"), 503, "the port of a Stopped program")
+    assert_error(call(h, "GET", "/programs/" .. id .. "/proxy/watcher/status"), 503, "proxy when Stopped")
+    assert.equal("2", P.read(program_dir(h, id) .. "/state/count"))
+
+    -- start again: the count in /state goes on
+    start_ready(h, id)
+    assert.equal(200, P.send(port, "tick").status)
+    assert.is_true(wait_log(h, id, "Counter: 3"), logs(h, id))
+    assert.equal("3", P.read(program_dir(h, id) .. "/state/count"))
+
+    -- restart: a new process on the same port
+    local before = view(h, id)
+    local restarted = ok_json(act(h, id, "restart"), 202, "restart")
+    assert.equal("Stopping", restarted.state)
+    local after = wait_state(h, id, "Ready")
+    assert.equal(port, after.publish_port)
+    assert.is_number(after.pid)
+    assert.not_equal(before.pid, after.pid)
+    assert.equal(200, P.send(port, "tick").status)
+    assert.is_true(wait_log(h, id, "Counter: 4"), logs(h, id))
+
+    -- delete: gone, its port free, its files removed
+    local deleted = ok_json(call(h, "DELETE", "/programs/" .. id), 200, "delete")
+    assert.equal(id, deleted.program_id)
+    assert_error(call(h, "GET", "/programs/" .. id), 404, "GET after delete")
+    assert.is_true(no_process_of({ id }))
+    assert.is_true(bindable(port), "port " .. port .. " is free after the delete")
+    assert.equal(0, P.get(port, "/watcher/status").status, "nothing answers on it")
+    assert.is_nil(fs.stat(program_dir(h, id)))
+  end)
+
+  it("restarts a Ready program as a new process on the same port, /state kept", function()
+    local id = create(h, counter_body("restarter")).program_id
+    local first = start_ready(h, id)
+    assert.equal(200, call(h, "POST", "/programs/" .. id .. "/proxy/watcher/message", { content = "a" }).status)
+    assert.is_true(wait_log(h, id, "Counter: 1"))
+    assert.equal(202, act(h, id, "restart").status)
+    local second = wait_state(h, id, "Ready")
+    assert.equal(first.publish_port, second.publish_port)
+    assert.not_equal(first.pid, second.pid)
+    assert.is_true(wait_log(h, id, "Boot: 2"), logs(h, id))
+    assert.equal(200, call(h, "POST", "/programs/" .. id .. "/proxy/watcher/message", { content = "b" }).status)
+    assert.is_true(wait_log(h, id, "Counter: 2"), logs(h, id))
+    assert.equal(200, P.send(second.publish_port, "c").status)
+    assert.is_true(wait_log(h, id, "Counter: 3"), logs(h, id))
+  end)
+
+  it("keeps /state across a stop and a start (messages straight to proxy_url)", function()
+    local created = create(h, counter_body("keeper"))
+    local id, port = created.program_id, created.publish_port
+    start_ready(h, id)
+    assert.equal(200, P.send(port, "a").status)
+    assert.equal(200, P.send(port, "b").status)
+    assert.is_true(wait_log(h, id, "Counter: 2"))
+    assert.equal(202, act(h, id, "stop").status)
+    wait_state(h, id, "Stopped")
+    start_ready(h, id)
+    assert.is_true(wait_log(h, id, "Boot: 2"), logs(h, id))
+    assert.equal(200, P.send(port, "c").status)
+    assert.is_true(wait_log(h, id, "Counter: 3"), logs(h, id))
+  end)
+
+  it("deletes a running program: 404 afterwards, processes gone, port free, files gone", function()
+    local created = create(h, counter_body("deleter"))
+    local id, port = created.program_id, created.publish_port
+    start_ready(h, id)
+    assert.equal(200, P.send(port, "a").status)
+    assert.is_true(wait_log(h, id, "Counter: 1"))
+    assert.is_true(#program_pids(id) > 0)
+    local doc = ok_json(call(h, "DELETE", "/programs/" .. id), 200, "delete")
+    assert.equal(id, doc.program_id)
+    assert_error(call(h, "GET", "/programs/" .. id), 404, "GET after delete")
+    assert_error(act(h, id, "start"), 404, "start after delete")
+    assert_error(call(h, "DELETE", "/programs/" .. id), 404, "second delete")
+    assert.is_true(no_process_of({ id }))
+    assert.is_true(bindable(port), "port " .. port .. " is free after the delete")
+    assert.is_nil(fs.stat(program_dir(h, id)))
+    for _, p in ipairs(ok_json(call(h, "GET", "/programs")).programs) do
+      assert.not_equal(id, p.program_id)
+    end
+  end)
+
+  it("deletes with ?keep_state=true: only state/ remains, with the program's files", function()
+    local created = create(h, counter_body("keepstate"))
+    local id, port = created.program_id, created.publish_port
+    start_ready(h, id)
+    assert.equal(200, P.send(port, "a").status)
+    assert.is_true(wait_log(h, id, "Counter: 1"))
+    ok_json(call(h, "DELETE", "/programs/" .. id .. "?keep_state=true"), 200, "delete")
+    assert_error(call(h, "GET", "/programs/" .. id), 404, "GET after delete")
+    assert.is_true(no_process_of({ id }))
+    assert.is_true(bindable(port))
+    assert.same({ "state" }, list_names(program_dir(h, id)))
+    assert.equal("1", P.read(program_dir(h, id) .. "/state/count"))
+  end)
+
+  it("streams the log with follow=true as lines come, across a restart", function()
+    local created = create(h, counter_body("follower"))
+    local id, port = created.program_id, created.publish_port
+    start_ready(h, id)
+    local curl
+    defer(function() P.stop(curl) end)
+    curl = P.start{ "env", "-u", "LD_PRELOAD", "curl", "-sN", "--max-time", "120",
+      "http://127.0.0.1:" .. h.port .. "/programs/" .. id .. "/logs?follow=true&tail=0" }
+    local function streamed(text)
+      return P.wait_for(function() return has(P.stdout(curl), text) end, WAIT, 0.05) == true
+    end
+    assert.equal(200, P.send(port, "one").status)
+    assert.is_true(streamed("Counter: 1"), P.stdout(curl))
+    assert.is_false(has(P.stdout(curl), "Boot: 1"), "tail=0 sends no old line")
+    assert.equal(200, P.send(port, "two").status)
+    assert.is_true(streamed("Counter: 2"), P.stdout(curl))
+    assert.equal(202, act(h, id, "restart").status)
+    wait_state(h, id, "Ready")
+    assert.is_true(streamed("Boot: 2"), P.stdout(curl))
+    assert.equal(200, P.send(port, "three").status)
+    assert.is_true(streamed("Counter: 3"), P.stdout(curl))
+    assert.is_true(P.alive(curl), "the follow is still open")
+    -- each line once, in order
+    local out = P.stdout(curl)
+    local _, ones = out:gsub("Counter: 1", "")
+    assert.equal(1, ones)
+    assert.is_true(out:find("Counter: 2", 1, true) < out:find("Boot: 2", 1, true))
+    assert.is_true(out:find("Boot: 2", 1, true) < out:find("Counter: 3", 1, true))
+  end)
+
+  it("gives the log's last lines with tail, the build log with type=build, 400 for bad ones", function()
+    local created = create(h, counter_body("tailer"))
+    local id, port = created.program_id, created.publish_port
+    start_ready(h, id)
+    for i = 1, 3 do assert.equal(200, P.send(port, "m" .. i).status) end
+    assert.is_true(wait_log(h, id, "Counter: 3"))
+    local res = call(h, "GET", "/programs/" .. id .. "/logs?tail=2")
+    assert.equal(200, res.status)
+    assert.matches("^text/plain", res.headers["content-type"])
+    local lines = {}
+    for line in res.body:gmatch("[^\n]+") do lines[#lines + 1] = line end
+    assert.equal(2, #lines, res.body)
+    assert.is_true(has(lines[1], "Counter: 2"), res.body)
+    assert.is_true(has(lines[2], "Counter: 3"), res.body)
+    assert.equal(200, call(h, "GET", "/programs/" .. id .. "/logs?type=build").status)
+    assert_error(call(h, "GET", "/programs/" .. id .. "/logs?type=nope"), 400, "type=nope")
+    assert_error(call(h, "GET", "/programs/" .. id .. "/logs?tail=-1"), 400, "tail=-1")
+    assert_error(call(h, "GET", "/programs/" .. id .. "/logs?tail=x"), 400, "tail=x")
+  end)
+
+  it("filters GET /programs by user_id and state, in creation order", function()
+    local a1 = create(h, counter_body("filt-a")).program_id
+    local b1 = create(h, counter_body("filt-b")).program_id
+    local a2 = create(h, counter_body("filt-a")).program_id
+    start_ready(h, a2)
+    local function ids(query)
+      local doc = ok_json(call(h, "GET", "/programs" .. query), 200, query)
+      assert.is_table(doc.programs)
+      assert.equal(#doc.programs, doc.count)
+      local out = {}
+      for i, p in ipairs(doc.programs) do out[i] = p.program_id end
+      return out
+    end
+    assert.same({ a1, a2 }, ids("?user_id=filt-a"))
+    assert.same({ b1 }, ids("?user_id=filt-b"))
+    assert.same({ a2 }, ids("?user_id=filt-a&state=Ready"))
+    assert.same({ a1 }, ids("?user_id=filt-a&state=Created"))
+    assert.same({}, ids("?user_id=filt-c"))
+    assert.same({}, ids("?user_id=filt-b&state=Ready"))
+    local all = ids("")
+    assert.is_true(#all >= 3)
+    local ready = ids("?state=Ready")
+    assert.is_true(#ready >= 1)
+    for _, p in ipairs(ok_json(call(h, "GET", "/programs?state=Ready")).programs) do
+      assert.equal("Ready", p.state)
+    end
+    -- creation order, and an empty list is a JSON array
+    local pos = {}
+    for i, id in ipairs(all) do pos[id] = i end
+    assert.is_true(pos[a1] < pos[b1] and pos[b1] < pos[a2])
+    assert.matches('"programs":%[%]', call(h, "GET", "/programs?user_id=filt-c").body)
+    -- the same payload gives the same build id, whoever sends it
+    assert.equal(view(h, a1).build_id, view(h, b1).build_id)
+    assert.equal(view(h, a1).build_id, view(h, a2).build_id)
+    -- each entry is the record GET /programs/{id} gives
+    local listed = ok_json(call(h, "GET", "/programs?user_id=filt-b")).programs[1]
+    local single = view(h, b1)
+    for _, k in ipairs{ "program_id", "user_id", "build_id", "state", "proxy_url", "publish_port", "created_at" } do
+      assert.equal(single[k], listed[k], k)
+    end
+  end)
+
+  it("returns the uploaded files with GET /programs/{id}/source", function()
+    local files = { ["main.lua"] = MAIN_LUA, ["lib/util.lua"] = "return 42\n", ["data/a b.txt"] = "x\n\0y" }
+    local id = create(h, counter_body("sourcer", { src_files = files })).program_id
+    local doc = ok_json(call(h, "GET", "/programs/" .. id .. "/source"), 200, "source")
+    assert.equal(id, doc.program_id)
+    assert.same(files, doc.files)
+    assert.matches(ISO, doc.retrieved_at)
+    assert_error(call(h, "GET", "/programs/nope-build-000000000000-00000000/source"), 404, "unknown id")
+  end)
+
+  it("stops cleanly on SIGTERM, its programs with it", function()
+    assert_clean_exit(h)
+  end)
+end)
+
+-- ---- 2: bad input --------------------------------------------------------------------------
+
+describe("hersh host: bad requests", function()
+  local h
+  lazy_setup(function() h = start_host() end)
+  lazy_teardown(function() stop_host(h) end)
+
+  local DF = 'FROM hersh\nCMD ["hersh", "run", "/app/main.lua"]\n'
+
+  -- Nothing was created: no program listed, nothing under storage/programs.
+  local function nothing_created()
+    local doc = ok_json(call(h, "GET", "/programs"))
+    assert.equal(0, doc.count)
+    assert.same({}, list_names(h.storage .. "/programs"))
+  end
+
+  it("refuses malformed bodies with 400 and creates nothing", function()
+    local cases = {
+      { "malformed JSON", "{bad" },
+      { "truncated JSON", '{"user_id": "a"' },
+      { "no body", "" },
+      { "an array", "[1, 2]" },
+      { "an empty array", "[]" },
+      { "a string", '"text"' },
+      { "a number", "42" },
+      { "null", "null" },
+    }
+    for _, c in ipairs(cases) do
+      assert_error(call(h, "POST", "/programs", c[2]), 400, c[1])
+    end
+    nothing_created()
+  end)
+
+  it("refuses missing or mistyped fields with 400 and creates nothing", function()
+    local cases = {
+      { "empty object", {} },
+      { "no user_id", { dockerfile = DF } },
+      { "no dockerfile", { user_id = "alice" } },
+      { "empty dockerfile", { user_id = "alice", dockerfile = "" } },
+      { "dockerfile not a string", { user_id = "alice", dockerfile = 7 } },
+      { "user_id not a string", { user_id = 12, dockerfile = DF } },
+      { "src_files not an object", { user_id = "alice", dockerfile = DF, src_files = "main.lua" } },
+      { "src_files content not a string", { user_id = "alice", dockerfile = DF, src_files = { ["a.lua"] = 1 } } },
+      { "env not an object", { user_id = "alice", dockerfile = DF, env = "X=1" } },
+      { "bad env name", { user_id = "alice", dockerfile = DF, env = { ["1X"] = "v" } } },
+      { "bad limits", { user_id = "alice", dockerfile = DF, limits = { memory = -1 } } },
+      { "bad network", { user_id = "alice", dockerfile = DF, network = "bridge" } },
+    }
+    for _, c in ipairs(cases) do
+      assert_error(call(h, "POST", "/programs", c[2]), 400, c[1])
+    end
+    nothing_created()
+  end)
+
+  it("refuses a bad user_id with 400", function()
+    local bad = { "Alice", "ALICE", "-alice", "_alice", "a/b", "../a", "a b", "a.b", "", string.rep("a", 65),
+      "é" }
+    for _, user_id in ipairs(bad) do
+      assert_error(call(h, "POST", "/programs", counter_body(user_id)), 400, "user_id " .. user_id)
+    end
+    nothing_created()
+    -- the edges that are fine: 64 characters, digits first, '-' and '_' inside
+    for _, user_id in ipairs{ string.rep("a", 64), "0a", "a-b_c" } do
+      local doc = create(h, counter_body(user_id))
+      assert.equal(200, call(h, "DELETE", "/programs/" .. doc.program_id).status)
+    end
+    nothing_created()
+  end)
+
+  it("refuses source paths that escape or are not plain, with 400", function()
+    local bad = { "../x", "/etc/passwd", "a/../../b", "a/..", "..", "a\0b", "", "./../x" }
+    for _, path in ipairs(bad) do
+      local body = counter_body("alice")
+      body.src_files[path] = "evil"
+      assert_error(call(h, "POST", "/programs", body), 400, ("path %q"):format(path))
+    end
+    nothing_created()
+  end)
+
+  it("refuses an unsupported or broken Dockerfile with 400 naming the line", function()
+    local cases = {
+      { "VOLUME", "FROM hersh\nVOLUME /data\nCMD [\"true\"]\n", "line 2" },
+      { "HEALTHCHECK", "FROM hersh\nWORKDIR /app\nHEALTHCHECK CMD true\nCMD [\"true\"]\n", "line 3" },
+      { "an unknown base", "FROM ubuntu:22.04\nCMD [\"true\"]\n", "line 1" },
+      { "EXPOSE other than 8080", "FROM hersh\nEXPOSE 9090\nCMD [\"true\"]\n", "line 2" },
+      { "a non-numeric USER", "FROM hersh\nUSER nobody\nCMD [\"true\"]\n", "line 2" },
+      { "COPY of a file not uploaded", "FROM hersh\nCOPY missing.lua /app/\nCMD [\"true\"]\n", nil },
+    }
+    for _, c in ipairs(cases) do
+      local res = call(h, "POST", "/programs", counter_body("alice", { dockerfile = c[2] }))
+      assert_error(res, 400, c[1])
+      if c[3] then assert.is_true(has(res.json.message:lower(), c[3]), c[1] .. ": " .. res.json.message) end
+    end
+    nothing_created()
+  end)
+
+  it("refuses a Dockerfile without CMD or ENTRYPOINT with 400", function()
+    local res = call(h, "POST", "/programs",
+      counter_body("alice", { dockerfile = "FROM hersh\nWORKDIR /app\nCOPY main.lua /app/\n" }))
+    assert_error(res, 400, "no CMD")
+    nothing_created()
+  end)
+
+  it("refuses a body over 16 MiB with 413 and the error shape", function()
+    local big = '{"user_id":"alice","dockerfile":"FROM hersh\\nCMD [\\"true\\"]\\n","src_files":{"big.txt":"'
+      .. string.rep("a", 16 * 1024 * 1024) .. '"}}'
+    assert_error(call(h, "POST", "/programs", big), 413, "oversize body")
+    nothing_created()
+  end)
+
+  it("answers 404 for an unknown id or route, on every route", function()
+    local id = "alice-build-000000000000-00000000"
+    local cases = {
+      { "GET", "/programs/" .. id }, { "DELETE", "/programs/" .. id },
+      { "POST", "/programs/" .. id .. "/start" }, { "POST", "/programs/" .. id .. "/stop" },
+      { "POST", "/programs/" .. id .. "/restart" }, { "GET", "/programs/" .. id .. "/logs" },
+      { "GET", "/programs/" .. id .. "/source" }, { "GET", "/programs/" .. id .. "/proxy/watcher/status" },
+      { "POST", "/programs/" .. id .. "/proxy/watcher/message" },
+      { "GET", "/nope" }, { "GET", "/programs/" .. id .. "/nope" },
+    }
+    for _, c in ipairs(cases) do
+      assert_error(call(h, c[1], c[2]), 404, c[1] .. " " .. c[2])
+    end
+  end)
+
+  it("answers 405 for a wrong method", function()
+    local id = create(h, counter_body("methods")).program_id
+    defer(function() call(h, "DELETE", "/programs/" .. id) end)
+    local cases = {
+      { "PUT", "/programs" }, { "DELETE", "/programs" }, { "PATCH", "/programs/" .. id },
+      { "POST", "/programs/" .. id }, { "PUT", "/programs/" .. id },
+      { "GET", "/programs/" .. id .. "/start" }, { "GET", "/programs/" .. id .. "/stop" },
+      { "DELETE", "/programs/" .. id .. "/restart" }, { "POST", "/programs/" .. id .. "/logs" },
+      { "POST", "/programs/" .. id .. "/source" }, { "POST", "/health" },
+    }
+    for _, c in ipairs(cases) do
+      assert_error(call(h, c[1], c[2]), 405, c[1] .. " " .. c[2])
+    end
+    assert.equal("Created", view(h, id).state)
+  end)
+
+  it("refuses each transition the state does not allow with 409 and the state; proxy 503 unless Ready", function()
+    local created = create(h, counter_body("transitions"))
+    local id = created.program_id
+    defer(function() call(h, "DELETE", "/programs/" .. id) end)
+    local function refused(action, state)
+      local res = act(h, id, action)
+      assert_error(res, 409, action .. " in " .. state)
+      assert.equal(state, res.json.state, action .. " in " .. state)
+      assert.equal(state, view(h, id).state)
+    end
+    local function proxy_refused(state)
+      local res = call(h, "GET", "/programs/" .. id .. "/proxy/watcher/status")
+      assert_error(res, 503, "proxy in " .. state)
+      res = call(h, "POST", "/programs/" .. id .. "/proxy/watcher/message", { content = "x" })
+      assert_error(res, 503, "proxy in " .. state)
+    end
+    refused("stop", "Created")
+    refused("restart", "Created")
+    proxy_refused("Created")
+    start_ready(h, id)
+    refused("start", "Ready")
+    assert.equal(200, call(h, "GET", "/programs/" .. id .. "/proxy/watcher/status").status)
+    assert.equal(202, act(h, id, "stop").status)
+    wait_state(h, id, "Stopped")
+    refused("stop", "Stopped")
+    refused("restart", "Stopped")
+    proxy_refused("Stopped")
+  end)
+
+  it("has no auth without a token file", function()
+    assert.equal(200, P.http(h.port, "GET", "/programs").status)
+    assert.equal(200, P.http(h.port, "GET", "/programs",
+      { headers = { "Authorization: Bearer anything" } }).status)
+  end)
+
+  it("stops cleanly on SIGTERM", function()
+    assert_clean_exit(h)
+  end)
+end)
+
+-- ---- 3: ports ------------------------------------------------------------------------------
+
+describe("hersh host: publish ports", function()
+  local h, holder
+  lazy_setup(function() h = start_host{ ports = { free_range(4) } } end)
+  lazy_teardown(function()
+    if holder then core.close_fd(holder) end
+    stop_host(h)
+  end)
+
+  it("gives the lowest free port, skips one busy on the machine, reuses a released one, 503 when none is left", function()
+    local a = h.first
+    -- a+1 is busy on the machine: held here
+    holder = assert(core.listen("127.0.0.1", a + 1))
+    local p1 = create(h, counter_body("ports"))
+    assert.equal(a, p1.publish_port)
+    local p2 = create(h, counter_body("ports"))
+    assert.equal(a + 2, p2.publish_port, "the busy port is skipped")
+    core.close_fd(holder)
+    holder = nil
+    local p3 = create(h, counter_body("ports"))
+    assert.equal(a + 1, p3.publish_port, "the lowest free port first")
+    local p4 = create(h, counter_body("ports"))
+    assert.equal(a + 3, p4.publish_port)
+    -- the Host holds every port it gave
+    for port = a, a + 3 do assert.is_false(bindable(port), "port " .. port .. " is held") end
+    -- exhausted
+    local res = call(h, "POST", "/programs", counter_body("ports"))
+    assert_error(res, 503, "no port left")
+    assert.equal(4, ok_json(call(h, "GET", "/programs")).count)
+    assert.equal(4, #list_names(h.storage .. "/programs"))
+    -- a delete releases: free on the machine, then the lowest again
+    assert.equal(200, call(h, "DELETE", "/programs/" .. p1.program_id).status)
+    assert.is_true(bindable(a), "port " .. a .. " is free after the delete")
+    local p5 = create(h, counter_body("ports"))
+    assert.equal(a, p5.publish_port, "the released port is given again")
+    -- and a program on a reused port works
+    start_ready(h, p5.program_id)
+    assert.equal(200, P.send(a, "x").status)
+    assert.is_true(wait_log(h, p5.program_id, "Counter: 1"))
+    assert_error(call(h, "POST", "/programs", counter_body("ports")), 503, "still none left")
+  end)
+
+  it("a range of 2 ports: 2 programs, then 503", function()
+    local h2 = start_host{ ports = { free_range(2) } }
+    defer(function() stop_host(h2) end)
+    assert.equal(h2.first, create(h2, counter_body("two")).publish_port)
+    assert.equal(h2.first + 1, create(h2, counter_body("two")).publish_port)
+    assert_error(call(h2, "POST", "/programs", counter_body("two")), 503, "exhausted")
+    assert.equal(2, ok_json(call(h2, "GET", "/programs")).count)
+  end)
+
+  it("stops cleanly on SIGTERM", function()
+    assert_clean_exit(h)
+  end)
+end)
+
+-- ---- 4: persistence ------------------------------------------------------------------------
+
+describe("hersh host: persistence", function()
+  local root, storage, range
+  local h
+  local ids = {}
+  local run, stopped, created -- the three programs' first records
+
+  lazy_setup(function()
+    root = public_tmpdir()
+    storage = root .. "/storage"
+    range = { free_range(8) }
+  end)
+  lazy_teardown(function()
+    stop_host(h)
+    kill_programs(ids)
+    if root then sh("rm -rf " .. P.quote(root)) end
+  end)
+
+  local function new_host()
+    h = start_host{ storage = storage, ports = range }
+    h.ids = ids
+    return h
+  end
+
+  local function listed()
+    local out = {}
+    for _, p in ipairs(ok_json(call(h, "GET", "/programs")).programs) do out[p.program_id] = p end
+    return out
+  end
+
+  -- Every program is listed again with the same id, user, build and port.
+  local function assert_same_programs()
+    local now = listed()
+    for _, first in ipairs{ run, stopped, created } do
+      local p = now[first.program_id]
+      assert.is_table(p, "program " .. first.program_id .. " is listed again")
+      for _, k in ipairs{ "user_id", "build_id", "publish_port", "proxy_url", "created_at" } do
+        assert.equal(first[k], p[k], k)
+      end
+    end
+    assert.equal(3, ok_json(call(h, "GET", "/programs")).count)
+  end
+
+  it("comes back after kill -9: same ids and ports, the running program Ready again", function()
+    new_host()
+    run = view(h, create(h, counter_body("persist-run")).program_id)
+    stopped = view(h, create(h, counter_body("persist-stopped")).program_id)
+    created = view(h, create(h, counter_body("persist-created")).program_id)
+    start_ready(h, run.program_id)
+    start_ready(h, stopped.program_id)
+    assert.equal(202, act(h, stopped.program_id, "stop").status)
+    wait_state(h, stopped.program_id, "Stopped")
+    assert.equal(200, P.send(run.publish_port, "a").status)
+    assert.equal(200, P.send(run.publish_port, "b").status)
+    assert.is_true(wait_log(h, run.program_id, "Counter: 2"))
+    local old_pid = view(h, run.program_id).pid
+
+    assert.is_true(P.signal(h.proc, "KILL"))
+    assert.is_truthy(P.wait_exit(h.proc))
+    assert.is_true(no_process_of(ids), "the programs die with their Host")
+    assert.is_true(gone(old_pid), "the program's process " .. old_pid .. " is gone")
+    P.stop(h.proc)
+
+    new_host()
+    assert.is_true(has(P.stderr(h.proc), "3 programs"), P.stderr(h.proc))
+    assert_same_programs()
+    assert.equal("Created", view(h, created.program_id).state)
+    local back = wait_state(h, run.program_id, "Ready")
+    assert.not_equal(old_pid, back.pid)
+    assert.equal("Stopped", view(h, stopped.program_id).state)
+    assert.equal("Created", view(h, created.program_id).state)
+    -- /state survived: the count goes on
+    assert.equal(200, P.send(run.publish_port, "c").status)
+    assert.is_true(wait_log(h, run.program_id, "Counter: 3"), logs(h, run.program_id))
+    -- and the stopped one can still be started
+    start_ready(h, stopped.program_id)
+    assert.equal(202, act(h, stopped.program_id, "stop").status)
+    wait_state(h, stopped.program_id, "Stopped")
+  end)
+
+  it("comes back after a graceful SIGTERM likewise", function()
+    assert.is_table(run, "needs the previous test")
+    local check_exit = terminate(h)
+    P.stop(h.proc)
+    new_host()
+    assert_same_programs()
+    wait_state(h, run.program_id, "Ready")
+    assert.equal("Stopped", view(h, stopped.program_id).state)
+    assert.equal("Created", view(h, created.program_id).state)
+    assert.equal(200, P.send(run.publish_port, "d").status)
+    assert.is_true(wait_log(h, run.program_id, "Counter: 4"), logs(h, run.program_id))
+    check_exit() -- the previous Host ended well
+  end)
+
+  it("keeps a program stopped through the API stopped after a restart of the Host", function()
+    assert.is_table(run, "needs the previous tests")
+    assert.equal(202, act(h, run.program_id, "stop").status)
+    wait_state(h, run.program_id, "Stopped")
+    local check_exit = terminate(h)
+    P.stop(h.proc)
+    new_host()
+    assert_same_programs()
+    assert.equal("Stopped", view(h, run.program_id).state)
+    assert.equal("Stopped", view(h, stopped.program_id).state)
+    assert_error(P.get(run.publish_port, "/watcher/status"), 503, "the port of a Stopped program")
+    check_exit()
+  end)
+
+  it("brings back a program that served requests through the proxy route", function()
+    assert.is_table(run, "needs the previous tests")
+    start_ready(h, run.program_id)
+    local res = call(h, "POST", "/programs/" .. run.program_id .. "/proxy/watcher/message", { content = "e" })
+    assert.equal(200, res.status, res.body)
+    assert.is_true(wait_log(h, run.program_id, "Counter: 5"))
+    assert.is_true(P.signal(h.proc, "KILL"))
+    assert.is_truthy(P.wait_exit(h.proc))
+    assert.is_true(no_process_of(ids))
+    P.stop(h.proc)
+    new_host()
+    assert_same_programs()
+    wait_state(h, run.program_id, "Ready")
+  end)
+
+  it("stops cleanly on SIGTERM", function()
+    assert_clean_exit(h)
+  end)
+end)
+
+-- ---- 5: auth -------------------------------------------------------------------------------
+
+describe("hersh host: bearer token", function()
+  local h, dir
+  local TOKEN = "s3cret-token-for-the-spec"
+
+  lazy_setup(function()
+    dir = P.tmpdir()
+    P.write(dir .. "/token", TOKEN .. "\n")
+    h = start_host{ token_file = dir .. "/token" }
+  end)
+  lazy_teardown(function()
+    stop_host(h)
+    if dir then sh("rm -rf " .. P.quote(dir)) end
+  end)
+
+  local function as(token)
+    return { port = h.port, token = token, ids = h.ids, storage = h.storage }
+  end
+
+  it("needs the token on every route but /health: 401 without or wrong, success with it", function()
+    local good, none = as(TOKEN), as(nil)
+    local wrongs = { as("wrong"), as(TOKEN:sub(1, -2) .. "X"), as(TOKEN .. "x") }
+    -- /health is open
+    assert.equal(200, call(none, "GET", "/health").status)
+
+    local function refused(method, path, body)
+      assert_error(call(none, method, path, body), 401, "no token: " .. method .. " " .. path)
+      for _, w in ipairs(wrongs) do
+        assert_error(call(w, method, path, body), 401, "wrong token: " .. method .. " " .. path)
+      end
+      assert_error(call(none, method, path, body, { "Authorization: Basic " .. TOKEN }), 401,
+        "Basic: " .. method .. " " .. path)
+      assert_error(call(none, method, path, body, { "Authorization: " .. TOKEN }), 401,
+        "no scheme: " .. method .. " " .. path)
+    end
+
+    refused("POST", "/programs", counter_body("auth"))
+    assert.equal(0, ok_json(call(good, "GET", "/programs")).count, "nothing created without the token")
+    local id = create(good, counter_body("auth")).program_id
+    local base = "/programs/" .. id
+    refused("GET", "/programs")
+    refused("GET", base)
+    refused("POST", base .. "/start")
+    assert.equal("Created", view(good, id).state, "not started without the token")
+    start_ready(good, id)
+    refused("GET", base .. "/logs")
+    refused("GET", base .. "/source")
+    refused("GET", base .. "/proxy/watcher/status")
+    refused("POST", base .. "/proxy/watcher/message", { content = "x" })
+    refused("POST", base .. "/restart")
+    refused("POST", base .. "/stop")
+    assert.equal("Ready", view(good, id).state, "not stopped without the token")
+    refused("DELETE", base)
+    refused("GET", "/programs/unknown-id")
+
+    -- all of them with the token
+    assert.equal(200, call(good, "GET", "/programs").status)
+    assert.equal(200, call(good, "GET", base .. "/proxy/watcher/status").status)
+    assert.equal(200, call(good, "POST", base .. "/proxy/watcher/message", { content = "x" }).status)
+    assert.is_true(wait_log(good, id, "Counter: 1"))
+    assert.equal(200, call(good, "GET", base .. "/source").status)
+    assert.equal(202, act(good, id, "restart").status)
+    wait_state(good, id, "Ready")
+    assert.equal(202, act(good, id, "stop").status)
+    wait_state(good, id, "Stopped")
+    assert.equal(200, call(good, "DELETE", base).status)
+    assert_error(call(good, "GET", base), 404, "deleted")
+  end)
+
+  it("refuses to start with an empty token file", function()
+    P.write(dir .. "/empty", "\n")
+    local root = public_tmpdir()
+    local proc = P.start{ P.hersh, "host", "--port", "0", "--storage", root .. "/s", "--token-file", dir .. "/empty" }
+    defer(function()
+      P.stop(proc)
+      sh("rm -rf " .. P.quote(root))
+    end)
+    local rc = P.wait_exit(proc)
+    assert.is_truthy(rc, "the Host exits")
+    assert.not_equal(0, rc)
+    assert.is_true(has(P.stderr(proc), "empty"), P.stderr(proc))
+  end)
+
+  it("stops cleanly on SIGTERM", function()
+    assert_clean_exit(h)
+  end)
+end)
+
+-- ---- 6: many programs at once ---------------------------------------------------------------
+
+-- Runs the requests {method, path, body} all at once (one curl each, in the
+-- background); their results {status, json, body}, in order.
+local function parallel(h, requests)
+  local dir = P.tmpdir()
+  local parts = {}
+  for i, r in ipairs(requests) do
+    local words = { "env -u LD_PRELOAD curl -s --max-time", tostring(P.CURL_TIMEOUT), "-o", P.quote(dir .. "/" .. i .. ".body"),
+      "-w '%{http_code}'", "-X", r[1] }
+    if r[3] then
+      P.write(dir .. "/" .. i .. ".req", cjson.encode(r[3]))
+      words[#words + 1] = "--data-binary @" .. P.quote(dir .. "/" .. i .. ".req")
+    end
+    words[#words + 1] = P.quote("http://127.0.0.1:" .. h.port .. r[2])
+    parts[#parts + 1] = table.concat(words, " ") .. " >" .. P.quote(dir .. "/" .. i .. ".code") .. " &"
+  end
+  assert(sh(table.concat(parts, "\n") .. "\nwait"))
+  local out = {}
+  for i = 1, #requests do
+    local body = P.read(dir .. "/" .. i .. ".body") or ""
+    local ok, doc = pcall(cjson.decode, body)
+    out[i] = { status = tonumber(P.read(dir .. "/" .. i .. ".code") or "") or 0, body = body,
+      json = ok and integers(doc) or nil }
+  end
+  sh("rm -rf " .. P.quote(dir))
+  return out
+end
+
+describe("hersh host: 20 programs at once", function()
+  local h
+  local N = 20
+  lazy_setup(function() h = start_host{ ports = { free_range(N) } } end)
+  lazy_teardown(function() stop_host(h) end)
+
+  it("creates and starts 20 programs at once; all reach Ready, GET /programs answers throughout", function()
+    -- 20 payloads, 20 builds, each with a RUN step
+    local creates = {}
+    for i = 1, N do
+      local dockerfile = DOCKERFILE:gsub("CMD", "RUN sleep 1\nCMD")
+      local main = MAIN_LUA .. "-- program " .. i .. "\n"
+      creates[i] = { "POST", "/programs", counter_body("many", { dockerfile = dockerfile, src_files = { ["main.lua"] = main } }) }
+    end
+    local ids, ports, builds = {}, {}, {}
+    for i, res in ipairs(parallel(h, creates)) do
+      assert.equal(201, res.status, res.body)
+      ids[i] = res.json.program_id
+      h.ids[#h.ids + 1] = ids[i]
+      assert.is_nil(ports[res.json.publish_port], "ports are distinct")
+      ports[res.json.publish_port] = true
+      builds[res.json.build_id] = true
+    end
+    local n_builds = 0
+    for _ in pairs(builds) do n_builds = n_builds + 1 end
+    assert.equal(N, n_builds)
+
+    local starts = {}
+    for i, id in ipairs(ids) do starts[i] = { "POST", "/programs/" .. id .. "/start" } end
+    for _, res in ipairs(parallel(h, starts)) do
+      assert.equal(202, res.status, res.body)
+    end
+
+    -- poll the list until all are Ready: every poll answers
+    local polls, saw_building, last = 0, false, nil
+    local all_ready = P.wait_for(function()
+      local res = call(h, "GET", "/programs")
+      polls = polls + 1
+      assert.equal(200, res.status, "poll " .. polls .. ": " .. res.body)
+      assert.is_table(res.json)
+      assert.equal(N, res.json.count)
+      last = res.body
+      local ready = 0
+      for _, p in ipairs(res.json.programs) do
+        if p.state == "Building" then saw_building = true end
+        assert.not_equal("Error", p.state, p.program_id .. ": " .. tostring(p.error_msg))
+        if p.state == "Ready" then ready = ready + 1 end
+      end
+      return ready == N
+    end, 120, 0.05)
+    assert.is_true(all_ready == true, "not all Ready: " .. tostring(last))
+    assert.is_true(saw_building, "some poll came while programs were building")
+    assert.is_true(polls > 1)
+
+    -- each answers on its own port
+    local checks = {}
+    for i, id in ipairs(ids) do checks[i] = { "GET", "/programs/" .. id .. "/proxy/watcher/status" } end
+    for _, res in ipairs(parallel(h, checks)) do
+      assert.equal(200, res.status, res.body)
+    end
+    for port in pairs(ports) do
+      assert.equal(200, P.get(port, "/watcher/status").status)
+    end
+  end)
+
+  it("stops cleanly on SIGTERM, all 20 programs with it", function()
+    assert_clean_exit(h)
+  end)
+end)
