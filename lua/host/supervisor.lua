@@ -118,6 +118,7 @@ function Sup:spawn(attempt)
     argv = sandboxed, env = env, uid = self.user.uid, gid = self.user.gid,
     fds = self.listen_fd and { [3] = self.listen_fd } or nil,
     log = self.dirs.logs .. "/runtime.log", limits = self.spec.limits, cgroup = self.id,
+    spare_leader = self.driver.spare_leader,
     on_line = self.on_line,
     on_exit = function(code, signal)
       if self.procs[attempt] then self.procs[attempt] = nil end

@@ -133,6 +133,9 @@ static int l_proc_spawn(lua_State *L) {
   o.log_max = (size_t)opt_number(L, 1, "log_max", (double)o.log_max);
   o.log_keep = (int)opt_number(L, 1, "log_keep", o.log_keep);
   o.tail_lines = (size_t)opt_number(L, 1, "tail", (double)o.tail_lines);
+  lua_getfield(L, 1, "spare_leader");
+  o.spare_leader = lua_toboolean(L, -1);
+  lua_pop(L, 1);
   o.uid = (int)opt_number(L, 1, "uid", -1);
   o.gid = (int)opt_number(L, 1, "gid", -1);
   if (lua_getfield(L, 1, "fds") == LUA_TTABLE) {

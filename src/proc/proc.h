@@ -40,6 +40,9 @@ typedef struct hersh_proc_options {
   size_t tail_lines;    /* lines kept in memory (200) */
   hersh_proc_limits limits;
   const char *cgroup_name; /* names the cgroup when limits are asked */
+  /* The child only supervises the real program (bubblewrap does): a stop's SIGTERM goes
+  ** to the rest of its process group, and the child leaves when the program has. */
+  bool spare_leader;
   void (*on_exit)(hersh_proc *p, int code, int signal, void *ud);
   void (*on_line)(hersh_proc *p, int stream, const char *line, size_t len, void *ud);
   void *ud;

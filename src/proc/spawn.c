@@ -7,9 +7,11 @@
 ** through a close-on-exec pipe, and of the exit through a pidfd polled by the loop: no
 ** SIGCHLD handler, no polling.
 */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <grp.h>
@@ -31,7 +33,7 @@ struct hersh_proc {
   uv_poll_t pid_poll, out_poll, err_poll;
   uv_timer_t kill_timer;
   int open_handles;
-  bool running, freed;
+  bool running, freed, spare_leader;
   hersh_capture *capture;
   hersh_cgroup *cgroup;
   hersh_proc_enforced enforced;
@@ -210,6 +212,7 @@ int hersh_proc_spawn(hersh_loop *loop, const hersh_proc_options *o, hersh_proc *
   p->on_exit = o->on_exit;
   p->on_line = o->on_line;
   p->ud = o->ud;
+  p->spare_leader = o->spare_leader;
   p->capture = hersh_capture_new(o->log_path, o->log_max, o->log_keep, o->tail_lines);
   if (!p->capture) {
     free(p);
@@ -286,9 +289,37 @@ int hersh_proc_signal(hersh_proc *p, int signum) {
   return HERSH_OK;
 }
 
+/* Signals every process of the child's group but the child itself. A sandbox's
+** programs stay in its group (bwrap keeps the session), and a signal to bwrap itself
+** would end it at once, and with it (die-with-parent) the programs mid-cleanup. */
+static void signal_group_but_leader(hersh_proc *p, int signum) {
+  DIR *d = opendir("/proc");
+  if (!d) return;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    char *end;
+    long pid = strtol(e->d_name, &end, 10);
+    if (*end || pid <= 0 || pid == p->pid) continue;
+    char path[64], stat[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    ssize_t n = read(fd, stat, sizeof stat - 1);
+    close(fd);
+    if (n <= 0) continue;
+    stat[n] = '\0';
+    char *after = strrchr(stat, ')'); /* the command name may hold spaces and parens */
+    long pgrp = 0;
+    if (after && sscanf(after + 1, " %*c %*d %ld", &pgrp) == 1 && pgrp == p->pid) kill((pid_t)pid, signum);
+  }
+  closedir(d);
+}
+
 int hersh_proc_stop(hersh_proc *p, double grace) {
   if (!p->running) return HERSH_OK;
-  int rc = hersh_proc_signal(p, SIGTERM);
+  int rc = HERSH_OK;
+  if (p->spare_leader) signal_group_but_leader(p, SIGTERM);
+  else rc = hersh_proc_signal(p, SIGTERM);
   if (rc) return rc;
   uv_timer_start(&p->kill_timer, kill_cb, grace > 0 ? (uint64_t)(grace * 1000.0 + 0.5) : 0, 0);
   return HERSH_OK;

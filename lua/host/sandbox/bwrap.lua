@@ -7,7 +7,9 @@
 -- bwrap runs as an unprivileged host user (the spawn drops to it before exec), in a
 -- user namespace of its own: the program may be uid 0 inside, but it can read and
 -- write on the host only what that user may.
-local bwrap = { name = "bwrap", path = "/usr/bin/bwrap" }
+-- spare_leader: a stop's SIGTERM goes to the programs in the sandbox, not to bwrap,
+-- which leaves by itself once they have (a signal would end it, and them, at once).
+local bwrap = { name = "bwrap", path = "/usr/bin/bwrap", spare_leader = true }
 
 local DEFAULT_TMP_SIZE = 64 * 1024 * 1024
 
