@@ -200,7 +200,7 @@ local function handle(h, token, req, res)
     local src, err = h:source(id)
     return answer(res, 200, src, err)
   end
-  local proxied = rest:match("^/proxy/?(.*)$")
+  local proxied = rest == "/proxy" and "" or rest:match("^/proxy/(.*)$")
   if proxied then return route_proxy(h, res, req, id, proxied) end
   send_error(res, 404, "no route for " .. path)
 end

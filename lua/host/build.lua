@@ -13,6 +13,9 @@ local fs = core.fs
 local build = {}
 
 build.DEFAULT_TIMEOUT = 600
+-- The layout of an image directory (its mount points): images of another layout are
+-- built again rather than run (a Host upgrade may need new mount points).
+build.LAYOUT = 2
 
 local function parent_of(path)
   return path:match("^(.*)/[^/]*$") or "."
@@ -34,7 +37,9 @@ end
 function build.load_image(images_dir, build_id)
   local text, err = fs.read_file(build.image_dir(images_dir, build_id) .. "/image.json")
   if not text then return nil, err end
-  return cjson.decode(text)
+  local image = cjson.decode(text)
+  if image.layout ~= build.LAYOUT then return nil, "the image was built for another layout" end
+  return image
 end
 
 -- The mount points and links the sandbox driver needs in an image's rootfs.
@@ -176,8 +181,8 @@ end
 function Job:succeed()
   local p = self.plan
   local meta = cjson.encode{
-    build_id = self.build_id, base = p.base, env = p.env, workdir = p.workdir, user = p.user,
-    cmd = p.cmd, entrypoint = p.entrypoint,
+    build_id = self.build_id, layout = build.LAYOUT, base = p.base, env = p.env, workdir = p.workdir,
+    user = p.user, cmd = p.cmd, entrypoint = p.entrypoint,
   }
   local ok, err = fs.write_file(self.tmp_dir .. "/image.json", meta)
   if ok and build.load_image(self.images_dir, self.build_id) then

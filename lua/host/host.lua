@@ -91,7 +91,8 @@ function Host:attach(row, restored)
   return p
 end
 
-local QUIET = { Created = true, Stopped = true, Error = true }
+-- The states in which no process serves the program's port: the Host answers on it.
+local QUIET = { Created = true, Stopped = true, Error = true, Restarting = true }
 
 function Host:changed(p, record)
   if record.state == "Deleted" then return end
@@ -124,6 +125,9 @@ end
 local function validate(body)
   if type(body) ~= "table" or body[1] ~= nil then -- cjson 2.1 gives arrays no mark of their own
     return refuse(400, "the body must be a JSON object")
+  end
+  for k, v in pairs(body) do -- an explicit null is the same as leaving the field out
+    if v == cjson.null then body[k] = nil end
   end
   local user_id = body.user_id
   if type(user_id) ~= "string" or #user_id < 1 or #user_id > 64 or not user_id:match(host.USER_ID) then
@@ -169,6 +173,12 @@ local function validate(body)
       if (k ~= "memory" and k ~= "pids" and k ~= "cpus") or type(v) ~= "number" or v <= 0 then
         return refuse(400, "limits: memory (bytes), pids and cpus must be positive numbers")
       end
+      if k ~= "cpus" and math.type(v) ~= "integer" and v ~= math.floor(v) then
+        return refuse(400, "limits: " .. k .. " must be a whole number")
+      end
+    end
+    if limits.memory and limits.memory < 4 * 1024 * 1024 then
+      return refuse(400, "limits: memory must be at least 4194304 bytes (4 MiB)")
     end
   end
   local network = body.network or "none"

@@ -24,8 +24,11 @@ local function parse(args)
     elseif a == "--sandbox" and v then o.sandbox = v
     elseif a == "--policy" and v then o.policy = v
     elseif a == "--ports" and v and v:match("^%d+%-%d+$") then
-      local first, last = v:match("^(%d+)%-(%d+)$")
-      o.ports = { first = tonumber(first), last = tonumber(last) }
+      local first, last = tonumber(v:match("^(%d+)%-")), tonumber(v:match("%-(%d+)$"))
+      if first < 1 or last > 65535 or first > last then
+        return nil, "--ports wants FIRST-LAST with 1 <= FIRST <= LAST <= 65535, not " .. v
+      end
+      o.ports = { first = first, last = last }
     else
       return nil, "bad argument '" .. tostring(a) .. "'\n" .. main.USAGE
     end
