@@ -5,7 +5,7 @@ BUILD_SAN  ?= build-san
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: all setup build build-san test test-fast bench install clean
+.PHONY: all setup build build-san test test-fast run bench install clean
 
 all: build
 
@@ -27,6 +27,11 @@ test: build build-san
 # Only the normal build: quicker while working.
 test-fast: build
 	@scripts/test $(BUILD)
+
+# The Host on 127.0.0.1:9000 (registry and storage in ./var) with examples/simple-counter
+# deployed; Ctrl-C stops it. The Host needs root: scripts/run asks sudo when needed.
+run: build
+	@scripts/run $(BUILD)
 
 bench: setup
 	@scripts/setup --bench

@@ -5,6 +5,8 @@
 --       uploaded under its name relative to DIR), with the env given
 --   lua5.4 examples/json.lua get FIELD < response.json
 --       prints one field of a JSON object read from stdin (empty when absent)
+--   lua5.4 examples/json.lua ids < programs.json
+--       prints the program_id of each program of a GET /programs answer, one a line
 local cjson = require "cjson"
 
 local function read(path)
@@ -20,8 +22,18 @@ end
 
 local function usage()
   io.stderr:write("usage: json.lua create USER_ID DIR FILE... [--env NAME=VALUE]...\n",
-    "       json.lua get FIELD < response.json\n")
+    "       json.lua get FIELD < response.json\n",
+    "       json.lua ids < programs.json\n")
   os.exit(2)
+end
+
+local function read_object()
+  local ok, doc = pcall(cjson.decode, io.read("a"))
+  if not ok or type(doc) ~= "table" then
+    io.stderr:write("json.lua: the input is not a JSON object\n")
+    os.exit(1)
+  end
+  return doc
 end
 
 local command = arg[1]
@@ -42,17 +54,18 @@ if command == "create" then
       i = i + 1
     end
   end
-  if next(body.src_files) == nil then body.src_files = nil end -- cjson would write {} as []
   io.write(cjson.encode(body), "\n")
 elseif command == "get" and arg[2] then
-  local ok, doc = pcall(cjson.decode, io.read("a"))
-  if not ok or type(doc) ~= "table" then
-    io.stderr:write("json.lua: the input is not a JSON object\n")
-    os.exit(1)
+  local value = read_object()[arg[2]]
+  if type(value) == "number" and value == math.floor(value) then
+    value = string.format("%d", value) -- cjson reads every number as a float: 1 not 1.0
+  elseif type(value) == "table" then
+    value = cjson.encode(value)
   end
-  local value = doc[arg[2]]
   if value ~= nil and value ~= cjson.null then io.write(tostring(value)) end
   io.write("\n")
+elseif command == "ids" then
+  for _, p in ipairs(read_object().programs or {}) do io.write(p.program_id, "\n") end
 else
   usage()
 end

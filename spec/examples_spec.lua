@@ -1,0 +1,330 @@
+-- The examples end to end: each is deployed with its own deploy.sh through the REST
+-- API of a real `hersh host` (temporary storage, --port 0, the bwrap sandbox) and
+-- judged from outside: its logs, its WatcherAPI, its files in /state, and what the
+-- Host reports. Every test stops its Host (which stops the programs), checks that no
+-- process of it is left and removes its directory; every wait is bounded.
+local P = require "scripts.process"
+local cjson = require "cjson"
+
+-- Runs fn when the test ends, passed or failed (see P.add_cleanup).
+local function defer(fn)
+  P.add_cleanup(fn)
+  finally(P.run_cleanups)
+end
+
+local function has(text, part)
+  return type(text) == "string" and text:find(part, 1, true) ~= nil
+end
+
+local PLAIN = "env -u LD_PRELOAD " -- helpers (curl, lua5.4, bash) run without the sanitizers
+local WAIT = 60                    -- bound of a wait for a deploy, a log line, a state
+local MY_PID = tonumber(P.read("/proc/self/stat"):match("^(%d+)"))
+-- Publish ports of a range of our own, apart from other runs (busy ones are skipped).
+local PORTS = string.format("%d-%d", 25000 + MY_PID % 250 * 16, 25000 + MY_PID % 250 * 16 + 15)
+
+-- ---- a Host ---------------------------------------------------------------------------
+
+-- Processes whose command line names `dir` (the sandboxes of a Host's programs).
+local function processes_under(dir)
+  local found = {}
+  local p = assert(io.popen("ls /proc"))
+  for name in p:lines() do
+    if name:match("^%d+$") then
+      local cmdline = (P.read("/proc/" .. name .. "/cmdline") or ""):gsub("%z", " ")
+      if has(cmdline, dir) then found[#found + 1] = name .. ": " .. cmdline end
+    end
+  end
+  p:close()
+  return found
+end
+
+-- start_host{policy = FILE}: a Host on a free port with its storage in a temporary
+-- directory; host.port, host.storage. It is stopped and its directory removed at the end.
+local function start_host(opts)
+  opts = opts or {}
+  local dir = P.tmpdir()
+  os.execute("chmod 755 " .. P.quote(dir)) -- the sandbox user must reach the storage
+  local h = { dir = dir, storage = dir .. "/storage" }
+  defer(function()
+    P.stop(h.proc)
+    P.wait_for(function() return #processes_under(dir) == 0 end, 10)
+    os.execute("rm -rf " .. P.quote(dir))
+  end)
+  local argv = { P.hersh, "host", "--port", "0", "--storage", h.storage, "--ports", PORTS, dir = dir }
+  if opts.policy then
+    argv[#argv + 1] = "--policy"
+    argv[#argv + 1] = opts.policy
+  end
+  h.proc = P.start(argv)
+  local port = P.wait_for(function()
+    local found = P.stderr(h.proc):match("hersh host: serving http://127%.0%.0%.1:(%d+)")
+    return found and tonumber(found) or (not P.alive(h.proc) and -1)
+  end, P.WAIT)
+  assert(port and port > 0, "the Host did not start:\n" .. P.stderr(h.proc))
+  h.port = port
+  h.url = "http://127.0.0.1:" .. port
+  return h
+end
+
+-- Stops the Host: its programs stop with it, it exits 0, no sandbox is left behind.
+local function stop_host(h)
+  assert.is_true(P.signal(h.proc, "TERM"))
+  assert.equal(0, P.wait_exit(h.proc, WAIT), P.stderr(h.proc))
+  assert.is_nil(P.sanitizer_report(h.proc))
+  local left = P.wait_for(function() return #processes_under(h.dir) == 0 end, 10)
+  assert.is_true(left, table.concat(processes_under(h.dir), "\n"))
+end
+
+-- examples/<name>/deploy.sh against the Host, with the arguments and environment given;
+-- returns program_id, proxy port (raises with its output if it fails).
+local function deploy(h, name, args, env)
+  local argv = { "env", "-u", "LD_PRELOAD", "HOST=" .. h.url, "examples/" .. name .. "/deploy.sh" }
+  for k, v in pairs(env or {}) do table.insert(argv, 4, k .. "=" .. v) end
+  for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
+  local proc = P.start(argv)
+  defer(function() P.stop(proc) end)
+  local status = P.wait_exit(proc, 300)
+  local out = P.stdout(proc)
+  assert(status == 0, string.format("deploy.sh of %s: exit %s\n%s%s", name, tostring(status), out, P.stderr(proc)))
+  local id, port = out:match("program_id=(%S+)"), out:match("proxy_url=http://127%.0%.0%.1:(%d+)")
+  assert(id and port, "deploy.sh printed no program_id and proxy_url:\n" .. out)
+  return id, tonumber(port)
+end
+
+local function view(h, id)
+  local r = P.get(h.port, "/programs/" .. id)
+  assert.equal(200, r.status, r.body)
+  return r.json
+end
+
+local function logs(h, id)
+  return P.get(h.port, "/programs/" .. id .. "/logs?tail=100000").body
+end
+
+-- Waits until the program's runtime log has `text`; the log (raises with it if not).
+local function wait_log(h, id, text, timeout)
+  local ok = P.wait_for(function() return has(logs(h, id), text) end, timeout or WAIT, 0.1)
+  local text_now = logs(h, id)
+  assert(ok, string.format("no %q in the logs of %s:\n%s", text, id, text_now))
+  return text_now
+end
+
+-- Waits until pred(log) holds; returns its value (raises with the log if it never does).
+local function wait_log_match(h, id, pred, what)
+  local v = P.wait_for(function() return pred(logs(h, id)) end, WAIT, 0.1)
+  assert(v, "never " .. what .. " in the logs of " .. id .. ":\n" .. logs(h, id))
+  return v
+end
+
+local function wait_state(h, id, state)
+  local last
+  local ok = P.wait_for(function()
+    last = view(h, id)
+    return last.state == state
+  end, WAIT, 0.05)
+  assert(ok, string.format("%s never reached %s: %s", id, state, cjson.encode(last)))
+  return last
+end
+
+-- The numbers N of every "Counter: N" line, in order.
+local function counters(text)
+  local list = {}
+  for n in text:gmatch("Counter: (%d+)") do list[#list + 1] = tonumber(n) end
+  return list
+end
+
+local function send(port, content)
+  local r = P.send(port, content)
+  assert.equal(200, r.status, r.body)
+end
+
+-- ---- the examples ------------------------------------------------------------------
+
+describe("examples/simple-counter", function()
+  it("counts its own ticks and the ones sent to it, then stops and is deleted", function()
+    local h = start_host()
+    local id, port = deploy(h, "simple-counter")
+    local v = view(h, id)
+    assert.equal("Ready", v.state)
+    assert.equal("simple-counter", v.user_id)
+
+    local text = wait_log(h, id, "Counter: 3")
+    assert.is_true(has(text, "Simple Counter 1.0.0 started"), text)
+    for i, n in ipairs(counters(text)) do assert.equal(i, n, text) end
+
+    -- A tick sent through the WatcherAPI counts too: the context goes up.
+    local before = P.get(port, "/watcher/context").json.context.count
+    send(port, "tick")
+    local after = P.poll_json(port, "/watcher/context", function(doc) return doc.context.count > before end)
+    assert.is_truthy(after, "the count did not go up")
+    local status = P.get(h.port, "/programs/" .. id .. "/proxy/watcher/status")
+    assert.equal(200, status.status, status.body)
+    assert.equal("simple-counter", status.json.watcherID)
+
+    assert.equal(202, P.http(h.port, "POST", "/programs/" .. id .. "/stop").status)
+    wait_state(h, id, "Stopped")
+    assert.equal(200, P.http(h.port, "DELETE", "/programs/" .. id).status)
+    assert.equal(404, P.get(h.port, "/programs/" .. id).status)
+    assert.is_false(P.exists(h.storage .. "/programs/" .. id))
+    stop_host(h)
+  end)
+end)
+
+describe("examples/watcher-server", function()
+  it("writes /state/counter.txt on every tick and counts on from it after a restart", function()
+    local h = start_host()
+    local id, port = deploy(h, "watcher-server")
+    local file = h.storage .. "/programs/" .. id .. "/state/counter.txt"
+    local text = wait_log(h, id, "Counter: 2 (state file updated)")
+    assert.is_true(has(text, "Starting from 0"), text)
+    local saved = tonumber(P.read(file))
+    assert.is_true(saved >= 2, tostring(saved))
+
+    send(port, "tick") -- counted like the clock's
+    assert.equal(202, P.http(h.port, "POST", "/programs/" .. id .. "/restart").status)
+    local from = wait_log_match(h, id, function(log)
+      for n in log:gmatch("Starting from (%d+)") do
+        if tonumber(n) > 0 then return tonumber(n) end
+      end
+    end, "a second boot")
+    assert.is_true(from >= saved, string.format("restarted from %d, the file held %d", from, saved))
+    text = wait_log(h, id, string.format("Counter: %d (state file updated)", from + 1))
+    wait_state(h, id, "Ready")
+    assert.is_true(tonumber(P.read(file)) >= from + 1)
+    -- After the restart the count only goes on: no line counts from 1 again.
+    local after = text:sub((text:find("Starting from " .. from, 1, true)))
+    for _, n in ipairs(counters(after)) do assert.is_true(n > from, after) end
+    stop_host(h)
+  end)
+end)
+
+describe("examples/trading-sim", function()
+  it("trades on simulated prices and answers each command in its logs", function()
+    local h = start_host()
+    local id, port = deploy(h, "trading-sim")
+    wait_log(h, id, "Trading simulator: BTC ETH SOL, $10000 cash, seed 42")
+    -- The price watch polls the market client (a memo) twice a second.
+    assert.is_truthy(P.poll_json(port, "/watcher/context", function(doc)
+      return doc.context.book and doc.context.book.quotes >= 2
+    end, WAIT), "no quotes")
+    local memo = P.get(port, "/watcher/memoCache")
+    assert.equal(200, memo.status, memo.body)
+    assert.is_true(has(memo.body, "market"), memo.body)
+
+    -- The rebalance comes while trading is paused, so no crossover trades after it.
+    local answers = {
+      { "status", " Status" }, { "portfolio", " Portfolio" }, { "trades", " Trades (last " },
+      { "prices", " Prices (quote " }, { "pause", "Trading paused" }, { "rebalance", "(rebalance)" },
+      { "resume", "Trading resumed" }, { "help", " Commands" }, { "bogus", "Unknown command: bogus" },
+    }
+    for _, a in ipairs(answers) do
+      send(port, a[1])
+      wait_log(h, id, a[2])
+      if a[1] == "pause" then
+        assert.is_truthy(P.poll_json(port, "/watcher/context", function(doc) return doc.context.paused == true end))
+      elseif a[1] == "rebalance" then
+        -- Every symbol and the cash got a quarter of the value (at the prices of then).
+        local doc = P.poll_json(port, "/watcher/context", function(d)
+          local trades = d.context.book.trades
+          return #trades > 0 and trades[#trades].reason == "rebalance"
+        end)
+        assert.is_truthy(doc, "no rebalance in the book")
+        local book = doc.context.book
+        for _, sym in ipairs { "BTC", "ETH", "SOL" } do assert.is_true(book.positions[sym] > 0, sym) end
+        assert.is_true(book.cash > 0)
+      elseif a[1] == "resume" then
+        assert.is_truthy(P.poll_json(port, "/watcher/context", function(doc) return doc.context.paused == false end))
+      end
+    end
+    stop_host(h)
+  end)
+end)
+
+describe("examples/c-counter", function()
+  it("is compiled by its Dockerfile against libhersh and counts ticks, its own and sent ones", function()
+    local h = start_host()
+    local id, port = deploy(h, "c-counter")
+    local build_log = P.get(h.port, "/programs/" .. id .. "/logs?type=build").body
+    assert.is_true(has(build_log, "cc -O2 -o /app/counter counter.c"), build_log)
+    assert.is_true(has(build_log, "build finished"), build_log)
+    local text = wait_log(h, id, "Counter: 2")
+    assert.is_true(has(text, "counter: WatcherAPI on http://127.0.0.1:" .. port), text)
+
+    local status = P.get(port, "/watcher/status")
+    assert.equal("counter", status.json.watcherID)
+    local before = P.get(port, "/watcher/context").json.context.count
+    send(port, "tick")
+    assert.is_truthy(P.poll_json(port, "/watcher/context", function(doc) return doc.context.count > before end))
+    for i, n in ipairs(counters(logs(h, id))) do assert.equal(i, n) end
+
+    assert.equal(202, P.http(h.port, "POST", "/programs/" .. id .. "/stop").status)
+    wait_state(h, id, "Stopped")
+    stop_host(h)
+  end)
+end)
+
+describe("examples/custom-policy", function()
+  local POLICY = "examples/custom-policy/policy.lua"
+
+  -- ISO 8601 UTC with milliseconds -> seconds (only differences are used).
+  local function seconds(iso)
+    local y, mo, d, hh, mi, s, ms = iso:match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)%.(%d+)Z$")
+    assert(y, "not a time: " .. tostring(iso))
+    return os.time { year = tonumber(y), month = tonumber(mo), day = tonumber(d), hour = tonumber(hh),
+      min = tonumber(mi), sec = tonumber(s) } + tonumber(ms) / 1000
+  end
+
+  it("the Host's policy file is applied: its normalize shapes every program's policy", function()
+    local h = start_host { policy = POLICY }
+    local id, port = deploy(h, "custom-policy")
+    local v = view(h, id)
+    assert.same({ delays = { 1, 2, 3 }, max_restarts = 3, reset_after = 30 }, v.restart_policy)
+    -- A restart_policy the module refuses is refused at create time, with its message.
+    local body = { user_id = "refused", dockerfile = P.read("examples/custom-policy/Dockerfile"),
+      src_files = { ["main.lua"] = P.read("examples/custom-policy/main.lua") }, restart_policy = "always" }
+    local r = P.post_json(h.port, "/programs", body)
+    assert.equal(400, r.status, r.body)
+    assert.is_true(has(r.json.message, "restart_policy must be an object"), r.body)
+
+    -- The watcher's own recovery policy: one failed run is retried in the process,
+    -- and the Host never sees it.
+    wait_log(h, id, "flaky: boot 1")
+    send(port, "fail")
+    wait_log(h, id, "recovery: failure 1 (asked to fail once): retry in 0.2 s")
+    send(port, "work")
+    wait_log(h, id, "work: 1 done")
+    v = view(h, id)
+    assert.equal("Ready", v.state)
+    assert.equal(0, v.restarts)
+    stop_host(h)
+  end)
+
+  it("a program that crashes at every boot is restarted after the policy's delays, then Error", function()
+    local h = start_host { policy = POLICY }
+    local id = deploy(h, "custom-policy", { "--env", "BROKEN=1" }, { WAIT_SECONDS = "0" })
+    -- Each time it is Restarting, the delay the policy chose is next_restart_at - updated_at.
+    local delays, last = {}, nil
+    local done = P.wait_for(function()
+      last = view(h, id)
+      if last.state == "Restarting" and not delays[last.restarts] then
+        delays[last.restarts] = seconds(last.next_restart_at) - seconds(last.updated_at)
+      end
+      return last.state == "Error"
+    end, WAIT, 0.05)
+    assert(done, "never Error: " .. cjson.encode(last))
+    assert.equal(3, last.restarts)
+    assert.is_true(has(last.error_msg, "the custom policy gave up after 3 restarts"), last.error_msg)
+    for n, want in ipairs { 1, 2, 3 } do
+      assert.is_number(delays[n], "restart " .. n .. " was not seen")
+      assert.is_true(math.abs(delays[n] - want) < 0.002, string.format("restart %d after %g s", n, delays[n]))
+    end
+    -- Four boots, each ended by the watcher's own recovery policy crashing it.
+    assert.equal("4", (P.read(h.storage .. "/programs/" .. id .. "/state/boots") or ""):match("%d+"))
+    local text = logs(h, id)
+    local crashes = 0
+    for _ in text:gmatch("recovery: failure 3 %(broken: every run fails%): crash") do crashes = crashes + 1 end
+    assert.equal(4, crashes, text)
+    assert.is_true(has(text, "recovery: failure 2 (broken: every run fails): recover in 0.5 s"), text)
+    stop_host(h)
+  end)
+end)

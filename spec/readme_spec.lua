@@ -1,0 +1,149 @@
+-- The README's walkthrough, run as written: the shell blocks marked
+-- `<!-- walkthrough -->` are run one after the other in one bash (set -euo pipefail)
+-- against a real `hersh host` of the test's own (temporary storage, --port 0), with
+-- HOST pointing at it in place of the default http://127.0.0.1:9000. The Host is stopped
+-- and its directory removed at the end; every wait is bounded.
+local P = require "scripts.process"
+
+local function defer(fn)
+  P.add_cleanup(fn)
+  finally(P.run_cleanups)
+end
+
+local function has(text, part)
+  return type(text) == "string" and text:find(part, 1, true) ~= nil
+end
+
+local WAIT = 60
+local MY_PID = tonumber(P.read("/proc/self/stat"):match("^(%d+)"))
+local PORTS = string.format("%d-%d", 29100 + MY_PID % 50 * 16, 29100 + MY_PID % 50 * 16 + 15)
+local DEFAULT_HOST = "${HOST:-http://127.0.0.1:9000}"
+
+-- The walkthrough blocks of the README, in order.
+local function walkthrough()
+  local blocks, marked, block = {}, false, nil
+  for line in assert(P.read("README.md"), "no README.md"):gmatch("([^\n]*)\n") do
+    if block then
+      if line:match("^```%s*$") then
+        blocks[#blocks + 1] = table.concat(block, "\n")
+        block = nil
+      else
+        block[#block + 1] = line
+      end
+    elseif line:match("^<!%-%- walkthrough %-%->%s*$") then
+      marked = true
+    elseif marked and line:match("^```") then
+      assert(line:match("^```sh%s*$"), "a walkthrough block is not a sh block: " .. line)
+      block, marked = {}, false
+    elseif marked and line:match("%S") then
+      error("a walkthrough mark is not followed by a code block: " .. line)
+    end
+  end
+  assert(not block, "the README ends inside a walkthrough block")
+  return blocks
+end
+
+local function processes_under(dir)
+  local found = {}
+  local p = assert(io.popen("ls /proc"))
+  for name in p:lines() do
+    if name:match("^%d+$") then
+      local cmdline = (P.read("/proc/" .. name .. "/cmdline") or ""):gsub("%z", " ")
+      if has(cmdline, dir) then found[#found + 1] = name .. ": " .. cmdline end
+    end
+  end
+  p:close()
+  return found
+end
+
+local function start_host()
+  local dir = P.tmpdir()
+  os.execute("chmod 755 " .. P.quote(dir)) -- the sandbox user must reach the storage
+  local h = { dir = dir, storage = dir .. "/storage" }
+  defer(function()
+    P.stop(h.proc)
+    P.wait_for(function() return #processes_under(dir) == 0 end, 10)
+    os.execute("rm -rf " .. P.quote(dir))
+  end)
+  h.proc = P.start { P.hersh, "host", "--port", "0", "--storage", h.storage, "--ports", PORTS, dir = dir }
+  local port = P.wait_for(function()
+    local found = P.stderr(h.proc):match("hersh host: serving http://127%.0%.0%.1:(%d+)")
+    return found and tonumber(found) or (not P.alive(h.proc) and -1)
+  end, P.WAIT)
+  assert(port and port > 0, "the Host did not start:\n" .. P.stderr(h.proc))
+  h.port = port
+  h.url = "http://127.0.0.1:" .. port
+  return h
+end
+
+describe("README.md", function()
+  it("marks a walkthrough of the whole curl flow, with the Host's address in one place", function()
+    local blocks = walkthrough()
+    assert.is_true(#blocks >= 7, #blocks .. " blocks")
+    local all = table.concat(blocks, "\n")
+    assert.equal("HOST=" .. DEFAULT_HOST, blocks[1]:match("^[^\n]*"))
+    for _, step in ipairs {
+      '-X POST "$HOST/programs"', '-X POST "$HOST/programs/$ID/start"', '-X POST "$PROXY/watcher/message"',
+      'curl -s "$HOST/programs/$ID"', '"$HOST/programs/$ID/logs', '-X POST "$HOST/programs/$ID/stop"',
+      '-X DELETE "$HOST/programs/$ID"',
+    } do
+      assert.is_true(has(all, step), "no " .. step)
+    end
+    -- 9000 only as the default: a Host elsewhere is just HOST=...
+    local _, n = all:gsub("9000", "")
+    assert.equal(1, n)
+    assert.is_true(has(blocks[1], DEFAULT_HOST))
+  end)
+
+  it("its walkthrough runs as written against a real Host", function()
+    local blocks = walkthrough()
+    local h = start_host()
+    local parts = { "set -euo pipefail" }
+    for i, b in ipairs(blocks) do
+      parts[#parts + 1] = "echo '=== block " .. i .. "'"
+      parts[#parts + 1] = b
+    end
+    local script = h.dir .. "/walkthrough.sh"
+    P.write(script, table.concat(parts, "\n") .. "\n")
+    local run = P.start { "env", "-u", "LD_PRELOAD", "HOST=" .. h.url, "bash", script }
+    defer(function() P.stop(run) end)
+    local status = P.wait_exit(run, 300)
+    local out = P.stdout(run)
+    assert.equal(0, status, out .. P.stderr(run))
+
+    local got, current = {}, nil
+    for line in out:gmatch("([^\n]*)\n") do
+      local i = line:match("^=== block (%d+)$")
+      if i then
+        current = tonumber(i)
+        got[current] = ""
+      elseif current then
+        got[current] = got[current] .. line .. "\n"
+      end
+    end
+    assert.equal(#blocks, #got, out)
+    local want = {
+      { '"status":"ok"' },                                   -- health
+      { '"state":"Created"', '"program_id":"demo-build-' },  -- create
+      { '"state":"Building"', "Ready\n" },                   -- start
+      { '"status":"message sent"', '"count":', '"watcherID":"simple-counter"' }, -- message
+      { '"state":"Ready"', '"user_id":"demo"' },             -- status
+      { "stdout Counter: " },                                -- logs
+      { '"state":"Stopping"', "Stopped\n" },                 -- stop
+      { '"state":"Deleted"', '"code":404' },                 -- delete
+    }
+    for i, parts_wanted in ipairs(want) do
+      for _, part in ipairs(parts_wanted) do
+        assert.is_true(has(got[i], part), string.format("block %d has no %s:\n%s", i, part, tostring(got[i])))
+      end
+    end
+    -- The walkthrough cleans up after itself: no program is left.
+    assert.equal(0, P.get(h.port, "/programs").json.count)
+
+    assert.is_true(P.signal(h.proc, "TERM"))
+    assert.equal(0, P.wait_exit(h.proc, WAIT), P.stderr(h.proc))
+    assert.is_nil(P.sanitizer_report(h.proc))
+    assert.is_true(P.wait_for(function() return #processes_under(h.dir) == 0 end, 10),
+      table.concat(processes_under(h.dir), "\n"))
+  end)
+end)
