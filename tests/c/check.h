@@ -15,6 +15,7 @@
 #define HERSH_CHECK_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -103,6 +104,25 @@ static inline void check_run(const char *name, void (*fn)(void)) {
 }
 
 #define RUN(name) check_run(#name, name)
+
+/* JSON with the whitespace outside strings removed, in place (a writer's layout is free). */
+static inline void check_json_squeeze(char *s) {
+  bool in_str = false, esc = false;
+  char *out = s;
+  for (const char *p = s; *p; p++) {
+    if (in_str) {
+      if (esc) esc = false;
+      else if (*p == '\\') esc = true;
+      else if (*p == '"') in_str = false;
+    } else if (*p == '"') {
+      in_str = true;
+    } else if (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r') {
+      continue;
+    }
+    *out++ = *p;
+  }
+  *out = '\0';
+}
 
 static inline int check_summary(void) {
   printf("%d passed, %d failed\n", check_state.passed, check_state.failed);

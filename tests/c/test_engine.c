@@ -207,24 +207,6 @@ static bool log_mentions(hersh_watcher *w, hersh_log_kind kind, const char *need
   return found;
 }
 
-/* JSON with the whitespace outside strings removed, in place. */
-static void squeeze(char *s) {
-  bool in_str = false, esc = false;
-  char *out = s;
-  for (const char *p = s; *p; p++) {
-    if (in_str) {
-      if (esc) esc = false;
-      else if (*p == '\\') esc = true;
-      else if (*p == '"') in_str = false;
-    } else if (*p == '"') {
-      in_str = true;
-    } else if (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r') {
-      continue;
-    }
-    *out++ = *p;
-  }
-  *out = '\0';
-}
 
 /* ---- small reducers and callbacks used by several tests --------------------------- */
 
@@ -1467,8 +1449,8 @@ TEST(ctx_update_isolated_copy_and_context_log) {
   CHECK_EQ_INT(hersh_watcher_log_count(f.w, HERSH_LOG_CONTEXT), 6);
   for (int k = 0; k < ctxlog->n && k < 6; k++) {
     row *r = &ctxlog->v[k];
-    squeeze(r->t[2]);
-    squeeze(r->t[3]);
+    check_json_squeeze(r->t[2]);
+    check_json_squeeze(r->t[3]);
     CHECK_EQ_STR(r->t[0], want[k][0]);
     CHECK_EQ_STR(r->t[1], want[k][1]);
     if (want[k][2]) CHECK_EQ_STR(r->t[2], want[k][2]);
@@ -1900,7 +1882,7 @@ TEST(lua_and_c_reducers_same_semantics) {
     CHECK_EQ_INT(found, 4);
     CHECK_EQ_INT(ctxl->n, 3);
     for (int j = 0; j < ctxl->n && j < 3; j++) {
-      squeeze(ctxl->v[j].t[3]);
+      check_json_squeeze(ctxl->v[j].t[3]);
       CHECK_EQ_STR(ctxl->v[j].t[0], "n");
       CHECK_EQ_STR(ctxl->v[j].t[1], contexts[j][0]);
       CHECK_EQ_STR(ctxl->v[j].t[3], contexts[j][1]);

@@ -30,22 +30,7 @@ static int parse_exact(const char *text, size_t len, hersh_value *out, char *err
 /* The writer's text with whitespace outside strings removed (its layout is free). */
 static char *json_compact(const hersh_value *v) {
   char *s = hersh_value_json(v);
-  if (!s) return NULL;
-  bool in_str = false, esc = false;
-  char *out = s;
-  for (const char *p = s; *p; p++) {
-    if (in_str) {
-      if (esc) esc = false;
-      else if (*p == '\\') esc = true;
-      else if (*p == '"') in_str = false;
-    } else if (*p == '"') {
-      in_str = true;
-    } else if (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r') {
-      continue;
-    }
-    *out++ = *p;
-  }
-  *out = '\0';
+  if (s) check_json_squeeze(s);
   return s;
 }
 
