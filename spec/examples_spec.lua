@@ -24,19 +24,7 @@ local PORTS = string.format("%d-%d", 25000 + MY_PID % 250 * 16, 25000 + MY_PID %
 
 -- ---- a Host ---------------------------------------------------------------------------
 
--- Processes whose command line names `dir` (the sandboxes of a Host's programs).
-local function processes_under(dir)
-  local found = {}
-  local p = assert(io.popen("ls /proc"))
-  for name in p:lines() do
-    if name:match("^%d+$") then
-      local cmdline = (P.read("/proc/" .. name .. "/cmdline") or ""):gsub("%z", " ")
-      if has(cmdline, dir) then found[#found + 1] = name .. ": " .. cmdline end
-    end
-  end
-  p:close()
-  return found
-end
+local processes_under = P.processes_under
 
 -- start_host{policy = FILE}: a Host on a free port with its storage in a temporary
 -- directory; host.port, host.storage. It is stopped and its directory removed at the end.

@@ -43,18 +43,7 @@ local function walkthrough()
   return blocks
 end
 
-local function processes_under(dir)
-  local found = {}
-  local p = assert(io.popen("ls /proc"))
-  for name in p:lines() do
-    if name:match("^%d+$") then
-      local cmdline = (P.read("/proc/" .. name .. "/cmdline") or ""):gsub("%z", " ")
-      if has(cmdline, dir) then found[#found + 1] = name .. ": " .. cmdline end
-    end
-  end
-  p:close()
-  return found
-end
+local processes_under = P.processes_under
 
 local function start_host()
   local dir = P.tmpdir()

@@ -276,4 +276,19 @@ end
 
 P.null = cjson.null
 
+-- Processes whose command line names `dir` (the sandboxes of a Host's programs), as
+-- "pid: command line" strings.
+function P.processes_under(dir)
+  local found = {}
+  local p = assert(io.popen("ls /proc"))
+  for name in p:lines() do
+    if name:match("^%d+$") then
+      local cmdline = (P.read("/proc/" .. name .. "/cmdline") or ""):gsub("%z", " ")
+      if cmdline:find(dir, 1, true) then found[#found + 1] = name .. ": " .. cmdline end
+    end
+  end
+  p:close()
+  return found
+end
+
 return P
