@@ -60,12 +60,12 @@ local function make_skeleton(rootfs, skeleton)
 end
 
 -- The uploaded files under dir, as the keys of a table of relative paths.
-local function list_files(dir, prefix, out)
+function build.list_files(dir, prefix, out)
   out = out or {}
   for _, name in ipairs(fs.list(dir .. (prefix and "/" .. prefix or "")) or {}) do
     local rel = prefix and prefix .. "/" .. name or name
     local st = fs.stat(dir .. "/" .. rel)
-    if st and st.type == "dir" then list_files(dir, rel, out)
+    if st and st.type == "dir" then build.list_files(dir, rel, out)
     elseif st and st.type == "file" then out[rel] = true end
   end
   return out
@@ -98,7 +98,7 @@ end
 -- COPY: Docker's placement (dockerfile.copy_targets); what it writes belongs to the
 -- build user, since later RUN steps run as that user.
 local function do_copy(job, step)
-  job.files = job.files or list_files(job.src_dir)
+  job.files = job.files or build.list_files(job.src_dir)
   local targets, err = dockerfile.copy_targets(step, job.files, function(path)
     local st = fs.stat(job.rootfs .. path)
     return st and st.type == "dir"
@@ -114,9 +114,17 @@ local function do_copy(job, step)
   return true
 end
 
-local function env_list(env)
-  local list = {}
-  for k, v in pairs(env or {}) do list[#list + 1] = k .. "=" .. v end
+-- The environment of a process as sorted "K=V" strings: the tables given, merged in
+-- order (later ones win).
+-- What a process in a FROM hersh image finds before its own ENV: the runtime on PATH.
+build.RUNTIME_ENV = { PATH = "/opt/hersh/bin:/usr/local/bin:/usr/bin:/bin", HERSH_LUA_DIR = "/opt/hersh/lua" }
+
+function build.env_list(...)
+  local merged, list = {}, {}
+  for i = 1, select("#", ...) do
+    for k, v in pairs(select(i, ...) or {}) do merged[k] = tostring(v) end
+  end
+  for k, v in pairs(merged) do list[#list + 1] = k .. "=" .. v end
   table.sort(list)
   return list
 end
@@ -140,11 +148,9 @@ local function next_step(job)
       uid = tonumber(uid), gid = tonumber(gid) or tonumber(uid), workdir = step.workdir or "/",
       runtime = job.runtime, argv = step.argv,
     }
-    local env = step.env or {}
-    env.PATH = env.PATH or "/opt/hersh/bin:/usr/local/bin:/usr/bin:/bin"
-    env.HERSH_LUA_DIR = env.HERSH_LUA_DIR or "/opt/hersh/lua"
+    local env = build.env_list(build.RUNTIME_ENV, step.env)
     local proc, err = core.spawn{
-      argv = argv, env = env_list(env), uid = job.user.uid, gid = job.user.gid,
+      argv = argv, env = env, uid = job.user.uid, gid = job.user.gid,
       log = job.log_path, tail = 20,
       on_exit = function(code, signal)
         job.proc = nil

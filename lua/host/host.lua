@@ -3,6 +3,7 @@
 -- operation answers at once: builds, spawns and probes run on the loop meanwhile.
 local core = require "hersh.core"
 local cjson = require "cjson"
+local build = require "host.build"
 local build_id = require "host.build_id"
 local dockerfile = require "host.dockerfile"
 local paths = require "host.paths"
@@ -287,14 +288,7 @@ function Host:source(id)
   if not p then return nil, err end
   local src = self:dirs(id).src
   local files = {}
-  local function walk(rel)
-    for _, name in ipairs(fs.list(src .. (rel and "/" .. rel or "")) or {}) do
-      local path = rel and rel .. "/" .. name or name
-      local st = fs.stat(src .. "/" .. path)
-      if st and st.type == "dir" then walk(path) else files[path] = fs.read_file(src .. "/" .. path) end
-    end
-  end
-  walk(nil)
+  for path in pairs(build.list_files(src)) do files[path] = fs.read_file(src .. "/" .. path) end
   return { program_id = id, dockerfile = p.spec.dockerfile, files = files, retrieved_at = iso_time(core.now()) }
 end
 

@@ -86,16 +86,6 @@ function Sup:perform_cancel_build()
   self.build_job = nil
 end
 
-local function env_list(...)
-  local merged, list = {}, {}
-  for i = 1, select("#", ...) do
-    for k, v in pairs(select(i, ...) or {}) do merged[k] = tostring(v) end
-  end
-  for k, v in pairs(merged) do list[#list + 1] = k .. "=" .. v end
-  table.sort(list)
-  return list
-end
-
 -- The process of an attempt, in the sandbox, with the published socket as fd 3.
 function Sup:spawn(attempt)
   local image, err = build.load_image(self.images_dir, self.build_id)
@@ -110,9 +100,8 @@ function Sup:spawn(attempt)
     uid = tonumber(uid), gid = tonumber(gid) or tonumber(uid), workdir = image.workdir or "/",
     runtime = self.runtime, argv = argv,
   }
-  local env = env_list(
-    { PATH = "/opt/hersh/bin:/usr/local/bin:/usr/bin:/bin", HERSH_LUA_DIR = "/opt/hersh/lua", HOME = "/state" },
-    image.env, self.spec.env,
+  local env = build.env_list(
+    build.RUNTIME_ENV, { HOME = "/state" }, image.env, self.spec.env,
     { HERSH_PROGRAM_ID = self.id, HERSH_STATE_DIR = "/state", LISTEN_FDS = self.listen_fd and "1" or nil })
   return core.spawn{
     argv = sandboxed, env = env, uid = self.user.uid, gid = self.user.gid,
