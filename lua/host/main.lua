@@ -1,6 +1,6 @@
 -- `hersh host`: the Host's command line, start-up and shutdown.
 --   hersh host [--bind 127.0.0.1] [--port 9000] [--storage DIR] [--token-file F]
---              [--sandbox bwrap|dev] [--ports FIRST-LAST] [--policy FILE]
+--              [--sandbox bwrap] [--ports FIRST-LAST] [--policy FILE]
 -- --policy names a Lua file returning a restart policy module (the shape of
 -- host.restart_policy) that replaces the default for every program.
 local core = require "hersh.core"
@@ -10,7 +10,7 @@ local host = require "host.host"
 local main = {}
 
 main.USAGE = "usage: hersh host [--bind ADDR] [--port N] [--storage DIR] [--token-file FILE]"
-  .. " [--sandbox bwrap|dev] [--ports FIRST-LAST] [--policy FILE]"
+  .. " [--sandbox bwrap] [--ports FIRST-LAST] [--policy FILE]"
 
 local function parse(args)
   local o = { bind = "127.0.0.1", port = 9000, storage = "./var", sandbox = "bwrap" }

@@ -1,9 +1,10 @@
 -- Sandbox drivers by name. Each is a table: name, check() -> true | nil, why,
--- command(spec) -> argv, and skeleton (the mount points an image needs). Another
--- driver (an OCI runtime, a remote scheduler) is another module with these fields.
+-- command(spec) -> argv, skeleton (the mount points an image needs) and spare_leader.
+-- Another driver (an OCI runtime, a remote scheduler) is another module with these
+-- fields. There is no unsandboxed driver: programs never run unconfined.
 local sandbox = {}
 
-local known = { bwrap = "host.sandbox.bwrap", dev = "host.sandbox.dev" }
+local known = { bwrap = "host.sandbox.bwrap" }
 
 sandbox.default = "bwrap"
 
