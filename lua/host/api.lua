@@ -45,11 +45,27 @@ end
 
 -- ---- logs ---------------------------------------------------------------------------
 
-local function last_lines(text, n)
+local TAIL_CHUNK = 64 * 1024
+
+-- The last n lines of the file, read backwards from its end in chunks (a log may be
+-- megabytes; a tail is a few lines), and the file's size.
+local function last_lines(path, n)
+  local f = io.open(path, "rb")
+  if not f then return "", 0 end
+  local size = f:seek("end")
+  local pos, text = size, ""
+  while pos > 0 and select(2, text:gsub("\n", "")) <= n do
+    local step = math.min(TAIL_CHUNK, pos)
+    pos = pos - step
+    f:seek("set", pos)
+    text = f:read(step) .. text
+  end
+  f:close()
   local lines = {}
   for line in text:gmatch("[^\n]+") do lines[#lines + 1] = line end
+  if pos > 0 then table.remove(lines, 1) end -- the first may have been cut by the chunk edge
   local from = math.max(1, #lines - n + 1)
-  return table.concat(lines, "\n", from) .. (#lines > 0 and "\n" or "")
+  return table.concat(lines, "\n", from) .. (#lines >= from and "\n" or ""), size
 end
 
 -- Streams `first`, then the file as it grows, until the client leaves; a rotated or
@@ -84,11 +100,11 @@ local function route_logs(h, res, id, query)
   if not tail or tail < 0 or tail ~= math.floor(tail) then
     return send_error(res, 400, "tail must be a non-negative integer")
   end
-  local text = core.fs.read_file(path) or ""
+  local text, size = last_lines(path, tail)
   if query.follow == "true" or query.follow == "1" then
-    return follow(res, path, last_lines(text, tail), #text)
+    return follow(res, path, text, size)
   end
-  res:send(200, last_lines(text, tail), { ["Content-Type"] = "text/plain; charset=utf-8" })
+  res:send(200, text, { ["Content-Type"] = "text/plain; charset=utf-8" })
 end
 
 -- ---- the proxy ------------------------------------------------------------------------
