@@ -711,6 +711,59 @@ describe("hersh host: bad requests", function()
       { headers = { "Authorization: Bearer anything" } }).status)
   end)
 
+  it("takes a JSON null as an omitted field; refuses fractional or tiny limits", function()
+    local doc = create(h, counter_body("nulls", { network = cjson.null, env = cjson.null, limits = cjson.null,
+      restart_policy = cjson.null, src_files = { ["main.lua"] = MAIN_LUA } }))
+    local rec = view(h, doc.program_id)
+    assert.equal("none", rec.network)
+    ok_json(call(h, "DELETE", "/programs/" .. doc.program_id), 200, "delete")
+    for _, limits in ipairs{ { memory = 64 * 1024 * 1024 + 0.5 }, { pids = 2.5 }, { memory = 1024 * 1024 } } do
+      assert_error(call(h, "POST", "/programs", counter_body("limits", { limits = limits })), 400,
+        "limits " .. cjson.encode(limits))
+    end
+    nothing_created()
+  end)
+
+  it("does not take /proxyfoo for the proxy", function()
+    local doc = create(h, counter_body("proxyfoo"))
+    local res = call(h, "GET", "/programs/" .. doc.program_id .. "/proxyfoo")
+    assert_error(res, 404, "proxyfoo")
+    assert.is_truthy(has(res.json.message, "no route"))
+    ok_json(call(h, "DELETE", "/programs/" .. doc.program_id), 200, "delete")
+  end)
+
+  it("answers 503 on the port of a Restarting program instead of leaving clients waiting", function()
+    local doc = create(h, { user_id = "crashy", dockerfile = assert(P.read("spec/programs/crash/Dockerfile")),
+      restart_policy = { base_delay = 30, max_delay = 30 } })
+    ok_json(act(h, doc.program_id, "start"), 202, "start")
+    wait_state(h, doc.program_id, "Restarting")
+    local res = P.http(doc.publish_port, "GET", "/watcher/status")
+    assert.equal(503, res.status, res.body)
+    assert.is_truthy(has(res.body, "no program is running"))
+    ok_json(call(h, "DELETE", "/programs/" .. doc.program_id), 200, "delete")
+  end)
+
+  it("builds again an image cached with another layout, instead of failing to start it", function()
+    local doc = create(h, counter_body("layout"))
+    local image = h.storage .. "/images/" .. doc.build_id
+    assert(fs.mkdir_p(image))
+    assert(fs.write_file(image .. "/image.json", cjson.encode{ build_id = doc.build_id, base = "hersh",
+      cmd = { "hersh", "run", "/app/main.lua" } })) -- an old image: no layout, no rootfs
+    start_ready(h, doc.program_id)
+    local meta = assert(P.read(image .. "/image.json"))
+    assert.equal(2, cjson.decode(meta).layout)
+    ok_json(call(h, "DELETE", "/programs/" .. doc.program_id), 200, "delete")
+  end)
+
+  it("refuses a --ports range that is not one", function()
+    local dir = public_tmpdir()
+    defer(function() sh("rm -rf " .. P.quote(dir)) end)
+    local proc = P.start{ P.hersh, "host", "--port", "0", "--storage", dir .. "/s", "--ports", "20010-20000" }
+    assert.is_truthy(P.wait_for(function() return not P.alive(proc) end, WAIT))
+    assert.equal(2, P.status(proc))
+    assert.is_truthy(has(P.stderr(proc), "--ports"))
+  end)
+
   it("stops cleanly on SIGTERM", function()
     assert_clean_exit(h)
   end)
