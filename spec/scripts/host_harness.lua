@@ -1,0 +1,314 @@
+-- A real `hersh host` for end-to-end specs: started on a free port with its own
+-- storage and publish ports, driven over real HTTP with curl (scripts.process), with
+-- the counter program of spec/programs/host_counter. Shared by every spec that runs a
+-- Host, so each starts, calls and tears one down the same way.
+local P = require "scripts.process"
+local core = require "hersh.core"
+local cjson = require "cjson"
+local assert = require "luassert"
+
+local fs = core.fs
+
+local H = {}
+
+local fs = core.fs
+
+local FIXTURE = "spec/programs/host_counter"
+local DOCKERFILE = assert(P.read(FIXTURE .. "/Dockerfile"))
+local MAIN_LUA = assert(P.read(FIXTURE .. "/main.lua"))
+local WAIT = 60 -- bound of a wait for a state (the sanitizer build is slow)
+local ISO = "^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$"
+
+local STATUS_TEXT = {
+  [400] = "Bad Request", [401] = "Unauthorized", [404] = "Not Found", [405] = "Method Not Allowed",
+  [409] = "Conflict", [413] = "Payload Too Large", [503] = "Service Unavailable",
+}
+
+local function has(text, part)
+  return type(text) == "string" and text:find(part, 1, true) ~= nil
+end
+
+local function sh(cmd)
+  return os.execute(cmd) == true
+end
+
+-- ---- ports and processes of the machine -----------------------------------------------
+
+-- Whether another server could listen on 127.0.0.1:port now (for an instant).
+local function bindable(port)
+  local fd = core.listen("127.0.0.1", port)
+  if not fd then return false end
+  core.close_fd(fd)
+  return true
+end
+
+-- `n` consecutive ports nobody holds, from a random place in 20000-28999.
+local function free_range(n)
+  local f = assert(io.open("/dev/urandom", "rb"))
+  local r = f:read(2)
+  f:close()
+  local base = 20000 + ((r:byte(1) * 256 + r:byte(2)) % 900) * 10
+  for first = base, 28999 - n, n do
+    local ok = true
+    for p = first, first + n - 1 do ok = ok and bindable(p) end
+    if ok then return first, first + n - 1 end
+  end
+  error("no " .. n .. " free consecutive ports")
+end
+
+-- The pids of the processes of one program, wherever they were reparented: all the
+-- sandbox runs carries HERSH_PROGRAM_ID.
+local function program_pids(id)
+  local needle, out = "\0HERSH_PROGRAM_ID=" .. id .. "\0", {}
+  for _, name in ipairs(fs.list("/proc") or {}) do
+    if name:match("^%d+$") then
+      local env = P.read("/proc/" .. name .. "/environ")
+      if env and ("\0" .. env):find(needle, 1, true) then out[#out + 1] = tonumber(name) end
+    end
+  end
+  return out
+end
+
+local function no_process_of(ids)
+  return P.wait_for(function()
+    for _, id in ipairs(ids) do
+      if #program_pids(id) > 0 then return false end
+    end
+    return true
+  end, 20) == true
+end
+
+-- Whether the process has ended (a zombie left to an init that does not reap counts).
+local function gone(pid)
+  return P.wait_for(function()
+    local st = P.read("/proc/" .. pid .. "/stat")
+    return st == nil or st:match("^%d+ %(.*%) (%a)") == "Z"
+  end, 20) == true
+end
+
+-- Last resort of a teardown: any process still running for these programs, by pid.
+local function kill_programs(ids)
+  for _, id in ipairs(ids) do
+    for _, pid in ipairs(program_pids(id)) do sh("kill -KILL " .. pid .. " 2>/dev/null") end
+  end
+end
+
+-- ---- the Host ---------------------------------------------------------------------------
+
+-- A temporary directory the sandbox user can traverse (mktemp makes it 0700).
+local function public_tmpdir()
+  local dir = P.tmpdir()
+  assert(sh("chmod 755 " .. P.quote(dir)))
+  return dir
+end
+
+-- Starts `hersh host` on a free port: {proc, port, storage, ports = {first, last}}.
+-- opts: storage (default: a new temporary one, removed by stop_host), ports =
+-- {first, last} (default: 8 free ones), token_file, args (more arguments).
+local function start_host(opts)
+  opts = opts or {}
+  local h = {}
+  if opts.storage then
+    h.storage = opts.storage
+  else
+    h.root = public_tmpdir()
+    h.storage = h.root .. "/storage"
+  end
+  if opts.ports then
+    h.first, h.last = opts.ports[1], opts.ports[2]
+  else
+    h.first, h.last = free_range(8)
+  end
+  local argv = { P.hersh, "host", "--port", "0", "--storage", h.storage,
+    "--ports", h.first .. "-" .. h.last }
+  if opts.token_file then
+    argv[#argv + 1] = "--token-file"
+    argv[#argv + 1] = opts.token_file
+  end
+  h.proc = P.start(argv)
+  local port = P.wait_for(function()
+    local p = P.stderr(h.proc):match("hersh host: serving http://127%.0%.0%.1:(%d+)")
+    if p then return tonumber(p) end
+    if not P.alive(h.proc) then return -1 end
+  end, P.WAIT)
+  if not port or port < 0 then
+    local err = P.stderr(h.proc)
+    P.stop(h.proc)
+    error("the Host did not start (exit " .. tostring(P.status(h.proc)) .. "):\n" .. err, 2)
+  end
+  h.port = port
+  h.ids = {}
+  return h
+end
+
+-- Stops the Host (TERM, then KILL), any program process left, and removes its storage
+-- when start_host made it. Safe to call twice.
+local function stop_host(h)
+  if not h then return end
+  P.stop(h.proc)
+  kill_programs(h.ids or {})
+  if h.root then sh("rm -rf " .. P.quote(h.root)) end
+end
+
+-- Ends the Host with SIGTERM; returns a function that checks it ended well (no
+-- program process left behind, exit 0, no sanitizer report), to call when convenient.
+local function terminate(h)
+  assert.is_true(P.signal(h.proc, "TERM"))
+  local rc = P.wait_exit(h.proc, 30)
+  local clean = no_process_of(h.ids)
+  local stderr, report = P.stderr(h.proc), P.sanitizer_report(h.proc)
+  return function()
+    assert.is_true(clean, "a program process outlived its Host")
+    assert.equal(0, rc, stderr)
+    assert.is_nil(report)
+  end
+end
+
+local function assert_clean_exit(h)
+  terminate(h)()
+end
+
+-- ---- HTTP -------------------------------------------------------------------------------
+
+-- cjson decodes every number as a float: whole ones become integers again (a port
+-- of 19001.0 would make a URL of "...:19001.0").
+local function integers(v)
+  if type(v) == "number" then return math.tointeger(v) or v end
+  if type(v) == "table" then
+    for k, x in pairs(v) do v[k] = integers(x) end
+  end
+  return v
+end
+
+-- One request to the Host: call(h, method, path [, body (a table is JSON-encoded)
+-- [, headers]]). h.token, when set, is sent as a bearer token.
+local function call(h, method, path, body, headers)
+  local hdrs = {}
+  if h.token then hdrs[#hdrs + 1] = "Authorization: Bearer " .. h.token end
+  for _, v in ipairs(headers or {}) do hdrs[#hdrs + 1] = v end
+  if type(body) == "table" then body = cjson.encode(body) end
+  local res = P.http(h.port, method, path, { body = body, headers = hdrs })
+  integers(res.json)
+  return res
+end
+
+-- An error answer: that status, a JSON body {"error": <status text>, "code": <status>,
+-- "message": <non-empty text>}.
+local function assert_error(res, status, what)
+  what = (what or "") .. ": " .. res.body
+  assert.equal(status, res.status, what)
+  assert.equal("application/json", res.headers["content-type"], what)
+  assert.is_table(res.json, what)
+  assert.equal(STATUS_TEXT[status], res.json.error, what)
+  assert.equal(status, res.json.code, what)
+  assert.is_string(res.json.message, what)
+  assert.is_true(#res.json.message > 0, what)
+end
+
+local function ok_json(res, status, what)
+  assert.equal(status or 200, res.status, (what or "") .. ": " .. res.body)
+  assert.equal("application/json", res.headers["content-type"], what)
+  assert.is_table(res.json, (what or "") .. ": not JSON: " .. res.body)
+  return res.json
+end
+
+-- A create request for the counter; `extra` fields are added (or override).
+local function counter_body(user_id, extra)
+  local body = { user_id = user_id, dockerfile = DOCKERFILE, src_files = { ["main.lua"] = MAIN_LUA } }
+  for k, v in pairs(extra or {}) do body[k] = v end
+  return body
+end
+
+-- POST /programs; the created record (checked), remembered for the teardown.
+local function create(h, body)
+  local doc = ok_json(call(h, "POST", "/programs", body), 201, "create")
+  h.ids[#h.ids + 1] = doc.program_id
+  return doc
+end
+
+local function view(h, id)
+  return ok_json(call(h, "GET", "/programs/" .. id), 200, "GET " .. id)
+end
+
+-- Waits until the program is in `state`; its record. Fails with the last record seen.
+local function wait_state(h, id, state)
+  local last
+  local ok = P.wait_for(function()
+    local res = call(h, "GET", "/programs/" .. id)
+    last = res.body
+    return res.status == 200 and res.json and res.json.state == state
+  end, WAIT, 0.05)
+  assert(ok, "program " .. id .. " never reached " .. state .. "; last: " .. tostring(last))
+  return view(h, id)
+end
+
+local function act(h, id, action)
+  return call(h, "POST", "/programs/" .. id .. "/" .. action)
+end
+
+-- POST /programs/{id}/start, then waits for Ready; the record.
+local function start_ready(h, id)
+  local doc = ok_json(act(h, id, "start"), 202, "start")
+  assert.equal(id, doc.program_id)
+  assert.equal("Building", doc.state)
+  return wait_state(h, id, "Ready")
+end
+
+local function logs(h, id, query)
+  local res = call(h, "GET", "/programs/" .. id .. "/logs" .. (query or ""))
+  assert.equal(200, res.status, res.body)
+  return res.body
+end
+
+-- Waits until the runtime log holds `text`; true or false.
+local function wait_log(h, id, text)
+  return P.wait_for(function() return has(logs(h, id, "?tail=1000"), text) end, WAIT, 0.05) == true
+end
+
+local function program_dir(h, id)
+  return h.storage .. "/programs/" .. id
+end
+
+local function list_names(dir)
+  local names = fs.list(dir) or {}
+  table.sort(names)
+  return names
+end
+
+
+H.P = P
+H.FIXTURE = FIXTURE
+H.DOCKERFILE = DOCKERFILE
+H.MAIN_LUA = MAIN_LUA
+H.WAIT = WAIT
+H.ISO = ISO
+H.STATUS_TEXT = STATUS_TEXT
+H.has = has
+H.sh = sh
+H.bindable = bindable
+H.free_range = free_range
+H.program_pids = program_pids
+H.no_process_of = no_process_of
+H.gone = gone
+H.kill_programs = kill_programs
+H.public_tmpdir = public_tmpdir
+H.start_host = start_host
+H.stop_host = stop_host
+H.terminate = terminate
+H.assert_clean_exit = assert_clean_exit
+H.integers = integers
+H.call = call
+H.assert_error = assert_error
+H.ok_json = ok_json
+H.counter_body = counter_body
+H.create = create
+H.view = view
+H.wait_state = wait_state
+H.act = act
+H.start_ready = start_ready
+H.logs = logs
+H.wait_log = wait_log
+H.program_dir = program_dir
+H.list_names = list_names
+
+return H
