@@ -5,7 +5,7 @@ BUILD_SAN  ?= build-san
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: all setup build build-san test test-fast run bench install clean
+.PHONY: all setup build build-san test test-fast soak fuzz run bench install clean
 
 all: build
 
@@ -28,10 +28,23 @@ test: build build-san
 test-fast: build
 	@scripts/test $(BUILD)
 
+# The soak: a real Host, 50 crash-looping programs updated, stopped, started and deleted
+# under API load for SOAK_SECONDS (default 1200); prints its curves, fails on a loss
+# or on growth (tests/soak/soak.lua). The Host needs root.
+soak: build
+	@tests/soak/run.sh $(BUILD)
+
+# The libFuzzer targets (fuzz/, docs/fuzzing.md), built by clang into build-fuzz, each run
+# for FUZZ_SECONDS (default 600) in turn; prints executions, exec/s, coverage, crashes.
+FUZZ_SECONDS ?= 600
+fuzz: setup
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) JOBS=$(JOBS) fuzz/run.sh long
+
 # The Host on 127.0.0.1:9000 (registry and storage in ./var) with examples/simple-counter
 # deployed; Ctrl-C stops it. The Host needs root: scripts/run asks sudo when needed.
-run: build
-	@scripts/run $(BUILD)
+# scripts/run builds only what it needs (hersh, the Lua module, libhersh.a), quietly.
+run: setup
+	@JOBS=$(JOBS) scripts/run $(BUILD)
 
 bench: setup
 	@scripts/setup --bench

@@ -384,6 +384,12 @@ typedef enum hersh_log_kind {
 } hersh_log_kind;
 
 const char *hersh_log_kind_name(hersh_log_kind k); /* "reduce", "effect", ... */
+/* The log a name means: a hersh_log_kind_name, or the older alias "result" or "fault".
+** Any thread. Returns false for an unknown name. */
+bool hersh_log_kind_parse(const char *name, hersh_log_kind *out);
+/* The names a user may give, for error messages. */
+#define HERSH_LOG_KIND_NAMES "reduce, effect, effect_result, watch_error, context, state_fault"
+
 
 typedef struct hersh_log_entry {
   uint64_t id; /* increasing per log, never reused */

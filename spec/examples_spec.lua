@@ -64,9 +64,10 @@ local function stop_host(h)
 end
 
 -- examples/<name>/deploy.sh against the Host, with the arguments and environment given;
--- returns program_id, proxy port (raises with its output if it fails).
-local function deploy(h, name, args, env)
-  local argv = { "env", "-u", "LD_PRELOAD", "HOST=" .. h.url, "examples/" .. name .. "/deploy.sh" }
+-- returns program_id, proxy port (raises with its output if it fails). `root` is where
+-- the examples are (default examples).
+local function deploy(h, name, args, env, root)
+  local argv = { "env", "-u", "LD_PRELOAD", "HOST=" .. h.url, (root or "examples") .. "/" .. name .. "/deploy.sh" }
   for k, v in pairs(env or {}) do table.insert(argv, 4, k .. "=" .. v) end
   for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
   local proc = P.start(argv)
@@ -228,10 +229,41 @@ describe("examples/trading-sim", function()
   end)
 end)
 
+-- A build with the sanitizers hands programs an instrumented libhersh.a, which links
+-- only with their runtimes: the examples' C programs then get -fsanitize too. That is
+-- the test's business, not the example's: a copy of the examples is adapted.
+local SANITIZED = has(P.read(P.build .. "/CMakeCache.txt"), "HERSH_SANITIZE:BOOL=ON")
+
+-- Where to deploy c-counter from: examples, or the adapted copy under the sanitizers.
+local function c_counter_root()
+  if not SANITIZED then return "examples" end
+  local dir = P.tmpdir()
+  defer(function() os.execute("rm -rf " .. P.quote(dir)) end)
+  assert(os.execute(string.format(PLAIN .. "cp -r examples/c-counter examples/deploy-lib.sh examples/json.lua %s",
+    P.quote(dir))))
+  local dockerfile = dir .. "/c-counter/Dockerfile"
+  local text, n = P.read(dockerfile):gsub("(%-lm)\n", "%1 -fsanitize=address,undefined\n")
+  assert(n == 1, "cannot find the end of the cc line in c-counter's Dockerfile")
+  P.write(dockerfile, text)
+  return dir
+end
+
 describe("examples/c-counter", function()
+  it("is written as a user would: no sanitizer handling, and what make builds is ignored by git", function()
+    local dockerfile = P.read("examples/c-counter/Dockerfile")
+    for _, word in ipairs { "asan", "sanitize", "nm " } do
+      assert.is_false(has(dockerfile, word), "the Dockerfile mentions " .. word)
+    end
+    local out = io.popen(PLAIN .. "make -s -n -C examples/c-counter 2>/dev/null"):read("a")
+    local target = out:match("%-o (%S+) counter%.c")
+    assert.is_string(target, out)
+    assert.is_true(os.execute(PLAIN .. "git check-ignore -q " .. P.quote("examples/c-counter/" .. target)),
+      "git does not ignore examples/c-counter/" .. target)
+  end)
+
   it("is compiled by its Dockerfile against libhersh and counts ticks, its own and sent ones", function()
     local h = start_host()
-    local id, port = deploy(h, "c-counter")
+    local id, port = deploy(h, "c-counter", nil, nil, c_counter_root())
     local build_log = P.get(h.port, "/programs/" .. id .. "/logs?type=build").body
     assert.is_true(has(build_log, "cc -O2 -o /app/counter counter.c"), build_log)
     assert.is_true(has(build_log, "build finished"), build_log)

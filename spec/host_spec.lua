@@ -828,6 +828,7 @@ local function parallel(h, requests)
     if r[3] then
       P.write(dir .. "/" .. i .. ".req", cjson.encode(r[3]))
       words[#words + 1] = "--data-binary @" .. P.quote(dir .. "/" .. i .. ".req")
+      words[#words + 1] = "-H 'Content-Type: application/json'"
     end
     words[#words + 1] = P.quote("http://127.0.0.1:" .. h.port .. r[2])
     parts[#parts + 1] = table.concat(words, " ") .. " >" .. P.quote(dir .. "/" .. i .. ".code") .. " &"
@@ -910,6 +911,186 @@ describe("hersh host: 20 programs at once", function()
   end)
 
   it("stops cleanly on SIGTERM, all 20 programs with it", function()
+    assert_clean_exit(h)
+  end)
+end)
+
+-- ---- logs followed on file events; a Lua syntax error fails the build -----------------
+
+-- The voluntary context switches of all the threads of a process: each time one of
+-- them went to sleep, i.e. about how often it woke up.
+local function wakeups(pid)
+  local n = 0
+  for _, tid in ipairs(fs.list("/proc/" .. pid .. "/task") or {}) do
+    local status = P.read("/proc/" .. pid .. "/task/" .. tid .. "/status") or ""
+    n = n + (tonumber(status:match("voluntary_ctxt_switches:%s*(%d+)")) or 0)
+  end
+  return n
+end
+
+describe("hersh host: following logs", function()
+  local h
+
+  lazy_setup(function() h = start_host() end)
+  lazy_teardown(function() stop_host(h) end)
+
+  local function follow(id, query)
+    return P.start{ "env", "-u", "LD_PRELOAD", "curl", "-sN", "--max-time", "120",
+      "http://127.0.0.1:" .. h.port .. "/programs/" .. id .. "/logs?follow=true" .. (query or "") }
+  end
+
+  local function streamed(curl, text)
+    return P.wait_for(function() return has(P.stdout(curl), text) end, WAIT, 0.05) == true
+  end
+
+  local function append(path, text)
+    local f = assert(io.open(path, "ab"))
+    assert(f:write(text))
+    assert(f:close())
+  end
+
+  it("ends the followed stream, lines and all, when the program is deleted", function()
+    local created = create(h, counter_body("deleted-follow"))
+    local id, port = created.program_id, created.publish_port
+    start_ready(h, id)
+    local curl = follow(id, "&tail=0")
+    defer(function() P.stop(curl) end)
+    assert.equal(200, P.send(port, "one").status)
+    assert.is_true(streamed(curl, "Counter: 1"), P.stdout(curl))
+    ok_json(call(h, "DELETE", "/programs/" .. id), 200, "delete")
+    assert.is_truthy(P.wait_exit(curl, WAIT), "the follow is still open after the delete")
+    assert.equal(0, P.status(curl), "curl saw a complete chunked answer: " .. P.stderr(curl))
+    assert.is_true(has(P.stdout(curl), "Counter: 1"))
+  end)
+
+  it("follows a log that is rotated (renamed away, a new one made) or truncated", function()
+    local id = create(h, counter_body("rotated-follow")).program_id
+    local log = program_dir(h, id) .. "/logs/runtime.log"
+    append(log, "before 1\n")
+    local curl = follow(id, "&tail=5")
+    defer(function() P.stop(curl) end)
+    assert.is_true(streamed(curl, "before 1"), P.stdout(curl))
+    append(log, "before 2\n")
+    assert.is_true(streamed(curl, "before 2"), P.stdout(curl))
+    -- as capture rotates: the old file renamed to .1, a new one written
+    assert(os.rename(log, log .. ".1"))
+    append(log, "after rotation\n")
+    assert.is_true(streamed(curl, "after rotation"), P.stdout(curl))
+    -- truncated in place, then written again (shorter than what was read)
+    local f = assert(io.open(log, "wb"))
+    assert(f:write("cut\n"))
+    assert(f:close())
+    assert.is_true(streamed(curl, "cut\n"), P.stdout(curl))
+    local out = P.stdout(curl)
+    local _, ones = out:gsub("before 1", "")
+    assert.equal(1, ones, out)
+    assert.is_true(out:find("before 2", 1, true) < out:find("after rotation", 1, true))
+    ok_json(call(h, "DELETE", "/programs/" .. id), 200, "delete")
+    assert.is_truthy(P.wait_exit(curl, WAIT), "the follow is still open after the delete")
+  end)
+
+  it("has no periodic wake-up per follower: 20 idle follows leave the Host asleep", function()
+    local id = create(h, counter_body("idle-follow")).program_id
+    local log = program_dir(h, id) .. "/logs/runtime.log"
+    local curls = {}
+    defer(function()
+      for _, c in ipairs(curls) do P.stop(c) end
+    end)
+    for i = 1, 20 do curls[i] = follow(id, "&tail=0") end
+    -- every follower is connected once each has seen a line written after it came
+    local all = P.wait_for(function()
+      append(log, "ping\n")
+      for _, c in ipairs(curls) do
+        if not has(P.stdout(c), "ping") then return false end
+      end
+      return true
+    end, WAIT, 0.2)
+    assert.is_true(all == true, "not every follower got the line")
+    -- A timer per follower (every 0.2 s) would wake the Host about 100 times a second.
+    local before = wakeups(h.proc.pid)
+    P.sleep(2)
+    local woke = wakeups(h.proc.pid) - before
+    assert.is_true(woke < 40, "the Host woke " .. woke .. " times in 2 s with 20 idle follows")
+    for _, c in ipairs(curls) do assert.is_true(P.alive(c)) end
+    ok_json(call(h, "DELETE", "/programs/" .. id), 200, "delete")
+    for _, c in ipairs(curls) do assert.is_truthy(P.wait_exit(c, WAIT)) end
+  end)
+
+  it("fails the build of a Lua file with a syntax error, naming the file and line", function()
+    local bad = "local x = 1\nlocal y = 2\nlocal z\nz x\n"
+    local id = create(h, counter_body("syntax", { src_files = { ["main.lua"] = bad, ["lib/ok.lua"] = "#!/usr/bin/env lua\nreturn 1\n" },
+      dockerfile = "FROM hersh\nWORKDIR /app\nCOPY lib/ /app/lib/\nCOPY main.lua /app/\nCMD [\"hersh\", \"run\", \"/app/main.lua\"]\n" })).program_id
+    assert.equal(202, act(h, id, "start").status)
+    local doc = wait_state(h, id, "Error")
+    assert.truthy(has(doc.error_msg, "COPY (line 4): main.lua:4: syntax error near 'x'"), doc.error_msg)
+    assert.equal(0, doc.restarts or 0, "it never ran")
+    assert.truthy(has(logs(h, id, "?type=build"), "main.lua:4:"))
+  end)
+
+  it("stops cleanly on SIGTERM with a follow still open, which then ends", function()
+    local id = create(h, counter_body("open-follow")).program_id
+    local curl = follow(id)
+    defer(function() P.stop(curl) end)
+    append(program_dir(h, id) .. "/logs/runtime.log", "last words\n")
+    assert.is_true(streamed(curl, "last words"), P.stdout(curl))
+    assert_clean_exit(h)
+    assert.is_truthy(P.wait_exit(curl, WAIT), "the follow outlived its Host")
+  end)
+end)
+
+-- ---- one Host per storage -----------------------------------------------------------
+
+describe("hersh host: one Host per storage", function()
+  local h
+  lazy_setup(function() h = start_host() end)
+  lazy_teardown(function() stop_host(h) end)
+
+  it("refuses a second Host on the same storage (exit 2, naming the holder's pid); the first's programs run on", function()
+    local id = create(h, counter_body("lock-first")).program_id
+    start_ready(h, id)
+    local lo, hi = free_range(4)
+    local second = P.start{ P.hersh, "host", "--port", "0", "--storage", h.storage, "--ports", lo .. "-" .. hi }
+    defer(function() P.stop(second) end)
+    assert.is_truthy(P.wait_exit(second, WAIT), "the second Host exits")
+    assert.equal(2, P.status(second))
+    local err = P.stderr(second)
+    local lines = select(2, err:gsub("\n", ""))
+    assert.equal(1, lines, err)
+    assert.is_true(has(err, "in use by another Host"), err)
+    assert.is_true(has(err, "pid " .. h.proc.pid), err)
+    -- nothing of the first Host's was touched
+    assert.equal("Ready", view(h, id).state)
+    assert.is_truthy(fs.stat(program_dir(h, id) .. "/src/main.lua"))
+    assert.equal(200, P.send(view(h, id).publish_port, "still here").status)
+    assert.is_true(wait_log(h, id, "Counter: 1"))
+  end)
+
+  it("stops cleanly on SIGTERM", function()
+    assert_clean_exit(h)
+  end)
+end)
+
+-- ---- create refuses what it does not understand ----------------------------------------
+
+describe("hersh host: unknown create fields", function()
+  local h
+  lazy_setup(function() h = start_host() end)
+  lazy_teardown(function() stop_host(h) end)
+
+  it("refuses unknown fields with 400 naming all of them, sorted, and creates nothing", function()
+    local res = call(h, "POST", "/programs", counter_body("unknown", { ports = { 8080 }, zeta = 1, Alpha = "x" }))
+    assert_error(res, 400, "unknown fields")
+    assert.is_true(has(res.json.message, "unknown fields Alpha, ports, zeta"), res.json.message)
+    res = call(h, "POST", "/programs", counter_body("unknown", { port = 8080 }))
+    assert_error(res, 400, "one unknown field")
+    assert.is_true(has(res.json.message, "unknown field port "), res.json.message)
+    assert.equal(0, ok_json(call(h, "GET", "/programs")).count)
+    -- every known field is taken
+    create(h, counter_body("known", { env = { A = "b" }, limits = { pids = 64 }, network = "none",
+      restart_policy = "no", proxy = { timeout = 5 } }))
+  end)
+
+  it("stops cleanly on SIGTERM", function()
     assert_clean_exit(h)
   end)
 end)

@@ -104,6 +104,46 @@ describe("hersh.http_request", function()
     assert.is_false(called)
   end)
 
+  it("returns nil, err, EINVAL at once for a path libcurl refuses, and never calls back", function()
+    local called = false
+    local cb = function() called = true end
+    for _, path in ipairs({ "/a b", "/a\tb", "/a\r\nX-Injected: 1" }) do
+      local ok, err, code = hersh.http_request({ url = "http://127.0.0.1:1" .. path }, cb)
+      assert.is_nil(ok, path)
+      assert.is_string(err)
+      assert.equal("EINVAL", code)
+    end
+    hersh.run_for(0.05)
+    assert.is_false(called)
+  end)
+
+  it("calls back nil, \"timeout\", ETIMEOUT when the server accepts and never answers", function()
+    local core = require "hersh.core"
+    local fd, port = assert(core.listen("127.0.0.1", 0)) -- the kernel accepts; nobody answers
+    finally(function() core.close_fd(fd) end)
+    local res, err, code = fetch({ url = url(port, "/"), timeout = 0.2, connect_timeout = 5 })
+    assert.is_nil(res)
+    assert.equal("timeout", err)
+    assert.equal("ETIMEOUT", code)
+  end)
+
+  it("calls back nil, \"connect timeout\", ETIMEOUT when the connection is never accepted", function()
+    local core = require "hersh.core"
+    local fd, port = assert(core.listen("127.0.0.1", 0))
+    local waiting, n = 0, 0
+    finally(function() core.close_fd(fd) end)
+    -- Fill the listener's accept queue (backlog 128): later connections hang in SYN.
+    for _ = 1, 140 do
+      n = n + 1
+      assert.is_true(hersh.http_request({ url = url(port, "/"), timeout = 3 }, function() waiting = waiting + 1 end))
+    end
+    local res, err, code = fetch({ url = url(port, "/"), timeout = 3, connect_timeout = 0.2 })
+    assert.is_nil(res)
+    assert.equal("connect timeout", err)
+    assert.equal("ETIMEOUT", code)
+    assert.is_true(h.wait(function() return waiting == n end, 10))
+  end)
+
   it("raises for a caller's bug", function()
     local cb = function() end
     local good = "http://127.0.0.1:1/"
@@ -117,6 +157,8 @@ describe("hersh.http_request", function()
     assert.has_error(function() hersh.http_request({ url = good, body = {} }, cb) end)
     assert.has_error(function() hersh.http_request({ url = good, timeout = -1 }, cb) end)
     assert.has_error(function() hersh.http_request({ url = good, timeout = "5" }, cb) end)
+    assert.has_error(function() hersh.http_request({ url = good, connect_timeout = -1 }, cb) end)
+    assert.has_error(function() hersh.http_request({ url = good, connect_timeout = "5" }, cb) end)
     assert.has_error(function() hersh.http_request({ url = good, headers = "X-A: b" }, cb) end)
     assert.has_error(function() hersh.http_request({ url = good, headers = { "no colon" } }, cb) end)
     assert.has_error(function() hersh.http_request({ url = good, headers = { ["X-A"] = "b\r\nX-B: c" } }, cb) end)

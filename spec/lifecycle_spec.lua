@@ -14,6 +14,18 @@ describe("module", function()
     assert.is_false(hersh.wait(function() return false end, 0.05))
   end)
 
+  it("wait keeps its whole bound after the caller spent a while outside the loop", function()
+    -- The loop's clock is cached from its last turn: a bound counted from it would end
+    -- early. Two seconds outside the loop, then a child that exits after one second,
+    -- waited for with a bound of 2.5 s: a stale clock would give up after 0.5 s.
+    local core = require "hersh.core"
+    hersh.wait(function() return false end, 0.01)
+    os.execute("sleep 2")
+    local exited = false
+    assert(core.spawn{ argv = { "/bin/sleep", "1" }, env = {}, on_exit = function() exited = true end })
+    assert.is_true(hersh.wait(function() return exited end, 2.5))
+  end)
+
   it("run_for returns", function()
     hersh.run_for(0.01)
   end)
@@ -93,6 +105,17 @@ describe("lifecycle", function()
     assert.equal("Ready", w:state())
   end)
 
+  it("manage called again before start replaces the reducer", function()
+    local w = h.watcher()
+    local got = {}
+    w:manage(function() got.first = true end)
+    assert.equal(w, w:manage(function() got.second = true end))
+    assert.is_true(w:start())
+    assert.is_true(h.wait_state(w, "Ready"))
+    assert.is_nil(got.first)
+    assert.is_true(got.second)
+  end)
+
   it("manage raises once started", function()
     local w = h.watcher()
     h.record(w)
@@ -160,6 +183,49 @@ describe("lifecycle", function()
       assert.is_nil(w:next_retry())
       hersh.run_for(0.1)
       assert.equal(1, #runs)
+    end)
+
+    -- w:stop() said true: whatever the run then does, the watcher ends Stopped.
+    for _, case in ipairs {
+      { "returns hersh.kill", function() return hersh.kill("changed my mind") end },
+      { "raises under a policy that crashes at once", function() error("broke") end },
+      { "returns hersh.crash", function() return hersh.crash("boom") end },
+    } do
+      it("inside a run wins over how the run ends: it " .. case[1], function()
+        local w = h.watcher{ recovery = { min_failures = 1, max_failures = 1 } }
+        local got = {}
+        h.record(w, function(msg)
+          if msg then
+            got.result = w:stop()
+            return case[2]()
+          end
+        end)
+        local c = h.count_cleanup(w)
+        assert.is_true(w:start())
+        assert.is_true(h.wait_state(w, "Ready"))
+        assert.is_true(w:send("go"))
+        assert.is_true(h.wait_terminal(w))
+        assert.is_true(got.result)
+        assert.equal("Stopped", w:state())
+        assert.equal(1, c.count)
+      end)
+    end
+
+    it("inside a run, then w:kill(), ends Killed: the later kill overrides", function()
+      local w = h.watcher()
+      h.record(w, function(msg)
+        if msg then
+          w:stop()
+          w:kill("enough")
+        end
+      end)
+      local c = h.count_cleanup(w)
+      assert.is_true(w:start())
+      assert.is_true(h.wait_state(w, "Ready"))
+      assert.is_true(w:send("go"))
+      assert.is_true(h.wait_terminal(w))
+      assert.equal("Killed", w:state())
+      assert.equal(0, c.count)
     end)
 
     it("called from a poll queues the stop and returns true", function()

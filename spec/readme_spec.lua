@@ -65,7 +65,43 @@ local function start_host()
   return h
 end
 
+-- The engine example: the script its heredoc writes, the `hersh run` line, what it prints,
+-- and the plain lua5.4 line.
+local function engine_example()
+  local text = assert(P.read("README.md"), "no README.md")
+  local block, after = text:match("<!%-%- engine example %-%->\n```sh\n(.-)\n```\n(.*)$")
+  assert(block, "no <!-- engine example --> sh block")
+  local path, script = block:match("cat > (%S+) <<'LUA'\n(.-\n)LUA\n")
+  local run_line = block:match("\n(%./build/hersh run [^\n]*)$")
+  local prints = after:match("^%s*prints%s*\n```\n(.-\n)```")
+  local plain_line = after:match("```sh\n([^\n]*lua5%.4 [^\n]*)\n```")
+  assert(script and run_line and prints and plain_line, "the engine example is not as expected")
+  return { path = path, script = script, run_line = run_line, prints = prints, plain_line = plain_line }
+end
+
 describe("README.md", function()
+  it("its engine example prints what it says, under `hersh run` and under plain lua5.4", function()
+    local ex = engine_example()
+    local dir = P.tmpdir()
+    defer(function() os.execute("rm -rf " .. P.quote(dir)) end)
+    local file = dir .. "/counter.lua"
+    P.write(file, ex.script)
+    -- The README's own lines, with this build and this file; `hersh run` on any free port,
+    -- as 8080 may be taken on a shared machine.
+    local function adapt(line)
+      line = line:gsub("%./build/", function() return P.build .. "/" end)
+      return (line:gsub(ex.path:gsub("%p", "%%%0"), function() return file end))
+    end
+    for _, cmd in ipairs { adapt(ex.run_line) .. " --port 0", adapt(ex.plain_line) } do
+      local proc = P.start { "bash", "-c", cmd }
+      defer(function() P.stop(proc) end)
+      assert.equal(0, P.wait_exit(proc), cmd .. "\n" .. P.stderr(proc))
+      assert.equal(ex.prints, P.stdout(proc), cmd .. "\n" .. P.stderr(proc))
+      assert.is_nil(P.sanitizer_report(proc))
+    end
+  end)
+
+
   it("marks a walkthrough of the whole curl flow, with the Host's address in one place", function()
     local blocks = walkthrough()
     assert.is_true(#blocks >= 7, #blocks .. " blocks")

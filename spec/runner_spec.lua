@@ -223,6 +223,17 @@ describe("hersh run --bind and --port", function()
     end_cleanly(first)
   end)
 
+  it("a port in use: one line naming the address, the reason and --port, exit 2 (README-style script)", function()
+    local first = start_api()
+    local port = P.announced(first)
+    local status, out, err = hersh_cmd { "run", "--port", tostring(port), "spec/scripts/plain_watcher.lua" }
+    assert.equal(2, status, err)
+    assert.equal("", out)
+    assert.equal(string.format(
+      "hersh run: cannot listen on 127.0.0.1:%d: Address already in use (use --port)\n", port), err)
+    end_cleanly(first)
+  end)
+
   it("--bind ::1 serves on IPv6 loopback and announces a usable URL", function()
     local proc = start_api { options = { "--bind", "::1", "--port", "0" } }
     local found = P.wait_for(function()

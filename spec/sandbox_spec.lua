@@ -5,69 +5,28 @@
 -- saw to /state/probe.json, and serves its WatcherAPI; the tests judge.
 --
 -- Every wait is bounded; every test stops its programs and closes its sockets in its
--- `finally`, and checks that no process of it is left. Images are shared by build id
--- in one images directory for the whole file.
+-- `finally`, and checks that no process of it is left (spec/scripts/sandbox_harness.lua).
+-- Images are shared by build id in one images directory for the whole file.
 local hersh = require "hersh"
 local core = require "hersh.core"
 local cjson = require "cjson"
 local build = require "host.build"
-local build_id = require "host.build_id"
-local dockerfile = require "host.dockerfile"
-local sandbox = require "host.sandbox"
 local supervisor = require "host.supervisor"
+local S = require "scripts.sandbox_harness"
 
 local fs = core.fs
 
 local MiB = 1024 * 1024
-local WAIT = 20        -- bound of a wait for a state change
+local WAIT = S.WAIT    -- bound of a wait for a state change
 local TMP_SIZE = 8 * MiB
 
 -- ---- host-side helpers ------------------------------------------------------------
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local text = f:read("a")
-  f:close()
-  return text
-end
-
-local function shell(cmd)
-  local p = assert(io.popen(cmd))
-  local out = p:read("a")
-  p:close()
-  return (out:gsub("%s+$", ""))
-end
-
-local function has(text, part)
-  return type(text) == "string" and text:find(part, 1, true) ~= nil
-end
-
-local function exists(path)
-  return fs.stat(path) ~= nil
-end
-
-local REPO = shell("pwd")
-local RUNTIME = { bin = REPO .. "/" .. (os.getenv("HERSH_BUILD") or "build") .. "/hersh", lua = REPO .. "/lua" }
-local FIXTURES = REPO .. "/spec/programs"
-local MY_PID = tonumber(read("/proc/self/stat"):match("^(%d+)"))
+local read, shell, has, exists, poll, pause = S.read, S.shell, S.has, S.exists, S.poll, S.pause
+local count_program_procs, host_run = S.count_program_procs, S.host_run
+local REPO, FIXTURES, MY_PID = S.REPO, S.FIXTURES, S.MY_PID
 local MY_CMDLINE = (read("/proc/self/cmdline") or ""):gsub("%z", " ")
 local HOST_INIT_CMDLINE = (read("/proc/1/cmdline") or ""):gsub("%z", " ")
-
--- hersh.wait looks at its predicate only when the loop had something to do; a
--- condition of the outside world (/proc, a file) also needs a ticking timer.
-local function poll(pred, timeout)
-  local tick = core.timer(0.02, function() end, 0.02)
-  local ok, result = pcall(hersh.wait, pred, timeout)
-  tick:stop()
-  if not ok then error(result, 0) end
-  return result
-end
-
--- Runs the loop for `seconds` (a pause that lets timers and exits happen).
-local function pause(seconds)
-  hersh.wait(function() return false end, seconds)
-end
 
 local function pids()
   local list = {}
@@ -89,17 +48,6 @@ end
 local function cmdline_of(pid)
   local c = read("/proc/" .. pid .. "/cmdline")
   return c and (c:gsub("%z", " "))
-end
-
--- Processes of one program, wherever they were reparented: everything the sandbox
--- runs inherits HERSH_PROGRAM_ID from the supervisor.
-local function count_program_procs(program_id)
-  local needle, n = "\0HERSH_PROGRAM_ID=" .. program_id .. "\0", 0
-  for _, pid in ipairs(pids()) do
-    local env = read("/proc/" .. pid .. "/environ")
-    if env and ("\0" .. env):find(needle, 1, true) then n = n + 1 end
-  end
-  return n
 end
 
 -- The processes whose command line contains `marker`, and all their descendants, as
@@ -153,15 +101,6 @@ local function listening_on(port)
   return false
 end
 
--- An unsandboxed host process: its exit code (nil if it did not end in time).
-local function host_run(argv)
-  local code, done
-  local proc = assert(core.spawn{ argv = argv, on_exit = function(c) code, done = c, true end })
-  poll(function() return done end, 10)
-  if not done then proc:kill("KILL") end
-  return code
-end
-
 local function http_get(port, path)
   local got
   local ok, err = hersh.http_request({ url = string.format("http://127.0.0.1:%d%s", port, path), timeout = 5 },
@@ -187,79 +126,9 @@ end
 
 -- ---- programs -------------------------------------------------------------------
 
-local ROOT, IMAGES, DRIVER, LIMITS, SAVED_TMP_SIZE
-local counter = 0
-local live = {}      -- programs of the running test
-local cleanups = {}  -- more to undo at its end
-
-local function defer(fn) cleanups[#cleanups + 1] = fn end
-
--- The Dockerfile and files of spec/programs/<name>.
-local function fixture(name)
-  local dir = FIXTURES .. "/" .. name
-  local text = assert(read(dir .. "/Dockerfile"), "no fixture " .. name)
-  local files = {}
-  for _, file in ipairs(assert(fs.list(dir))) do
-    if file ~= "Dockerfile" then files[file] = assert(read(dir .. "/" .. file)) end
-  end
-  return text, files
-end
-
--- A program made from a fixture (or opts.dockerfile + opts.files), not started.
--- opts: env, limits, policy. Its history records every record the supervisor set.
-local function program(name, opts)
-  opts = opts or {}
-  counter = counter + 1
-  local text, files = opts.dockerfile, opts.files
-  if not text then text, files = fixture(name) end
-  local dir = string.format("%s/%s-%d", ROOT, name, counter)
-  local dirs = { src = dir .. "/src", state = dir .. "/state", logs = dir .. "/logs" }
-  for _, d in pairs(dirs) do assert(fs.mkdir_p(d)) end
-  assert(fs.chown(dirs.state, 65534, 65534))
-  for file, content in pairs(files or {}) do assert(fs.write_file(dirs.src .. "/" .. file, content)) end
-  local plan = assert(dockerfile.parse(text))
-  local fd, port = assert(core.listen("127.0.0.1", 0))
-  local p = { name = name, dir = dir, dirs = dirs, fd = fd, port = port, history = {}, spawns = {}, procs = {},
-    build_id = build_id.compute(text, files or {}) }
-  live[#live + 1] = p
-  p.sup = supervisor.new{
-    id = string.format("spec%d-%s-%d", MY_PID, name, counter), plan = plan, build_id = p.build_id,
-    dirs = dirs, images_dir = IMAGES, driver = DRIVER, runtime = RUNTIME, port = port, listen_fd = fd,
-    spec = { env = opts.env, limits = opts.limits, network = "none", restart_policy = opts.policy },
-    on_change = function(r)
-      local proc = r.pid and p.sup.procs[r.attempt]
-      if proc and not p.procs[r.attempt] then
-        p.procs[r.attempt] = proc
-        p.spawns[#p.spawns + 1] = { attempt = r.attempt, pid = r.pid, restarts = r.restarts, t = core.now() }
-      end
-      p.history[#p.history + 1] = { state = r.state, attempt = r.attempt, restarts = r.restarts, pid = r.pid,
-        next_restart_at = r.next_restart_at, updated_at = r.updated_at, error_msg = r.error_msg, t = core.now() }
-    end,
-  }
-  return p
-end
-
-local function runtime_log(p)
-  return read(p.dirs.logs .. "/runtime.log") or ""
-end
-
--- What went on, for a failing assertion.
-local function story(p)
-  local states = {}
-  for _, h in ipairs(p.history) do states[#states + 1] = h.state end
-  return string.format("%s: %s (error_msg %s)\nruntime.log:\n%s\nbuild.log:\n%s", p.name,
-    table.concat(states, " > "), tostring(p.sup.record.error_msg), runtime_log(p):sub(-3000),
-    (read(p.dirs.logs .. "/build.log") or ""):sub(-2000))
-end
-
-local function wait_state(p, state, timeout)
-  return poll(function() return p.sup.record.state == state end, timeout or WAIT)
-end
-
-local function start_ready(p)
-  assert.is_true(p.sup:start())
-  assert.is_true(wait_state(p, "Ready"), story(p))
-end
+local ROOT, IMAGES, LIMITS, SAVED_TMP_SIZE
+local defer, program, story, runtime_log = S.defer, S.program, S.story, S.runtime_log
+local wait_state, start_ready, running_procs, cleanup = S.wait_state, S.start_ready, S.running_procs, S.cleanup
 
 -- What the probe wrote at its boot number `boot`.
 local function probe_result(p, boot)
@@ -273,57 +142,12 @@ local function probe_result(p, boot)
   return doc
 end
 
-local function running_procs(p)
-  local n = 0
-  for _, proc in pairs(p.procs) do if proc:running() then n = n + 1 end end
-  for _, proc in pairs(p.sup.procs) do if proc:running() then n = n + 1 end end
-  return n
-end
-
--- Stops the program (bounded), kills what is left, closes its socket. Raises if a
--- process of it outlived all that.
-local function shutdown(p)
-  local sup = p.sup
-  local s = sup.record.state
-  if s == "Building" or s == "Starting" or s == "Ready" or s == "Restarting" then sup:stop() end
-  poll(function() return sup.record.state ~= "Stopping" and running_procs(p) == 0 end, 15)
-  local left = running_procs(p)
-  for _, proc in pairs(p.procs) do if proc:running() then proc:kill("KILL") end end
-  for _, proc in pairs(sup.procs) do if proc:running() then proc:kill("KILL") end end
-  if sup.build_job then sup.build_job:cancel() end
-  poll(function() return running_procs(p) == 0 end, 5)
-  core.close_fd(p.fd)
-  assert(left == 0, p.name .. ": " .. left .. " process(es) still ran after the stop")
-  -- Nothing it started (children, reparented ones) is left either.
-  assert(poll(function() return count_program_procs(sup.id) == 0 end, 5),
-    p.name .. ": " .. count_program_procs(sup.id) .. " process(es) of the sandbox outlived it")
-end
-
-local function cleanup()
-  local errors = {}
-  for i = #live, 1, -1 do
-    local ok, err = pcall(shutdown, live[i])
-    if not ok then errors[#errors + 1] = tostring(err) end
-    live[i] = nil
-  end
-  for i = #cleanups, 1, -1 do
-    local ok, err = pcall(cleanups[i])
-    if not ok then errors[#errors + 1] = tostring(err) end
-    cleanups[i] = nil
-  end
-  assert(#errors == 0, table.concat(errors, "\n"))
-end
-
 -- ---- the specs ------------------------------------------------------------------
 
 describe("a program in the bubblewrap sandbox", function()
   setup(function()
-    ROOT = shell("mktemp -d")
-    assert(ROOT:match("^/.+"), "mktemp -d failed")
-    assert(os.execute("chmod 755 '" .. ROOT .. "'")) -- the sandbox user must reach the image
-    IMAGES = ROOT .. "/images"
-    assert(fs.mkdir_p(IMAGES))
-    DRIVER = assert(sandbox.get("bwrap"))
+    S.setup()
+    ROOT, IMAGES = S.ROOT, S.IMAGES
     SAVED_TMP_SIZE = supervisor.TMP_SIZE
     supervisor.TMP_SIZE = TMP_SIZE
     -- Which limits this machine enforces, asked of a probe spawn.
@@ -336,7 +160,7 @@ describe("a program in the bubblewrap sandbox", function()
 
   teardown(function()
     supervisor.TMP_SIZE = SAVED_TMP_SIZE
-    if ROOT and #ROOT > 1 then assert(fs.remove_tree(ROOT)) end
+    S.teardown()
   end)
 
   it("cannot write to /, /etc, /usr, the runtime or its image /app, nor remount them; /state works", function()

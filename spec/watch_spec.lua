@@ -274,6 +274,21 @@ describe("watches", function()
       assert.equal(5, second.v.value)
     end)
 
+    it("writes its end to the effect log: returned or failed", function()
+      local w = h.watcher()
+      h.record(w, function(msg, ctx)
+        ctx:watch_flow("short", function(emit) emit(1) end)
+        ctx:watch_flow("broken", function() hersh.sleep(0.01) error("no more") end)
+      end)
+      assert.is_true(w:start())
+      local function effect(text)
+        return h.find(h.logs(w, "effect"), function(e) return e.text == text end)
+      end
+      assert.is_true(h.wait(function() return effect("Flow[short] ended") ~= nil end))
+      assert.is_true(h.wait(function() return effect("Flow[broken] failed") ~= nil end))
+      assert.equal("Ready", w:state())
+    end)
+
     it("logs a producer error with phase flow", function()
       local w = h.watcher()
       h.record(w, function(msg, ctx)
@@ -366,6 +381,75 @@ describe("watches", function()
       assert.is_true(w:start())
       assert.is_true(h.wait_state(w, "Ready"))
       assert.is_false(got.ok)
+    end)
+
+    -- libuv 1.44 runs a 0 ms timer re-armed in its own callback again in the same pass:
+    -- a sleep(0) loop would spin for ever. These run in a child, so a spin fails them.
+    it("(0) in a producer's endless loop yields: messages, timers and stop get through", function()
+      local r = h.isolated([[
+        local core = require "hersh.core"
+        local w = h.watcher()
+        local got = { emits = 0, messages = 0, timer = false }
+        h.record(w, function(msg, ctx)
+          if msg then got.messages = got.messages + 1 end
+          ctx:watch_flow("busy", function(emit)
+            while true do
+              got.emits = got.emits + 1
+              emit(got.emits)
+              hersh.sleep(0)
+            end
+          end)
+        end)
+        assert(w:start())
+        local t = core.timer(0.05, function() got.timer = true end)
+        got.flowing = h.wait(function() return got.emits >= 100 end)
+        for i = 1, 3 do w:send("m" .. i) end
+        got.answered = h.wait(function() return got.messages == 3 and got.timer end)
+        t:stop()
+        got.stopped = w:stop() == true and w:state() == "Stopped"
+        return got
+      ]], 20)
+      assert.is_true(r.flowing)
+      assert.is_true(r.answered)
+      assert.equal(3, r.messages)
+      assert.is_true(r.timer)
+      assert.is_true(r.stopped)
+    end)
+
+    it("(0), a tiny delay or coroutine.yield in a poll lets a message in between", function()
+      local r = h.isolated([[
+        local out = {}
+        for _, how in ipairs({ "sleep(0)", "sleep(0.0001)", "yield" }) do
+          local pause = ({
+            ["sleep(0)"] = function() hersh.sleep(0) end,
+            ["sleep(0.0001)"] = function() hersh.sleep(0.0001) end,
+            yield = function() coroutine.yield() end,
+          })[how]
+          local w = h.watcher()
+          local got = { polling = false, msg = false }
+          local runs = h.record(w, function(msg, ctx, rec)
+            if msg then got.msg = true end
+            rec.v = ctx:watch_call("loop", 0.01, function()
+              if got.polling then return hersh.SKIP end
+              got.polling = true
+              for _ = 1, 100000 do
+                if got.msg then return "saw the message" end
+                pause()
+              end
+              return "never saw it"
+            end).value
+          end)
+          assert(w:start())
+          assert(h.wait(function() return got.polling end))
+          assert(w:send("m"))
+          h.wait(function() return #runs > 0 and runs[#runs].v ~= nil end)
+          out[how] = runs[#runs].v
+          w:kill()
+        end
+        return out
+      ]], 20)
+      assert.same({ ["sleep(0)"] = "saw the message", ["sleep(0.0001)"] = "saw the message",
+        yield = "saw the message" }, r)
     end)
   end)
 end)

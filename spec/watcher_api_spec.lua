@@ -262,6 +262,7 @@ describe("WatcherAPI routes", function()
     with_api({}, function(port)
       local keys = {
         reduce = "reduceLogs", effect = "effectLogs", effect_result = "effectResults", context = "contextLogs",
+        result = "effectResults", -- the older Lua name, an alias
       }
       for t, key in pairs(keys) do
         local doc = ok_json(P.get(port, "/watcher/logs?type=" .. t), t)
@@ -269,7 +270,7 @@ describe("WatcherAPI routes", function()
         for k in pairs(doc) do names[#names + 1] = k end
         assert.same({ key }, names)
       end
-      for _, t in ipairs { "state_fault", "watch_error" } do
+      for _, t in ipairs { "state_fault", "fault", "watch_error" } do
         local r = P.get(port, "/watcher/logs?type=" .. t)
         assert.equal(200, r.status)
         assert.is_truthy(r.body:match("^{}%s*$"), t .. ": " .. r.body)

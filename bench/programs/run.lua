@@ -7,9 +7,9 @@
 --       GET /watcher/status -> Ready); stop and start again, START_ROUNDS times.
 --   (b) crash-to-Ready: POST /watcher/message {"content":"crash"} makes the counter exit
 --       with code 1; the restart policy (a fixed 1 ms delay, see POLICY) brings it back.
---   (c) bare bwrap: the same bwrap command line the driver builds for the program, with
---       argv {"/bin/true"}, spawned with core.spawn as the same unprivileged user; spawn
---       to exit. Beside it, for where the time goes: the same sandbox running
+--   (c) bare bwrap: the sandbox the driver builds for the program (its command line,
+--       seccomp filter and environment, bwrap.spawn), with argv {"/bin/true"}, as the same
+--       unprivileged user; spawn to exit. Beside it, for where the time goes: the same sandbox running
 --       `hersh run` of an empty script and of a script that only loads `require "hersh"`,
 --       and those two outside the sandbox.
 --
@@ -155,27 +155,34 @@ end
 
 -- ---- (c) the bare sandbox, and what `hersh run` adds ----------------------------------
 
--- Spawn to exit of one sandboxed (or plain) command as the unprivileged user.
-local function run_once(argv)
+local RUN_ENV = { "PATH=/opt/hersh/bin:/usr/local/bin:/usr/bin:/bin", "HERSH_LUA_DIR=/opt/hersh/lua" }
+
+-- Spawn to exit of one command as the unprivileged user: kind.sandbox (a driver spec,
+-- started as the driver starts programs: bwrap.spawn) or kind.argv (plain core.spawn).
+local function run_once(kind)
   local done, code, signal
+  local opts = { uid = NOBODY.uid, gid = NOBODY.gid,
+    on_exit = function(c, s) done, code, signal = core.now(), c, s end }
   local t0 = core.now()
-  local proc, err = core.spawn{
-    argv = argv, env = { "PATH=/opt/hersh/bin:/usr/local/bin:/usr/bin:/bin", "HERSH_LUA_DIR=/opt/hersh/lua" },
-    uid = NOBODY.uid, gid = NOBODY.gid,
-    on_exit = function(c, s) done, code, signal = core.now(), c, s end,
-  }
+  local proc, err
+  if kind.sandbox then
+    proc, err = bwrap.spawn(kind.sandbox, opts)
+  else
+    opts.argv, opts.env = kind.argv, RUN_ENV
+    proc, err = core.spawn(opts)
+  end
   assert(proc, err)
   assert(hersh.wait(function() return done ~= nil end, 20), "a bare run did not end")
-  if code ~= 0 then error(string.format("%s ended with code %s, signal %s", argv[#argv], code, signal)) end
+  if code ~= 0 then error(string.format("%s ended with code %s, signal %s", kind.name, code, signal)) end
   return done - t0
 end
 
 local function sandboxed(argv)
   local image = assert(require("host.build").load_image(images, sup.build_id))
-  return bwrap.command{
+  return {
     rootfs = images .. "/" .. sup.build_id .. "/rootfs", base = image.base, state_dir = dirs.state,
     network = "none", tmp_size = supervisor.TMP_SIZE, uid = 0, gid = 0, workdir = image.workdir,
-    runtime = runtime, argv = argv,
+    runtime = runtime, argv = argv, env = RUN_ENV,
   }
 end
 
@@ -223,15 +230,15 @@ local ok, err = pcall(function()
 
   -- Bare runs, alternating so that load on the machine falls on all of them alike.
   local kinds = {
-    { name = "bare", argv = sandboxed{ "/bin/true" } },
-    { name = "empty", argv = sandboxed{ "hersh", "run", "/app/empty.lua" } },
-    { name = "load", argv = sandboxed{ "hersh", "run", "/app/load.lua" } },
+    { name = "bare", sandbox = sandboxed{ "/bin/true" } },
+    { name = "empty", sandbox = sandboxed{ "hersh", "run", "/app/empty.lua" } },
+    { name = "load", sandbox = sandboxed{ "hersh", "run", "/app/load.lua" } },
     { name = "plain_empty", argv = { runtime.bin, "run", dirs.src .. "/empty.lua" } },
     { name = "plain_load", argv = { runtime.bin, "run", dirs.src .. "/load.lua" } },
   }
-  for _, k in ipairs(kinds) do run_once(k.argv); results[k.name] = {} end -- warm-up
+  for _, k in ipairs(kinds) do run_once(k); results[k.name] = {} end -- warm-up
   for _ = 1, BARE_ROUNDS do
-    for _, k in ipairs(kinds) do table.insert(results[k.name], run_once(k.argv)) end
+    for _, k in ipairs(kinds) do table.insert(results[k.name], run_once(k)) end
   end
 end)
 

@@ -98,6 +98,19 @@ local function api_of(option)
   return runner
 end
 
+-- The runner's WatcherAPI could not start: a usage error `hersh run` reports in one line
+-- ("cannot listen on 127.0.0.1:8080: Address already in use (use --port)"). The OS's
+-- reason comes from trying the address again, as the server's message does not carry it.
+local usage_error = { __tostring = function(e) return e.usage end }
+local function runner_failure(api, err, code)
+  if code == "ESYS" and not api.fd then
+    local fd, why = core.listen(api.bind or "127.0.0.1", api.port or 8080)
+    if fd then core.close_fd(fd) else err = why end
+    err = err .. " (use --port)"
+  end
+  return setmetatable({ usage = err }, usage_error)
+end
+
 -- hersh.watcher(config): a new watcher in state NotRun (see docs/lua-api.md).
 function hersh.watcher(config)
   config = config or {}
@@ -111,7 +124,7 @@ function hersh.watcher(config)
     local port, serve_err, serve_code = w:serve(api)
     if not port then
       -- The runner's own settings failing is not the script's to handle.
-      if api.announce then error("hersh: the WatcherAPI cannot start: " .. serve_err, 2) end
+      if api.announce then error(runner_failure(api, serve_err, serve_code)) end
       return nil, serve_err, serve_code
     end
     if api.announce then

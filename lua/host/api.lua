@@ -1,20 +1,21 @@
 -- The Host's REST API: routes, JSON in and out, errors as {"error", "code",
--- "message"}, bearer-token auth, log tails and follows, and the proxy to each
--- program's WatcherAPI. Handlers run on the loop; none waits for a build, a spawn
--- or a program.
+-- "message"}, the checks of who may call (the bearer token, in C on the headers; the
+-- Host, Origin and Content-Type headers, here), log tails and follows, and the proxy
+-- to each program's WatcherAPI. Handlers run on the loop; none waits for a build, a
+-- spawn or a program.
 local core = require "hersh.core"
 local cjson = require "cjson"
 
 local api = {}
 
 api.MAX_BODY = 16 * 1024 * 1024
-api.PROXY_TIMEOUT = 30
-api.FOLLOW_INTERVAL = 0.2
+api.MAX_BUFFERED = 4 * api.MAX_BODY -- bodies held at once, over all connections
 
 local STATUS_TEXT = {
   [200] = "OK", [201] = "Created", [202] = "Accepted", [400] = "Bad Request", [401] = "Unauthorized",
-  [404] = "Not Found", [405] = "Method Not Allowed", [409] = "Conflict", [413] = "Payload Too Large",
-  [500] = "Internal Server Error", [502] = "Bad Gateway", [503] = "Service Unavailable", [504] = "Gateway Timeout",
+  [403] = "Forbidden", [404] = "Not Found", [405] = "Method Not Allowed", [409] = "Conflict",
+  [413] = "Payload Too Large", [415] = "Unsupported Media Type", [500] = "Internal Server Error",
+  [502] = "Bad Gateway", [503] = "Service Unavailable", [504] = "Gateway Timeout", [507] = "Insufficient Storage",
 }
 
 local JSON = { ["Content-Type"] = "application/json" }
@@ -35,12 +36,56 @@ local function answer(res, status, value, err)
   send_error(res, err.status, err.message, err.state and { state = err.state } or nil)
 end
 
--- Compares in time that does not depend on where the strings differ.
-local function same_secret(a, b)
-  if type(a) ~= "string" or #a ~= #b then return false end
-  local diff = 0
-  for i = 1, #a do diff = diff | (a:byte(i) ~ b:byte(i)) end
-  return diff == 0
+-- ---- who may call ---------------------------------------------------------------------
+
+-- "name:port" for a host name or address (an IPv6 one in brackets), lower-case.
+local function with_port(name, port)
+  name = name:lower()
+  if name:find(":", 1, true) and not name:match("^%[") then name = "[" .. name .. "]" end
+  return name .. ":" .. port
+end
+
+-- The Host header values this Host answers to: its bind address, localhost, 127.0.0.1
+-- and [::1] with its port, and the --allow-host names (with the port unless they give
+-- one). Any other name reached it by accident or by DNS rebinding, where a web page's
+-- own name is made to resolve here so that the browser lets it read the answers.
+local function allowed_hosts(bind, port, extra)
+  local set = {}
+  for _, name in ipairs { bind, "localhost", "127.0.0.1", "::1" } do set[with_port(name, port)] = true end
+  for _, name in ipairs(extra or {}) do
+    local given = name:match("^%[.*%]:%d+$") or name:match("^[^:]+:%d+$")
+    set[given and name:lower() or with_port(name, port)] = true
+  end
+  return set
+end
+
+local function is_json(content_type)
+  local t = (content_type or ""):lower()
+  return t:match("^%s*application/json%s*$") ~= nil or t:match("^%s*application/json%s*;") ~= nil
+end
+
+-- Refuses (answers, and returns true) a request for an unexpected Host name, a
+-- cross-origin write (a web page's form or fetch: browsers send Origin with those),
+-- and a body that is not JSON (a page may send text/plain without asking first).
+local function refuse_foreign(hosts, req, res)
+  local host = req.headers.host
+  if host and not hosts[host:lower()] then
+    send_error(res, 403, "Host '" .. host .. "' is not a name of this Host (see --allow-host)")
+    return true
+  end
+  local origin = req.headers.origin
+  local own = origin and hosts[(origin:lower():match("^http://([^/]+)$") or "")]
+  if origin and not own and req.method ~= "GET" and req.method ~= "HEAD" then
+    send_error(res, 403, "cross-origin " .. req.method .. " from " .. origin .. " refused")
+    return true
+  end
+  local ctype = req.headers["content-type"]
+  if (req.body ~= "" or ctype) and not is_json(ctype) then
+    send_error(res, 415, "a request body must come with Content-Type: application/json, not "
+      .. (ctype and "'" .. ctype .. "'" or "none"))
+    return true
+  end
+  return false
 end
 
 -- ---- logs ---------------------------------------------------------------------------
@@ -50,6 +95,8 @@ local TAIL_CHUNK = 64 * 1024
 -- The last n lines of the file, read backwards from its end in chunks (a log may be
 -- megabytes; a tail is a few lines), and the file's size.
 local function last_lines(path, n)
+  local st = core.fs.stat(path)
+  if not st or st.type ~= "file" then return "", 0 end -- a FIFO would block the loop
   local f = io.open(path, "rb")
   if not f then return "", 0 end
   local size = f:seek("end")
@@ -68,29 +115,63 @@ local function last_lines(path, n)
   return table.concat(lines, "\n", from) .. (#lines >= from and "\n" or ""), size
 end
 
--- Streams `first`, then the file as it grows, until the client leaves; a rotated or
--- truncated file (a restart writes on) is read again from its start.
+local TEXT = { ["Content-Type"] = "text/plain; charset=utf-8" }
+
+-- Streams `first`, then what the log gets from byte `offset` on, until the client
+-- leaves or the program is deleted (its log directory goes). Woken by inotify on the
+-- log's directory, never by a timer. The open file is read to its end before the one
+-- that replaced it (a rotation loses no line); a truncated one is read from its start.
 local function follow(res, path, first, offset)
-  local stream = res:stream(200, { ["Content-Type"] = "text/plain; charset=utf-8" })
-  stream:write(first)
-  local timer
-  timer = core.timer(api.FOLLOW_INTERVAL, function()
-    if stream:closed() then return timer:stop() end
-    local st = core.fs.stat(path)
-    local size = st and st.size or 0
+  local dir = path:match("^(.*)/[^/]+$")
+  local stream, watch, f
+  -- Unbuffered: stdio would serve a seek back (after a truncation) from stale buffer.
+  local function open()
+    f = io.open(path, "rb")
+    if f then f:setvbuf("no") end
+  end
+  open()
+  local function stop()
+    if watch then watch:stop() end
+    if f then f:close() end
+    f = nil
+  end
+  local function drain()
+    if not f then return true end
+    local size = f:seek("end")
     if size < offset then offset = 0 end
-    if size == offset then return end
-    local f = io.open(path, "rb")
-    if not f then return end
+    if size == offset then return true end
     f:seek("set", offset)
-    local chunk = f:read(size - offset)
-    f:close()
-    if chunk and #chunk > 0 then
-      offset = offset + #chunk
-      if not stream:write(chunk) then timer:stop() end
+    local chunk = f:read(size - offset) or ""
+    offset = offset + #chunk
+    return stream:write(chunk)
+  end
+  local function on_change()
+    if stream:closed() or not drain() then return stop() end
+    local id = core.file_id(path)
+    if f and id ~= core.file_id(f) then
+      f:close()
+      f = nil
     end
-  end, api.FOLLOW_INTERVAL)
-  stream:on_close(function() timer:stop() end)
+    if not f and id then
+      open()
+      offset = 0
+      if not drain() then return stop() end
+    end
+    if not core.file_id(dir) then
+      stop()
+      stream:finish()
+    end
+  end
+  local err
+  watch, err = core.fs_watch(dir, on_change)
+  if not watch then
+    stop()
+    return send_error(res, 500, "cannot follow the log: " .. err)
+  end
+  stream = res:stream(200, TEXT)
+  if not stream then return stop() end
+  stream:on_close(stop)
+  if not stream:write(first) then stop() end
 end
 
 local function route_logs(h, res, id, query)
@@ -104,7 +185,7 @@ local function route_logs(h, res, id, query)
   if query.follow == "true" or query.follow == "1" then
     return follow(res, path, text, size)
   end
-  res:send(200, text, { ["Content-Type"] = "text/plain; charset=utf-8" })
+  res:send(200, text, TEXT)
 end
 
 -- ---- the proxy ------------------------------------------------------------------------
@@ -124,6 +205,24 @@ local function encode_query(query)
   return #parts > 0 and "?" .. table.concat(parts, "&") or ""
 end
 
+local TOKEN = "^[%w!#$%%&'*+%-.^_`|~]+$"
+
+-- Why the request cannot be forwarded as it is, or nil: a method that is not an HTTP
+-- token, control characters in the (decoded) path, a header libcurl would refuse.
+local function unforwardable(req, rest)
+  if not req.method:match(TOKEN) then return "the method is not an HTTP token" end
+  if rest:find("%c") then return "the path holds a control character" end
+  for k, v in pairs(req.headers) do
+    if not k:match(TOKEN) then return "a header name is not an HTTP token" end
+    if v:find("[\0\r\n]") then return "the value of header " .. k .. " holds a CR, LF or NUL" end
+  end
+end
+
+-- The decoded path, encoded again for the program: a %20 the client sent stays one.
+local function encode_path(rest)
+  return (rest:gsub("[^%w%-._~!$&'()*+,;=:@/]", function(c) return string.format("%%%02X", c:byte()) end))
+end
+
 local function route_proxy(h, res, req, id, rest)
   local p, err = h:get(id)
   if not p then return answer(res, nil, nil, err) end
@@ -131,23 +230,36 @@ local function route_proxy(h, res, req, id, rest)
     return send_error(res, 503, "program " .. id .. " is " .. p.sup.record.state .. ", not Ready",
       { state = p.sup.record.state })
   end
-  local query = encode_query(req.query)
+  local why = unforwardable(req, rest)
+  if why then return send_error(res, 400, "cannot forward this request: " .. why) end
   local headers = {}
-  for k, v in pairs(req.headers or {}) do
+  for k, v in pairs(req.headers) do
     if not HOP_BY_HOP[k] then headers[k] = v end
   end
-  core.http_request({ method = req.method, url = "http://127.0.0.1:" .. p.port .. "/" .. rest .. query,
-    headers = headers, body = req.body, timeout = api.PROXY_TIMEOUT }, function(r, http_err, code)
-    if not r then
-      local status = code == "ETIMEOUT" and 504 or 502
-      return send_error(res, status, "program " .. id .. " did not answer: " .. tostring(http_err))
-    end
-    local out = {}
-    for k, v in pairs(r.headers or {}) do
-      if not HOP_BY_HOP[k] then out[k] = v end
-    end
-    res:send(r.status, r.body or "", out)
-  end)
+  local limits = h:proxy_timeouts(p)
+  local ok, start_err, code = core.http_request({ method = req.method,
+    url = "http://127.0.0.1:" .. p.port .. "/" .. encode_path(rest) .. encode_query(req.query),
+    headers = headers, body = req.body, timeout = limits.timeout, connect_timeout = limits.connect_timeout },
+    function(r, http_err, http_code)
+      if not r then
+        if http_code ~= "ETIMEOUT" then
+          return send_error(res, 502, "program " .. id .. " did not answer: " .. tostring(http_err))
+        elseif http_err == "connect timeout" then
+          return send_error(res, 504, string.format("program %s did not accept the connection within %g s"
+            .. " (its proxy.connect_timeout)", id, limits.connect_timeout))
+        end
+        return send_error(res, 504, string.format("program %s did not answer within %g s (its proxy.timeout)",
+          id, limits.timeout))
+      end
+      local out = {}
+      for k, v in pairs(r.headers or {}) do
+        if not HOP_BY_HOP[k] then out[k] = v end
+      end
+      res:send(r.status, r.body or "", out)
+    end)
+  if not ok then
+    send_error(res, code == "EINVAL" and 400 or 502, "cannot forward this request: " .. tostring(start_err))
+  end
 end
 
 -- ---- dispatch -------------------------------------------------------------------------
@@ -163,14 +275,13 @@ local function method_not_allowed(res, allowed)
   send_error(res, 405, "use " .. allowed, nil)
 end
 
-local function handle(h, token, req, res)
+-- The token was checked already (core.http_serve, on the headers: /health needs none).
+local function handle(h, hosts, req, res)
   local path, method = req.path, req.method
+  if refuse_foreign(hosts, req, res) then return end
   if path == "/health" then
     if method ~= "GET" and method ~= "HEAD" then return method_not_allowed(res, "GET") end
     return send_json(res, 200, { status = "ok", programs = #h.order })
-  end
-  if token and not same_secret((req.headers.authorization or ""):match("^Bearer (.+)$"), token) then
-    return send_error(res, 401, "missing or wrong bearer token")
   end
   if path == "/programs" then
     if method == "POST" then
@@ -221,16 +332,26 @@ local function handle(h, token, req, res)
   send_error(res, 404, "no route for " .. path)
 end
 
--- api.serve(host, {bind, port, token}) -> server | nil, err, code
+-- api.serve(host, {bind, port, token, allow_hosts = {name...}, max_connections,
+-- max_per_client, idle_timeout, request_timeout}) -> server | nil, err, code
+-- (the limits as core.http_serve takes them; nil: its defaults)
 function api.serve(h, opts)
-  return core.http_serve{
-    bind = opts.bind or "127.0.0.1", port = opts.port or 9000, max_body = api.MAX_BODY,
+  local bind = opts.bind or "127.0.0.1"
+  local server, hosts, err, code
+  server, err, code = core.http_serve{
+    bind = bind, port = opts.port or 9000, max_body = api.MAX_BODY, max_buffered = api.MAX_BUFFERED,
+    token = opts.token, public_path = "/health",
+    max_connections = opts.max_connections, max_per_client = opts.max_per_client,
+    idle_timeout = opts.idle_timeout, request_timeout = opts.request_timeout,
     handler = function(req, res)
       req.query = req.query or {}
       req.headers = req.headers or {}
-      handle(h, opts.token, req, res)
+      req.body = req.body or ""
+      hosts = hosts or allowed_hosts(bind, server:port(), opts.allow_hosts)
+      handle(h, hosts, req, res)
     end,
   }
+  return server, err, code
 end
 
 return api

@@ -29,6 +29,17 @@ local function append_log(path, text)
   end
 end
 
+-- An image folder (images/<build_id>, and its .tmp- while it builds) is root's, open to
+-- the sandbox user's group only: the sandbox must reach rootfs/, while other local
+-- users must not read the sources and ENV an image holds.
+build.IMAGE_DIR_MODE = tonumber("710", 8)
+
+function build.protect(dir, user)
+  local ok, err = fs.chown(dir, 0, user.gid)
+  if ok then ok, err = fs.chmod(dir, build.IMAGE_DIR_MODE) end
+  return ok, err
+end
+
 function build.image_dir(images_dir, build_id)
   return images_dir .. "/" .. build_id
 end
@@ -95,8 +106,38 @@ local function make_image_dir(job, path)
   return ok, err
 end
 
+-- A Lua file copied into the image is compiled here, never run, so that a syntax error
+-- fails the build with its file and line instead of a restart loop at start. A
+-- shebang line is skipped as the runtime skips it; a binary chunk is the runtime's
+-- business (loading untrusted bytecode in the Host is not safe).
+local function check_lua(job, from)
+  if not from:match("%.lua$") then return true end
+  local text, err = fs.read_file(job.src_dir .. "/" .. from)
+  if not text then return nil, err end
+  if text:sub(1, 1) == "\27" then return true end
+  if text:sub(1, 1) == "#" then text = "--" .. text end
+  local _, syntax_err = load(text, "=" .. from, "t", {})
+  return syntax_err == nil, syntax_err
+end
+
+-- An error naming paths of the image as the image sees them (without the rootfs).
+local function in_image(job, err)
+  local text, at = tostring(err), 1
+  local out = {}
+  while true do
+    local i, j = text:find(job.rootfs, at, true)
+    if not i then break end
+    out[#out + 1] = text:sub(at, i - 1)
+    at = j + 1
+  end
+  out[#out + 1] = text:sub(at)
+  return table.concat(out)
+end
+
 -- COPY: Docker's placement (dockerfile.copy_targets); what it writes belongs to the
--- build user, since later RUN steps run as that user.
+-- build user, since later RUN steps run as that user. An existing file is replaced,
+-- never written through; a FIFO, socket or device a RUN step left there is refused
+-- (fs.copy_file), since opening one could block the Host.
 local function do_copy(job, step)
   job.files = job.files or build.list_files(job.src_dir)
   local targets, err = dockerfile.copy_targets(step, job.files, function(path)
@@ -109,7 +150,8 @@ local function do_copy(job, step)
     if ok then ok, copy_err = check_no_links(job, t.to) end
     if ok then ok, copy_err = fs.copy_file(job.src_dir .. "/" .. t.from, job.rootfs .. t.to) end
     if ok then ok, copy_err = fs.chown(job.rootfs .. t.to, job.user.uid, job.user.gid) end
-    if not ok then return nil, string.format("COPY (line %d): %s", step.line, copy_err) end
+    if ok then ok, copy_err = check_lua(job, t.from) end
+    if not ok then return nil, string.format("COPY (line %d): %s", step.line, in_image(job, copy_err)) end
   end
   return true
 end
@@ -143,23 +185,27 @@ local function next_step(job)
     append_log(job.log_path, string.format("RUN (line %d): %s", step.line, table.concat(step.argv, " ")))
     local user = tostring(step.user or "0")
     local uid, gid = user:match("^(%d+):?(%d*)$")
-    local argv = job.driver.command{
+    local proc, err = job.driver.spawn({
       rootfs = job.rootfs, base = job.plan.base, writable_root = true, network = "none",
       uid = tonumber(uid), gid = tonumber(gid) or tonumber(uid), workdir = step.workdir or "/",
-      runtime = job.runtime, argv = step.argv,
-    }
-    local env = build.env_list(build.RUNTIME_ENV, step.env)
-    local proc, err = core.spawn{
-      argv = argv, env = env, uid = job.user.uid, gid = job.user.gid,
-      log = job.log_path, tail = 20,
+      runtime = job.runtime, argv = step.argv, env = build.env_list(build.RUNTIME_ENV, step.env),
+    }, {
+      uid = job.user.uid, gid = job.user.gid, log = job.log_path, tail = 20,
       on_exit = function(code, signal)
         job.proc = nil
         if job.finished then return end
-        if code == 0 then return next_step(job) end
-        job:fail(string.format("RUN (line %d) failed: %s", step.line,
-          code and ("exit code " .. code) or ("signal " .. tostring(signal))))
+        if code ~= 0 then
+          return job:fail(string.format("RUN (line %d) failed: %s", step.line,
+            code and ("exit code " .. code) or ("signal " .. tostring(signal))))
+        end
+        -- No set-id file and nothing writable by group or others: the image's files
+        -- belong to the build user on the host, and a local user who became it must
+        -- gain nothing from them nor be able to poison the image.
+        local ok, strip_err = core.sandbox.strip_setid(job.rootfs)
+        if not ok then return job:fail(string.format("RUN (line %d): %s", step.line, strip_err)) end
+        next_step(job)
       end,
-    }
+    })
     if not proc then return job:fail(string.format("RUN (line %d): %s", step.line, err)) end
     job.proc = proc
   elseif step.op == "workdir" then
@@ -237,7 +283,10 @@ function build.start(opts)
     fs.remove_tree(job.tmp_dir)
     local ok, err = fs.mkdir_p(job.rootfs)
     if ok then ok, err = make_skeleton(job.rootfs, job.driver.skeleton[job.plan.base]) end
-    if ok then ok, err = fs.chown(job.tmp_dir, job.user.uid, job.user.gid, true) end
+    -- Only rootfs goes to the build user: the folder around it stays root's, or that
+    -- user could swap rootfs for a link and have COPY write as root wherever it points.
+    if ok then ok, err = fs.chown(job.rootfs, job.user.uid, job.user.gid, true) end
+    if ok then ok, err = build.protect(job.tmp_dir, job.user) end
     if not ok then return job:fail(err) end
     job.timer = core.timer(opts.timeout or build.DEFAULT_TIMEOUT, function()
       job:fail(string.format("build timed out after %g s", opts.timeout or build.DEFAULT_TIMEOUT))

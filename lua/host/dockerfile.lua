@@ -523,6 +523,9 @@ function dockerfile.parse(text)
   }
   for _, l in ipairs(lines) do
     local word, rest = l.text:match("^(%S+)[ \t]*(.*)$")
+    if not word then -- trim keeps blanks other than space and tab, e.g. a form feed
+      return fail(l.line, "a line must start with an instruction, not %s", paths.quote(l.text))
+    end
     local instr = word:upper()
     local handler = word:match("^%a+$") and handlers[instr]
     if not handler then

@@ -17,7 +17,21 @@ local fs = core.fs
 local host = {}
 
 host.MAX_FILES = 1000
+-- The proxy's timeouts in seconds, unless a program sets its own (create field proxy).
+host.PROXY_DEFAULTS = { connect_timeout = 10, timeout = 30 }
+host.PROXY_MAX = 3600
 host.USER_ID = "^[a-z0-9][a-z0-9_-]*$"
+host.RETRY = 2 -- seconds between tries of a registry write the disk refused
+-- The desired state of a program being deleted: a Host that restarts finishes the job.
+host.DELETED, host.DELETED_KEEP_STATE = "deleted", "deleted_keep_state"
+
+-- Modes: the sandbox user (and any other) may walk through the storage, programs/,
+-- images/ and each programs/<id>/ to the images and the state folders (x, not r);
+-- the registry, the sources and the logs are root's alone.
+host.PASSAGE = tonumber("711", 8)
+-- Who programs and builds run as on the host (nobody).
+host.SANDBOX_USER = { uid = 65534, gid = 65534 }
+host.PRIVATE_DIR = tonumber("700", 8)
 
 local Host = {}
 Host.__index = Host
@@ -39,11 +53,54 @@ local function refuse(status, message, state)
   return nil, { status = status, message = message, state = state }
 end
 
+-- A storage write that failed: 507 when the disk is full, else 500.
+local function storage_failure(what, err, code)
+  local full = code == "EFULL" or code == "ENOSPC"
+  return refuse(full and 507 or 500, what .. ": " .. tostring(err) .. (full and " (the disk is full)" or ""))
+end
+
+-- Keeps trying a registry write that failed (a full disk) every host.RETRY seconds
+-- until it passes; a newer write of the same `key` replaces it. The first failure and
+-- the recovery are said on stderr.
+function Host:retry(key, write, err)
+  self.pending[key] = write
+  if self.retry_timer then return end
+  io.stderr:write("hersh host: cannot write the registry (", tostring(err), "): retrying every ",
+    tostring(host.RETRY), " s\n")
+  self.retry_timer = core.timer(host.RETRY, function()
+    for k, w in pairs(self.pending) do
+      if w() then self.pending[k] = nil end
+    end
+    if next(self.pending) == nil then
+      self.retry_timer:stop()
+      self.retry_timer = nil
+      io.stderr:write("hersh host: the registry is written again\n")
+    end
+  end, host.RETRY)
+end
+
+-- Runs a registry write now, or keeps trying it (see retry).
+function Host:write(key, write)
+  local ok, err = write()
+  if ok then
+    self.pending[key] = nil
+  else
+    self:retry(key, write, err)
+  end
+end
+
 -- ---- one program -------------------------------------------------------------------
 
 function Host:dirs(id)
   local root = self.storage .. "/programs/" .. id
   return { root = root, src = root .. "/src", state = root .. "/state", logs = root .. "/logs" }
+end
+
+-- The proxy's timeouts for p: its own, else the defaults.
+function Host:proxy_timeouts(p)
+  local own = p.spec.proxy or {}
+  return { connect_timeout = own.connect_timeout or host.PROXY_DEFAULTS.connect_timeout,
+    timeout = own.timeout or host.PROXY_DEFAULTS.timeout }
 end
 
 -- What GET /programs/{id} shows.
@@ -60,7 +117,7 @@ function Host:view(p)
     created_at = p.created_at, updated_at = p.updated_at,
     error_msg = r.error_msg or null, exit_code = r.exit_code or null, restarts = r.restarts or 0,
     next_restart_at = r.next_restart_at and iso_time(r.next_restart_at) or null, pid = r.pid or null,
-    limits = p.spec.limits or null, limits_enforced = proc_limits or null,
+    limits = p.spec.limits or null, limits_enforced = proc_limits or null, proxy = self:proxy_timeouts(p),
     network = p.spec.network or "none", restart_policy = r.policy,
   }
 end
@@ -71,7 +128,8 @@ function Host:attach(row, restored)
   local id = row.program_id
   local plan = assert(dockerfile.parse(row.spec.dockerfile)) -- checked at create
   local p = { id = id, user_id = row.user_id, build_id = row.build_id, port = row.publish_port,
-    spec = row.spec, created_at = row.created_at, updated_at = row.updated_at, followers = {} }
+    spec = row.spec, created_at = row.created_at, updated_at = row.updated_at, followers = {},
+    desired = row.desired or "stopped" }
   local dirs = self:dirs(id)
   local record, record_err = program.new{ state = restored and restored.state, error_msg = restored and restored.error_msg,
     exit_code = restored and restored.exit_code, policy = row.spec.restart_policy }
@@ -98,21 +156,34 @@ local QUIET = { Created = true, Stopped = true, Error = true, Restarting = true 
 function Host:changed(p, record)
   if record.state == "Deleted" then return end
   p.updated_at = iso_time(record.updated_at or core.now())
-  self.registry:update_state(p.id, { state = record.state, error_msg = record.error_msg,
-    exit_code = record.exit_code, restarts = record.restarts, updated_at = p.updated_at })
+  local s = { state = record.state, error_msg = record.error_msg, exit_code = record.exit_code,
+    restarts = record.restarts, updated_at = p.updated_at }
+  self:write("state " .. p.id, function() return self.registry:update_state(p.id, s) end)
   if QUIET[record.state] then self.ports:answer(p.port) end
 end
 
-function Host:released(p, keep_state)
-  self.registry:delete(p.id)
-  self.ports:release(p.port)
-  local dirs = self:dirs(p.id)
+-- Removes a deleted program's files (but state/ when keep_state), then its record and
+-- its port. The record goes last: until it is gone (a full disk: retried) its desired
+-- state tells a restarted Host to finish the delete, and the port stays held, so no
+-- new program can claim it.
+function Host:forget(id, port, keep_state)
+  local dirs = self:dirs(id)
   if keep_state then
     fs.remove_tree(dirs.src)
     fs.remove_tree(dirs.logs)
   else
     fs.remove_tree(dirs.root)
   end
+  self.pending["state " .. id], self.pending["desired " .. id] = nil, nil
+  self:write("delete " .. id, function()
+    local ok, err, code = self.registry:delete(id)
+    if ok then self.ports:release(port) end
+    return ok, err, code
+  end)
+end
+
+function Host:released(p, keep_state)
+  self:forget(p.id, p.port, keep_state)
   self.programs[p.id] = nil
   for i, q in ipairs(self.order) do
     if q == p then table.remove(self.order, i) break end
@@ -122,10 +193,25 @@ end
 
 -- ---- operations --------------------------------------------------------------------
 
+-- The fields a create request may hold: any other is refused, so that a misspelt or
+-- unsupported one is never silently ignored.
+host.CREATE_FIELDS = { "dockerfile", "env", "limits", "network", "proxy", "restart_policy", "src_files", "user_id" }
+local KNOWN_FIELD = {}
+for _, name in ipairs(host.CREATE_FIELDS) do KNOWN_FIELD[name] = true end
+
 -- Validates a create request; returns the normalized parts or nil, error.
 local function validate(body)
   if type(body) ~= "table" or body[1] ~= nil then -- cjson 2.1 gives arrays no mark of their own
     return refuse(400, "the body must be a JSON object")
+  end
+  local unknown = {}
+  for k in pairs(body) do
+    if not KNOWN_FIELD[k] then unknown[#unknown + 1] = tostring(k) end
+  end
+  if #unknown > 0 then
+    table.sort(unknown)
+    return refuse(400, "unknown field" .. (#unknown > 1 and "s" or "") .. " " .. table.concat(unknown, ", ")
+      .. " (known: " .. table.concat(host.CREATE_FIELDS, ", ") .. ")")
   end
   for k, v in pairs(body) do -- an explicit null is the same as leaving the field out
     if v == cjson.null then body[k] = nil end
@@ -166,6 +252,8 @@ local function validate(body)
     if type(k) ~= "string" or not k:match("^[A-Za-z_][A-Za-z0-9_]*$") or type(v) ~= "string" then
       return refuse(400, "env must map names ([A-Za-z_][A-Za-z0-9_]*) to strings")
     end
+    -- The sandbox gets its variables NUL-separated (bwrap --args): a NUL cannot pass.
+    if v:find("\0", 1, true) then return refuse(400, "env: the value of " .. k .. " holds a NUL byte") end
   end
   local limits = body.limits
   if limits ~= nil then
@@ -184,18 +272,45 @@ local function validate(body)
   end
   local network = body.network or "none"
   if network ~= "none" and network ~= "host" then return refuse(400, "network must be \"none\" or \"host\"") end
+  local proxy = body.proxy
+  if proxy ~= nil then
+    if type(proxy) ~= "table" or proxy[1] ~= nil then
+      return refuse(400, "proxy must be an object {connect_timeout, timeout}")
+    end
+    for k, v in pairs(proxy) do
+      if k ~= "connect_timeout" and k ~= "timeout" then
+        return refuse(400, "proxy: unknown field \"" .. tostring(k) .. "\" (known: connect_timeout, timeout)")
+      end
+      if v ~= cjson.null and (type(v) ~= "number" or not (v > 0 and v <= host.PROXY_MAX)) then
+        return refuse(400, "proxy: " .. k .. " must be a number of seconds, above 0 and at most " .. host.PROXY_MAX)
+      end
+      if v == cjson.null then proxy[k] = nil end
+    end
+  end
   return { user_id = user_id, dockerfile = body.dockerfile, plan = plan, files = files, env = env,
-    limits = limits, network = network, restart_policy = body.restart_policy }
+    limits = limits, network = network, restart_policy = body.restart_policy, proxy = proxy }
 end
 
 local function write_files(dir, files)
   for rel, content in pairs(files) do
     local path = dir .. "/" .. rel
-    local ok, err = fs.mkdir_p(path:match("^(.*)/[^/]*$"))
-    if ok then ok, err = fs.write_file(path, content) end
-    if not ok then return nil, err end
+    local ok, err, code = fs.mkdir_p(path:match("^(.*)/[^/]*$"))
+    if ok then ok, err, code = fs.write_file(path, content) end
+    if not ok then return nil, err, code end
   end
   return true
+end
+
+-- A new program's folder: programs/<id>/ passable, src/ and logs/ root's, state/ the
+-- sandbox user's alone.
+local function make_program_dir(root, files, user)
+  local ok, err, code = fs.mkdir_p(root .. "/src", host.PRIVATE_DIR)
+  if ok then ok, err, code = fs.chmod(root, host.PASSAGE) end
+  if ok then ok, err, code = write_files(root .. "/src", files) end
+  if ok then ok, err, code = fs.mkdir_p(root .. "/state", host.PRIVATE_DIR) end
+  if ok then ok, err, code = fs.chown(root .. "/state", user.uid, user.gid) end
+  if ok then ok, err, code = fs.mkdir_p(root .. "/logs", host.PRIVATE_DIR) end
+  return ok, err, code
 end
 
 function Host:create(body)
@@ -207,35 +322,31 @@ function Host:create(body)
   if not port then return refuse(503, fd_or_err) end
   local dirs = self:dirs(id)
   local tmp = dirs.root .. ".new"
-  local ok, fs_err = fs.mkdir_p(tmp .. "/src")
-  if ok then ok, fs_err = write_files(tmp .. "/src", req.files) end
-  if ok then ok, fs_err = fs.mkdir_p(tmp .. "/state") end
-  if ok then ok, fs_err = fs.chown(tmp .. "/state", self.user.uid, self.user.gid) end
-  if ok then ok, fs_err = fs.mkdir_p(tmp .. "/logs") end
+  local ok, fs_err, fs_code = make_program_dir(tmp, req.files, self.user)
   if ok then ok, fs_err = os.rename(tmp, dirs.root) end
   if not ok then
     fs.remove_tree(tmp)
     self.ports:release(port)
-    return refuse(500, "cannot store the program: " .. tostring(fs_err))
+    return storage_failure("cannot store the program", fs_err, fs_code)
   end
   local now = iso_time(core.now())
   local row = { program_id = id, user_id = req.user_id, build_id = bid, publish_port = port, desired = "stopped",
     state = "Created", created_at = now, updated_at = now,
     spec = { dockerfile = req.dockerfile, env = req.env, limits = req.limits, network = req.network,
-      restart_policy = req.restart_policy } }
+      restart_policy = req.restart_policy, proxy = req.proxy } }
   local p, attach_err = self:attach(row)
   if not p then -- an invalid restart policy: nothing was recorded yet
     fs.remove_tree(dirs.root)
     self.ports:release(port)
     return refuse(400, "restart_policy: " .. tostring(attach_err))
   end
-  local stored, db_err = self.registry:insert(row)
+  local stored, db_err, db_code = self.registry:insert(row)
   if not stored then
     self.programs[id] = nil
     table.remove(self.order)
     fs.remove_tree(dirs.root)
     self.ports:release(port)
-    return refuse(500, "cannot record the program: " .. tostring(db_err))
+    return storage_failure("cannot record the program", db_err, db_code)
   end
   return { program_id = id, build_id = bid, state = "Created", proxy_url = "http://127.0.0.1:" .. port,
     publish_port = port, created_at = now }
@@ -257,29 +368,50 @@ function Host:list(filter)
   return out
 end
 
+-- Records `desired` (nil: no change), then asks the supervisor for `action`. A write
+-- that fails changes nothing (507 or 500); a request the supervisor refuses (409) puts
+-- the old desired state back. So what the client is told is what a restart restores.
+function Host:request(p, desired, action, ...)
+  local before = p.desired
+  if desired and desired ~= before then
+    local ok, err, code = self.registry:set_desired(p.id, desired)
+    if not ok then return storage_failure("cannot record the " .. action, err, code) end
+    self.pending["desired " .. p.id] = nil
+    p.desired = desired
+  end
+  local ok, why = p.sup[action](p.sup, ...)
+  if ok then return true end
+  if p.desired ~= before then
+    p.desired = before
+    self:write("desired " .. p.id, function() return self.registry:set_desired(p.id, before) end)
+  end
+  return refuse(409, why, p.sup.record.state)
+end
+
 local MESSAGES = { start = "start requested", stop = "stop requested", restart = "restart requested" }
+local DESIRED = { start = "running", stop = "stopped" } -- a restart changes nothing
 
 -- start, stop or restart: the desired state is recorded before the answer.
 function Host:act(id, action)
   local p, err = self:get(id)
   if not p then return nil, err end
-  local ok, why = p.sup[action](p.sup)
-  if not ok then return refuse(409, why, p.sup.record.state) end
-  if action ~= "restart" then
-    self.registry:set_desired(id, action == "start" and "running" or "stopped")
-  end
+  local ok, why = self:request(p, DESIRED[action], action)
+  if not ok then return nil, why end
   return { program_id = id, state = p.sup.record.state, message = MESSAGES[action] }
 end
 
 -- Deletes; `done` is called once the processes are gone, the port free and the files
--- removed.
+-- removed. The delete is recorded first (desired "deleted"): a restart finishes it.
 function Host:delete(id, keep_state, done)
   local p, err = self:get(id)
   if not p then return nil, err end
   p.on_deleted = p.on_deleted or {}
-  p.on_deleted[#p.on_deleted + 1] = done
-  local ok, why = p.sup:delete(keep_state)
-  if not ok then return refuse(409, why, p.sup.record.state) end
+  p.on_deleted[#p.on_deleted + 1] = done -- before: a program with no process is released at once
+  local ok, why = self:request(p, keep_state and host.DELETED_KEEP_STATE or host.DELETED, "delete", keep_state)
+  if not ok then
+    table.remove(p.on_deleted)
+    return nil, why
+  end
   return true
 end
 
@@ -288,7 +420,11 @@ function Host:source(id)
   if not p then return nil, err end
   local src = self:dirs(id).src
   local files = {}
-  for path in pairs(build.list_files(src)) do files[path] = fs.read_file(src .. "/" .. path) end
+  for path in pairs(build.list_files(src)) do
+    local content, read_err = fs.read_file(src .. "/" .. path)
+    if not content then return refuse(500, "cannot read the source: " .. tostring(read_err)) end
+    files[path] = content
+  end
   return { program_id = id, dockerfile = p.spec.dockerfile, files = files, retrieved_at = iso_time(core.now()) }
 end
 
@@ -322,12 +458,59 @@ local function check_reachable(storage)
   return true
 end
 
-function host.open(opts)
-  local storage = opts.storage
+-- The modes of the storage, set at every start so that one an older Host made (0755
+-- folders, 0644 files) is fixed too.
+local function set_modes(storage, user)
   for _, dir in ipairs{ storage, storage .. "/programs", storage .. "/images" } do
-    local ok, err = fs.mkdir_p(dir)
+    local ok, err = fs.mkdir_p(dir, host.PASSAGE)
+    if ok then ok, err = fs.chmod(dir, host.PASSAGE) end
     if not ok then return nil, err end
   end
+  for _, name in ipairs(fs.list(storage .. "/images") or {}) do
+    local dir = storage .. "/images/" .. name
+    local st = fs.stat(dir)
+    if st and st.type == "dir" then
+      local ok, err = build.protect(dir, user)
+      if not ok then return nil, err end
+    end
+  end
+  for _, name in ipairs(fs.list(storage .. "/programs") or {}) do
+    local root = storage .. "/programs/" .. name
+    local st = fs.stat(root)
+    if st and st.type == "dir" then
+      for dir, mode in pairs{ [root] = host.PASSAGE, [root .. "/src"] = host.PRIVATE_DIR,
+        [root .. "/logs"] = host.PRIVATE_DIR, [root .. "/state"] = host.PRIVATE_DIR } do
+        local sub = fs.stat(dir)
+        if sub and sub.type == "dir" then
+          local ok, err = fs.chmod(dir, mode)
+          if not ok then return nil, err end
+        end
+      end
+    end
+  end
+  return true
+end
+
+-- What a Host killed midway left: unfinished creates (<id>.new), folders of programs
+-- with no record (a create that died before recording it), unfinished images
+-- (<build>.tmp-*). A folder holding nothing but state/ is what a delete with
+-- keep_state kept: it stays.
+local function remove_leftovers(storage, known)
+  for _, name in ipairs(fs.list(storage .. "/programs") or {}) do
+    local path = storage .. "/programs/" .. name
+    local entries = fs.list(path)
+    local kept_state = entries and #entries == 1 and entries[1] == "state"
+    if not known[name] and not kept_state then fs.remove_tree(path) end
+  end
+  for _, name in ipairs(fs.list(storage .. "/images") or {}) do
+    if name:find(".tmp-", 1, true) then fs.remove_tree(storage .. "/images/" .. name) end
+  end
+end
+
+function host.open(opts)
+  local storage = opts.storage
+  local moded, mode_err = set_modes(storage, opts.user or host.SANDBOX_USER)
+  if not moded then return nil, mode_err end
   local reachable, why = check_reachable(storage)
   if not reachable then return nil, why end
   local driver, driver_err = sandbox.get(opts.driver)
@@ -335,14 +518,24 @@ function host.open(opts)
   local reg, reg_err = registry.open(storage .. "/host.db")
   if not reg then return nil, reg_err end
   local self = setmetatable({
-    storage = storage, driver = driver, runtime = opts.runtime, user = opts.user or { uid = 65534, gid = 65534 },
+    storage = storage, driver = driver, runtime = opts.runtime, user = opts.user or host.SANDBOX_USER,
     ports = ports.new(opts.ports or {}), registry = reg, build_timeout = opts.build_timeout,
-    programs = {}, order = {},
+    programs = {}, order = {}, pending = {},
   }, Host)
   local rows, rows_err = reg:all()
   if not rows then return nil, rows_err end
+  local known, live = {}, {}
   for _, row in ipairs(rows) do
-    fs.remove_tree(self:dirs(row.program_id).root .. ".new") -- a create the Host died in
+    if row.desired == host.DELETED or row.desired == host.DELETED_KEEP_STATE then
+      self.ports:take(row.publish_port) -- held until the record is gone
+      self:forget(row.program_id, row.publish_port, row.desired == host.DELETED_KEEP_STATE)
+    else
+      known[row.program_id] = true
+      live[#live + 1] = row
+    end
+  end
+  remove_leftovers(storage, known)
+  for _, row in ipairs(live) do
     local port, port_err = self.ports:take(row.publish_port)
     -- Whatever ran before the Host stopped is gone: a program comes back Stopped (or in
     -- Error), and starts again if it was meant to run.
@@ -356,5 +549,7 @@ function host.open(opts)
   end
   return self
 end
+
+host.validate = validate -- for the fuzz target fuzz/lua_host.c
 
 return host

@@ -1,8 +1,13 @@
 -- `hersh host`: the Host's command line, start-up and shutdown.
 --   hersh host [--bind 127.0.0.1] [--port 9000] [--storage DIR] [--token-file F]
---              [--sandbox bwrap] [--ports FIRST-LAST] [--policy FILE]
+--              [--sandbox bwrap] [--ports FIRST-LAST] [--policy FILE] [--allow-host NAME]...
+--              [--max-connections N] [--max-per-client N] [--idle-timeout S] [--request-timeout S]
 -- --policy names a Lua file returning a restart policy module (the shape of
 -- host.restart_policy) that replaces the default for every program.
+-- --allow-host adds a name (NAME or NAME:PORT) the API answers to, besides the bind
+-- address, localhost, 127.0.0.1 and [::1] with its port. The limits of the API's
+-- connections (defaults in src/http/server.h: 1024 in all, 256 per client address,
+-- 10 s of silence, 30 s for a request to come in) are the last four.
 local core = require "hersh.core"
 local api = require "host.api"
 local host = require "host.host"
@@ -10,10 +15,15 @@ local host = require "host.host"
 local main = {}
 
 main.USAGE = "usage: hersh host [--bind ADDR] [--port N] [--storage DIR] [--token-file FILE]"
-  .. " [--sandbox bwrap] [--ports FIRST-LAST] [--policy FILE]"
+  .. " [--sandbox bwrap] [--ports FIRST-LAST] [--policy FILE] [--allow-host NAME]..."
+  .. " [--max-connections N] [--max-per-client N] [--idle-timeout S] [--request-timeout S]"
+
+-- The flags of the API's limits, and their fields in api.serve's options.
+local LIMITS = { ["--max-connections"] = "max_connections", ["--max-per-client"] = "max_per_client",
+  ["--idle-timeout"] = "idle_timeout", ["--request-timeout"] = "request_timeout" }
 
 local function parse(args)
-  local o = { bind = "127.0.0.1", port = 9000, storage = "./var", sandbox = "bwrap" }
+  local o = { bind = "127.0.0.1", port = 9000, storage = "./var", sandbox = "bwrap", allow_hosts = {} }
   local i = 1
   while i <= #args do
     local a, v = args[i], args[i + 1]
@@ -23,6 +33,11 @@ local function parse(args)
     elseif a == "--token-file" and v then o.token_file = v
     elseif a == "--sandbox" and v then o.sandbox = v
     elseif a == "--policy" and v then o.policy = v
+    elseif a == "--allow-host" and v and v:match("^[%w%.%-%[%]:]+$") then o.allow_hosts[#o.allow_hosts + 1] = v
+    elseif LIMITS[a] and v then
+      local n = v:match("^%d+$") and math.tointeger(tonumber(v))
+      if not n or n < 1 or n > 1000000 then return nil, a .. " wants a whole number from 1 to 1000000, not " .. v end
+      o[LIMITS[a]] = n
     elseif a == "--ports" and v and v:match("^%d+%-%d+$") then
       local first, last = tonumber(v:match("^(%d+)%-")), tonumber(v:match("%-(%d+)$"))
       if first < 1 or last > 65535 or first > last then
@@ -57,9 +72,22 @@ local function first_holding(file, candidates)
   end
 end
 
+-- The libhersh files in dir (libhersh.a, libhersh.so*): a build folder holds much
+-- more, none of it for programs.
+local function runtime_libs(dir)
+  if not dir then return nil end
+  local files = {}
+  for _, name in ipairs(core.fs.list(dir) or {}) do
+    if name == "libhersh.a" or name:match("^libhersh%.so[%.%d]*$") then files[#files + 1] = dir .. "/" .. name end
+  end
+  table.sort(files)
+  return files
+end
+
 -- Where the hersh runtime is, for FROM hersh sandboxes: this executable, the folder
--- its Lua modules were found in, and hersh.h and libhersh for C programs (beside a
--- build tree's executable and in its source tree, or under an installed prefix).
+-- its Lua modules were found in, and hersh.h and the libhersh files for C programs
+-- (beside a build tree's executable and in its source tree, or under an installed
+-- prefix).
 local function runtime()
   local init = package.searchpath("hersh", package.path)
   local lua = init and init:match("^(.*)/hersh/init%.lua$")
@@ -68,8 +96,20 @@ local function runtime()
   return {
     bin = bin, lua = lua,
     include = first_holding("hersh.h", { lua and dirname(lua) .. "/include", prefix and prefix .. "/include" }),
-    lib = first_holding("libhersh.a", { dirname(bin), prefix and prefix .. "/lib" }),
+    lib = runtime_libs(first_holding("libhersh.a", { dirname(bin), prefix and prefix .. "/lib" })),
   }
+end
+
+-- One Host per storage, before anything in it is touched: a second one's start-up
+-- clean-up would remove what the first runs. The lock (storage/host.lock, with the
+-- holder's pid) is held until the process ends.
+local function lock_storage(storage)
+  local ok, err = core.fs.mkdir_p(storage, host.PASSAGE)
+  if not ok then return nil, err end
+  local fd, lock_err, code = core.fs.lock(storage .. "/host.lock")
+  if fd then return true end
+  if code == "EBUSY" then return nil, "the storage " .. storage .. " is in use by another Host: " .. lock_err end
+  return nil, "cannot lock the storage: " .. lock_err
 end
 
 -- Starts the Host; returns it and its server, or nil, err.
@@ -95,9 +135,16 @@ function main.start(args)
   end
   local rt = runtime()
   if not rt.bin or not rt.lua then return nil, "cannot find the hersh runtime to hand to programs" end
-  local h, host_err = host.open{ storage = o.storage, driver = o.sandbox, runtime = rt, ports = o.ports }
+  local locked, lock_err = lock_storage(o.storage)
+  if not locked then return nil, lock_err end
+  -- Absolute: the sandbox starts in / and would find a relative image path nowhere.
+  local storage, storage_err = core.fs.realpath(o.storage)
+  if not storage then return nil, storage_err end
+  local h, host_err = host.open{ storage = storage, driver = o.sandbox, runtime = rt, ports = o.ports }
   if not h then return nil, host_err end
-  local server, serve_err = api.serve(h, { bind = o.bind, port = o.port, token = token })
+  local server, serve_err = api.serve(h, { bind = o.bind, port = o.port, token = token, allow_hosts = o.allow_hosts,
+    max_connections = o.max_connections, max_per_client = o.max_per_client, idle_timeout = o.idle_timeout,
+    request_timeout = o.request_timeout })
   if not server then return nil, serve_err end
   io.stderr:write(string.format("hersh host: serving http://%s:%d (storage %s, %d programs)\n",
     o.bind, server:port(), o.storage, #h.order))

@@ -3,6 +3,11 @@
 -- until the program is deleted. While a process runs, it accepts on that socket
 -- (fd 3); while none does, the Host answers every connection with a 503 itself, so a
 -- client never waits on a socket nobody serves and the port is never given up.
+--
+-- A process shares the socket (and its file description) it is handed: it can shut it
+-- down, attach a locked filter, change its options or flags. So a socket that was
+-- handed out is never used again: before the Host answers on the port or hands it to
+-- the next process, it is replaced by a fresh one bound to the same port (renew).
 local core = require "hersh.core"
 local cjson = require "cjson"
 
@@ -13,7 +18,7 @@ Ports.__index = Ports
 
 function ports.new(opts)
   return setmetatable({ first = opts.first or 19001, last = opts.last or 29999,
-    host = opts.host or "127.0.0.1", held = {}, answering = {} }, Ports)
+    host = opts.host or "127.0.0.1", held = {}, answering = {}, handed = {} }, Ports)
 end
 
 local function unavailable_body(port)
@@ -42,23 +47,36 @@ function Ports:take(port)
   return port, fd
 end
 
+-- The socket of `port`, fresh when the last one was handed out; nil, err if the port
+-- was lost.
+function Ports:renew(port)
+  local fd = self.held[port]
+  if not (fd and self.handed[port]) then return fd end
+  self.handed[port] = nil
+  local err
+  fd, err = core.relisten(fd, self.host, port, unavailable_body(port))
+  if err then io.stderr:write("hersh host: port ", port, ": no fresh socket: ", tostring(err), "\n") end
+  self.held[port] = fd
+  return fd, err
+end
+
 -- The socket for a process to serve: the Host stops answering on it.
 function Ports:hand_over(port)
-  local fd = self.held[port]
-  if not fd then return nil, "port " .. port .. " is not held" end
   if self.answering[port] then
     self.answering[port]:stop()
     self.answering[port] = nil
   end
+  local fd, err = self:renew(port)
+  if not fd then return nil, "port " .. port .. " is not held" .. (err and ": " .. err or "") end
+  self.handed[port] = true
   return fd
 end
 
 -- No process serves the port any more: the Host answers on it again.
 function Ports:answer(port)
-  local fd = self.held[port]
-  if fd and not self.answering[port] then
-    self.answering[port] = core.answer_unavailable(fd, unavailable_body(port))
-  end
+  if self.answering[port] then return end
+  local fd = self:renew(port)
+  if fd then self.answering[port] = core.answer_unavailable(fd, unavailable_body(port)) end
 end
 
 function Ports:release(port)
@@ -67,6 +85,7 @@ function Ports:release(port)
   local fd = self.held[port]
   if fd then core.close_fd(fd) end
   self.held[port] = nil
+  self.handed[port] = nil
 end
 
 return ports

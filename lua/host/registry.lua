@@ -1,6 +1,8 @@
 -- The Host's registry: every program's record, spec, port and desired state in
 -- SQLite (<storage>/host.db, WAL). Statements are always parameterized. A record is
--- written before the client hears about it, so nothing acknowledged is lost.
+-- written before the client hears about it, so nothing acknowledged is lost: every
+-- write returns true or nil, err, code ("EFULL" when the disk is full) for the caller
+-- to act on.
 local core = require "hersh.core"
 local cjson = require "cjson"
 
@@ -13,7 +15,7 @@ CREATE TABLE IF NOT EXISTS programs (
   build_id     TEXT NOT NULL,
   publish_port INTEGER NOT NULL UNIQUE,
   spec         TEXT NOT NULL,                    -- JSON: dockerfile, env, limits, network, restart_policy
-  desired      TEXT NOT NULL DEFAULT 'stopped',  -- 'running' or 'stopped': what a Host restart restores
+  desired      TEXT NOT NULL DEFAULT 'stopped',  -- 'running', 'stopped' or 'deleted*': what a restart restores
   state        TEXT NOT NULL,
   error_msg    TEXT,
   exit_code    INTEGER,
@@ -27,7 +29,27 @@ CREATE INDEX IF NOT EXISTS programs_by_creation ON programs (created_at, program
 local Registry = {}
 Registry.__index = Registry
 
+-- The database holds every program's env: it is root's alone (0600), and so are its
+-- -wal and -shm, which SQLite makes with the database file's mode.
+local PRIVATE = tonumber("600", 8)
+
+local function make_private(path)
+  if not core.fs.stat(path) then
+    local ok, err, code = core.fs.write_file(path, "", PRIVATE) -- an empty file is an empty database
+    if not ok then return nil, err, code end
+  end
+  for _, file in ipairs{ path, path .. "-wal", path .. "-shm" } do
+    if core.fs.stat(file) then
+      local ok, err, code = core.fs.chmod(file, PRIVATE)
+      if not ok then return nil, err, code end
+    end
+  end
+  return true
+end
+
 function registry.open(path)
+  local private, private_err, private_code = make_private(path)
+  if not private then return nil, private_err, private_code end
   local db, err, code = core.db_open(path)
   if not db then return nil, err, code end
   local ok, schema_err, schema_code = db:exec(SCHEMA)
@@ -43,24 +65,31 @@ local function decode(row)
   return row
 end
 
+-- db:run answers changes, rowid: a write's callers want true.
+local function written(changes, err, code)
+  if not changes then return nil, err, code end
+  return true
+end
+
 function Registry:insert(r)
-  return self.db:run([[INSERT INTO programs (program_id, user_id, build_id, publish_port, spec, desired,
+  return written(self.db:run([[INSERT INTO programs (program_id, user_id, build_id, publish_port, spec, desired,
     state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)]],
     r.program_id, r.user_id, r.build_id, r.publish_port, cjson.encode(r.spec), r.desired or "stopped",
-    r.state, r.created_at, r.updated_at)
+    r.state, r.created_at, r.updated_at))
 end
 
 function Registry:update_state(id, s)
-  return self.db:run([[UPDATE programs SET state = ?, error_msg = ?, exit_code = ?, restarts = ?,
-    updated_at = ? WHERE program_id = ?]], s.state, s.error_msg, s.exit_code, s.restarts or 0, s.updated_at, id)
+  return written(self.db:run([[UPDATE programs SET state = ?, error_msg = ?, exit_code = ?, restarts = ?,
+    updated_at = ? WHERE program_id = ?]], s.state, s.error_msg, s.exit_code, s.restarts or 0, s.updated_at, id))
 end
 
+-- desired: "running", "stopped", or (a delete under way) "deleted" / "deleted_keep_state".
 function Registry:set_desired(id, desired)
-  return self.db:run("UPDATE programs SET desired = ? WHERE program_id = ?", desired, id)
+  return written(self.db:run("UPDATE programs SET desired = ? WHERE program_id = ?", desired, id))
 end
 
 function Registry:delete(id)
-  return self.db:run("DELETE FROM programs WHERE program_id = ?", id)
+  return written(self.db:run("DELETE FROM programs WHERE program_id = ?", id))
 end
 
 -- Every program, oldest first.

@@ -94,27 +94,25 @@ function Sup:spawn(attempt)
   if not argv then return nil, cmd_err end
   local user = tostring(image.user or "0")
   local uid, gid = user:match("^(%d+):?(%d*)$")
-  local sandboxed = self.driver.command{
-    rootfs = build.image_dir(self.images_dir, self.build_id) .. "/rootfs", base = image.base,
-    state_dir = self.dirs.state, network = self.spec.network or "none", tmp_size = supervisor.TMP_SIZE,
-    uid = tonumber(uid), gid = tonumber(gid) or tonumber(uid), workdir = image.workdir or "/",
-    runtime = self.runtime, argv = argv,
-  }
   local env = build.env_list(
     build.RUNTIME_ENV, { HOME = "/state" }, image.env, self.spec.env,
     { HERSH_PROGRAM_ID = self.id, HERSH_STATE_DIR = "/state", LISTEN_FDS = self.listen_fd and "1" or nil })
-  return core.spawn{
-    argv = sandboxed, env = env, uid = self.user.uid, gid = self.user.gid,
+  return self.driver.spawn({
+    rootfs = build.image_dir(self.images_dir, self.build_id) .. "/rootfs", base = image.base,
+    state_dir = self.dirs.state, network = self.spec.network or "none", tmp_size = supervisor.TMP_SIZE,
+    uid = tonumber(uid), gid = tonumber(gid) or tonumber(uid), workdir = image.workdir or "/",
+    runtime = self.runtime, argv = argv, env = env,
+  }, {
+    uid = self.user.uid, gid = self.user.gid,
     fds = self.listen_fd and { [3] = self.listen_fd } or nil,
     log = self.dirs.logs .. "/runtime.log", limits = self.spec.limits, cgroup = self.id,
-    spare_leader = self.driver.spare_leader,
     on_line = self.on_line,
     on_exit = function(code, signal)
       if self.procs[attempt] then self.procs[attempt] = nil end
       if self.pending_release then return self:perform_release(self.pending_release) end
       self:post{ type = "exited", attempt = attempt, code = code, signal = signal }
     end,
-  }
+  })
 end
 
 function Sup:perform_spawn(effect)

@@ -20,8 +20,9 @@ local WAIT = 60 -- bound of a wait for a state (the sanitizer build is slow)
 local ISO = "^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$"
 
 local STATUS_TEXT = {
-  [400] = "Bad Request", [401] = "Unauthorized", [404] = "Not Found", [405] = "Method Not Allowed",
-  [409] = "Conflict", [413] = "Payload Too Large", [503] = "Service Unavailable",
+  [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not Found",
+  [405] = "Method Not Allowed", [409] = "Conflict", [413] = "Payload Too Large", [415] = "Unsupported Media Type",
+  [503] = "Service Unavailable",
 }
 
 local function has(text, part)
@@ -125,6 +126,7 @@ local function start_host(opts)
     argv[#argv + 1] = "--token-file"
     argv[#argv + 1] = opts.token_file
   end
+  for _, a in ipairs(opts.args or {}) do argv[#argv + 1] = a end
   h.proc = P.start(argv)
   local port = P.wait_for(function()
     local p = P.stderr(h.proc):match("hersh host: serving http://127%.0%.0%.1:(%d+)")

@@ -123,7 +123,13 @@ static lua_State *new_state(void) {
   return L;
 }
 
+/* A usage error (a table with a `usage` text, from lua/hersh/init.lua) passes as is:
+** it is the command line's fault, not the script's, so it gets no traceback. */
 static int traceback(lua_State *L) {
+  if (lua_type(L, 1) == LUA_TTABLE && lua_getfield(L, 1, "usage") == LUA_TSTRING) {
+    lua_settop(L, 1);
+    return 1;
+  }
   luaL_traceback(L, L, luaL_tolstring(L, 1, NULL), 1);
   return 1;
 }
@@ -197,7 +203,12 @@ static int cmd_run(int argc, char **argv) {
   lua_pushcfunction(L, prepare_runner);
   lua_pushlightuserdata(L, &o);
   if (lua_pcall(L, 1, 0, 1) != LUA_OK || luaL_loadfile(L, o.file) != LUA_OK || lua_pcall(L, 0, 0, 1) != LUA_OK) {
-    fprintf(stderr, "hersh: %s\n", lua_tostring(L, -1));
+    if (lua_istable(L, -1)) { /* a usage error, as the handler let it through */
+      lua_getfield(L, -1, "usage");
+      fprintf(stderr, "hersh run: %s\n", lua_tostring(L, -1));
+    } else {
+      fprintf(stderr, "hersh: %s\n", lua_tostring(L, -1));
+    }
     lua_close(L);
     return EXIT_USAGE;
   }

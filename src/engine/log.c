@@ -4,11 +4,24 @@
 
 #include "engine.h"
 
-static const char *const kind_names[HERSH_LOG_KINDS] = {"reduce", "effect", "result",
-                                                        "watch_error", "context", "fault"};
+/* The WatcherAPI's names (?type=), so Lua, C and HTTP say the same. */
+static const char *const kind_names[HERSH_LOG_KINDS] = {"reduce",      "effect",  "effect_result",
+                                                        "watch_error", "context", "state_fault"};
 
 const char *hersh_log_kind_name(hersh_log_kind k) {
   return (unsigned)k < HERSH_LOG_KINDS ? kind_names[k] : "unknown";
+}
+
+bool hersh_log_kind_parse(const char *name, hersh_log_kind *out) {
+  static const struct {
+    const char *alias;
+    hersh_log_kind kind;
+  } aliases[] = {{"result", HERSH_LOG_RESULT}, {"fault", HERSH_LOG_FAULT}}; /* the first Lua names */
+  for (int k = 0; k < HERSH_LOG_KINDS; k++)
+    if (strcmp(name, kind_names[k]) == 0) return *out = (hersh_log_kind)k, true;
+  for (size_t a = 0; a < sizeof aliases / sizeof *aliases; a++)
+    if (strcmp(name, aliases[a].alias) == 0) return *out = aliases[a].kind, true;
+  return false;
 }
 
 int hersh_logs_init(hersh_logs *logs, size_t max_entries) {

@@ -120,7 +120,12 @@ int hersh_loop_run(hersh_loop *loop) {
   return HERSH_OK;
 }
 
-static void expire_cb(uv_timer_t *t) { *(bool *)t->data = true; }
+/* uv_stop too: the timer may fire in the timer phase that opens a UV_RUN_ONCE, whose
+** poll would then block with no timer left to end it. */
+static void expire_cb(uv_timer_t *t) {
+  *(bool *)t->data = true;
+  uv_stop(t->loop);
+}
 static void free_handle_cb(uv_handle_t *h) { free(h); }
 
 int hersh_loop_run_until(hersh_loop *loop, bool (*pred)(void *ud), void *ud, double seconds) {
@@ -135,6 +140,9 @@ int hersh_loop_run_until(hersh_loop *loop, bool (*pred)(void *ud), void *ud, dou
   uv_timer_init(loop->uv, timer);
   timer->data = &expired;
   uint64_t ms = seconds > 0 ? (uint64_t)(seconds * 1000.0 + 0.5) : 0;
+  /* The loop's clock is cached from its last turn, which may be long ago when the
+  ** caller did other work meanwhile: without a fresh one the bound would end early. */
+  uv_update_time(loop->uv);
   uv_timer_start(timer, expire_cb, ms, 0);
   bool done = pred && pred(ud);
   while (!done && !expired) {

@@ -199,10 +199,7 @@ static void call_cleanup(hersh_watcher *w, void *arg) {
 static void run_cleanup(hersh_watcher *w) {
   if (w->cleanup_done) return;
   w->cleanup_done = true; /* at most once, whatever happens inside */
-  if (!w->cleanup) {
-    log_result(w, "cleanup", true, NULL);
-    return;
-  }
+  if (!w->cleanup) return; /* nothing ran: nothing to log */
   hersh_ctx *ctx = &w->ctx;
   ctx_reset_outcome(ctx);
   ctx->in_cleanup = true;
@@ -281,7 +278,22 @@ static hersh_outcome classify(hersh_ctx *ctx, int rc, bool late, const char **te
   return OUT_FAIL;
 }
 
+/* True when a stop (not a kill) was asked for while the run went on. */
+static bool stop_pending(hersh_watcher *w) {
+  pthread_mutex_lock(&w->mu);
+  bool pending = w->stop_requested && !w->kill_requested;
+  pthread_mutex_unlock(&w->mu);
+  return pending;
+}
+
 static void finish_run(hersh_watcher *w, hersh_outcome outcome, const char *text, double time) {
+  /* A stop accepted during the run wins over how the run ends (it is handled when the
+  ** run returns and ends Stopped): the result is logged, the queued stop does the rest. */
+  if (outcome != OUT_OK && outcome != OUT_STOP && stop_pending(w)) {
+    log_result_at(w, time, "run", outcome == OUT_KILL, text ? text : "failed");
+    set_state(w, HERSH_READY);
+    return;
+  }
   switch (outcome) {
   case OUT_OK: /* its result entry is written with the reduce entry, by run() */
     if (atomic_load_explicit(&w->failures, memory_order_relaxed)) atomic_store(&w->failures, 0);
@@ -602,7 +614,6 @@ void hersh_watcher_free(hersh_watcher *w) {
 int hersh_watcher_manage(hersh_watcher *w, hersh_reducer_fn fn, void *ud) {
   if (!w || !fn) return hersh_fail_with(HERSH_E_INVAL, "hersh_watcher_manage: NULL watcher or function");
   if (w->started) return hersh_fail_with(HERSH_E_STATE, "cannot manage a watcher that is already started");
-  if (w->reducer) return hersh_fail_with(HERSH_E_STATE, "the managed function is already registered");
   w->reducer = fn;
   w->reducer_ud = ud;
   return HERSH_OK;

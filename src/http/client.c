@@ -333,10 +333,13 @@ static void req_finish(http_req *r, CURLcode cc) {
       res.code = "ECONNECT";
     }
     break;
-  case CURLE_OPERATION_TIMEDOUT:
-    res.error = "timeout";
+  case CURLE_OPERATION_TIMEDOUT: {
+    long sent = 0; /* bytes of request headers sent: none when the connection never came */
+    if (curl_easy_getinfo(r->easy, CURLINFO_REQUEST_SIZE, &sent) != CURLE_OK) sent = 1;
+    res.error = sent > 0 ? "timeout" : "connect timeout";
     res.code = "ETIMEOUT";
     break;
+  }
   case CURLE_FILESIZE_EXCEEDED:
     res.error = "response too large";
     res.code = "ETOOLARGE";
@@ -442,17 +445,22 @@ static int build_headers(http_req *r, const char *const *headers) {
 
 #define SETOPT(easy, opt, val) (curl_easy_setopt((easy), (opt), (val)) == CURLE_OK)
 
+/* Seconds as curl's milliseconds: at least 1, and "forever" past MAX_TIMEOUT_S. */
+static long timeout_ms(double seconds) {
+  long ms = seconds < MAX_TIMEOUT_S ? (long)(seconds * 1000.0 + 0.5) : MAX_TIMEOUT_S * 1000L;
+  return ms < 1 ? 1 : ms;
+}
+
 static int set_options(http_req *r, const hersh_http_call *call, const char *method) {
   CURL *e = r->easy;
-  long timeout_ms = DEFAULT_TIMEOUT_MS;
-  if (call->timeout > 0) timeout_ms = call->timeout < MAX_TIMEOUT_S ? (long)(call->timeout * 1000.0 + 0.5) : MAX_TIMEOUT_S * 1000L;
-  if (timeout_ms < 1) timeout_ms = 1;
+  long whole_ms = call->timeout > 0 ? timeout_ms(call->timeout) : DEFAULT_TIMEOUT_MS;
+  long connect_ms = call->connect_timeout > 0 ? timeout_ms(call->connect_timeout) : 0; /* 0: curl's own (300 s) */
   bool ok = SETOPT(e, CURLOPT_URL, call->url) && SETOPT(e, CURLOPT_PRIVATE, (void *)r) &&
             SETOPT(e, CURLOPT_NOSIGNAL, 1L) && SETOPT(e, CURLOPT_PROTOCOLS_STR, "http,https") &&
             SETOPT(e, CURLOPT_NOPROXY, r->c->noproxy) && SETOPT(e, CURLOPT_ERRORBUFFER, r->errbuf) &&
             SETOPT(e, CURLOPT_WRITEFUNCTION, on_body) && SETOPT(e, CURLOPT_WRITEDATA, (void *)r) &&
             SETOPT(e, CURLOPT_HEADERFUNCTION, on_header) && SETOPT(e, CURLOPT_HEADERDATA, (void *)r) &&
-            SETOPT(e, CURLOPT_TIMEOUT_MS, timeout_ms) &&
+            SETOPT(e, CURLOPT_TIMEOUT_MS, whole_ms) && SETOPT(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms) &&
             SETOPT(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max) &&
             SETOPT(e, CURLOPT_HTTPHEADER, r->headers);
   bool has_body = call->body_len > 0 || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||

@@ -26,13 +26,14 @@ typedef struct hersh_http_call {
   const char *body;                /* may be NULL */
   size_t body_len;
   double timeout;                  /* seconds, whole request; 0 = 30 */
+  double connect_timeout;          /* seconds to connect, within timeout; 0 = curl's 300 */
   size_t max_response;             /* bytes of body (and of headers); 0 = 16 MiB */
 } hersh_http_call;
 
 /* What done gets; the pointers are valid only during the callback. */
 typedef struct hersh_http_result {
   int status;          /* HTTP status, 0 on a transport error */
-  const char *error;   /* NULL, or text: "connection refused", "timeout", ... */
+  const char *error;   /* NULL, or text: "connection refused", "timeout", "connect timeout", ... */
   const char *code;    /* NULL, or "ECONNREFUSED", "ECONNECT", "ETIMEOUT", "ETOOLARGE",
                           "ENOTFOUND", "ENOMEM", "ECANCELLED", "EHTTP" (anything else) */
   const char *headers; /* the raw header block of the final response ("" on an error) */

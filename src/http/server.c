@@ -11,6 +11,12 @@
 ** called with that mutex held (from MHD's callbacks) and so is MHD_resume_connection
 ** (from any thread): whoever clears `suspended` has resumed by the time it unlocks,
 ** which lets stop resume every connection before MHD_stop_daemon, as MHD requires.
+**
+** What a client may take is bounded: connections (in all and per address), a silent
+** connection's life, the time its request may take to come in (a sweeper thread cuts
+** the slow ones: libmicrohttpd's timeout counts silence only, and a client trickling a
+** byte now and then is never silent), and the bodies held at once. A bearer token is
+** checked on the headers, before any body is read.
 */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -23,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,17 +37,41 @@
 #include "engine/engine.h"
 #include "http/server.h"
 
-enum { STREAM_BLOCK = 16 * 1024, STOP_DRAIN_MS = 1000 };
+enum { STREAM_BLOCK = 16 * 1024, STOP_DRAIN_MS = 1000, SWEEP_MAX_MS = 1000, SPARE_FDS = 64 };
+
+/* One open connection, for the sweeper: whether a request is coming in, since when. */
+typedef struct conn_clock {
+  struct conn_clock *prev, *next;
+  int fd;
+  bool reading;
+  bool cut; /* shut down by the sweeper */
+  uint64_t since_ms;
+} conn_clock;
 
 struct hersh_http_server {
   struct MHD_Daemon *daemon;
   hersh_http_handler handler;
   void *ud;
   size_t max_body;
+  size_t max_buffered;
+  atomic_size_t buffered; /* bytes allocated for bodies, over all connections */
+  bool has_token;
+  unsigned char token[HERSH_HTTP_TOKEN_MAX]; /* zero-padded */
+  size_t token_len;
+  char *public_path;
   int port;
   pthread_mutex_t mu; /* stopping and the list below */
   bool stopping;
   hersh_http_pending *pending; /* deferred requests whose connection is still open */
+  /* The sweeper: it closes connections whose request takes over request_timeout_ms.
+  ** The list is under clocks_mu; a connection leaves it (on MHD's thread) before MHD
+  ** closes its socket, so a shutdown under the lock never hits a reused descriptor. */
+  pthread_mutex_t clocks_mu;
+  pthread_cond_t clocks_cond;
+  conn_clock *clocks;
+  bool sweeper_stop, has_sweeper;
+  pthread_t sweeper;
+  uint64_t request_timeout_ms;
 };
 
 struct hersh_http_pending {
@@ -69,11 +100,21 @@ struct hersh_http_pending {
 /* Per request: the body as it arrives, and the pending request once deferred. */
 typedef struct request_state {
   hersh_http_server *server;
+  conn_clock *clock; /* the connection's; NULL if it could not be made */
   char *body;
   size_t len, cap;
+  size_t reserved; /* counted in server->buffered: the Content-Length, or cap */
   bool too_large;
+  bool refused; /* answered from the headers (401) */
+  bool over_cap; /* the server holds max_buffered already: refused, the rest discarded */
   hersh_http_pending *pending; /* the connection's reference */
 } request_state;
+
+static uint64_t now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+}
 
 void hersh_http_error(hersh_http_response *res, int status, const char *fmt, ...) {
   va_list ap;
@@ -91,14 +132,73 @@ void hersh_http_error(hersh_http_response *res, int status, const char *fmt, ...
   res->body_len = res->body ? strlen(res->body) : 0;
 }
 
-static bool append_body(request_state *st, const char *data, size_t n, size_t max) {
-  if (st->too_large || st->len + n > max) {
-    st->too_large = true; /* keep reading, so the client gets its 413 */
+/* An error in the shape of the WatcherAPI's {"error"} and of the Host's {"error",
+** "code", "message"} alike, for the answers given before any handler runs. */
+static void early_error(hersh_http_response *res, int status, const char *title, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void early_error(hersh_http_response *res, int status, const char *title, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  char *text = hersh_vformat(fmt, ap);
+  va_end(ap);
+  const char *message = text ? text : title;
+  hersh_buf b = {0};
+  hersh_buf_puts(&b, "{\"error\":");
+  hersh_buf_json_string(&b, title, strlen(title));
+  hersh_buf_printf(&b, ",\"code\":%d,\"message\":", status);
+  hersh_buf_json_string(&b, message, strlen(message));
+  hersh_buf_puts(&b, "}\n");
+  free(text);
+  res->status = status;
+  res->body = hersh_buf_take(&b);
+  res->body_len = res->body ? strlen(res->body) : 0;
+}
+
+static void over_cap_error(hersh_http_response *res, const hersh_http_server *s) {
+  early_error(res, 503, "Service Unavailable",
+              "the server already holds %zu bytes of request bodies, its limit: try again later", s->max_buffered);
+}
+
+/* Counts `total` bytes of bodies for the request (it had st->reserved); false, and
+** nothing counted, when that would take the server over max_buffered. */
+static bool reserve(request_state *st, size_t total) {
+  hersh_http_server *s = st->server;
+  if (total <= st->reserved) return true;
+  size_t more = total - st->reserved;
+  size_t before = atomic_fetch_add_explicit(&s->buffered, more, memory_order_relaxed);
+  if (before + more > s->max_buffered) {
+    atomic_fetch_sub_explicit(&s->buffered, more, memory_order_relaxed);
+    return false;
+  }
+  st->reserved = total;
+  return true;
+}
+
+/* Gives the body's memory (and its count) back. */
+static void drop_body(request_state *st) {
+  atomic_fetch_sub_explicit(&st->server->buffered, st->reserved, memory_order_relaxed);
+  free(st->body);
+  st->body = NULL;
+  st->len = st->cap = st->reserved = 0;
+}
+
+static bool append_body(request_state *st, const char *data, size_t n) {
+  hersh_http_server *s = st->server;
+  if (st->too_large || st->over_cap) return true; /* keep reading, so the client gets its answer */
+  if (st->len + n > s->max_body) {
+    st->too_large = true;
+    drop_body(st);
     return true;
   }
   if (st->len + n + 1 > st->cap) {
     size_t cap = st->cap ? st->cap : 1024;
     while (cap < st->len + n + 1) cap *= 2;
+    if (st->reserved >= st->len + n + 1) cap = st->reserved; /* its Content-Length: exactly that */
+    if (!reserve(st, cap)) {
+      st->over_cap = true;
+      drop_body(st);
+      return true;
+    }
     char *p = realloc(st->body, cap);
     if (!p) return false;
     st->body = p;
@@ -418,7 +518,106 @@ static enum MHD_Result answer_pending(struct MHD_Connection *conn, hersh_http_pe
   return ok;
 }
 
+/* ---- connection clocks ----------------------------------------------------------------- */
+
+/* A request starts (reading) or is all in (server thread). */
+static void clock_set(hersh_http_server *s, conn_clock *c, bool reading) {
+  if (!c) return;
+  pthread_mutex_lock(&s->clocks_mu);
+  c->reading = reading;
+  c->since_ms = now_ms();
+  pthread_mutex_unlock(&s->clocks_mu);
+}
+
+/* Shuts down the connections whose request has been coming in for too long: MHD then
+** sees their end and closes them. */
+static void *sweep(void *arg) {
+  hersh_http_server *s = arg;
+  uint64_t step = s->request_timeout_ms / 4 < SWEEP_MAX_MS ? s->request_timeout_ms / 4 : SWEEP_MAX_MS;
+  pthread_mutex_lock(&s->clocks_mu);
+  while (!s->sweeper_stop) {
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += (long)(step % 1000) * 1000000L;
+    until.tv_sec += (time_t)(step / 1000) + until.tv_nsec / 1000000000L;
+    until.tv_nsec %= 1000000000L;
+    pthread_cond_timedwait(&s->clocks_cond, &s->clocks_mu, &until);
+    uint64_t now = now_ms();
+    for (conn_clock *c = s->clocks; c; c = c->next) {
+      if (!c->reading || c->cut || now - c->since_ms < s->request_timeout_ms) continue;
+      c->cut = true;
+      shutdown(c->fd, SHUT_RDWR); /* it may have gone already: then there is nothing to do */
+    }
+  }
+  pthread_mutex_unlock(&s->clocks_mu);
+  return NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+  hersh_http_server *s = cls;
+  conn_clock *c = *socket_context;
+  if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    c = info ? calloc(1, sizeof *c) : NULL;
+    *socket_context = c;
+    if (!c) return; /* out of memory: only this connection goes unwatched */
+    c->fd = info->connect_fd;
+    c->reading = true;
+    c->since_ms = now_ms();
+    pthread_mutex_lock(&s->clocks_mu);
+    c->next = s->clocks;
+    if (s->clocks) s->clocks->prev = c;
+    s->clocks = c;
+    pthread_mutex_unlock(&s->clocks_mu);
+    return;
+  }
+  if (!c) return;
+  pthread_mutex_lock(&s->clocks_mu); /* MHD closes the socket after this returns */
+  if (c->prev) c->prev->next = c->next;
+  else s->clocks = c->next;
+  if (c->next) c->next->prev = c->prev;
+  pthread_mutex_unlock(&s->clocks_mu);
+  free(c);
+  *socket_context = NULL;
+}
+
 /* ---- the MHD callbacks ----------------------------------------------------------------- */
+
+/* Whether the request may go on without the token, or carries it. The token is
+** compared over HERSH_HTTP_TOKEN_MAX bytes whatever its length, so the time taken
+** tells nothing about it (not even its length). */
+static bool authorized(const hersh_http_server *s, struct MHD_Connection *conn, const char *url) {
+  if (!s->has_token || (s->public_path && strcmp(url, s->public_path) == 0)) return true;
+  const char *v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+  if (!v || strncmp(v, "Bearer ", 7) != 0) return false;
+  size_t n = strlen(v + 7);
+  if (n > HERSH_HTTP_TOKEN_MAX) return false;
+  unsigned char given[HERSH_HTTP_TOKEN_MAX] = {0};
+  memcpy(given, v + 7, n);
+  unsigned diff = n != s->token_len;
+  for (size_t i = 0; i < HERSH_HTTP_TOKEN_MAX; i++) diff |= (unsigned)(given[i] ^ s->token[i]);
+  return diff == 0;
+}
+
+/* What can be refused from the headers alone, into res (status 0 when nothing): a
+** missing or wrong token, a Content-Length over max_body, or over what the server may
+** still hold (counted for the request from here on). */
+static void refuse_early(request_state *st, struct MHD_Connection *conn, const char *url, hersh_http_response *res) {
+  hersh_http_server *s = st->server;
+  if (!authorized(s, conn, url)) {
+    res->headers = hersh_strdup("WWW-Authenticate: Bearer\r\n");
+    return early_error(res, 401, "Unauthorized", "missing or wrong bearer token");
+  }
+  const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+  if (!cl) return; /* none, or chunked: counted as it comes */
+  char *end;
+  errno = 0;
+  unsigned long long len = strtoull(cl, &end, 10);
+  if (errno || end == cl || *end || len > s->max_body) /* MHD has refused what does not parse */
+    return early_error(res, 413, "Payload Too Large", "request body over %zu bytes", s->max_body);
+  if (len && !reserve(st, (size_t)len + 1)) over_cap_error(res, s);
+}
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_size,
@@ -426,32 +625,38 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
   (void)version;
   hersh_http_server *s = cls;
   request_state *st = *con_cls;
-  if (!st) { /* the first call: only remember the request */
+  if (!st) { /* the first call, on the headers: only remember the request, or refuse it */
     st = calloc(1, sizeof *st);
     if (!st) return MHD_NO;
     st->server = s;
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    st->clock = info ? info->socket_context : NULL;
     *con_cls = st;
-    return MHD_YES;
+    hersh_http_response res = {0};
+    refuse_early(st, conn, url, &res);
+    if (!res.status) return MHD_YES;
+    /* Answered now, the body unread: MHD sends this and closes the connection. */
+    st->refused = true;
+    clock_set(s, st->clock, false);
+    return send_response(conn, &res);
   }
   if (*upload_size) {
-    bool ok = append_body(st, upload_data, *upload_size, s->max_body);
+    bool ok = st->refused || append_body(st, upload_data, *upload_size);
     *upload_size = 0;
     return ok ? MHD_YES : MHD_NO;
   }
+  if (st->refused) return MHD_YES; /* its answer is queued already */
   if (st->pending) return answer_pending(conn, st->pending);
+  clock_set(s, st->clock, false); /* all in: what follows is the server's time */
   hersh_http_response res = {.status = 200};
   if (st->too_large) {
-    /* Said before any handler runs: in a shape that fits the WatcherAPI's {"error"}
-    ** and the Host's {"error", "code", "message"} alike. */
-    hersh_buf b = {0};
-    hersh_buf_printf(&b, "{\"error\":\"Payload Too Large\",\"code\":413,"
-                         "\"message\":\"request body over %zu bytes\"}\n", s->max_body);
-    res.status = 413;
-    res.body = hersh_buf_take(&b);
-    res.body_len = res.body ? strlen(res.body) : 0;
+    early_error(&res, 413, "Payload Too Large", "request body over %zu bytes", s->max_body);
+  } else if (st->over_cap) {
+    over_cap_error(&res, s);
   } else {
     hersh_http_request req = {conn, method, url, st->body, st->len, st};
     s->handler(&req, &res, s->ud);
+    drop_body(st); /* the handler copied what it keeps */
     if (st->pending) { /* deferred: whatever it put in res is not the answer */
       free(res.body);
       free(res.headers);
@@ -467,6 +672,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
   request_state *st = *con_cls;
   *con_cls = NULL;
   if (!st) return;
+  clock_set(s, st->clock, true); /* a kept-alive connection waits for its next request */
   hersh_http_pending *p = st->pending;
   if (p) {
     pthread_mutex_lock(&s->mu);
@@ -487,12 +693,62 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (fn) fn(p, ud);
     pending_release(p);
   }
-  free(st->body);
+  drop_body(st);
   free(st);
 }
 
 const char *hersh_http_query(const hersh_http_request *req, const char *name) {
   return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+/* Each connection takes a descriptor: raises the soft limit (up to the hard one) when it
+** is below the connection limit and some spare; returns the limit that fits then. */
+static unsigned fit_descriptors(unsigned connections) {
+  struct rlimit r;
+  if (getrlimit(RLIMIT_NOFILE, &r) != 0) return connections;
+  rlim_t want = (rlim_t)connections + SPARE_FDS;
+  if (r.rlim_cur != RLIM_INFINITY && r.rlim_cur < want) {
+    struct rlimit raised = {.rlim_cur = r.rlim_max, .rlim_max = r.rlim_max};
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) r = raised;
+  }
+  if (r.rlim_cur == RLIM_INFINITY || r.rlim_cur >= want) return connections;
+  return r.rlim_cur > 2 * SPARE_FDS ? (unsigned)(r.rlim_cur - SPARE_FDS) : (unsigned)(r.rlim_cur / 2);
+}
+
+static void server_free(hersh_http_server *s) {
+  pthread_cond_destroy(&s->clocks_cond);
+  pthread_mutex_destroy(&s->clocks_mu);
+  pthread_mutex_destroy(&s->mu);
+  free(s->public_path);
+  free(s);
+}
+
+static void stop_sweeper(hersh_http_server *s) {
+  if (!s->has_sweeper) return;
+  pthread_mutex_lock(&s->clocks_mu);
+  s->sweeper_stop = true;
+  pthread_cond_signal(&s->clocks_cond);
+  pthread_mutex_unlock(&s->clocks_mu);
+  pthread_join(s->sweeper, NULL);
+  s->has_sweeper = false;
+}
+
+/* The limits and the token of the options (defaults for 0s), into s. */
+static int take_options(hersh_http_server *s, const hersh_http_options *opts) {
+  s->max_body = opts->max_body;
+  s->max_buffered = opts->max_buffered ? opts->max_buffered : 4 * opts->max_body;
+  s->request_timeout_ms = 1000ull * (opts->request_timeout ? opts->request_timeout : HERSH_HTTP_REQUEST_TIMEOUT);
+  if (opts->token) {
+    size_t n = strlen(opts->token);
+    if (n == 0 || n > HERSH_HTTP_TOKEN_MAX)
+      return hersh_fail_with(HERSH_E_INVAL, "the token must have 1 to %d bytes, not %zu", HERSH_HTTP_TOKEN_MAX, n);
+    memcpy(s->token, opts->token, n);
+    s->token_len = n;
+    s->has_token = true;
+  }
+  if (opts->public_path && !(s->public_path = hersh_strdup(opts->public_path)))
+    return hersh_fail_with(HERSH_E_NOMEM, "out of memory starting the HTTP server");
+  return HERSH_OK;
 }
 
 int hersh_http_server_start(const hersh_http_options *opts, hersh_http_handler handler, void *ud,
@@ -502,16 +758,33 @@ int hersh_http_server_start(const hersh_http_options *opts, hersh_http_handler h
   if (!s) return hersh_fail_with(HERSH_E_NOMEM, "out of memory starting the HTTP server");
   s->handler = handler;
   s->ud = ud;
-  s->max_body = opts->max_body;
+  atomic_init(&s->buffered, 0);
   pthread_mutex_init(&s->mu, NULL);
+  pthread_mutex_init(&s->clocks_mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&s->clocks_cond, &ca);
+  pthread_condattr_destroy(&ca);
+  int rc = take_options(s, opts);
+  unsigned max_conn = fit_descriptors(opts->max_connections ? opts->max_connections : HERSH_HTTP_MAX_CONNECTIONS);
+  unsigned per_client = opts->max_per_client ? opts->max_per_client : HERSH_HTTP_MAX_PER_CLIENT;
+  struct MHD_OptionItem limits[] = {
+      {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s},
+      {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, s},
+      {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)max_conn, NULL},
+      {MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)(per_client < max_conn ? per_client : max_conn), NULL},
+      {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)(opts->idle_timeout ? opts->idle_timeout : HERSH_HTTP_IDLE_TIMEOUT),
+       NULL},
+      {MHD_OPTION_END, 0, NULL},
+  };
   /* ITC lets stop quiesce the daemon (see hersh_http_server_stop) and wakes the
   ** server's thread when a deferred request is resumed; suspend/resume implies it. */
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME;
   struct sockaddr_storage addr;
   memset(&addr, 0, sizeof addr);
   const char *bind = opts->bind && *opts->bind ? opts->bind : "127.0.0.1";
-  int rc = HERSH_OK;
-  if (opts->listen_fd < 0) {
+  if (!rc && opts->listen_fd < 0) {
     struct sockaddr_in *in4 = (struct sockaddr_in *)&addr;
     struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&addr;
     if (inet_pton(AF_INET, bind, &in4->sin_addr) == 1) {
@@ -529,18 +802,23 @@ int hersh_http_server_start(const hersh_http_options *opts, hersh_http_handler h
     rc = hersh_fail_with(HERSH_E_INVAL, "port %d is out of range", opts->port);
   if (!rc && opts->listen_fd >= 0) {
     s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, opts->listen_fd,
-                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT,
-                                 (unsigned)10, MHD_OPTION_END);
+                                 MHD_OPTION_ARRAY, limits, MHD_OPTION_END);
     if (!s->daemon) rc = hersh_fail_with(HERSH_E_SYS, "cannot serve the listening socket fd %d", opts->listen_fd);
   } else if (!rc) {
     s->daemon = MHD_start_daemon(flags, (uint16_t)opts->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
-                                 (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
+                                 (struct sockaddr *)&addr, MHD_OPTION_ARRAY, limits, MHD_OPTION_END);
     if (!s->daemon) rc = hersh_fail_with(HERSH_E_SYS, "cannot listen on %s:%d (in use, or not allowed)", bind, opts->port);
   }
+  if (!rc) {
+    int err = pthread_create(&s->sweeper, NULL, sweep, s);
+    s->has_sweeper = err == 0;
+    if (err) {
+      hersh_http_server_stop(s);
+      return hersh_fail_with(HERSH_E_SYS, "cannot start the HTTP server's sweeper thread: %s", strerror(err));
+    }
+  }
   if (rc) {
-    pthread_mutex_destroy(&s->mu);
-    free(s);
+    server_free(s);
     return rc;
   }
   const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
@@ -559,6 +837,7 @@ int hersh_http_server_port(const hersh_http_server *s) { return s ? s->port : 0;
 ** The answers then get a moment (bounded) to go out; so do finished streams. */
 void hersh_http_server_stop(hersh_http_server *s) {
   if (!s) return;
+  stop_sweeper(s);
   pthread_mutex_lock(&s->mu);
   s->stopping = true;
   pthread_mutex_unlock(&s->mu);
@@ -588,6 +867,5 @@ void hersh_http_server_stop(hersh_http_server *s) {
   }
   MHD_stop_daemon(s->daemon); /* no lock held: its last callbacks take them */
   if (fd != MHD_INVALID_SOCKET) close(fd);
-  pthread_mutex_destroy(&s->mu);
-  free(s);
+  server_free(s);
 }

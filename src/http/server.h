@@ -19,7 +19,7 @@ typedef struct hersh_http_request {
   void *conn; /* the MHD connection, for hersh_http_query */
   const char *method;
   const char *path;
-  const char *body; /* NUL-terminated; NULL when there is none */
+  const char *body; /* NUL-terminated; NULL when there is none; freed after the handler returns */
   size_t body_len;
   void *state; /* server.c's own, for hersh_http_defer */
 } hersh_http_request;
@@ -35,11 +35,32 @@ typedef struct hersh_http_response {
 
 typedef void (*hersh_http_handler)(const hersh_http_request *req, hersh_http_response *res, void *ud);
 
+/* Defaults of the limits below (a 0 in the options). */
+#define HERSH_HTTP_MAX_CONNECTIONS 1024
+#define HERSH_HTTP_MAX_PER_CLIENT 256
+#define HERSH_HTTP_IDLE_TIMEOUT 10    /* seconds */
+#define HERSH_HTTP_REQUEST_TIMEOUT 30 /* seconds */
+/* The longest bearer token: tokens are compared over this many bytes. */
+#define HERSH_HTTP_TOKEN_MAX 1024
+
 typedef struct hersh_http_options {
   const char *bind; /* an IPv4 or IPv6 address; default 127.0.0.1 */
   int port;         /* 0: any free port */
   int listen_fd;    /* >= 0: serve this listening socket instead of binding */
   size_t max_body;  /* larger bodies get 413 */
+  /* The bodies held at once, over all connections; a body that would pass it gets
+  ** 503. 0: 4 * max_body. */
+  size_t max_buffered;
+  /* Non-NULL: every request but those for public_path needs "Authorization: Bearer
+  ** <token>"; the others get 401 from the headers, before their body is read. */
+  const char *token;
+  const char *public_path;
+  unsigned max_connections; /* open connections in all */
+  unsigned max_per_client;  /* open connections from one client address */
+  unsigned idle_timeout;    /* seconds a connection may stay silent */
+  /* Seconds a request's headers and body may take to come in (counted from the end of
+  ** the previous answer on a kept-alive connection): a client that trickles them is cut. */
+  unsigned request_timeout;
 } hersh_http_options;
 
 int hersh_http_server_start(const hersh_http_options *opts, hersh_http_handler handler, void *ud,

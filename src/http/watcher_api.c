@@ -17,6 +17,9 @@
 #include "http/server.h"
 
 enum { MAX_BODY = 64 * 1024, PEEK_PER_KIND = 10, DEFAULT_LOG_LIMIT = 100 };
+/* A program's API has few clients (the Host's proxy, a monitor): smaller limits than a
+** Host's, the per-address one well below the total so that one address cannot fill it. */
+enum { MAX_CONNECTIONS = 256, MAX_PER_CLIENT = 64, IDLE_TIMEOUT = 10, REQUEST_TIMEOUT = 15 };
 
 typedef struct hersh_api {
   hersh_watcher *w;
@@ -344,14 +347,13 @@ static bool log_entry_json(const hersh_log_entry *e, void *ud) {
   return true;
 }
 
-/* The original's query names and response keys, in its order. */
+/* The original's response keys, in its order; the query names are hersh_log_kind_name. */
 static const struct {
-  const char *type, *key;
+  const char *key;
   hersh_log_kind kind;
 } log_types[] = {
-    {"effect", "effectLogs", HERSH_LOG_EFFECT},           {"reduce", "reduceLogs", HERSH_LOG_REDUCE},
-    {"watch_error", "watchErrorLogs", HERSH_LOG_WATCH_ERROR}, {"context", "contextLogs", HERSH_LOG_CONTEXT},
-    {"state_fault", "stateFaultLogs", HERSH_LOG_FAULT},   {"effect_result", "effectResults", HERSH_LOG_RESULT},
+    {"effectLogs", HERSH_LOG_EFFECT},         {"reduceLogs", HERSH_LOG_REDUCE},   {"watchErrorLogs", HERSH_LOG_WATCH_ERROR},
+    {"contextLogs", HERSH_LOG_CONTEXT},       {"stateFaultLogs", HERSH_LOG_FAULT}, {"effectResults", HERSH_LOG_RESULT},
 };
 
 enum { N_LOG_TYPES = sizeof log_types / sizeof *log_types };
@@ -368,13 +370,11 @@ static void route_logs(hersh_api *api, const hersh_http_request *req, hersh_http
   }
   int only = -1;
   if (type && *type && strcmp(type, "all") != 0) {
-    for (int i = 0; i < N_LOG_TYPES; i++)
-      if (strcmp(type, log_types[i].type) == 0) only = i;
-    if (only < 0)
-      return hersh_http_error(res, 400,
-                              "invalid log type: %s (reduce, effect, effect_result, watch_error, context, "
-                              "state_fault or all)",
-                              type);
+    hersh_log_kind kind;
+    if (hersh_log_kind_parse(type, &kind))
+      for (int i = 0; i < N_LOG_TYPES; i++)
+        if (log_types[i].kind == kind) only = i;
+    if (only < 0) return hersh_http_error(res, 400, "invalid log type: %s (" HERSH_LOG_KIND_NAMES " or all)", type);
   }
   hersh_buf b = {0};
   hersh_buf_put(&b, "{", 1);
@@ -477,7 +477,10 @@ int hersh_watcher_serve(hersh_watcher *w, const hersh_api_options *opts) {
   api->w = w;
   api->started_at = api->last_update = hersh_wall_now();
   api_reduced(w, DIRTY_ALL, api); /* the first snapshot, before any request */
-  hersh_http_options http = {opts->bind, opts->port, opts->listen_fd, MAX_BODY};
+  hersh_http_options http = {.bind = opts->bind, .port = opts->port, .listen_fd = opts->listen_fd,
+                             .max_body = MAX_BODY, .max_connections = MAX_CONNECTIONS,
+                             .max_per_client = MAX_PER_CLIENT, .idle_timeout = IDLE_TIMEOUT,
+                             .request_timeout = REQUEST_TIMEOUT};
   int rc = hersh_http_server_start(&http, api_handle, api, &api->http);
   if (rc) {
     api_freed(api);

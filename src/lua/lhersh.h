@@ -95,6 +95,7 @@ int hersh_lfiles_open(lua_State *L);
 int hersh_ltimer_open(lua_State *L);
 int hersh_lsha256_open(lua_State *L);
 int hersh_lstore_open(lua_State *L); /* lstore.c: core.db_open */
+int hersh_lsandbox_open(lua_State *L); /* lsandbox.c: core.sandbox */
 
 /* lctx.c */
 int hersh_lctx_open(lua_State *L);
@@ -115,5 +116,6 @@ int hersh_ltask_sleep(lua_State *L);
 /* lhttp.c: hersh.core.http_request(opts, callback). */
 int hersh_lhttp_request(lua_State *L);
 int hersh_lhttpd_open(lua_State *L); /* lhttpd.c: core.http_serve */
+int hersh_lfswatch_open(lua_State *L); /* lfswatch.c: core.fs_watch, core.file_id */
 
 #endif

@@ -257,6 +257,7 @@ int hersh_lhttp_request(lua_State *L) HERSH_MAY_RAISE {
   if (!call.url) luaL_error(L, "http_request: opts.url is required");
   call.body = opt_string(L, "body", NULL, &call.body_len);
   call.timeout = opt_number(L, "timeout");
+  call.connect_timeout = opt_number(L, "connect_timeout");
   double max = opt_number(L, "max_response");
   call.max_response = max >= (double)SIZE_MAX ? SIZE_MAX : (size_t)max;
   call.headers = collect_headers(L);

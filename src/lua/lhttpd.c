@@ -392,21 +392,35 @@ static int opt_int(lua_State *L, const char *key, lua_Integer def, lua_Integer m
   return (int)v;
 }
 
-/* core.http_serve{bind, port, fd, max_body, handler} -> server | nil, err, code */
+/* The string field `key` of the options (pushed: it stays valid while on the stack), or NULL. */
+static const char *opt_string(lua_State *L, const char *key) HERSH_MAY_RAISE {
+  int type = lua_getfield(L, 1, key);
+  if (type != LUA_TNIL && type != LUA_TSTRING) luaL_error(L, "http_serve: %s must be a string, not %s", key, luaL_typename(L, -1));
+  return lua_tostring(L, -1);
+}
+
+/* core.http_serve{bind, port, fd, max_body, max_buffered, token, public_path, max_connections,
+** max_per_client, idle_timeout, request_timeout, handler} -> server | nil, err, code
+** (the limits as in hersh_http_options; 0 or nil: the default) */
 static int l_httpd_serve(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   hersh_http_options o = {.listen_fd = -1};
-  int type = lua_getfield(L, 1, "bind"); /* 2 */
-  if (type != LUA_TNIL && type != LUA_TSTRING) luaL_error(L, "http_serve: bind must be a string, not %s", luaL_typename(L, -1));
-  o.bind = lua_tostring(L, 2);
+  if (lua_getfield(L, 1, "handler") != LUA_TFUNCTION) /* 2 */
+    luaL_error(L, "http_serve: handler must be a function, not %s", luaL_typename(L, -1));
+  o.bind = opt_string(L, "bind");               /* 3 */
+  o.token = opt_string(L, "token");             /* 4 */
+  o.public_path = opt_string(L, "public_path"); /* 5 */
   o.port = opt_int(L, "port", 0, 0, 65535);
   o.listen_fd = opt_int(L, "fd", -1, 0, 1 << 30);
   o.max_body = (size_t)opt_int(L, "max_body", DEFAULT_MAX_BODY, 0, 1 << 30);
-  if (lua_getfield(L, 1, "handler") != LUA_TFUNCTION) /* 3 */
-    luaL_error(L, "http_serve: handler must be a function, not %s", luaL_typename(L, -1));
+  o.max_buffered = (size_t)opt_int(L, "max_buffered", 0, 0, 1 << 30);
+  o.max_connections = (unsigned)opt_int(L, "max_connections", 0, 0, 1 << 20);
+  o.max_per_client = (unsigned)opt_int(L, "max_per_client", 0, 0, 1 << 20);
+  o.idle_timeout = (unsigned)opt_int(L, "idle_timeout", 0, 0, 1 << 20);
+  o.request_timeout = (unsigned)opt_int(L, "request_timeout", 0, 0, 1 << 20);
   hersh_lmod *m = hersh_lmod_get(L);
-  lserver *ls = lua_newuserdatauv(L, sizeof *ls, 0); /* 4 */
+  lserver *ls = lua_newuserdatauv(L, sizeof *ls, 0); /* 6 */
   *ls = (lserver){0};
   luaL_setmetatable(L, HERSH_HTTPD_MT);
   bridge *b = calloc(1, sizeof *b);
@@ -428,11 +442,11 @@ static int l_httpd_serve(lua_State *L) {
   }
   uv_unref((uv_handle_t *)&b->check); /* the server's own wake-up keeps the loop */
   ls->port = hersh_http_server_port(b->http);
-  lua_pushvalue(L, 3);
+  lua_pushvalue(L, 2);
   b->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_pushvalue(L, 4);
+  lua_pushvalue(L, 6);
   b->self_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* serving keeps it alive until close() */
-  lua_settop(L, 4);
+  lua_settop(L, 6);
   return 1;
 }
 

@@ -143,7 +143,9 @@ int luaopen_hersh_core(lua_State *L) {
   hersh_ltimer_open(L);
   hersh_lsha256_open(L);
   hersh_lhttpd_open(L);
+  hersh_lfswatch_open(L);
   hersh_lstore_open(L);
+  hersh_lsandbox_open(L);
   lua_pushliteral(L, HERSH_VERSION);
   lua_setfield(L, -2, "VERSION");
   hersh_ltask_push_skip(L);

@@ -1,9 +1,12 @@
 /*
 ** lproc.c -- hersh.Process: child processes for Lua (core.spawn), and the listening
-** sockets handed to them (core.listen, core.close_fd). A running process keeps its
+** sockets handed to them (core.listen, core.relisten, core.close_fd) and answered on
+** while no process serves them (core.answer_unavailable). A running process keeps its
 ** userdata alive; on_exit(code, signal) is called on the loop thread the moment the
-** child exits.
+** child exits, and what followed it (pidfd, pipes, log file) is released then.
 */
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <stdio.h>
@@ -15,11 +18,11 @@
 #include "proc/proc.h"
 
 typedef struct lproc {
-  hersh_proc *p;
+  hersh_proc *p; /* NULL once the process has exited */
   hersh_lmod *m;
   int self_ref, on_exit_ref, on_line_ref;
   bool exited;
-  int code, signal;
+  int pid, code, signal;
 } lproc;
 
 #define check_lproc(L, i) ((lproc *)luaL_checkudata((L), (i), HERSH_PROCESS_MT))
@@ -52,8 +55,16 @@ static void proc_exited(hersh_proc *p, int code, int signal, void *ud) {
     else lua_pushnil(L);
     call_lua(lp, lp->on_exit_ref, 2);
   }
+  /* Its pidfd, pipes and log file go now, not when the collector gets to the
+  ** userdata: a Host that restarts programs would pile them up meanwhile. */
+  hersh_proc_free(lp->p);
+  lp->p = NULL;
+  /* No callback comes after this: dropping them now also frees a process whose
+  ** callbacks hold it (the registry would keep them, and them it, for ever). */
+  luaL_unref(L, LUA_REGISTRYINDEX, lp->on_exit_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, lp->on_line_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, lp->self_ref); /* collectable once Lua drops it */
-  lp->self_ref = LUA_NOREF;
+  lp->on_exit_ref = lp->on_line_ref = lp->self_ref = LUA_NOREF;
 }
 
 static void proc_line(hersh_proc *p, int stream, const char *line, size_t len, void *ud) {
@@ -154,7 +165,7 @@ static int l_proc_spawn(lua_State *L) {
     o.limits.cpus = opt_number(L, t, "cpus", 0);
   }
   lproc *lp = lua_newuserdatauv(L, sizeof *lp, 0);
-  *lp = (lproc){NULL, hersh_lmod_get(L), LUA_NOREF, LUA_NOREF, LUA_NOREF, false, 0, 0};
+  *lp = (lproc){NULL, hersh_lmod_get(L), LUA_NOREF, LUA_NOREF, LUA_NOREF, false, 0, 0, 0};
   luaL_setmetatable(L, HERSH_PROCESS_MT);
   int self = lua_gettop(L);
   if (lua_getfield(L, 1, "on_exit") == LUA_TFUNCTION) lp->on_exit_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -166,6 +177,7 @@ static int l_proc_spawn(lua_State *L) {
   o.ud = lp;
   int rc = hersh_proc_spawn(lp->m->loop, &o, &lp->p);
   if (rc) return hersh_lua_push_failure(L, rc); /* the userdata's __gc releases the refs */
+  lp->pid = hersh_proc_pid(lp->p);
   lua_pushvalue(L, self);
   lp->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_settop(L, self);
@@ -176,7 +188,7 @@ static int l_proc_spawn(lua_State *L) {
 
 static int l_proc_pid(lua_State *L) {
   lproc *lp = check_lproc(L, 1);
-  lua_pushinteger(L, lp->p ? hersh_proc_pid(lp->p) : 0);
+  lua_pushinteger(L, lp->pid);
   return 1;
 }
 
@@ -292,67 +304,114 @@ static int l_proc_listen(lua_State *L) {
 ** the port to be given up (and maybe lost) in between. */
 typedef struct lanswer {
   uv_poll_t poll;
+  uv_timer_t pause; /* polling again after a shortage of descriptors or memory */
   hersh_lmod *m;
-  int fd, self_ref;
+  int fd, self_ref, open_handles;
   char *reply;
   size_t reply_len;
-  bool open;
 } lanswer;
+
+#define ANSWER_PAUSE_MS 1000
+
+/* The whole 503 response around the body at index body, pushed on the stack. */
+static const char *push_reply(lua_State *L, int body, size_t *len) HERSH_MAY_RAISE {
+  size_t n;
+  const char *text = luaL_checklstring(L, body, &n);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  lua_pushfstring(L, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %d\r\nConnection: close\r\n\r\n", (int)n);
+  luaL_addvalue(&b);
+  luaL_addlstring(&b, text, n);
+  luaL_pushresult(&b);
+  return lua_tolstring(L, -1, len);
+}
+
+/* Whether an accept() error is about the one connection it dropped (the next accept
+** may succeed) rather than about the listener (see accept(2), "Error handling"). */
+static bool connection_error(int err) {
+  switch (err) {
+  case EINTR: case ECONNABORTED: case EPROTO: case EPERM: case ENETDOWN: case ENOPROTOOPT:
+  case EHOSTDOWN: case ENONET: case EHOSTUNREACH: case ENETUNREACH:
+    return true;
+  default:
+    return false;
+  }
+}
+
+/* Answers at most max connections queued on the (non-blocking) listener fd with
+** reply. 0 once none is left or max were answered; else the errno of a listener that
+** cannot accept (shut down, out of descriptors, ...). */
+static int answer_pending(int fd, const char *reply, size_t len, int max) {
+  for (int i = 0; i < max; i++) {
+    int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (c < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+      if (connection_error(errno)) continue;
+      return errno;
+    }
+    char sink[4096]; /* read what came: closing on unread data would reset the connection */
+    while (recv(c, sink, sizeof sink, 0) > 0) {
+    }
+    ssize_t w = send(c, reply, len, MSG_NOSIGNAL); /* fits any socket buffer */
+    (void)w; /* a client gone already needs no answer */
+    (void)shutdown(c, SHUT_WR);
+    close(c);
+  }
+  return 0;
+}
 
 static void answer_closed(uv_handle_t *h) {
   lanswer *a = h->data;
-  a->open = false;
+  if (--a->open_handles > 0) return;
   free(a->reply);
   a->reply = NULL;
   luaL_unref(a->m->L, LUA_REGISTRYINDEX, a->self_ref);
   a->self_ref = LUA_NOREF;
 }
 
+static void answer_ready(uv_poll_t *h, int status, int events);
+
+static void answer_resume(uv_timer_t *t) {
+  lanswer *a = t->data;
+  (void)uv_poll_start(&a->poll, UV_READABLE, answer_ready); /* fails only on a closing handle */
+}
+
 static void answer_ready(uv_poll_t *h, int status, int events) {
   (void)events;
   lanswer *a = h->data;
-  if (status < 0) return;
-  for (int i = 0; i < 64; i++) { /* a burst at most per turn */
-    int c = accept4(a->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (c < 0) return;
-    char sink[4096]; /* read what came: closing on unread data would reset the connection */
-    while (recv(c, sink, sizeof sink, 0) > 0) {
-    }
-    ssize_t w = send(c, a->reply, a->reply_len, MSG_NOSIGNAL); /* fits any socket buffer */
-    (void)w;
-    shutdown(c, SHUT_WR);
-    close(c);
+  int err = status < 0 ? -status : answer_pending(a->fd, a->reply, a->reply_len, 64);
+  if (!err) return;
+  /* A listener that cannot accept stays readable: polling it on would spin the loop.
+  ** A shortage passes (try again later); anything else is for good. */
+  uv_poll_stop(&a->poll);
+  if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+    (void)uv_timer_start(&a->pause, answer_resume, ANSWER_PAUSE_MS, 0); /* as above */
+    return;
   }
+  fprintf(stderr, "hersh: stopped answering on fd %d: %s\n", a->fd, strerror(err));
 }
 
 /* core.answer_unavailable(fd, body) -> handle (h:stop()): 503 with body on every connection. */
 static int l_proc_answer_unavailable(lua_State *L) {
   int fd = (int)luaL_checkinteger(L, 1);
-  size_t len;
-  const char *body = luaL_checklstring(L, 2, &len);
+  size_t n;
+  const char *reply = push_reply(L, 2, &n);
   lanswer *a = lua_newuserdatauv(L, sizeof *a, 0);
   *a = (lanswer){.m = hersh_lmod_get(L), .fd = fd, .self_ref = LUA_NOREF};
   luaL_setmetatable(L, HERSH_ANSWER_MT);
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  lua_pushfstring(L, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                     "Content-Length: %d\r\nConnection: close\r\n\r\n", (int)len);
-  luaL_addvalue(&b);
-  luaL_addlstring(&b, body, len);
-  luaL_pushresult(&b);
-  size_t n;
-  const char *reply = lua_tolstring(L, -1, &n);
   if (!(a->reply = malloc(n))) return luaL_error(L, "out of memory");
   memcpy(a->reply, reply, n);
   a->reply_len = n;
-  lua_pop(L, 1);
+  /* uv_poll_init makes fd non-blocking: the Host's accept never waits. */
   if (uv_poll_init(a->m->loop->uv, &a->poll, fd) != 0) {
     free(a->reply);
     a->reply = NULL;
     return hersh_lua_push_failure(L, hersh_fail_with(HERSH_E_SYS, "cannot watch fd %d", fd));
   }
-  a->poll.data = a;
-  a->open = true;
+  uv_timer_init(a->m->loop->uv, &a->pause); /* cannot fail */
+  a->poll.data = a->pause.data = a;
+  a->open_handles = 2;
   uv_poll_start(&a->poll, UV_READABLE, answer_ready);
   lua_pushvalue(L, -1);
   a->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -361,8 +420,48 @@ static int l_proc_answer_unavailable(lua_State *L) {
 
 static int l_answer_stop(lua_State *L) {
   lanswer *a = luaL_checkudata(L, 1, HERSH_ANSWER_MT);
-  if (a->open && !uv_is_closing((uv_handle_t *)&a->poll)) uv_close((uv_handle_t *)&a->poll, answer_closed);
+  if (a->open_handles == 2 && !uv_is_closing((uv_handle_t *)&a->poll)) {
+    uv_close((uv_handle_t *)&a->poll, answer_closed);
+    uv_close((uv_handle_t *)&a->pause, answer_closed);
+  }
   return 0;
+}
+
+/* core.relisten(fd, host, port, body) -> fd | fd, err | nil, err, code: a fresh
+** listening socket for the port in place of fd, which a process had. The process
+** shared fd's socket and file description: whatever it did to them (shut down, a
+** locked filter, options, flags) must not outlive it, and a socket cannot be reset,
+** only replaced. Connections left queued on fd get the 503 reply, then fd is closed.
+** When no new socket can be had, fd listens again and comes back with the error. */
+static int l_proc_relisten(lua_State *L) {
+  int old = (int)luaL_checkinteger(L, 1);
+  const char *host = luaL_checkstring(L, 2);
+  int port = (int)luaL_checkinteger(L, 3);
+  size_t len;
+  const char *reply = push_reply(L, 4, &len);
+  luaL_argcheck(L, old > 2, 1, "not a descriptor hersh handed out");
+  int fl = fcntl(old, F_GETFL); /* the process may have made it blocking */
+  if (fl >= 0 && fcntl(old, F_SETFL, fl | O_NONBLOCK) == 0) (void)answer_pending(old, reply, len, 4096);
+  /* Shut down, the old socket still holds the port (nobody else can take it) but no
+  ** longer listens: the new one may bind it (both SO_REUSEADDR), and no copy of the old
+  ** one left anywhere can accept again. */
+  int one = 1;
+  (void)setsockopt(old, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  (void)shutdown(old, SHUT_RDWR); /* ENOTCONN: shut down already */
+  int fd, bound;
+  int rc = hersh_listen_tcp(host, port, &fd, &bound);
+  if (rc == HERSH_OK) {
+    close(old);
+    lua_pushinteger(L, fd);
+    return 1;
+  }
+  if (listen(old, 128) == 0) {
+    lua_pushinteger(L, old);
+    lua_pushstring(L, hersh_errmsg());
+    return 2;
+  }
+  close(old);
+  return hersh_lua_push_failure(L, rc);
 }
 
 static int l_proc_close_fd(lua_State *L) {
@@ -383,12 +482,14 @@ static const luaL_Reg proc_funcs[] = {{"spawn", l_proc_spawn},
                                       {"listen", l_proc_listen},
                                       {"close_fd", l_proc_close_fd},
                                       {"answer_unavailable", l_proc_answer_unavailable},
+                                      {"relisten", l_proc_relisten},
                                       {NULL, NULL}};
 
 static const luaL_Reg answer_meth[] = {{"stop", l_answer_stop}, {NULL, NULL}};
 static const luaL_Reg answer_metameth[] = {{"__index", NULL}, {"__gc", l_answer_stop}, {NULL, NULL}};
 
-/* Adds spawn, listen and close_fd to the module table on the stack top. */
+/* Adds spawn, listen, relisten, close_fd and answer_unavailable to the module table on
+** the stack top. */
 int hersh_lproc_open(lua_State *L) {
   luaL_newmetatable(L, HERSH_PROCESS_MT);
   luaL_setfuncs(L, proc_metameth, 0);

@@ -2,8 +2,8 @@
 ** lstore.c -- hersh.Database: SQLite for Lua (the Host's registry), as core.db_open.
 ** Values always go in as bound parameters, never into the SQL text; rows come out as
 ** tables keyed by column name. Failures return nil, message, code ("ECONSTRAINT",
-** "EBUSY", "EIO", "ESQL"); misuse (a table as a parameter, the wrong number of
-** parameters, a closed database) raises.
+** "EBUSY", "EIO", "EFULL" for a full disk, "ESQL"); misuse (a table as a parameter,
+** the wrong number of parameters, a closed database) raises.
 */
 #include "lhersh.h"
 #include "store/store.h"

@@ -16,8 +16,12 @@ struct hersh_ltask {
   hersh_flow *flow; /* a flow producer, or NULL */
   lua_State *co;
   double timeout;
-  uv_timer_t timer; /* sleeps and the first resume */
-  bool timer_open;
+  uv_timer_t timer; /* sleeps */
+  /* Resumes at the next loop turn (a zero sleep, a plain yield, the first resume). Not a
+  ** 0 ms timer: libuv 1.44 runs a timer re-armed at 0 in its own callback again in the
+  ** same pass, for ever. An idle handle runs once per turn and keeps poll from blocking. */
+  uv_idle_t idle;
+  int open_handles; /* the timer and the idle handle, until closed */
   int pending_args; /* arguments waiting on the coroutine's stack for the first resume */
   int self_ref;     /* anchors the userdata and, through its user value, the coroutine */
 };
@@ -38,9 +42,13 @@ typedef struct poll_ud {
 
 static void task_closed(uv_handle_t *h) {
   hersh_ltask *t = h->data;
-  t->timer_open = false;
+  if (--t->open_handles > 0) return;
   luaL_unref(t->m->L, LUA_REGISTRYINDEX, t->self_ref); /* may now be collected */
   t->self_ref = LUA_NOREF;
+}
+
+static void close_handle(uv_handle_t *h, uv_close_cb cb) {
+  if (h->data && !uv_is_closing(h)) uv_close(h, cb);
 }
 
 /* Ends a task: it is never resumed again. */
@@ -49,7 +57,12 @@ static void task_finish(hersh_ltask *t) {
   t->w = NULL;
   t->poll = NULL;
   t->flow = NULL;
-  if (t->timer_open && !uv_is_closing((uv_handle_t *)&t->timer)) uv_close((uv_handle_t *)&t->timer, task_closed);
+  if (t->open_handles == 0) { /* neither handle could be made: nothing will call back */
+    luaL_unref(t->m->L, LUA_REGISTRYINDEX, t->self_ref);
+    t->self_ref = LUA_NOREF;
+  }
+  close_handle((uv_handle_t *)&t->timer, task_closed);
+  close_handle((uv_handle_t *)&t->idle, task_closed);
 }
 
 void hersh_ltask_cancel(hersh_ltask *t) { task_finish(t); }
@@ -64,9 +77,14 @@ static hersh_ltask *task_new(hersh_lmod *m, hersh_watcher *w, double timeout) HE
   lua_setiuservalue(L, -2, 1);
   lua_rotate(L, -2, 1);   /* task, fn */
   lua_xmove(L, t->co, 1); /* the function starts the coroutine's stack */
+  /* A handle's data is set only once it is initialised: close_handle relies on it. */
   if (uv_timer_init(m->loop->uv, &t->timer) == 0) {
     t->timer.data = t;
-    t->timer_open = true;
+    t->open_handles++;
+  }
+  if (uv_idle_init(m->loop->uv, &t->idle) == 0) {
+    t->idle.data = t;
+    t->open_handles++;
   }
   t->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   hersh_lwatcher_track_task(L, w, t, true);
@@ -143,11 +161,14 @@ static void task_failed(hersh_ltask *t) {
   luaL_traceback(L, t->co, msg ? msg : "(error object is not a string)", 0);
   const char *text = lua_tostring(L, -1);
   if (t->poll) hersh_poll_fail(t->poll, text);
-  else if (t->flow) hersh_watcher_watch_error(t->w, t->flow->watch->name, "flow", text);
+  else if (t->flow) {
+    hersh_watcher_watch_error(t->w, t->flow->watch->name, "flow", text);
+    hersh_watcher_effect(t->w, "Flow[%s] failed", t->flow->watch->name);
+  }
   lua_pop(L, 1);
 }
 
-static void resume_cb(uv_timer_t *timer);
+static bool resume_later(hersh_ltask *t, double seconds);
 
 static void task_resume(hersh_ltask *t) {
   if (!t->w || hersh_state_terminal(hersh_watcher_state(t->w))) {
@@ -166,11 +187,12 @@ static void task_resume(hersh_ltask *t) {
   if (rc == LUA_YIELD) {
     lua_pop(t->co, nres);
     /* A yield that is not a sleep (coroutine.yield): go on at the next loop turn. */
-    if (t->timer_open && !uv_is_active((uv_handle_t *)&t->timer)) uv_timer_start(&t->timer, resume_cb, 0, 0);
+    if (!uv_is_active((uv_handle_t *)&t->timer) && !uv_is_active((uv_handle_t *)&t->idle)) resume_later(t, 0);
     return;
   }
   if (rc == LUA_OK && !late) {
     if (t->poll) answer_poll(t, nres);
+    else if (t->flow) hersh_watcher_effect(t->w, "Flow[%s] ended", t->flow->watch->name);
   } else if (late) {
     lua_pushliteral(t->co, "timeout");
     task_failed(t);
@@ -180,7 +202,20 @@ static void task_resume(hersh_ltask *t) {
   task_finish(t);
 }
 
-static void resume_cb(uv_timer_t *timer) { task_resume(timer->data); }
+static void timer_cb(uv_timer_t *timer) { task_resume(timer->data); }
+
+static void idle_cb(uv_idle_t *idle) {
+  uv_idle_stop(idle);
+  task_resume(idle->data);
+}
+
+/* Resumes the task after `seconds`; under half a millisecond, at the next loop turn.
+** False when the task has no handle for it. */
+static bool resume_later(hersh_ltask *t, double seconds) {
+  uint64_t ms = (uint64_t)(seconds * 1000.0 + 0.5);
+  if (ms > 0) return t->timer.data && uv_timer_start(&t->timer, timer_cb, ms, 0) == 0;
+  return t->idle.data && uv_idle_start(&t->idle, idle_cb) == 0;
+}
 
 /* ---- watch_call polls ------------------------------------------------------------------ */
 
@@ -237,7 +272,7 @@ int hersh_ltask_start_flow(lua_State *L, int producer_idx, hersh_flow *flow, her
   lua_pushcclosure(L, l_task_emit, 1);
   lua_xmove(L, co, 1);
   t->pending_args = 1;
-  if (t->timer_open) uv_timer_start(&t->timer, resume_cb, 0, 0); /* starts on the next loop turn */
+  resume_later(t, 0); /* starts on the next loop turn */
   return HERSH_OK;
 }
 
@@ -249,21 +284,18 @@ int hersh_ltask_sleep(lua_State *L) {
   hersh_ltask *t = hersh_lmod_get(L)->current_task;
   if (!t || t->co != L)
     return luaL_error(L, "hersh.sleep works only in a watch poll or a flow producer (elsewhere it would block the loop)");
-  if (!t->timer_open) return luaL_error(L, "hersh.sleep: no timer for this task");
-  uv_timer_start(&t->timer, resume_cb, (uint64_t)(seconds * 1000.0 + 0.5), 0);
+  if (!resume_later(t, seconds)) return luaL_error(L, "hersh.sleep: no timer for this task");
   return lua_yield(L, 0);
 }
 
 /* ---- the module part -------------------------------------------------------------------- */
 
-static void timer_closed_quietly(uv_handle_t *h) { ((hersh_ltask *)h->data)->timer_open = false; }
-
 /* Normally a task is collected only after task_closed released it; when the whole
-** Lua state closes, its timer is closed here (the loop is freed after the tasks). */
+** Lua state closes, its handles are closed here (the loop is freed after the tasks). */
 static int l_task_gc(lua_State *L) {
   hersh_ltask *t = check_task(L, 1);
-  if (t->timer_open && !uv_is_closing((uv_handle_t *)&t->timer))
-    uv_close((uv_handle_t *)&t->timer, timer_closed_quietly);
+  close_handle((uv_handle_t *)&t->timer, NULL);
+  close_handle((uv_handle_t *)&t->idle, NULL);
   return 0;
 }
 

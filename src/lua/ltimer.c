@@ -19,11 +19,16 @@ typedef struct ltimer {
 
 #define check_ltimer(L, i) ((ltimer *)luaL_checkudata((L), (i), HERSH_TIMER_MT))
 
+/* A closed timer never calls fn again: both references go now. Keeping fn until __gc
+** would leak every timer whose fn holds the timer (the usual `t = core.timer(..., function()
+** t:stop() end)`): the registry would keep fn, fn the timer, and __gc would never come. */
 static void closed(uv_handle_t *h) {
   ltimer *t = h->data;
   t->open = false;
   luaL_unref(t->m->L, LUA_REGISTRYINDEX, t->self_ref); /* collectable from now on */
   t->self_ref = LUA_NOREF;
+  luaL_unref(t->m->L, LUA_REGISTRYINDEX, t->fn_ref);
+  t->fn_ref = LUA_NOREF;
 }
 
 static void stop(ltimer *t) {

@@ -321,9 +321,9 @@ int hersh_lwatcher_bind(lua_State *L, hersh_watcher *w, int reduce_idx, int clea
 static int l_watcher_manage(lua_State *L) {
   hersh_lwatcher *lw = check_open(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  if (lw->reduce_ref != LUA_NOREF) return luaL_error(L, "the managed function is already registered");
   int rc = hersh_watcher_manage(lw->w, lua_reducer, lw);
   if (rc) return luaL_error(L, "%s", hersh_errmsg());
+  unref(L, &lw->reduce_ref); /* before start, a second manage replaces the first */
   lua_pushvalue(L, 2);
   lw->reduce_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_settop(L, 1);
@@ -472,7 +472,13 @@ static void log_copy_free(log_copy *c) {
   free(c->items);
 }
 
-static const char *const log_kinds[] = {"reduce", "effect", "result", "watch_error", "context", "fault", NULL};
+/* The log named by argument i: a name of hersh_log_kind_name, or an older alias. */
+static hersh_log_kind check_log_kind(lua_State *L, int i) HERSH_MAY_RAISE {
+  const char *name = luaL_checkstring(L, i);
+  hersh_log_kind kind;
+  if (hersh_log_kind_parse(name, &kind)) return kind;
+  return (hersh_log_kind)luaL_argerror(L, i, lua_pushfstring(L, "unknown log '%s' (" HERSH_LOG_KIND_NAMES ")", name));
+}
 
 static void set_str(lua_State *L, const char *k, const char *v) {
   if (!v) return;
@@ -530,7 +536,7 @@ static int l_log_copy_gc(lua_State *L) {
 
 static int l_watcher_logs(lua_State *L) {
   hersh_lwatcher *lw = check_open(L, 1);
-  hersh_log_kind kind = (hersh_log_kind)luaL_checkoption(L, 2, NULL, log_kinds);
+  hersh_log_kind kind = check_log_kind(L, 2);
   lua_Integer limit = luaL_optinteger(L, 3, 0);
   luaL_argcheck(L, limit >= 0, 3, "limit must not be negative");
   log_copy c = {.kind = kind};

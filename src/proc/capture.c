@@ -1,7 +1,10 @@
 /*
 ** capture.c -- a child's output, line by line: each line goes to the log file as
 ** "<time> <stream> <text>" (rotated when it would pass log_max) and into a ring of
-** the most recent lines. Lines longer than MAX_LINE are cut into pieces.
+** the most recent lines. Lines longer than MAX_LINE are cut into pieces. A line the
+** log cannot take (a full disk) is dropped whole, never half-written; the first loss is
+** said once on stderr, later lines try again, and the first line written afterwards
+** says in the log how many were lost.
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -9,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,12 +34,15 @@ struct hersh_capture {
   int log_keep;
   tail_line *tail;
   size_t tail_cap, tail_head, tail_count;
+  size_t lost;   /* lines the log could not take since the last one it did */
+  int lost_errno; /* why the first of them was lost */
   char partial[3][MAX_LINE]; /* per stream: a line still waiting for its newline */
   size_t partial_len[3];
 };
 
+/* O_NONBLOCK: whatever `path` turns out to be, the open never waits (a FIFO would). */
 static int open_log(const char *path, size_t *size) {
-  int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
   struct stat st;
   *size = (fd >= 0 && fstat(fd, &st) == 0) ? (size_t)st.st_size : 0;
   return fd;
@@ -96,18 +103,35 @@ static void rotate(hersh_capture *c) {
   c->log_fd = open_log(c->log_path, &c->log_size);
 }
 
-static void write_all(int fd, const char *p, size_t n) {
-  while (n) {
-    ssize_t w = write(fd, p, n);
+/* One whole entry or nothing: a write cut short (a full disk) is cut off the file again,
+** so the next entry does not start in the middle of a line. */
+static int write_entry(hersh_capture *c, const char *head, size_t h, const char *line, size_t len) {
+  struct iovec iov[3] = {{(void *)head, h}, {(void *)line, len}, {(void *)"\n", 1}};
+  size_t total = h + len + 1, done = 0;
+  int i = 0;
+  while (done < total) {
+    ssize_t w = writev(c->log_fd, iov + i, 3 - i);
     if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return; /* a full disk loses log lines, not the program */
-    p += w;
-    n -= (size_t)w;
+    if (w <= 0) {
+      int e = w < 0 ? errno : ENOSPC;
+      if (done && ftruncate(c->log_fd, (off_t)c->log_size) != 0) c->log_size += done; /* keep the count true */
+      errno = e;
+      return -1;
+    }
+    done += (size_t)w;
+    for (size_t left = (size_t)w; left;) { /* skip what was written */
+      size_t step = left < iov[i].iov_len ? left : iov[i].iov_len;
+      iov[i].iov_base = (char *)iov[i].iov_base + step;
+      iov[i].iov_len -= step;
+      left -= step;
+      if (!iov[i].iov_len) i++;
+    }
   }
+  c->log_size += total;
+  return 0;
 }
 
-static void log_line(hersh_capture *c, double now, int stream, const char *line, size_t len) {
-  if (c->log_fd < 0) return;
+static int log_entry(hersh_capture *c, double now, int stream, const char *line, size_t len) {
   time_t secs = (time_t)now;
   struct tm tm;
   gmtime_r(&secs, &tm);
@@ -116,11 +140,26 @@ static void log_line(hersh_capture *c, double now, int stream, const char *line,
   h += (size_t)snprintf(head + h, sizeof head - h, ".%03dZ %s ", (int)((now - (double)secs) * 1000),
                         stream == HERSH_STDERR ? "stderr" : "stdout");
   if (c->log_max && c->log_size + h + len + 1 > c->log_max && c->log_size > 0) rotate(c);
-  if (c->log_fd < 0) return;
-  write_all(c->log_fd, head, h);
-  write_all(c->log_fd, line, len);
-  write_all(c->log_fd, "\n", 1);
-  c->log_size += h + len + 1;
+  if (c->log_fd < 0) c->log_fd = open_log(c->log_path, &c->log_size); /* a reopen that failed before */
+  if (c->log_fd < 0) return -1;
+  return write_entry(c, head, h, line, len);
+}
+
+static void log_line(hersh_capture *c, double now, int stream, const char *line, size_t len) {
+  if (!c->log_path) return;
+  if (c->lost) {
+    char note[160];
+    int n = snprintf(note, sizeof note, "[hersh: %zu log line%s lost: %s]", c->lost, c->lost == 1 ? "" : "s",
+                     strerror(c->lost_errno));
+    if (n > 0 && log_entry(c, now, HERSH_STDERR, note, (size_t)n < sizeof note ? (size_t)n : sizeof note - 1) == 0)
+      c->lost = 0;
+  }
+  if (!c->lost && log_entry(c, now, stream, line, len) == 0) return;
+  if (!c->lost++) {
+    c->lost_errno = errno;
+    fprintf(stderr, "hersh: cannot write %s: %s; its lines are dropped until it can be written\n", c->log_path,
+            strerror(c->lost_errno));
+  }
 }
 
 static void keep_line(hersh_capture *c, double now, int stream, const char *line, size_t len) {

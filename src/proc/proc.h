@@ -4,7 +4,7 @@
 ** line into a size-capped, rotated log and an in-memory tail; the exit reported as
 ** soon as it happens (a pidfd on the loop, no polling); stop with SIGTERM, a grace
 ** period, then SIGKILL of everything the child started; cgroup limits where the
-** machine allows them.
+** machine allows them. Each child gets a session keyring of its own.
 */
 #ifndef HERSH_PROC_H
 #define HERSH_PROC_H
@@ -88,5 +88,14 @@ void hersh_cgroup_free(hersh_cgroup *cg);            /* kills what is left, remo
 
 /* A listening TCP socket on host:port (0 = any free port): its fd and bound port. */
 int hersh_listen_tcp(const char *host, int port, int *fd, int *bound_port);
+
+/* ---- the sandbox's own defences (seccomp.c, setid.c) ---------------------------------- */
+
+/* A new memfd holding the sandbox's seccomp filter as BPF, at offset 0 (bwrap --seccomp). */
+int hersh_seccomp_filter_fd(int *fd);
+/* Clears set-id and group/other write bits under root, never following a link. */
+int hersh_strip_setid(const char *root);
+/* A new close-on-exec memfd holding data, at offset 0 (memfd.c). */
+int hersh_memfd_bytes(const char *name, const void *data, size_t len, int *fd);
 
 #endif

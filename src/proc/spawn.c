@@ -1,11 +1,11 @@
 /*
 ** spawn.c -- fork and exec a child, then follow it on the loop.
 **
-** The child is its own session and process group, joins its cgroups before exec, and
-** gets /dev/null as stdin, two pipes as stdout and stderr, and the extra descriptors
-** asked for (nothing else stays open). The parent learns of an exec failure at once
-** through a close-on-exec pipe, and of the exit through a pidfd polled by the loop: no
-** SIGCHLD handler, no polling.
+** The child is its own session and process group, has its own session keyring, joins
+** its cgroups before exec, and gets /dev/null as stdin, two pipes as stdout and stderr,
+** and the extra descriptors asked for (nothing else stays open). The parent learns of
+** an exec failure at once through a close-on-exec pipe, and of the exit through a
+** pidfd polled by the loop: no SIGCHLD handler, no polling.
 */
 #include <dirent.h>
 #include <errno.h>
@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <grp.h>
+#include <linux/keyctl.h>
 #include <sys/pidfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -74,6 +75,11 @@ static void child_fail(int report_fd) {
 static void child_main(const hersh_proc_options *o, const char *const *cgroup_procs, int out_w, int err_w,
                        int report_fd) {
   setsid();
+  /* A session keyring of its own: the caller's keys are not the child's to read, nor a
+  ** channel between children. Where keyctl is filtered out, the child cannot reach
+  ** the caller's keys either. */
+  if (syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, NULL) < 0 && errno != ENOSYS && errno != EPERM)
+    child_fail(report_fd);
   for (const char *const *f = cgroup_procs; f && *f; f++) {
     int fd = open(*f, O_WRONLY | O_CLOEXEC);
     if (fd < 0 || write(fd, "0", 1) != 1) child_fail(report_fd);

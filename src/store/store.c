@@ -3,6 +3,7 @@
 ** cache of compiled statements keyed by their SQL text, binding from hersh_values,
 ** rows out as hersh_values, transactions.
 */
+#include <errno.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,7 @@ const char *hersh_store_errcode(int err) {
   case HERSH_STORE_E_BUSY: return "EBUSY";
   case HERSH_STORE_E_IO: return "EIO";
   case HERSH_STORE_E_SQL: return "ESQL";
+  case HERSH_STORE_E_FULL: return "EFULL";
   default: return hersh_errcode(err);
   }
 }
@@ -47,8 +49,11 @@ static int fail(sqlite3 *db, int rc, const char *what) {
   case SQLITE_BUSY:
   case SQLITE_LOCKED: err = HERSH_STORE_E_BUSY; break;
   case SQLITE_NOMEM: err = HERSH_E_NOMEM; break;
-  case SQLITE_IOERR:
-  case SQLITE_FULL:
+  case SQLITE_FULL: err = HERSH_STORE_E_FULL; break;
+  case SQLITE_IOERR: /* a write the disk refused for want of space is a full disk too */
+    err = db && (sqlite3_system_errno(db) == ENOSPC || sqlite3_system_errno(db) == EDQUOT) ? HERSH_STORE_E_FULL
+                                                                                              : HERSH_STORE_E_IO;
+    break;
   case SQLITE_CANTOPEN:
   case SQLITE_CORRUPT:
   case SQLITE_NOTADB:

@@ -20,8 +20,9 @@
 enum {
   HERSH_STORE_E_CONSTRAINT = -100, /* a UNIQUE, NOT NULL, CHECK or foreign key failed */
   HERSH_STORE_E_BUSY = -101,       /* another connection held the lock past the timeout */
-  HERSH_STORE_E_IO = -102,         /* the file: cannot open, read, write, full, corrupt */
-  HERSH_STORE_E_SQL = -103         /* anything else SQLite refused (syntax, no table...) */
+  HERSH_STORE_E_IO = -102,         /* the file: cannot open, read, write, corrupt */
+  HERSH_STORE_E_SQL = -103,        /* anything else SQLite refused (syntax, no table...) */
+  HERSH_STORE_E_FULL = -104        /* the disk (or quota) is full: a write failed, nothing changed */
 };
 
 enum { HERSH_STORE_ROW = 1 };       /* hersh_store_step: a row is ready */

@@ -265,7 +265,7 @@ TEST(names_and_defaults) {
     CHECK_EQ_INT(hersh_state_terminal((hersh_state)s), s >= HERSH_STOPPED);
   }
 
-  static const char *kinds[] = {"reduce", "effect", "result", "watch_error", "context", "fault"};
+  static const char *kinds[] = {"reduce", "effect", "effect_result", "watch_error", "context", "state_fault"};
   for (int k = 0; k < HERSH_LOG_KINDS; k++)
     CHECK_EQ_STR(hersh_log_kind_name((hersh_log_kind)k), kinds[k]);
 
@@ -771,6 +771,55 @@ TEST(stop_from_not_run) {
   CHECK_EQ_INT(f.cleanups, 1);
   fx_close(&f);
   CHECK_EQ_INT(f.cleanups, 1);
+}
+
+/* A second manage before start replaces the first; a watcher without a cleanup logs
+** none when it stops. */
+TEST(manage_replaces_before_start_and_no_cleanup_no_entry) {
+  counter first = {0}, second = {0};
+  hersh_loop *loop = hersh_loop_new();
+  REQUIRE(loop != NULL);
+  hersh_config cfg = test_config("manage-twice");
+  hersh_watcher *w = NULL;
+  REQUIRE(hersh_watcher_new(loop, &cfg, &w) == HERSH_OK);
+  CHECK_EQ_INT(hersh_watcher_manage(w, count_runs, &first), HERSH_OK);
+  CHECK_EQ_INT(hersh_watcher_manage(w, count_runs, &second), HERSH_OK);
+  CHECK_EQ_INT(hersh_watcher_start(w), HERSH_OK);
+  CHECK_EQ_INT(hersh_watcher_manage(w, count_runs, &first), HERSH_E_STATE);
+  CHECK_EQ_INT(hersh_watcher_stop(w), HERSH_OK);
+  CHECK_EQ_INT(first.runs, 0);
+  CHECK_EQ_INT(second.runs, 1);
+  CHECK(!log_mentions(w, HERSH_LOG_RESULT, "cleanup"));
+  hersh_watcher_free(w);
+  hersh_loop_free(loop);
+}
+
+typedef struct stop_then {
+  hersh_watcher *w;
+  int rc_stop;
+} stop_then;
+
+/* Asks for a stop, then returns a kill: the stop asked first wins. */
+static int stop_then_kill(hersh_ctx *ctx, const hersh_msg *msg, void *ud) {
+  stop_then *s = ud;
+  if (!msg) return HERSH_OK;
+  s->rc_stop = hersh_watcher_stop(s->w);
+  return hersh_kill(ctx, "changed my mind");
+}
+
+TEST(stop_asked_in_run_wins_over_the_runs_kill) {
+  stop_then s = {0};
+  hersh_config cfg = test_config("stop-then-kill");
+  fx f;
+  REQUIRE(fx_open(&f, &cfg, stop_then_kill, &s));
+  s.w = f.w;
+  CHECK_EQ_INT(hersh_watcher_start(f.w), HERSH_OK);
+  CHECK_EQ_INT(hersh_watcher_send(f.w, "go", 2), HERSH_OK);
+  CHECK_EQ_INT(hersh_loop_run(f.loop), HERSH_OK);
+  CHECK_EQ_INT(s.rc_stop, HERSH_OK);
+  CHECK_EQ_INT(hersh_watcher_state(f.w), HERSH_STOPPED);
+  CHECK_EQ_INT(f.cleanups, 1);
+  fx_close(&f);
 }
 
 typedef struct ready_rec {
@@ -2023,6 +2072,8 @@ int main(void) {
   RUN(dependent_updates_batched_none_lost);
   RUN(independent_flow_updates_coalesce_to_newest);
   RUN(stop_from_not_run);
+  RUN(manage_replaces_before_start_and_no_cleanup_no_entry);
+  RUN(stop_asked_in_run_wins_over_the_runs_kill);
   RUN(stop_from_ready_then_terminal_refuses);
   RUN(stop_from_running_called_from_another_thread);
   RUN(stop_from_wait_recover);

@@ -1,5 +1,8 @@
 -- Sandbox drivers by name. Each is a table: name, check() -> true | nil, why,
--- command(spec) -> argv, skeleton (the mount points an image needs) and spare_leader.
+-- spawn(spec, opts) -> process | nil, err, code (core.spawn(opts) of spec in the
+-- sandbox: the driver decides the command, its environment and descriptors; the
+-- program's environment is spec.env, set inside), skeleton (the mount points an image
+-- needs) and spare_leader.
 -- Another driver (an OCI runtime, a remote scheduler) is another module with these
 -- fields. There is no unsandboxed driver: programs never run unconfined.
 local sandbox = {}
