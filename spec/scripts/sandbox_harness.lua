@@ -10,6 +10,7 @@ local build_id = require "host.build_id"
 local dockerfile = require "host.dockerfile"
 local sandbox = require "host.sandbox"
 local supervisor = require "host.supervisor"
+local P = require "scripts.process"
 
 local fs = core.fs
 
@@ -17,13 +18,7 @@ local S = {}
 
 S.WAIT = 20 -- bound of a wait for a state change
 
-function S.read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local text = f:read("a")
-  f:close()
-  return text
-end
+S.read = P.read
 
 -- Host tools are not instrumented: the sanitizer runtimes the spec runner preloads
 -- would report their leaks and change their exit codes.
