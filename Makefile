@@ -1,11 +1,13 @@
 # The two commands a user needs: `make` builds, `make test` installs what is missing,
-# builds, and runs every test in the normal and the sanitizer build.
+# builds, and runs every test in the normal and the sanitizer build, and the C tests
+# where threads meet in the ThreadSanitizer build.
 BUILD      ?= build
 BUILD_SAN  ?= build-san
+BUILD_TSAN ?= build-tsan
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: all setup build build-san test test-fast soak fuzz run bench install clean
+.PHONY: all setup build build-san build-tsan test test-fast soak fuzz run bench install clean
 
 all: build
 
@@ -20,9 +22,14 @@ build-san: setup
 	@cmake -S . -B $(BUILD_SAN) -DCMAKE_BUILD_TYPE=Debug -DHERSH_SANITIZE=ON $(CMAKE_ARGS) >/dev/null
 	@cmake --build $(BUILD_SAN) -j $(JOBS)
 
-# Every test, normal build then sanitizer build; the last line is "N passed, N failed".
-test: build build-san
-	@scripts/test $(BUILD) $(BUILD_SAN)
+build-tsan: setup
+	@cmake -S . -B $(BUILD_TSAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHERSH_TSAN=ON $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(BUILD_TSAN) -j $(JOBS) --target tsan_tests
+
+# Every test: normal build, sanitizer build, TSan build; the last line is
+# "N passed, N failed" (", N skipped" when some could not run here).
+test: build build-san build-tsan
+	@scripts/test $(BUILD) $(BUILD_SAN) $(BUILD_TSAN)
 
 # Only the normal build: quicker while working.
 test-fast: build
@@ -56,4 +63,4 @@ install: build
 	@cmake --install $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(BUILD_SAN) build-bench
+	rm -rf $(BUILD) $(BUILD_SAN) $(BUILD_TSAN) build-bench

@@ -1,5 +1,5 @@
 /*
-** host_http.c -- fuzzes the Host's REST API (host.api on core.http_serve, that is
+** host_http.c -- fuzzes the Host's REST API (host.api on hersh.httpd.serve, that is
 ** src/lua/lhttpd.c on src/http/server.c) with raw bytes sent as an HTTP request over
 ** loopback. The Host (fuzz/host_server.lua) has a temporary storage, removed at exit,
 ** and serves on 127.0.0.1, port 0; its handlers run on the Lua loop, which this thread

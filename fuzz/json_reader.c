@@ -1,5 +1,5 @@
 /*
-** json_reader.c -- fuzzes the C JSON reader (src/http/json.c) with arbitrary bytes.
+** json_reader.c -- fuzzes the C JSON reader (src/base/json_read.c) with arbitrary bytes.
 ** Beyond "no crash, no leak, no UB" it asserts:
 **  - a refusal says where: "invalid JSON at byte N: ..." with N <= the input length;
 **  - an accepted document nests at most HERSH_JSON_MAX_DEPTH levels;
@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "common.h"
-#include "http/json.h"
+#include "base/json.h"
 
 static void check_refusal(const char *err, size_t len) {
   unsigned long long at;

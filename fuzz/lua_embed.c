@@ -42,7 +42,7 @@ lua_State *fuzz_lua_open(const char *script) {
   lua_State *L = luaL_newstate();
   if (!L) fuzz_fail("cannot create a Lua state", NULL, 0);
   luaL_openlibs(L);
-  hersh_lua_prepare(L);
+  hersh_lua_prepare(L, HERSH_LUA_HOST);
   lua_sethook(L, line_hook, LUA_MASKLINE, 0); /* coroutines made from L inherit it */
   char path[4096];
   snprintf(path, sizeof path, "%s/%s", HERSH_FUZZ_LUA_DIR, script);

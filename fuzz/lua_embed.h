@@ -6,7 +6,7 @@
 
 #include <lua.h>
 
-/* A state with the standard libraries, hersh.core and cjson preloaded and the
+/* A state with the standard libraries, hersh.core and hersh.json preloaded and the
 ** repository's lua/ on package.path, that has run fuzz/<script> and keeps the table
 ** it returned. Aborts when any of that fails. */
 lua_State *fuzz_lua_open(const char *script);

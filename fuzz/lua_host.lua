@@ -1,10 +1,10 @@
 -- The Lua side of fuzz_lua_host (lua_host.c): one input, read three ways by its first
 -- byte. Any Lua error, raised by the code under test or by a check below, is a finding.
 --   0: the rest is a Dockerfile: dockerfile.parse, then command and copy_targets.
---   1: the rest is a request body: cjson.decode (its refusal is the API's 400), then
+--   1: the rest is a request body: hersh.json's decode (its refusal is the API's 400), then
 --      host.validate.
 --   2: the rest is "Dockerfile\0path\npath...": a create request with those files.
-local cjson = require "cjson"
+local json = require "hersh.json"
 local dockerfile = require "host.dockerfile"
 local host = require "host.host"
 
@@ -65,7 +65,7 @@ local function run_validate(body)
   check(type(err) == "table" and math.type(err.status) == "integer" and err.status >= 400 and err.status < 500,
     "a refusal without a 4xx status: %s", tostring(type(err) == "table" and err.status or err))
   check(type(err.message) == "string" and #err.message > 0, "a refusal without a message")
-  cjson.encode({ message = err.message }) -- the API sends it: it must encode
+  json.encode({ message = err.message }) -- the API sends it: it must encode
 end
 
 local function one(input)
@@ -74,8 +74,8 @@ local function one(input)
   if mode == 0 then
     run_dockerfile(rest)
   elseif mode == 1 then
-    local ok, body = pcall(cjson.decode, rest)
-    if ok then run_validate(body) end
+    local body = json.decode(rest)
+    if body ~= nil then run_validate(body) end
   else
     local text, list = rest:match("^(.-)%z(.*)$")
     local files = {}

@@ -1,10 +1,10 @@
 /*
-** value_writer.c -- fuzzes the JSON writer (hersh_buf_json_value / hersh_buf_json_string
-** in src/engine/buf.c, reached through hersh_value_json) with values built from the
+** value_writer.c -- fuzzes the JSON writer (hersh_json_value and the string escaper
+** in src/base/json_write.c, reached through hersh_value_json) with values built from the
 ** input: strings of arbitrary bytes (NULs and invalid UTF-8 included), map keys of
 ** arbitrary bytes, nested lists and maps, any int64, any double (NaN, +-inf, -0,
 ** subnormals). Beyond "no crash" it asserts that the output is valid UTF-8, that the
-** reader (src/http/json.c) accepts it, and that encoding what it read gives the same
+** reader (src/base/json_read.c) accepts it, and that encoding what it read gives the same
 ** text again; and, for values the writer need not change (finite numbers, strings
 ** and keys that are valid UTF-8, no repeated keys), that the reader gives back an
 ** equal value.
@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "common.h"
-#include "http/json.h"
+#include "base/json.h"
 
 typedef struct input {
   const uint8_t *p;

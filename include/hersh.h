@@ -105,8 +105,11 @@ int hersh_value_copy(hersh_value *dst, const hersh_value *src); /* deep */
 void hersh_value_free(hersh_value *v);                           /* leaves nil */
 bool hersh_value_equal(const hersh_value *a, const hersh_value *b);
 /*
-** JSON text of a value (malloc'd, caller frees). Values JSON cannot hold (foreign
-** functions, cycles, NaN) appear as short type tags such as "<function>".
+** JSON text of a value (malloc'd, caller frees): map keys sorted bytewise, `/` as
+** is, invalid UTF-8 as U+FFFD, numbers in the shortest form that reads back the same.
+** Values JSON cannot hold (foreign functions, cycles, NaN) appear as short type tags
+** such as "<function>". NULL (hersh_errmsg says why) when out of memory or nested
+** deeper than 128 levels.
 */
 char *hersh_value_json(const hersh_value *v);
 
@@ -114,10 +117,23 @@ char *hersh_value_json(const hersh_value *v);
 
 typedef struct hersh_loop hersh_loop;
 
-/* A loop with its own libuv loop, or one that borrows the caller's uv_loop_t. */
+/* A loop with its own libuv loop, or one that borrows the caller's uv_loop_t. The
+** calling thread is the loop thread: Lua code past its deadline is interrupted there
+** by SIGURG from the loop's watchdog thread, so do not block SIGURG on it
+** (docs/c-api.md, "The deadline signal"). */
 hersh_loop *hersh_loop_new(void);
 hersh_loop *hersh_loop_wrap(void *uv_loop);
-/* Frees the loop, and first any watcher still on it (as hersh_watcher_free does). */
+/*
+** Frees the loop. Loop thread, outside every callback. In this order: every watcher
+** still on it is freed (as hersh_watcher_free does: a live one ends Killed); then what
+** the library keeps on the loop goes, the newest first: the loop's Lua state
+** (hersh_watcher_manage_lua) closes the handles its objects hold (timers, sleeping
+** polls, ...), lets them finish closing, and is closed; then the handles still closing
+** finish. Any order of hersh_watcher_stop and hersh_watcher_free calls before it is
+** fine, or none. A loop from hersh_loop_wrap leaves your uv_loop_t open: what still
+** closes there frees C memory only on its next turn, so run it once more before
+** uv_loop_close.
+*/
 void hersh_loop_free(hersh_loop *loop);
 void *hersh_loop_uv(hersh_loop *loop);
 /*
@@ -230,8 +246,9 @@ int hersh_watcher_manage(hersh_watcher *w, hersh_reducer_fn fn, void *ud);
 int hersh_watcher_on_cleanup(hersh_watcher *w, hersh_cleanup_fn fn, void *ud);
 /*
 ** A Lua reducer: `chunk` is Lua source that returns the reducer function, or a table
-** {reduce = fn, cleanup = fn}. It runs in the loop's Lua state, where require "hersh"
-** works. Compile errors return HERSH_E_LUA with the message in hersh_errmsg(). The Lua
+** {reduce = fn, cleanup = fn}. It runs in the loop's Lua state, a program's: require
+** "hersh" works (hersh.core, hersh.json), the Host's modules and C modules do not.
+** Compile errors return HERSH_E_LUA with the message in hersh_errmsg(). The Lua
 ** side uses the watcher's on_terminal hook and userdata slot for itself.
 */
 int hersh_watcher_manage_lua(hersh_watcher *w, const char *chunk, size_t len, const char *chunkname);
@@ -266,6 +283,35 @@ typedef struct hersh_queue_counts {
   size_t watcher, user, var;
 } hersh_queue_counts;
 hersh_queue_counts hersh_watcher_pending(hersh_watcher *w); /* any thread */
+
+/* ---- observing: snapshots ----------------------------------------------------------- */
+
+/*
+** What an observer (a monitor, the WatcherAPI, a CLI) may know of a watcher, in a
+** plain struct the caller owns; nothing in it needs freeing. Observers read these,
+** never the engine's structures.
+*/
+typedef struct hersh_snapshot {
+  hersh_state state;
+  bool started;               /* hersh_watcher_start was called */
+  int failures;               /* consecutive failures */
+  double next_retry;          /* epoch s of the next retry or recover, 0 if none */
+  hersh_queue_counts pending; /* signals waiting in each queue */
+  const char *const *env;     /* n_env "KEY=VALUE" strings, borrowed for the watcher's life */
+  size_t n_env;
+  /* Filled only on the loop thread (on_loop true); elsewhere 0 and NULL. */
+  bool on_loop;
+  size_t n_context, n_memo, n_watches; /* entries in the context store, memo, watches */
+  const hersh_trigger *last_trigger;   /* of the last run, NULL before one; borrowed
+                                          until the watcher handles its next signal */
+} hersh_snapshot;
+
+/* Fills *out. Any thread: the state, counters and queues are read atomically or under
+** the watcher's lock (each field is current, the set is not one instant). */
+int hersh_watcher_snapshot(hersh_watcher *w, hersh_snapshot *out);
+/* Calls fn for each watcher on the loop. Loop thread; fn may stop or kill watchers,
+** not free them. */
+void hersh_loop_watchers(hersh_loop *loop, void (*fn)(hersh_watcher *w, void *ud), void *ud);
 
 /* ---- inside a run: results -------------------------------------------------------- */
 

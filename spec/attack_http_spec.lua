@@ -15,11 +15,7 @@ local ATTACKER = "127.0.0.2"
 local WAIT = 60 -- bound of every wait below (the sanitizer build is slow)
 local MiB = 1024 * 1024
 
--- Runs fn when the test ends, passed or failed (see P.add_cleanup).
-local function defer(fn)
-  P.add_cleanup(fn)
-  finally(P.run_cleanups)
-end
+local defer = P.defer -- runs fn when the test ends, passed or failed
 
 -- These tests keep the spec process's own loop idle for long stretches: afterwards its
 -- cached time lags, and the next hersh.wait of another spec file would time out at once
@@ -408,13 +404,7 @@ end)
 describe("attack: many idle and slowloris connections to a WatcherAPI (hersh run)", function()
   it("keeps answering 127.0.0.1, and closes them after the timeouts (10 s idle, 15 s a request)", function()
     if not skip_unless_able(1500) then return end
-    local dir = P.tmpdir()
-    local proc
-    defer(function()
-      P.stop(proc)
-      H.sh("rm -rf " .. P.quote(dir))
-    end)
-    proc = P.run("spec/scripts/api_main.lua", { args = { dir } })
+    local proc = P.run_with_dir("spec/scripts/api_main.lua")
     local port = P.announced(proc)
     exhaust(port, 64, "http://127.0.0.1:" .. port .. "/watcher/status")
     assert.is_nil(P.sanitizer_report(proc))

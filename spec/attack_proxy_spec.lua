@@ -108,7 +108,7 @@ describe("hersh host: proxy timeouts per program", function()
 
   local function silent_body(user_id, proxy)
     return { user_id = user_id, dockerfile = assert(P.read(SILENT .. "/Dockerfile")),
-      src_files = { ["main.lua"] = assert(P.read(SILENT .. "/main.lua")) }, proxy = proxy }
+      src_files = { ["silent.py"] = assert(P.read(SILENT .. "/silent.py")) }, proxy = proxy }
   end
 
   it("shows the defaults in GET /programs/{id}: 30 s to answer, 10 s to connect", function()

@@ -8,12 +8,12 @@
 --     and cannot trick the Host into changing a host file through a link;
 --   * the image is mounted nosuid; /opt/hersh/lib holds the runtime's files only.
 -- The C attackers are in spec/programs/attack/; they are compiled here with cc.
-local core = require "hersh.core"
+local sys = require "hersh.os"
 local build_id = require "host.build_id"
 local S = require "scripts.sandbox_harness"
 local H = require "scripts.host_harness"
 
-local fs = core.fs
+local fs = sys.fs
 local read, shell, has, exists, host_run = S.read, S.shell, S.has, S.exists, S.host_run
 
 local TOOLS       -- the compiled attackers, or nil when there is no C compiler
@@ -84,8 +84,8 @@ describe("the sandbox attacked", function()
     finally(S.cleanup)
     if not need_cc() then return end
     local drop = drop_dir("drop-program")
-    local lfd, lport = assert(core.listen("127.0.0.1", 0))
-    S.defer(function() core.close_fd(lfd) end)
+    local lfd, lport = assert(sys.listen("127.0.0.1", 0))
+    S.defer(function() sys.close_fd(lfd) end)
     -- The control: on the host, the preload leaves its marker and connects.
     local control = drop_dir("drop-control")
     assert.equal(0, host_run({ "/bin/true" }, { "LD_PRELOAD=" .. TOOLS .. "/preload.so",
@@ -119,8 +119,8 @@ describe("the sandbox attacked", function()
     finally(S.cleanup)
     if not need_cc() then return end
     local drop = drop_dir("drop-run")
-    local lfd, lport = assert(core.listen("127.0.0.1", 0))
-    S.defer(function() core.close_fd(lfd) end)
+    local lfd, lport = assert(sys.listen("127.0.0.1", 0))
+    S.defer(function() sys.close_fd(lfd) end)
     local so, files = preload_path(CARRIER)
     local carrier = S.program("carrier", { dockerfile = CARRIER, files = files, policy = "no" })
     S.start_until(carrier, { "Stopped", "Error" })
@@ -149,7 +149,7 @@ describe("the sandbox attacked", function()
     local key = open(name)
     if not key then pending("this machine gives no session keyring (keyctl is refused)") return end
     S.defer(function() shell("keyctl unlink " .. key .. " @s") end)
-    -- The control: a child of ours reads it. Not one made by core.spawn, even unsandboxed:
+    -- The control: a child of ours reads it. Not one made by sys.spawn, even unsandboxed:
     -- it has a session keyring of its own.
     assert.equal("hersh-spec-secret", shell("keyctl print " .. key))
     assert.not_equal(0, host_run({ "/usr/bin/keyctl", "print", tostring(key) }, { "PATH=/usr/bin:/bin" }),

@@ -12,16 +12,14 @@
 -- mount is not permitted) and unmounted in the teardown.
 local H = require "scripts.host_harness"
 local P = H.P
-local core = require "hersh.core"
+local sys = require "hersh.os"
+local store = require "hersh.store"
 local hersh = require "hersh"
 
-local fs = core.fs
+local fs = sys.fs
 local has, sh = H.has, H.sh
 
-local function defer(fn)
-  P.add_cleanup(fn)
-  finally(P.run_cleanups)
-end
+local defer = P.defer -- runs fn when the test ends, passed or failed
 
 -- A tmpfs of `size` on a new folder under `parent`; the folder, or nil, why.
 local function small_disk(parent, size)
@@ -95,7 +93,7 @@ end)
 -- The file operations themselves, in a child process with a time bound (the code
 -- before the fix blocked for good on a FIFO): none blocks, each refuses what is not a
 -- regular file, naming what it is.
-describe("attack: core.fs on FIFOs, sockets and devices", function()
+describe("attack: sys.fs on FIFOs, sockets and devices", function()
   it("copy_file refuses them as destination and source, read_file refuses them", function()
     local dir = P.tmpdir()
     defer(function() sh("rm -rf " .. P.quote(dir)) end)
@@ -106,7 +104,7 @@ describe("attack: core.fs on FIFOs, sockets and devices", function()
     P.write(dir .. "/a.txt", "text\n")
     local script = dir .. "/probe.lua"
     P.write(script, [[
-local fs = require("hersh.core").fs
+local fs = require("hersh.os").fs
 local dir, kinds = arg[1], { fifo = "a FIFO", null = "a character device", sock = "a socket" }
 for name, kind in pairs(kinds) do
   local path = dir .. "/" .. name
@@ -211,7 +209,7 @@ echo "lost $(head -c 6000 /dev/zero | tr '\0' x)"
 while [ ! -e %s/b ]; do sleep 0.05; done
 echo after]], ctl, ctl)
     local done = false
-    local proc = assert(core.spawn{ argv = { "/bin/sh", "-c", script }, log = log, tail = 10,
+    local proc = assert(sys.spawn{ argv = { "/bin/sh", "-c", script }, log = log, tail = 10,
       on_exit = function() done = true end })
     defer(function() if not done then proc:kill("KILL") end end)
     local function tail_has(text)
@@ -377,7 +375,7 @@ describe("attack: a Host killed in the middle of a delete", function()
     H.assert_clean_exit(h)
     P.stop(h.proc)
     -- what the Host records before it stops the processes: the delete is under way
-    local db = assert(core.db_open(h.storage .. "/host.db"))
+    local db = assert(store.open(h.storage .. "/host.db"))
     assert(db:run("UPDATE programs SET desired = 'deleted' WHERE program_id = ?", gone_id))
     assert(db:run("UPDATE programs SET desired = 'deleted_keep_state' WHERE program_id = ?", kept_id))
     db:close()

@@ -1,6 +1,6 @@
 -- The build id: same payload, same id; any change, another id.
 local build_id = require "host.build_id"
-local sha256 = require "host.sha256"
+local sha256sum = require("scripts.process").sha256sum
 
 local DF = "FROM hersh\nCOPY app.lua /app/\nCMD [\"hersh\", \"run\", \"/app/app.lua\"]\n"
 local FILES = { ["app.lua"] = "print('hi')\n", ["lib/util.lua"] = "return {}\n", ["z"] = "" }
@@ -16,22 +16,46 @@ describe("build_id", function()
     assert.equal("D12:FROM scratch" .. "F1:B0:" .. "F1:a1:1" .. "F1:b2:22", enc)
   end)
 
-  it("is the first 12 hex digits of the SHA-256 of the encoding", function()
-    local want = "build-" .. sha256.hex(build_id.encoding(DF, FILES)):sub(1, 12)
-    assert.equal(want, build_id.compute(DF, FILES))
+  -- Each payload next to its encoding, written out by hand as docs/dockerfile.md states
+  -- it; the expected id is the SHA-256 of those bytes from coreutils' sha256sum, so
+  -- neither host.sha256 nor build_id.encoding decides what the answer should be.
+  local VECTORS = {
+    { "FROM hersh, no files", "FROM hersh", {}, "D10:FROM hersh" },
+    { "the Dockerfile and three files (a folder, an empty one)", DF, FILES,
+      "D67:" .. DF .. "F7:app.lua12:print('hi')\n" .. "F12:lib/util.lua10:return {}\n" .. "F1:z0:" },
+    { "names sorted by bytes: upper case first, '/' after '-' and before letters",
+      "FROM scratch", { b = "2", B = "1", ["a/b"] = "3", ["a-b"] = "4" },
+      "D12:FROM scratch" .. "F1:B1:1" .. "F3:a-b1:4" .. "F3:a/b1:3" .. "F1:b1:2" },
+    { "NUL bytes, a multi-byte name, lengths of more than one digit",
+      "", { ["\xc3\xa9t\xc3\xa9.txt"] = "a\0b", big = string.rep("x", 1000) },
+      "D0:" .. "F3:big1000:" .. string.rep("x", 1000) .. "F9:\xc3\xa9t\xc3\xa9.txt3:a\0b" },
+  }
+
+  for _, v in ipairs(VECTORS) do
+    it("is build- and the first 12 hex digits of sha256sum of the written-out encoding: " .. v[1], function()
+      assert.equal("build-" .. sha256sum(v[4]):sub(1, 12), build_id.compute(v[2], v[3]))
+      assert.equal(v[4], build_id.encoding(v[2], v[3]))
+    end)
+  end
+
+  it("has the value docs/dockerfile.md gives for FROM hersh with no files, whatever the files argument", function()
+    local doc = assert(io.open("docs/dockerfile.md")):read("a")
+    assert.truthy(doc:find('`FROM hersh` with no files is `sha256("D10:FROM hersh")`', 1, true),
+      "docs/dockerfile.md no longer states the example")
+    assert.truthy(doc:find('"F" .. #path .. ":" .. path .. #content .. ":" .. content', 1, true),
+      "docs/dockerfile.md no longer states the encoding of a file")
+    -- printf 'D10:FROM hersh' | sha256sum: 14e0af718d5af255ceebaf0cd83e590d3dba0673...
+    local want = "build-14e0af718d5a"
+    assert.equal(want, "build-" .. sha256sum("D10:FROM hersh"):sub(1, 12))
+    assert.equal(want, build_id.compute("FROM hersh"))
+    assert.equal(want, build_id.compute("FROM hersh", {}))
   end)
 
-  it("has a fixed value for a fixed payload (the encoding is a stored contract)", function()
-    -- sha256("D10:FROM hersh") computed independently: printf 'D10:FROM hersh' | sha256sum
-    local p = assert(io.popen("printf 'D10:FROM hersh' | sha256sum"))
-    local want = p:read("a"):sub(1, 12)
-    p:close()
-    assert.equal("build-" .. want, build_id.compute("FROM hersh", {}))
-  end)
-
-  it("is deterministic, and the same with no files table as with an empty one", function()
-    assert.equal(build_id.compute(DF, FILES), build_id.compute(DF, FILES))
-    assert.equal(build_id.compute(DF, {}), build_id.compute(DF))
+  it("gives one id for equal payloads held in different tables", function()
+    local copy = {}
+    for k, v in pairs(FILES) do copy[k] = v end
+    local want = "build-" .. sha256sum(VECTORS[2][4]):sub(1, 12)
+    assert.equal(want, build_id.compute(DF, copy))
   end)
 
   it("does not depend on the order the table was filled in", function()

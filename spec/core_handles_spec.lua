@@ -4,6 +4,7 @@
 -- ever be collected: a Host that probes every start leaked one timer per start.
 local hersh = require "hersh"
 local core = require "hersh.core"
+local sys = require "hersh.os"
 
 -- Live entries of the registry, after a full collection.
 local function registry_entries()
@@ -38,7 +39,7 @@ describe("core handles", function()
       local exited = 0
       for _ = 1, 10 do
         local proc
-        proc = assert(core.spawn{ argv = { "/bin/true" }, env = {},
+        proc = assert(sys.spawn{ argv = { "/bin/true" }, env = {},
           on_line = function() return proc end,
           on_exit = function() exited = exited + 1 proc = proc end })
       end

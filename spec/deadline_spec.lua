@@ -147,4 +147,56 @@ describe("deadlines", function()
     assert.is_true(r.stop_result)
     assert.equal(1, r.cleanups)
   end)
+
+  -- The deadline is delivered by a signal to the loop thread; each one must reach its
+  -- own run only. Runs end around their deadline, each followed by a run with an hour
+  -- to go (tests/c/test_deadline_stress.c does 10,000 of these, C reducers too).
+  it("keep each deadline to its run: 400 runs at the edge, each followed by one far from it", function()
+    local r = h.isolated([[
+      local keep = { min_failures = 1e9, max_failures = 1e9, light_delays = { 3600 } }
+      -- The recovery policy runs under the same timeout: 5 ms leaves it room.
+      local edge = h.watcher{ timeout = 0.005, recovery = keep }
+      local far = h.watcher{ timeout = 3600, recovery = keep }
+      local done = {}
+      local function busy(msg)
+        if not msg then return end
+        local us, id = msg.content:match("^(%d+) (.+)$")
+        local stop = os.clock() + tonumber(us) / 1e6
+        local n = 0
+        while os.clock() < stop do n = n + 1 end
+        done[id] = true
+      end
+      edge:manage(busy)
+      far:manage(busy)
+      assert(edge:start() and far:start())
+      assert(h.wait_state(edge, "Ready") and h.wait_state(far, "Ready"))
+      local function run(w, content)
+        local before = #w:logs("result")
+        w:send(content)
+        if not h.wait(function() return #w:logs("result") > before end, 10) then return nil end
+        local logs = w:logs("result")
+        return logs[#logs]
+      end
+      local out = { ok = 0, cut = 0, bad = {}, far_bad = {} }
+      for i = 1, 400 do
+        local id = "e" .. i
+        local res = run(edge, (i * 37 % 12000) .. " " .. id)
+        if res and res.ok and done[id] then
+          out.ok = out.ok + 1
+        elseif res and not res.ok and res.error == "timeout" then
+          if not done[id] then out.cut = out.cut + 1 end
+        else
+          out.bad[#out.bad + 1] = { i = i, ok = res and res.ok, error = res and res.error, done = done[id] }
+        end
+        res = run(far, "10 f" .. i)
+        if not (res and res.ok and done["f" .. i]) then
+          out.far_bad[#out.far_bad + 1] = { i = i, ok = res and res.ok, error = res and res.error }
+        end
+      end
+      return out
+    ]], 300) -- a bound against a hang, not a timing: on a loaded machine it takes minutes
+    assert.same({}, r.bad)
+    assert.same({}, r.far_bad)
+    assert.is_true(r.ok > 0 and r.cut > 0) -- both sides of the edge were reached
+  end)
 end)

@@ -3,65 +3,26 @@
 -- judged from outside: its logs, its WatcherAPI, its files in /state, and what the
 -- Host reports. Every test stops its Host (which stops the programs), checks that no
 -- process of it is left and removes its directory; every wait is bounded.
-local P = require "scripts.process"
+local H = require "scripts.host_harness"
+local P = H.P
 local cjson = require "cjson"
 
--- Runs fn when the test ends, passed or failed (see P.add_cleanup).
-local function defer(fn)
-  P.add_cleanup(fn)
-  finally(P.run_cleanups)
-end
-
-local function has(text, part)
-  return type(text) == "string" and text:find(part, 1, true) ~= nil
-end
+local defer = P.defer -- runs fn when the test ends, passed or failed
+local has = P.has
 
 local PLAIN = "env -u LD_PRELOAD " -- helpers (curl, lua5.4, bash) run without the sanitizers
 local WAIT = 60                    -- bound of a wait for a deploy, a log line, a state
-local MY_PID = tonumber(P.read("/proc/self/stat"):match("^(%d+)"))
--- Publish ports of a range of our own, apart from other runs (busy ones are skipped).
-local PORTS = string.format("%d-%d", 25000 + MY_PID % 250 * 16, 25000 + MY_PID % 250 * 16 + 15)
 
 -- ---- a Host ---------------------------------------------------------------------------
 
-local processes_under = P.processes_under
-
--- start_host{policy = FILE}: a Host on a free port with its storage in a temporary
--- directory; host.port, host.storage. It is stopped and its directory removed at the end.
+-- start_host{policy = FILE}: a Host of this test's own (scripts.host_harness); stopped
+-- and its directory removed when the test ends.
 local function start_host(opts)
-  opts = opts or {}
-  local dir = P.tmpdir()
-  os.execute("chmod 755 " .. P.quote(dir)) -- the sandbox user must reach the storage
-  local h = { dir = dir, storage = dir .. "/storage" }
-  defer(function()
-    P.stop(h.proc)
-    P.wait_for(function() return #processes_under(dir) == 0 end, 10)
-    os.execute("rm -rf " .. P.quote(dir))
-  end)
-  local argv = { P.hersh, "host", "--port", "0", "--storage", h.storage, "--ports", PORTS, dir = dir }
-  if opts.policy then
-    argv[#argv + 1] = "--policy"
-    argv[#argv + 1] = opts.policy
-  end
-  h.proc = P.start(argv)
-  local port = P.wait_for(function()
-    local found = P.stderr(h.proc):match("hersh host: serving http://127%.0%.0%.1:(%d+)")
-    return found and tonumber(found) or (not P.alive(h.proc) and -1)
-  end, P.WAIT)
-  assert(port and port > 0, "the Host did not start:\n" .. P.stderr(h.proc))
-  h.port = port
-  h.url = "http://127.0.0.1:" .. port
-  return h
+  return H.test_host{ args = opts and opts.policy and { "--policy", opts.policy } or nil }
 end
 
 -- Stops the Host: its programs stop with it, it exits 0, no sandbox is left behind.
-local function stop_host(h)
-  assert.is_true(P.signal(h.proc, "TERM"))
-  assert.equal(0, P.wait_exit(h.proc, WAIT), P.stderr(h.proc))
-  assert.is_nil(P.sanitizer_report(h.proc))
-  local left = P.wait_for(function() return #processes_under(h.dir) == 0 end, 10)
-  assert.is_true(left, table.concat(processes_under(h.dir), "\n"))
-end
+local stop_host = H.assert_clean_exit
 
 -- examples/<name>/deploy.sh against the Host, with the arguments and environment given;
 -- returns program_id, proxy port (raises with its output if it fails). `root` is where
@@ -80,14 +41,10 @@ local function deploy(h, name, args, env, root)
   return id, tonumber(port)
 end
 
-local function view(h, id)
-  local r = P.get(h.port, "/programs/" .. id)
-  assert.equal(200, r.status, r.body)
-  return r.json
-end
+local view = H.view
 
 local function logs(h, id)
-  return P.get(h.port, "/programs/" .. id .. "/logs?tail=100000").body
+  return H.logs(h, id, "?tail=100000")
 end
 
 -- Waits until the program's runtime log has `text`; the log (raises with it if not).
@@ -105,15 +62,7 @@ local function wait_log_match(h, id, pred, what)
   return v
 end
 
-local function wait_state(h, id, state)
-  local last
-  local ok = P.wait_for(function()
-    last = view(h, id)
-    return last.state == state
-  end, WAIT, 0.05)
-  assert(ok, string.format("%s never reached %s: %s", id, state, cjson.encode(last)))
-  return last
-end
+local wait_state = H.wait_state
 
 -- The numbers N of every "Counter: N" line, in order.
 local function counters(text)

@@ -1,7 +1,7 @@
--- core.fs_watch and core.file_id (src/lua/lfswatch.c): file system events on the loop
+-- hersh.os.fs_watch and file_id (src/lua/lfswatch.c): file system events on the loop
 -- (inotify through libuv), and the identity of the file behind a name or a handle.
 local hersh = require "hersh"
-local core = require "hersh.core"
+local sys = require "hersh.os"
 local h = require "helpers"
 local P = require "scripts.process"
 
@@ -11,7 +11,7 @@ local function write(path, text, mode)
   assert(f:close())
 end
 
-describe("core.fs_watch", function()
+describe("sys.fs_watch", function()
   local dir
 
   before_each(function() dir = P.tmpdir() end)
@@ -19,7 +19,7 @@ describe("core.fs_watch", function()
 
   it("calls back with the name and the kind of change of what changes in a directory", function()
     local seen = {}
-    local w = assert(core.fs_watch(dir, function(name, event) seen[#seen + 1] = { name, event } end))
+    local w = assert(sys.fs_watch(dir, function(name, event) seen[#seen + 1] = { name, event } end))
     assert.is_true(w:active())
     write(dir .. "/a.log", "one\n")
     assert.is_true(h.wait(function() return #seen > 0 end))
@@ -40,24 +40,24 @@ describe("core.fs_watch", function()
   end)
 
   it("returns nil, message, ENOENT for a path that does not exist", function()
-    local w, err, code = core.fs_watch(dir .. "/missing", function() end)
+    local w, err, code = sys.fs_watch(dir .. "/missing", function() end)
     assert.is_nil(w)
     assert.truthy(err:find("missing", 1, true), err)
     assert.equal("ENOENT", code)
   end)
 
   it("raises for a caller's bug", function()
-    assert.has_error(function() core.fs_watch(dir) end)
-    assert.has_error(function() core.fs_watch(nil, function() end) end)
+    assert.has_error(function() sys.fs_watch(dir) end)
+    assert.has_error(function() sys.fs_watch(nil, function() end) end)
   end)
 
   it("keeps calling back after a callback raises, and may stop itself from a callback", function()
     local r = h.isolated(string.format([[
-      local core = require "hersh.core"
+      local sys = require "hersh.os"
       local n, stopped = 0, 0
-      local w1 = assert(core.fs_watch(%q, function() n = n + 1 error("boom in fs_watch") end))
+      local w1 = assert(sys.fs_watch(%q, function() n = n + 1 error("boom in fs_watch") end))
       local w2
-      w2 = assert(core.fs_watch(%q, function() stopped = stopped + 1 w2:stop() end))
+      w2 = assert(sys.fs_watch(%q, function() stopped = stopped + 1 w2:stop() end))
       for i = 1, 3 do
         local f = assert(io.open(%q .. "/x" .. i, "w")) f:write("x") f:close()
         h.wait(function() return n >= i end)
@@ -70,22 +70,22 @@ describe("core.fs_watch", function()
   end)
 end)
 
-describe("core.file_id", function()
+describe("sys.file_id", function()
   it("is the same for a name and the file opened from it, and changes when the name is replaced", function()
     local dir = P.tmpdir()
     finally(function() os.execute("rm -rf " .. P.quote(dir)) end)
     local path = dir .. "/log"
     write(path, "old\n")
     local f = assert(io.open(path, "rb"))
-    local id = assert(core.file_id(path))
-    assert.equal(id, core.file_id(f))
+    local id = assert(sys.file_id(path))
+    assert.equal(id, sys.file_id(f))
     assert(os.rename(path, path .. ".1"))
     write(path, "new\n")
-    assert.not_equal(id, core.file_id(path))
-    assert.equal(id, core.file_id(f))
+    assert.not_equal(id, sys.file_id(path))
+    assert.equal(id, sys.file_id(f))
     f:close()
-    assert.has_error(function() core.file_id(f) end)
-    local none, err, code = core.file_id(dir .. "/missing")
+    assert.has_error(function() sys.file_id(f) end)
+    local none, err, code = sys.file_id(dir .. "/missing")
     assert.is_nil(none)
     assert.is_string(err)
     assert.equal("ENOENT", code)

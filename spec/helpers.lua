@@ -58,9 +58,7 @@ function helpers.sorted(list)
   return out
 end
 
-function helpers.has(text, part)
-  return type(text) == "string" and text:find(part, 1, true) ~= nil
-end
+helpers.has = require("scripts.process").has
 
 function helpers.filter(list, pred)
   local out = {}

@@ -4,29 +4,26 @@
 -- spec/programs/host_counter and run in the bubblewrap sandbox (the spec runs as
 -- root; programs run as user 65534).
 --
--- One Host per describe block (its lazy_setup starts it, its lazy_teardown stops it
--- and removes its storage); the persistence block starts several Hosts on one
--- storage. Every wait is bounded; no test asserts how long anything took.
+-- Every test starts the Hosts it needs (scripts.host_harness's test_host: stopped and
+-- its storage removed when the test ends), so each runs alone as well as in the file
+-- (busted --filter); the persistence tests start several Hosts on one storage. Every
+-- wait is bounded; no test asserts how long anything took.
 --
 -- While no process serves a program's port (Created, Stopped), the Host holds it and
 -- answers 503 there itself; after a delete nothing answers and anyone may take it.
 local H = require "scripts.host_harness"
 local P = H.P
-local core = require "hersh.core"
+local sys = require "hersh.os"
 local cjson = require "cjson"
 
-local fs = core.fs
+local fs = sys.fs
 local FIXTURE = H.FIXTURE
 local DOCKERFILE = H.DOCKERFILE
 local MAIN_LUA = H.MAIN_LUA
 local WAIT = H.WAIT
 local ISO = H.ISO
 local STATUS_TEXT = H.STATUS_TEXT
--- Runs fn when the test ends, passed or failed (see P.add_cleanup).
-local function defer(fn)
-  P.add_cleanup(fn)
-  finally(P.run_cleanups)
-end
+local defer = P.defer -- runs fn when the test ends, passed or failed
 local has = H.has
 local sh = H.sh
 local bindable = H.bindable
@@ -37,6 +34,7 @@ local gone = H.gone
 local kill_programs = H.kill_programs
 local public_tmpdir = H.public_tmpdir
 local start_host = H.start_host
+local test_host = H.test_host
 local stop_host = H.stop_host
 local terminate = H.terminate
 local assert_clean_exit = H.assert_clean_exit
@@ -57,24 +55,30 @@ local list_names = H.list_names
 
 -- ---- 1, 7, 8: the walkthrough, follow, filters and source ---------------------------
 
+-- A Host of the test's own with one counter program of `user_id` Ready on it: h, id, port.
+local function ready_counter(user_id)
+  local h = test_host()
+  local created = create(h, counter_body(user_id))
+  start_ready(h, created.program_id)
+  return h, created.program_id, created.publish_port
+end
+
 describe("hersh host: a program's life", function()
-  local h
-
-  lazy_setup(function() h = start_host{ ports = { free_range(16) } } end)
-  lazy_teardown(function() stop_host(h) end)
-
   it("answers /health", function()
+    local h = test_host()
     local doc = ok_json(call(h, "GET", "/health"))
     assert.equal("ok", doc.status)
   end)
 
   it("walks through create, start, messages, logs, stop, start again, restart and delete", function()
+    local h = test_host()
     -- create: Created, with the fields of the original API
     local created = create(h, counter_body("alice"))
     local id = created.program_id
     assert.equal("Created", created.state)
-    assert.matches("^build%-%x+$", created.build_id)
-    assert.equal(18, #created.build_id)
+    -- the build id of docs/dockerfile.md, from sha256sum over the encoding written out
+    local encoding = "D" .. #DOCKERFILE .. ":" .. DOCKERFILE .. "F8:main.lua" .. #MAIN_LUA .. ":" .. MAIN_LUA
+    assert.equal("build-" .. P.sha256sum(encoding):sub(1, 12), created.build_id)
     assert.equal("alice-" .. created.build_id .. "-", id:sub(1, #created.build_id + 7))
     assert.matches("^%x%x%x%x%x%x%x%x$", id:sub(#created.build_id + 8))
     assert.equal(h.first, created.publish_port)
@@ -135,6 +139,7 @@ describe("hersh host: a program's life", function()
   end)
 
   it("restarts a Ready program as a new process on the same port, /state kept", function()
+    local h = test_host()
     local id = create(h, counter_body("restarter")).program_id
     local first = start_ready(h, id)
     assert.equal(200, call(h, "POST", "/programs/" .. id .. "/proxy/watcher/message", { content = "a" }).status)
@@ -151,9 +156,7 @@ describe("hersh host: a program's life", function()
   end)
 
   it("keeps /state across a stop and a start (messages straight to proxy_url)", function()
-    local created = create(h, counter_body("keeper"))
-    local id, port = created.program_id, created.publish_port
-    start_ready(h, id)
+    local h, id, port = ready_counter("keeper")
     assert.equal(200, P.send(port, "a").status)
     assert.equal(200, P.send(port, "b").status)
     assert.is_true(wait_log(h, id, "Counter: 2"))
@@ -166,9 +169,7 @@ describe("hersh host: a program's life", function()
   end)
 
   it("deletes a running program: 404 afterwards, processes gone, port free, files gone", function()
-    local created = create(h, counter_body("deleter"))
-    local id, port = created.program_id, created.publish_port
-    start_ready(h, id)
+    local h, id, port = ready_counter("deleter")
     assert.equal(200, P.send(port, "a").status)
     assert.is_true(wait_log(h, id, "Counter: 1"))
     assert.is_true(#program_pids(id) > 0)
@@ -186,9 +187,7 @@ describe("hersh host: a program's life", function()
   end)
 
   it("deletes with ?keep_state=true: only state/ remains, with the program's files", function()
-    local created = create(h, counter_body("keepstate"))
-    local id, port = created.program_id, created.publish_port
-    start_ready(h, id)
+    local h, id, port = ready_counter("keepstate")
     assert.equal(200, P.send(port, "a").status)
     assert.is_true(wait_log(h, id, "Counter: 1"))
     ok_json(call(h, "DELETE", "/programs/" .. id .. "?keep_state=true"), 200, "delete")
@@ -200,9 +199,7 @@ describe("hersh host: a program's life", function()
   end)
 
   it("streams the log with follow=true as lines come, across a restart", function()
-    local created = create(h, counter_body("follower"))
-    local id, port = created.program_id, created.publish_port
-    start_ready(h, id)
+    local h, id, port = ready_counter("follower")
     local curl
     defer(function() P.stop(curl) end)
     curl = P.start{ "env", "-u", "LD_PRELOAD", "curl", "-sN", "--max-time", "120",
@@ -230,9 +227,7 @@ describe("hersh host: a program's life", function()
   end)
 
   it("gives the log's last lines with tail, the build log with type=build, 400 for bad ones", function()
-    local created = create(h, counter_body("tailer"))
-    local id, port = created.program_id, created.publish_port
-    start_ready(h, id)
+    local h, id, port = ready_counter("tailer")
     for i = 1, 3 do assert.equal(200, P.send(port, "m" .. i).status) end
     assert.is_true(wait_log(h, id, "Counter: 3"))
     local res = call(h, "GET", "/programs/" .. id .. "/logs?tail=2")
@@ -250,6 +245,7 @@ describe("hersh host: a program's life", function()
   end)
 
   it("filters GET /programs by user_id and state, in creation order", function()
+    local h = test_host()
     local a1 = create(h, counter_body("filt-a")).program_id
     local b1 = create(h, counter_body("filt-b")).program_id
     local a2 = create(h, counter_body("filt-a")).program_id
@@ -292,6 +288,7 @@ describe("hersh host: a program's life", function()
   end)
 
   it("returns the uploaded files with GET /programs/{id}/source", function()
+    local h = test_host()
     local files = { ["main.lua"] = MAIN_LUA, ["lib/util.lua"] = "return 42\n", ["data/a b.txt"] = "x\n\0y" }
     local id = create(h, counter_body("sourcer", { src_files = files })).program_id
     local doc = ok_json(call(h, "GET", "/programs/" .. id .. "/source"), 200, "source")
@@ -302,6 +299,9 @@ describe("hersh host: a program's life", function()
   end)
 
   it("stops cleanly on SIGTERM, its programs with it", function()
+    local h = test_host()
+    start_ready(h, create(h, counter_body("ender")).program_id)
+    create(h, counter_body("ender"))
     assert_clean_exit(h)
   end)
 end)
@@ -309,20 +309,17 @@ end)
 -- ---- 2: bad input --------------------------------------------------------------------------
 
 describe("hersh host: bad requests", function()
-  local h
-  lazy_setup(function() h = start_host() end)
-  lazy_teardown(function() stop_host(h) end)
-
   local DF = 'FROM hersh\nCMD ["hersh", "run", "/app/main.lua"]\n'
 
   -- Nothing was created: no program listed, nothing under storage/programs.
-  local function nothing_created()
+  local function nothing_created(h)
     local doc = ok_json(call(h, "GET", "/programs"))
     assert.equal(0, doc.count)
     assert.same({}, list_names(h.storage .. "/programs"))
   end
 
   it("refuses malformed bodies with 400 and creates nothing", function()
+    local h = test_host()
     local cases = {
       { "malformed JSON", "{bad" },
       { "truncated JSON", '{"user_id": "a"' },
@@ -336,10 +333,11 @@ describe("hersh host: bad requests", function()
     for _, c in ipairs(cases) do
       assert_error(call(h, "POST", "/programs", c[2]), 400, c[1])
     end
-    nothing_created()
+    nothing_created(h)
   end)
 
   it("refuses missing or mistyped fields with 400 and creates nothing", function()
+    local h = test_host()
     local cases = {
       { "empty object", {} },
       { "no user_id", { dockerfile = DF } },
@@ -357,35 +355,38 @@ describe("hersh host: bad requests", function()
     for _, c in ipairs(cases) do
       assert_error(call(h, "POST", "/programs", c[2]), 400, c[1])
     end
-    nothing_created()
+    nothing_created(h)
   end)
 
   it("refuses a bad user_id with 400", function()
+    local h = test_host()
     local bad = { "Alice", "ALICE", "-alice", "_alice", "a/b", "../a", "a b", "a.b", "", string.rep("a", 65),
       "é" }
     for _, user_id in ipairs(bad) do
       assert_error(call(h, "POST", "/programs", counter_body(user_id)), 400, "user_id " .. user_id)
     end
-    nothing_created()
+    nothing_created(h)
     -- the edges that are fine: 64 characters, digits first, '-' and '_' inside
     for _, user_id in ipairs{ string.rep("a", 64), "0a", "a-b_c" } do
       local doc = create(h, counter_body(user_id))
       assert.equal(200, call(h, "DELETE", "/programs/" .. doc.program_id).status)
     end
-    nothing_created()
+    nothing_created(h)
   end)
 
   it("refuses source paths that escape or are not plain, with 400", function()
+    local h = test_host()
     local bad = { "../x", "/etc/passwd", "a/../../b", "a/..", "..", "a\0b", "", "./../x" }
     for _, path in ipairs(bad) do
       local body = counter_body("alice")
       body.src_files[path] = "evil"
       assert_error(call(h, "POST", "/programs", body), 400, ("path %q"):format(path))
     end
-    nothing_created()
+    nothing_created(h)
   end)
 
   it("refuses an unsupported or broken Dockerfile with 400 naming the line", function()
+    local h = test_host()
     local cases = {
       { "VOLUME", "FROM hersh\nVOLUME /data\nCMD [\"true\"]\n", "line 2" },
       { "HEALTHCHECK", "FROM hersh\nWORKDIR /app\nHEALTHCHECK CMD true\nCMD [\"true\"]\n", "line 3" },
@@ -399,24 +400,27 @@ describe("hersh host: bad requests", function()
       assert_error(res, 400, c[1])
       if c[3] then assert.is_true(has(res.json.message:lower(), c[3]), c[1] .. ": " .. res.json.message) end
     end
-    nothing_created()
+    nothing_created(h)
   end)
 
   it("refuses a Dockerfile without CMD or ENTRYPOINT with 400", function()
+    local h = test_host()
     local res = call(h, "POST", "/programs",
       counter_body("alice", { dockerfile = "FROM hersh\nWORKDIR /app\nCOPY main.lua /app/\n" }))
     assert_error(res, 400, "no CMD")
-    nothing_created()
+    nothing_created(h)
   end)
 
   it("refuses a body over 16 MiB with 413 and the error shape", function()
+    local h = test_host()
     local big = '{"user_id":"alice","dockerfile":"FROM hersh\\nCMD [\\"true\\"]\\n","src_files":{"big.txt":"'
       .. string.rep("a", 16 * 1024 * 1024) .. '"}}'
     assert_error(call(h, "POST", "/programs", big), 413, "oversize body")
-    nothing_created()
+    nothing_created(h)
   end)
 
   it("answers 404 for an unknown id or route, on every route", function()
+    local h = test_host()
     local id = "alice-build-000000000000-00000000"
     local cases = {
       { "GET", "/programs/" .. id }, { "DELETE", "/programs/" .. id },
@@ -432,6 +436,7 @@ describe("hersh host: bad requests", function()
   end)
 
   it("answers 405 for a wrong method", function()
+    local h = test_host()
     local id = create(h, counter_body("methods")).program_id
     defer(function() call(h, "DELETE", "/programs/" .. id) end)
     local cases = {
@@ -448,6 +453,7 @@ describe("hersh host: bad requests", function()
   end)
 
   it("refuses each transition the state does not allow with 409 and the state; proxy 503 unless Ready", function()
+    local h = test_host()
     local created = create(h, counter_body("transitions"))
     local id = created.program_id
     defer(function() call(h, "DELETE", "/programs/" .. id) end)
@@ -477,12 +483,14 @@ describe("hersh host: bad requests", function()
   end)
 
   it("has no auth without a token file", function()
+    local h = test_host()
     assert.equal(200, P.http(h.port, "GET", "/programs").status)
     assert.equal(200, P.http(h.port, "GET", "/programs",
       { headers = { "Authorization: Bearer anything" } }).status)
   end)
 
   it("takes a JSON null as an omitted field; refuses fractional or tiny limits", function()
+    local h = test_host()
     local doc = create(h, counter_body("nulls", { network = cjson.null, env = cjson.null, limits = cjson.null,
       restart_policy = cjson.null, src_files = { ["main.lua"] = MAIN_LUA } }))
     local rec = view(h, doc.program_id)
@@ -492,10 +500,11 @@ describe("hersh host: bad requests", function()
       assert_error(call(h, "POST", "/programs", counter_body("limits", { limits = limits })), 400,
         "limits " .. cjson.encode(limits))
     end
-    nothing_created()
+    nothing_created(h)
   end)
 
   it("does not take /proxyfoo for the proxy", function()
+    local h = test_host()
     local doc = create(h, counter_body("proxyfoo"))
     local res = call(h, "GET", "/programs/" .. doc.program_id .. "/proxyfoo")
     assert_error(res, 404, "proxyfoo")
@@ -504,6 +513,7 @@ describe("hersh host: bad requests", function()
   end)
 
   it("answers 503 on the port of a Restarting program instead of leaving clients waiting", function()
+    local h = test_host()
     local doc = create(h, { user_id = "crashy", dockerfile = assert(P.read("spec/programs/crash/Dockerfile")),
       restart_policy = { base_delay = 30, max_delay = 30 } })
     ok_json(act(h, doc.program_id, "start"), 202, "start")
@@ -515,6 +525,7 @@ describe("hersh host: bad requests", function()
   end)
 
   it("builds again an image cached with another layout, instead of failing to start it", function()
+    local h = test_host()
     local doc = create(h, counter_body("layout"))
     local image = h.storage .. "/images/" .. doc.build_id
     assert(fs.mkdir_p(image))
@@ -535,7 +546,12 @@ describe("hersh host: bad requests", function()
     assert.is_truthy(has(P.stderr(proc), "--ports"))
   end)
 
-  it("stops cleanly on SIGTERM", function()
+  it("stops cleanly on SIGTERM after refusing bad requests", function()
+    local h = test_host()
+    assert_error(call(h, "POST", "/programs", "{bad"), 400, "malformed")
+    assert_error(call(h, "POST", "/programs", counter_body("alice", { dockerfile = DF .. "VOLUME /x\n" })), 400,
+      "Dockerfile")
+    assert_error(call(h, "GET", "/nope"), 404, "route")
     assert_clean_exit(h)
   end)
 end)
@@ -543,22 +559,17 @@ end)
 -- ---- 3: ports ------------------------------------------------------------------------------
 
 describe("hersh host: publish ports", function()
-  local h, holder
-  lazy_setup(function() h = start_host{ ports = { free_range(4) } } end)
-  lazy_teardown(function()
-    if holder then core.close_fd(holder) end
-    stop_host(h)
-  end)
-
-  it("gives the lowest free port, skips one busy on the machine, reuses a released one, 503 when none is left", function()
+  it("gives the lowest free port, skips one busy on the machine, reuses a released one, 503 when none is left; stops cleanly on SIGTERM", function()
+    local h = test_host{ ports = { free_range(4) } }
     local a = h.first
     -- a+1 is busy on the machine: held here
-    holder = assert(core.listen("127.0.0.1", a + 1))
+    local holder = assert(sys.listen("127.0.0.1", a + 1))
+    defer(function() if holder then sys.close_fd(holder) end end)
     local p1 = create(h, counter_body("ports"))
     assert.equal(a, p1.publish_port)
     local p2 = create(h, counter_body("ports"))
     assert.equal(a + 2, p2.publish_port, "the busy port is skipped")
-    core.close_fd(holder)
+    sys.close_fd(holder)
     holder = nil
     local p3 = create(h, counter_body("ports"))
     assert.equal(a + 1, p3.publish_port, "the lowest free port first")
@@ -581,89 +592,83 @@ describe("hersh host: publish ports", function()
     assert.equal(200, P.send(a, "x").status)
     assert.is_true(wait_log(h, p5.program_id, "Counter: 1"))
     assert_error(call(h, "POST", "/programs", counter_body("ports")), 503, "still none left")
+    assert_clean_exit(h)
   end)
 
   it("a range of 2 ports: 2 programs, then 503", function()
-    local h2 = start_host{ ports = { free_range(2) } }
-    defer(function() stop_host(h2) end)
+    local h2 = test_host{ ports = { free_range(2) } }
     assert.equal(h2.first, create(h2, counter_body("two")).publish_port)
     assert.equal(h2.first + 1, create(h2, counter_body("two")).publish_port)
     assert_error(call(h2, "POST", "/programs", counter_body("two")), 503, "exhausted")
     assert.equal(2, ok_json(call(h2, "GET", "/programs")).count)
-  end)
-
-  it("stops cleanly on SIGTERM", function()
-    assert_clean_exit(h)
   end)
 end)
 
 -- ---- 4: persistence ------------------------------------------------------------------------
 
 describe("hersh host: persistence", function()
-  local root, storage, range
-  local h
-  local ids = {}
-  local run, stopped, created -- the three programs' first records
-
-  lazy_setup(function()
-    root = public_tmpdir()
-    storage = root .. "/storage"
-    range = { free_range(8) }
-  end)
-  lazy_teardown(function()
-    stop_host(h)
-    kill_programs(ids)
-    if root then sh("rm -rf " .. P.quote(root)) end
-  end)
-
-  local function new_host()
-    h = start_host{ storage = storage, ports = range }
-    h.ids = ids
-    return h
-  end
-
-  local function listed()
-    local out = {}
-    for _, p in ipairs(ok_json(call(h, "GET", "/programs")).programs) do out[p.program_id] = p end
-    return out
+  -- A storage of the test's own holding three programs: `run` Ready (it has counted to
+  -- 2), `stopped` Stopped through the API, `created` never started; s.h is the Host
+  -- serving it, s.new_host() starts the next one on it. Every Host, program process and
+  -- the storage go away when the test ends.
+  local function persisted()
+    local s = { root = public_tmpdir(), range = { free_range(8) }, ids = {} }
+    s.storage = s.root .. "/storage"
+    local hosts = {}
+    defer(function()
+      for _, h in ipairs(hosts) do stop_host(h) end
+      kill_programs(s.ids)
+      sh("rm -rf " .. P.quote(s.root))
+    end)
+    function s.new_host()
+      s.h = start_host{ storage = s.storage, ports = s.range }
+      s.h.ids = s.ids
+      hosts[#hosts + 1] = s.h
+      return s.h
+    end
+    local h = s.new_host()
+    s.run = view(h, create(h, counter_body("persist-run")).program_id)
+    s.stopped = view(h, create(h, counter_body("persist-stopped")).program_id)
+    s.created = view(h, create(h, counter_body("persist-created")).program_id)
+    start_ready(h, s.run.program_id)
+    start_ready(h, s.stopped.program_id)
+    assert.equal(202, act(h, s.stopped.program_id, "stop").status)
+    wait_state(h, s.stopped.program_id, "Stopped")
+    assert.equal(200, P.send(s.run.publish_port, "a").status)
+    assert.equal(200, P.send(s.run.publish_port, "b").status)
+    assert.is_true(wait_log(h, s.run.program_id, "Counter: 2"))
+    return s
   end
 
   -- Every program is listed again with the same id, user, build and port.
-  local function assert_same_programs()
-    local now = listed()
-    for _, first in ipairs{ run, stopped, created } do
+  local function assert_same_programs(s)
+    local now = {}
+    for _, p in ipairs(ok_json(call(s.h, "GET", "/programs")).programs) do now[p.program_id] = p end
+    for _, first in ipairs{ s.run, s.stopped, s.created } do
       local p = now[first.program_id]
       assert.is_table(p, "program " .. first.program_id .. " is listed again")
       for _, k in ipairs{ "user_id", "build_id", "publish_port", "proxy_url", "created_at" } do
         assert.equal(first[k], p[k], k)
       end
     end
-    assert.equal(3, ok_json(call(h, "GET", "/programs")).count)
+    assert.equal(3, ok_json(call(s.h, "GET", "/programs")).count)
   end
 
   it("comes back after kill -9: same ids and ports, the running program Ready again", function()
-    new_host()
-    run = view(h, create(h, counter_body("persist-run")).program_id)
-    stopped = view(h, create(h, counter_body("persist-stopped")).program_id)
-    created = view(h, create(h, counter_body("persist-created")).program_id)
-    start_ready(h, run.program_id)
-    start_ready(h, stopped.program_id)
-    assert.equal(202, act(h, stopped.program_id, "stop").status)
-    wait_state(h, stopped.program_id, "Stopped")
-    assert.equal(200, P.send(run.publish_port, "a").status)
-    assert.equal(200, P.send(run.publish_port, "b").status)
-    assert.is_true(wait_log(h, run.program_id, "Counter: 2"))
+    local s = persisted()
+    local run, stopped, created = s.run, s.stopped, s.created
+    local h = s.h
     local old_pid = view(h, run.program_id).pid
 
     assert.is_true(P.signal(h.proc, "KILL"))
     assert.is_truthy(P.wait_exit(h.proc))
-    assert.is_true(no_process_of(ids), "the programs die with their Host")
+    assert.is_true(no_process_of(s.ids), "the programs die with their Host")
     assert.is_true(gone(old_pid), "the program's process " .. old_pid .. " is gone")
     P.stop(h.proc)
 
-    new_host()
+    h = s.new_host()
     assert.is_true(has(P.stderr(h.proc), "3 programs"), P.stderr(h.proc))
-    assert_same_programs()
+    assert_same_programs(s)
     assert.equal("Created", view(h, created.program_id).state)
     local back = wait_state(h, run.program_id, "Ready")
     assert.not_equal(old_pid, back.pid)
@@ -679,49 +684,47 @@ describe("hersh host: persistence", function()
   end)
 
   it("comes back after a graceful SIGTERM likewise", function()
-    assert.is_table(run, "needs the previous test")
-    local check_exit = terminate(h)
-    P.stop(h.proc)
-    new_host()
-    assert_same_programs()
-    wait_state(h, run.program_id, "Ready")
-    assert.equal("Stopped", view(h, stopped.program_id).state)
-    assert.equal("Created", view(h, created.program_id).state)
-    assert.equal(200, P.send(run.publish_port, "d").status)
-    assert.is_true(wait_log(h, run.program_id, "Counter: 4"), logs(h, run.program_id))
+    local s = persisted()
+    local check_exit = terminate(s.h)
+    P.stop(s.h.proc)
+    local h = s.new_host()
+    assert_same_programs(s)
+    wait_state(h, s.run.program_id, "Ready")
+    assert.equal("Stopped", view(h, s.stopped.program_id).state)
+    assert.equal("Created", view(h, s.created.program_id).state)
+    assert.equal(200, P.send(s.run.publish_port, "d").status)
+    assert.is_true(wait_log(h, s.run.program_id, "Counter: 3"), logs(h, s.run.program_id))
     check_exit() -- the previous Host ended well
   end)
 
   it("keeps a program stopped through the API stopped after a restart of the Host", function()
-    assert.is_table(run, "needs the previous tests")
-    assert.equal(202, act(h, run.program_id, "stop").status)
-    wait_state(h, run.program_id, "Stopped")
-    local check_exit = terminate(h)
-    P.stop(h.proc)
-    new_host()
-    assert_same_programs()
+    local s = persisted()
+    local run = s.run
+    assert.equal(202, act(s.h, run.program_id, "stop").status)
+    wait_state(s.h, run.program_id, "Stopped")
+    local check_exit = terminate(s.h)
+    P.stop(s.h.proc)
+    local h = s.new_host()
+    assert_same_programs(s)
     assert.equal("Stopped", view(h, run.program_id).state)
-    assert.equal("Stopped", view(h, stopped.program_id).state)
+    assert.equal("Stopped", view(h, s.stopped.program_id).state)
     assert_error(P.get(run.publish_port, "/watcher/status"), 503, "the port of a Stopped program")
     check_exit()
   end)
 
-  it("brings back a program that served requests through the proxy route", function()
-    assert.is_table(run, "needs the previous tests")
-    start_ready(h, run.program_id)
-    local res = call(h, "POST", "/programs/" .. run.program_id .. "/proxy/watcher/message", { content = "e" })
+  it("brings back a program that served requests through the proxy route; stops cleanly on SIGTERM", function()
+    local s = persisted()
+    local run = s.run
+    local res = call(s.h, "POST", "/programs/" .. run.program_id .. "/proxy/watcher/message", { content = "e" })
     assert.equal(200, res.status, res.body)
-    assert.is_true(wait_log(h, run.program_id, "Counter: 5"))
-    assert.is_true(P.signal(h.proc, "KILL"))
-    assert.is_truthy(P.wait_exit(h.proc))
-    assert.is_true(no_process_of(ids))
-    P.stop(h.proc)
-    new_host()
-    assert_same_programs()
+    assert.is_true(wait_log(s.h, run.program_id, "Counter: 3"))
+    assert.is_true(P.signal(s.h.proc, "KILL"))
+    assert.is_truthy(P.wait_exit(s.h.proc))
+    assert.is_true(no_process_of(s.ids))
+    P.stop(s.h.proc)
+    local h = s.new_host()
+    assert_same_programs(s)
     wait_state(h, run.program_id, "Ready")
-  end)
-
-  it("stops cleanly on SIGTERM", function()
     assert_clean_exit(h)
   end)
 end)
@@ -729,24 +732,22 @@ end)
 -- ---- 5: auth -------------------------------------------------------------------------------
 
 describe("hersh host: bearer token", function()
-  local h, dir
   local TOKEN = "s3cret-token-for-the-spec"
 
-  lazy_setup(function()
-    dir = P.tmpdir()
-    P.write(dir .. "/token", TOKEN .. "\n")
-    h = start_host{ token_file = dir .. "/token" }
-  end)
-  lazy_teardown(function()
-    stop_host(h)
-    if dir then sh("rm -rf " .. P.quote(dir)) end
-  end)
-
-  local function as(token)
-    return { port = h.port, token = token, ids = h.ids, storage = h.storage }
+  -- A temporary directory, removed when the test ends.
+  local function scratch()
+    local dir = P.tmpdir()
+    defer(function() sh("rm -rf " .. P.quote(dir)) end)
+    return dir
   end
 
-  it("needs the token on every route but /health: 401 without or wrong, success with it", function()
+  it("needs the token on every route but /health: 401 without or wrong, success with it; stops cleanly on SIGTERM", function()
+    local dir = scratch()
+    P.write(dir .. "/token", TOKEN .. "\n")
+    local h = test_host{ token_file = dir .. "/token" }
+    local function as(token)
+      return { port = h.port, token = token, ids = h.ids, storage = h.storage }
+    end
     local good, none = as(TOKEN), as(nil)
     local wrongs = { as("wrong"), as(TOKEN:sub(1, -2) .. "X"), as(TOKEN .. "x") }
     -- /health is open
@@ -794,9 +795,11 @@ describe("hersh host: bearer token", function()
     wait_state(good, id, "Stopped")
     assert.equal(200, call(good, "DELETE", base).status)
     assert_error(call(good, "GET", base), 404, "deleted")
+    assert_clean_exit(h)
   end)
 
   it("refuses to start with an empty token file", function()
+    local dir = scratch()
     P.write(dir .. "/empty", "\n")
     local root = public_tmpdir()
     local proc = P.start{ P.hersh, "host", "--port", "0", "--storage", root .. "/s", "--token-file", dir .. "/empty" }
@@ -808,10 +811,6 @@ describe("hersh host: bearer token", function()
     assert.is_truthy(rc, "the Host exits")
     assert.not_equal(0, rc)
     assert.is_true(has(P.stderr(proc), "empty"), P.stderr(proc))
-  end)
-
-  it("stops cleanly on SIGTERM", function()
-    assert_clean_exit(h)
   end)
 end)
 
@@ -846,12 +845,10 @@ local function parallel(h, requests)
 end
 
 describe("hersh host: 20 programs at once", function()
-  local h
   local N = 20
-  lazy_setup(function() h = start_host{ ports = { free_range(N) } } end)
-  lazy_teardown(function() stop_host(h) end)
 
-  it("creates and starts 20 programs at once; all reach Ready, GET /programs answers throughout", function()
+  it("creates and starts 20 programs at once; all reach Ready, GET /programs answers throughout; all stop with the Host", function()
+    local h = test_host{ ports = { free_range(N) } }
     -- 20 payloads, 20 builds, each with a RUN step
     local creates = {}
     for i = 1, N do
@@ -908,10 +905,7 @@ describe("hersh host: 20 programs at once", function()
     for port in pairs(ports) do
       assert.equal(200, P.get(port, "/watcher/status").status)
     end
-  end)
-
-  it("stops cleanly on SIGTERM, all 20 programs with it", function()
-    assert_clean_exit(h)
+    assert_clean_exit(h) -- SIGTERM: exit 0, all 20 programs with it
   end)
 end)
 
@@ -929,12 +923,7 @@ local function wakeups(pid)
 end
 
 describe("hersh host: following logs", function()
-  local h
-
-  lazy_setup(function() h = start_host() end)
-  lazy_teardown(function() stop_host(h) end)
-
-  local function follow(id, query)
+  local function follow(h, id, query)
     return P.start{ "env", "-u", "LD_PRELOAD", "curl", "-sN", "--max-time", "120",
       "http://127.0.0.1:" .. h.port .. "/programs/" .. id .. "/logs?follow=true" .. (query or "") }
   end
@@ -950,10 +939,8 @@ describe("hersh host: following logs", function()
   end
 
   it("ends the followed stream, lines and all, when the program is deleted", function()
-    local created = create(h, counter_body("deleted-follow"))
-    local id, port = created.program_id, created.publish_port
-    start_ready(h, id)
-    local curl = follow(id, "&tail=0")
+    local h, id, port = ready_counter("deleted-follow")
+    local curl = follow(h, id, "&tail=0")
     defer(function() P.stop(curl) end)
     assert.equal(200, P.send(port, "one").status)
     assert.is_true(streamed(curl, "Counter: 1"), P.stdout(curl))
@@ -964,10 +951,11 @@ describe("hersh host: following logs", function()
   end)
 
   it("follows a log that is rotated (renamed away, a new one made) or truncated", function()
+    local h = test_host()
     local id = create(h, counter_body("rotated-follow")).program_id
     local log = program_dir(h, id) .. "/logs/runtime.log"
     append(log, "before 1\n")
-    local curl = follow(id, "&tail=5")
+    local curl = follow(h, id, "&tail=5")
     defer(function() P.stop(curl) end)
     assert.is_true(streamed(curl, "before 1"), P.stdout(curl))
     append(log, "before 2\n")
@@ -990,13 +978,14 @@ describe("hersh host: following logs", function()
   end)
 
   it("has no periodic wake-up per follower: 20 idle follows leave the Host asleep", function()
+    local h = test_host()
     local id = create(h, counter_body("idle-follow")).program_id
     local log = program_dir(h, id) .. "/logs/runtime.log"
     local curls = {}
     defer(function()
       for _, c in ipairs(curls) do P.stop(c) end
     end)
-    for i = 1, 20 do curls[i] = follow(id, "&tail=0") end
+    for i = 1, 20 do curls[i] = follow(h, id, "&tail=0") end
     -- every follower is connected once each has seen a line written after it came
     local all = P.wait_for(function()
       append(log, "ping\n")
@@ -1017,6 +1006,7 @@ describe("hersh host: following logs", function()
   end)
 
   it("fails the build of a Lua file with a syntax error, naming the file and line", function()
+    local h = test_host()
     local bad = "local x = 1\nlocal y = 2\nlocal z\nz x\n"
     local id = create(h, counter_body("syntax", { src_files = { ["main.lua"] = bad, ["lib/ok.lua"] = "#!/usr/bin/env lua\nreturn 1\n" },
       dockerfile = "FROM hersh\nWORKDIR /app\nCOPY lib/ /app/lib/\nCOPY main.lua /app/\nCMD [\"hersh\", \"run\", \"/app/main.lua\"]\n" })).program_id
@@ -1028,8 +1018,9 @@ describe("hersh host: following logs", function()
   end)
 
   it("stops cleanly on SIGTERM with a follow still open, which then ends", function()
+    local h = test_host()
     local id = create(h, counter_body("open-follow")).program_id
-    local curl = follow(id)
+    local curl = follow(h, id)
     defer(function() P.stop(curl) end)
     append(program_dir(h, id) .. "/logs/runtime.log", "last words\n")
     assert.is_true(streamed(curl, "last words"), P.stdout(curl))
@@ -1041,11 +1032,8 @@ end)
 -- ---- one Host per storage -----------------------------------------------------------
 
 describe("hersh host: one Host per storage", function()
-  local h
-  lazy_setup(function() h = start_host() end)
-  lazy_teardown(function() stop_host(h) end)
-
-  it("refuses a second Host on the same storage (exit 2, naming the holder's pid); the first's programs run on", function()
+  it("refuses a second Host on the same storage (exit 2, naming the holder's pid); the first's programs run on, and stop with it", function()
+    local h = test_host()
     local id = create(h, counter_body("lock-first")).program_id
     start_ready(h, id)
     local lo, hi = free_range(4)
@@ -1063,9 +1051,6 @@ describe("hersh host: one Host per storage", function()
     assert.is_truthy(fs.stat(program_dir(h, id) .. "/src/main.lua"))
     assert.equal(200, P.send(view(h, id).publish_port, "still here").status)
     assert.is_true(wait_log(h, id, "Counter: 1"))
-  end)
-
-  it("stops cleanly on SIGTERM", function()
     assert_clean_exit(h)
   end)
 end)
@@ -1073,11 +1058,8 @@ end)
 -- ---- create refuses what it does not understand ----------------------------------------
 
 describe("hersh host: unknown create fields", function()
-  local h
-  lazy_setup(function() h = start_host() end)
-  lazy_teardown(function() stop_host(h) end)
-
   it("refuses unknown fields with 400 naming all of them, sorted, and creates nothing", function()
+    local h = test_host()
     local res = call(h, "POST", "/programs", counter_body("unknown", { ports = { 8080 }, zeta = 1, Alpha = "x" }))
     assert_error(res, 400, "unknown fields")
     assert.is_true(has(res.json.message, "unknown fields Alpha, ports, zeta"), res.json.message)
@@ -1088,9 +1070,6 @@ describe("hersh host: unknown create fields", function()
     -- every known field is taken
     create(h, counter_body("known", { env = { A = "b" }, limits = { pids = 64 }, network = "none",
       restart_policy = "no", proxy = { timeout = 5 } }))
-  end)
-
-  it("stops cleanly on SIGTERM", function()
     assert_clean_exit(h)
   end)
 end)

@@ -1,13 +1,14 @@
--- hersh.http_request: the loop's HTTP client, against the WatcherAPI of a watcher in
+-- hersh.http.request: the loop's HTTP client, against the WatcherAPI of a watcher in
 -- this same process (its server thread answers while this loop makes the requests).
 local hersh = require "hersh"
+local http = require "hersh.http"
 local cjson = require "cjson"
 local h = require "helpers"
 
 -- Makes a request, waits (bounded) for its callback, and returns what it got.
 local function fetch(opts)
   local got
-  local ok, err, code = hersh.http_request(opts, function(...) got = table.pack(...) end)
+  local ok, err, code = http.request(opts, function(...) got = table.pack(...) end)
   assert.is_true(ok, tostring(err) .. " " .. tostring(code))
   assert.is_true(h.wait(function() return got ~= nil end))
   return got[1], got[2], got[3]
@@ -28,7 +29,7 @@ local function url(port, path)
   return string.format("http://127.0.0.1:%d%s", port, path)
 end
 
-describe("hersh.http_request", function()
+describe("hersh.http.request", function()
   after_each(h.reap)
 
   it("GET /watcher/status answers 200 with JSON and lowercased headers", function()
@@ -80,7 +81,7 @@ describe("hersh.http_request", function()
     local _, port = served("http-many")
     local statuses, n = {}, 20
     for i = 1, n do
-      assert.is_true(hersh.http_request({ url = url(port, "/watcher/state") }, function(res)
+      assert.is_true(http.request({ url = url(port, "/watcher/state") }, function(res)
         statuses[i] = res and res.status
       end))
     end
@@ -96,7 +97,7 @@ describe("hersh.http_request", function()
     local called = false
     local cb = function() called = true end
     for _, url in ipairs(urls) do
-      local ok, err, code = hersh.http_request({ url = url }, cb)
+      local ok, err, code = http.request({ url = url }, cb)
       assert.is_nil(ok, url)
       assert.is_string(err)
       assert.equal("EINVAL", code)
@@ -114,9 +115,9 @@ describe("hersh.http_request", function()
   end)
 
   it("calls back nil, \"timeout\", ETIMEOUT when the server accepts and never answers", function()
-    local core = require "hersh.core"
-    local fd, port = assert(core.listen("127.0.0.1", 0)) -- the kernel accepts; nobody answers
-    finally(function() core.close_fd(fd) end)
+    local sys = require "hersh.os"
+    local fd, port = assert(sys.listen("127.0.0.1", 0)) -- the kernel accepts; nobody answers
+    finally(function() sys.close_fd(fd) end)
     local res, err, code = fetch({ url = url(port, "/"), timeout = 0.2, connect_timeout = 5 })
     assert.is_nil(res)
     assert.equal("timeout", err)
@@ -124,14 +125,14 @@ describe("hersh.http_request", function()
   end)
 
   it("calls back nil, \"connect timeout\", ETIMEOUT when the connection is never accepted", function()
-    local core = require "hersh.core"
-    local fd, port = assert(core.listen("127.0.0.1", 0))
+    local sys = require "hersh.os"
+    local fd, port = assert(sys.listen("127.0.0.1", 0))
     local waiting, n = 0, 0
-    finally(function() core.close_fd(fd) end)
+    finally(function() sys.close_fd(fd) end)
     -- Fill the listener's accept queue (backlog 128): later connections hang in SYN.
     for _ = 1, 140 do
       n = n + 1
-      assert.is_true(hersh.http_request({ url = url(port, "/"), timeout = 3 }, function() waiting = waiting + 1 end))
+      assert.is_true(http.request({ url = url(port, "/"), timeout = 3 }, function() waiting = waiting + 1 end))
     end
     local res, err, code = fetch({ url = url(port, "/"), timeout = 3, connect_timeout = 0.2 })
     assert.is_nil(res)
@@ -143,27 +144,28 @@ describe("hersh.http_request", function()
   it("raises for a caller's bug", function()
     local cb = function() end
     local good = "http://127.0.0.1:1/"
-    assert.has_error(function() hersh.http_request("http://x", cb) end)
-    assert.has_error(function() hersh.http_request({ url = good }) end)
-    assert.has_error(function() hersh.http_request({ url = good }, "not a function") end)
-    assert.has_error(function() hersh.http_request({}, cb) end)
-    assert.has_error(function() hersh.http_request({ url = 42 }, cb) end)
-    assert.has_error(function() hersh.http_request({ url = good, method = "GE T" }, cb) end)
-    assert.has_error(function() hersh.http_request({ url = good, method = 1 }, cb) end)
-    assert.has_error(function() hersh.http_request({ url = good, body = {} }, cb) end)
-    assert.has_error(function() hersh.http_request({ url = good, timeout = -1 }, cb) end)
-    assert.has_error(function() hersh.http_request({ url = good, timeout = "5" }, cb) end)
-    assert.has_error(function() hersh.http_request({ url = good, connect_timeout = -1 }, cb) end)
-    assert.has_error(function() hersh.http_request({ url = good, connect_timeout = "5" }, cb) end)
-    assert.has_error(function() hersh.http_request({ url = good, headers = "X-A: b" }, cb) end)
-    assert.has_error(function() hersh.http_request({ url = good, headers = { "no colon" } }, cb) end)
-    assert.has_error(function() hersh.http_request({ url = good, headers = { ["X-A"] = "b\r\nX-B: c" } }, cb) end)
-    assert.has_error(function() hersh.http_request({ url = good, headers = { ["bad name"] = "v" } }, cb) end)
+    assert.has_error(function() http.request("http://x", cb) end)
+    assert.has_error(function() http.request({ url = good }) end)
+    assert.has_error(function() http.request({ url = good }, "not a function") end)
+    assert.has_error(function() http.request({}, cb) end)
+    assert.has_error(function() http.request({ url = 42 }, cb) end)
+    assert.has_error(function() http.request({ url = good, method = "GE T" }, cb) end)
+    assert.has_error(function() http.request({ url = good, method = 1 }, cb) end)
+    assert.has_error(function() http.request({ url = good, body = {} }, cb) end)
+    assert.has_error(function() http.request({ url = good, timeout = -1 }, cb) end)
+    assert.has_error(function() http.request({ url = good, timeout = "5" }, cb) end)
+    assert.has_error(function() http.request({ url = good, connect_timeout = -1 }, cb) end)
+    assert.has_error(function() http.request({ url = good, connect_timeout = "5" }, cb) end)
+    assert.has_error(function() http.request({ url = good, headers = "X-A: b" }, cb) end)
+    assert.has_error(function() http.request({ url = good, headers = { "no colon" } }, cb) end)
+    assert.has_error(function() http.request({ url = good, headers = { ["X-A"] = "b\r\nX-B: c" } }, cb) end)
+    assert.has_error(function() http.request({ url = good, headers = { ["bad name"] = "v" } }, cb) end)
   end)
 
   it("keeps running after a callback raises (the error goes to stderr)", function()
     -- In a child process: the error message it prints stays out of this run's output.
     local r = h.isolated([[
+      local http = require "hersh.http"
       local w = h.watcher({ id = "http-raise" })
       h.record(w)
       assert(w:start())
@@ -171,8 +173,8 @@ describe("hersh.http_request", function()
       local port = assert(w:serve({ port = 0 }))
       local url = "http://127.0.0.1:" .. port .. "/watcher/status"
       local after
-      assert(hersh.http_request({ url = url }, function() error("boom in the callback") end))
-      assert(hersh.http_request({ url = url }, function(res) after = res.status end))
+      assert(http.request({ url = url }, function() error("boom in the callback") end))
+      assert(http.request({ url = url }, function(res) after = res.status end))
       h.wait(function() return after ~= nil end)
       return { after = after }
     ]])

@@ -1,8 +1,11 @@
--- core.http_serve: Lua handlers on the loop answering requests that libmicrohttpd
--- serves on its own thread. Requests come from the project's client (core.http_request,
--- on this same loop) and from the curl command line (core.spawn) for streams. Every
+-- hersh.httpd.serve: Lua handlers on the loop answering requests that libmicrohttpd
+-- serves on its own thread. Requests come from the project's client (hersh.http.request,
+-- on this same loop) and from the curl command line (hersh.os.spawn) for streams. Every
 -- wait is bounded.
 local core = require "hersh.core"
+local sys = require "hersh.os"
+local httpd = require "hersh.httpd"
+local http = require "hersh.http"
 local cjson = require "cjson"
 local h = require "helpers"
 
@@ -14,7 +17,7 @@ local servers = {}
 local function serve(handler, opts)
   opts = opts or {}
   opts.handler = handler
-  local srv = assert(core.http_serve(opts))
+  local srv = assert(httpd.serve(opts))
   servers[#servers + 1] = srv
   return srv
 end
@@ -26,7 +29,7 @@ end
 -- Makes a request, waits (bounded) for its answer and returns it.
 local function fetch(opts)
   local got
-  assert(core.http_request(opts, function(...) got = table.pack(...) end))
+  assert(http.request(opts, function(...) got = table.pack(...) end))
   assert.is_true(h.wait(function() return got ~= nil end), "no answer from " .. opts.url)
   assert.is_table(got[1], tostring(got[2]) .. " " .. tostring(got[3]))
   return got[1]
@@ -37,7 +40,7 @@ local function curl(args)
   local run = { lines = {} }
   local argv = { CURL, "-sN", "--max-time", "20" }
   for _, a in ipairs(args) do argv[#argv + 1] = a end
-  run.proc = assert(core.spawn {
+  run.proc = assert(sys.spawn {
     argv = argv,
     on_line = function(stream, line)
       if stream == "stdout" then run.lines[#run.lines + 1] = line end
@@ -47,7 +50,7 @@ local function curl(args)
   return run
 end
 
-describe("core.http_serve", function()
+describe("httpd.serve", function()
   after_each(function()
     for i = #servers, 1, -1 do
       servers[i]:close()
@@ -109,7 +112,7 @@ describe("core.http_serve", function()
   it("answers 500 when res is collected unanswered", function()
     local srv = serve(function() end)
     local got
-    assert(core.http_request({ url = url(srv, "/forgotten") }, function(res) got = res end))
+    assert(http.request({ url = url(srv, "/forgotten") }, function(res) got = res end))
     local t = core.timer(0.02, function() collectgarbage() end, 0.02)
     assert.is_true(h.wait(function() return got ~= nil end))
     t:stop()
@@ -169,7 +172,7 @@ describe("core.http_serve", function()
     end)
     local N, got, bad = 100, 0, {}
     for i = 1, N do
-      assert(core.http_request({ url = url(srv, "/n?n=" .. i), timeout = 20 }, function(res, err)
+      assert(http.request({ url = url(srv, "/n?n=" .. i), timeout = 20 }, function(res, err)
         if res and res.status == 200 and cjson.decode(res.body).n == i then got = got + 1
         else bad[#bad + 1] = tostring(err or res.status) end
       end))
@@ -183,7 +186,7 @@ describe("core.http_serve", function()
     local kept
     local srv = serve(function(_, res) kept = res end)
     local got
-    assert(core.http_request({ url = url(srv, "/wait") }, function(...) got = table.pack(...) end))
+    assert(http.request({ url = url(srv, "/wait") }, function(...) got = table.pack(...) end))
     assert.is_true(h.wait(function() return kept ~= nil end))
     local port = srv:port()
     srv:close()
@@ -195,7 +198,7 @@ describe("core.http_serve", function()
     assert.is_nil(ok)
     assert.equal("ESTATE", code)
     local again
-    assert(core.http_request({ url = "http://127.0.0.1:" .. port .. "/", timeout = 5 },
+    assert(http.request({ url = "http://127.0.0.1:" .. port .. "/", timeout = 5 },
       function(...) again = table.pack(...) end))
     assert.is_true(h.wait(function() return again ~= nil end))
     assert.is_nil(again[1])
@@ -204,18 +207,18 @@ describe("core.http_serve", function()
 
   it("returns nil, err, code when it cannot listen", function()
     local srv = serve(function(_, res) res:send(200, "{}") end)
-    local other, err, code = core.http_serve({ port = srv:port(), handler = function() end })
+    local other, err, code = httpd.serve({ port = srv:port(), handler = function() end })
     assert.is_nil(other)
     assert.is_string(err)
     assert.equal("ESYS", code)
   end)
 
   it("raises on a caller's bug", function()
-    assert.has_error(function() core.http_serve() end)
-    assert.has_error(function() core.http_serve({}) end)
-    assert.has_error(function() core.http_serve({ handler = 42 }) end)
-    assert.has_error(function() core.http_serve({ handler = function() end, port = "x" }) end)
-    assert.has_error(function() core.http_serve({ handler = function() end, port = 70000 }) end)
+    assert.has_error(function() httpd.serve() end)
+    assert.has_error(function() httpd.serve({}) end)
+    assert.has_error(function() httpd.serve({ handler = 42 }) end)
+    assert.has_error(function() httpd.serve({ handler = function() end, port = "x" }) end)
+    assert.has_error(function() httpd.serve({ handler = function() end, port = 70000 }) end)
     local errors = {}
     local srv = serve(function(_, res)
       for _, bad in ipairs {

@@ -18,11 +18,11 @@ describe("module", function()
     -- The loop's clock is cached from its last turn: a bound counted from it would end
     -- early. Two seconds outside the loop, then a child that exits after one second,
     -- waited for with a bound of 2.5 s: a stale clock would give up after 0.5 s.
-    local core = require "hersh.core"
+    local sys = require "hersh.os"
     hersh.wait(function() return false end, 0.01)
     os.execute("sleep 2")
     local exited = false
-    assert(core.spawn{ argv = { "/bin/sleep", "1" }, env = {}, on_exit = function() exited = true end })
+    assert(sys.spawn{ argv = { "/bin/sleep", "1" }, env = {}, on_exit = function() exited = true end })
     assert.is_true(hersh.wait(function() return exited end, 2.5))
   end)
 

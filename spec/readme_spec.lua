@@ -3,20 +3,12 @@
 -- against a real `hersh host` of the test's own (temporary storage, --port 0), with
 -- HOST pointing at it in place of the default http://127.0.0.1:9000. The Host is stopped
 -- and its directory removed at the end; every wait is bounded.
-local P = require "scripts.process"
+local H = require "scripts.host_harness"
+local P = H.P
 
-local function defer(fn)
-  P.add_cleanup(fn)
-  finally(P.run_cleanups)
-end
+local defer = P.defer -- runs fn when the test ends, passed or failed
+local has = P.has
 
-local function has(text, part)
-  return type(text) == "string" and text:find(part, 1, true) ~= nil
-end
-
-local WAIT = 60
-local MY_PID = tonumber(P.read("/proc/self/stat"):match("^(%d+)"))
-local PORTS = string.format("%d-%d", 29100 + MY_PID % 50 * 16, 29100 + MY_PID % 50 * 16 + 15)
 local DEFAULT_HOST = "${HOST:-http://127.0.0.1:9000}"
 
 -- The walkthrough blocks of the README, in order.
@@ -43,27 +35,6 @@ local function walkthrough()
   return blocks
 end
 
-local processes_under = P.processes_under
-
-local function start_host()
-  local dir = P.tmpdir()
-  os.execute("chmod 755 " .. P.quote(dir)) -- the sandbox user must reach the storage
-  local h = { dir = dir, storage = dir .. "/storage" }
-  defer(function()
-    P.stop(h.proc)
-    P.wait_for(function() return #processes_under(dir) == 0 end, 10)
-    os.execute("rm -rf " .. P.quote(dir))
-  end)
-  h.proc = P.start { P.hersh, "host", "--port", "0", "--storage", h.storage, "--ports", PORTS, dir = dir }
-  local port = P.wait_for(function()
-    local found = P.stderr(h.proc):match("hersh host: serving http://127%.0%.0%.1:(%d+)")
-    return found and tonumber(found) or (not P.alive(h.proc) and -1)
-  end, P.WAIT)
-  assert(port and port > 0, "the Host did not start:\n" .. P.stderr(h.proc))
-  h.port = port
-  h.url = "http://127.0.0.1:" .. port
-  return h
-end
 
 -- The engine example: the script its heredoc writes, the `hersh run` line, what it prints,
 -- and the plain lua5.4 line.
@@ -122,13 +93,13 @@ describe("README.md", function()
 
   it("its walkthrough runs as written against a real Host", function()
     local blocks = walkthrough()
-    local h = start_host()
+    local h = H.test_host()
     local parts = { "set -euo pipefail" }
     for i, b in ipairs(blocks) do
       parts[#parts + 1] = "echo '=== block " .. i .. "'"
       parts[#parts + 1] = b
     end
-    local script = h.dir .. "/walkthrough.sh"
+    local script = h.root .. "/walkthrough.sh"
     P.write(script, table.concat(parts, "\n") .. "\n")
     local run = P.start { "env", "-u", "LD_PRELOAD", "HOST=" .. h.url, "bash", script }
     defer(function() P.stop(run) end)
@@ -165,10 +136,6 @@ describe("README.md", function()
     -- The walkthrough cleans up after itself: no program is left.
     assert.equal(0, P.get(h.port, "/programs").json.count)
 
-    assert.is_true(P.signal(h.proc, "TERM"))
-    assert.equal(0, P.wait_exit(h.proc, WAIT), P.stderr(h.proc))
-    assert.is_nil(P.sanitizer_report(h.proc))
-    assert.is_true(P.wait_for(function() return #processes_under(h.dir) == 0 end, 10),
-      table.concat(processes_under(h.dir), "\n"))
+    H.assert_clean_exit(h) -- exit 0, no sanitizer report, no sandbox left
   end)
 end)

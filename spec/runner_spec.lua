@@ -4,17 +4,11 @@
 local hersh = require "hersh"
 local P = require "scripts.process"
 
--- Runs fn when the test ends, passed or failed (see P.add_cleanup).
-local function defer(fn)
-  P.add_cleanup(fn)
-  finally(P.run_cleanups)
-end
+local defer = P.defer -- runs fn when the test ends, passed or failed
 
 local API = "spec/scripts/api_main.lua"
 
-local function has(text, part)
-  return text:find(part, 1, true) ~= nil
-end
+local has = P.has
 
 -- Runs `hersh ARGS...` (any options given) to its end; returns exit status, stdout,
 -- stderr. opts: env, fds (extra redirections, e.g. "3</dev/null").
@@ -33,16 +27,7 @@ end
 
 -- Starts api_main with a fresh directory; the process and the directory go away in any case.
 local function start_api(opts)
-  opts = opts or {}
-  local dir = P.tmpdir()
-  local proc
-  defer(function()
-    P.stop(proc)
-    os.execute("rm -rf " .. P.quote(dir))
-  end)
-  opts.args = { dir }
-  proc = P.run(API, opts)
-  return proc, dir
+  return P.run_with_dir(API, opts)
 end
 
 -- Ends a running `hersh run` with SIGTERM and checks it exits 0 with no sanitizer report.

@@ -8,13 +8,14 @@
 -- `finally`, and checks that no process of it is left (spec/scripts/sandbox_harness.lua).
 -- Images are shared by build id in one images directory for the whole file.
 local hersh = require "hersh"
-local core = require "hersh.core"
+local sys = require "hersh.os"
+local http = require "hersh.http"
 local cjson = require "cjson"
 local build = require "host.build"
 local supervisor = require "host.supervisor"
 local S = require "scripts.sandbox_harness"
 
-local fs = core.fs
+local fs = sys.fs
 
 local MiB = 1024 * 1024
 local WAIT = S.WAIT    -- bound of a wait for a state change
@@ -103,7 +104,7 @@ end
 
 local function http_get(port, path)
   local got
-  local ok, err = hersh.http_request({ url = string.format("http://127.0.0.1:%d%s", port, path), timeout = 5 },
+  local ok, err = http.request({ url = string.format("http://127.0.0.1:%d%s", port, path), timeout = 5 },
     function(res, rerr) got = { res = res, err = rerr } end)
   assert.is_true(ok, tostring(err))
   assert.is_true(poll(function() return got ~= nil end, 10), "no answer from port " .. port)
@@ -152,7 +153,7 @@ describe("a program in the bubblewrap sandbox", function()
     supervisor.TMP_SIZE = TMP_SIZE
     -- Which limits this machine enforces, asked of a probe spawn.
     local done
-    local proc = assert(core.spawn{ argv = { "/bin/true" }, limits = { memory = 64 * MiB, pids = 64, cpus = 0.5 },
+    local proc = assert(sys.spawn{ argv = { "/bin/true" }, limits = { memory = 64 * MiB, pids = 64, cpus = 0.5 },
       cgroup = "spec" .. MY_PID .. "-limits", on_exit = function() done = true end })
     LIMITS = proc:limits()
     poll(function() return done end, 10)
@@ -237,10 +238,10 @@ describe("a program in the bubblewrap sandbox", function()
 
   it("cannot connect to TCP ports of the host, on loopback or its other addresses", function()
     finally(cleanup)
-    local lfd, lport = assert(core.listen("127.0.0.1", 0))
-    defer(function() core.close_fd(lfd) end)
-    local afd, aport = assert(core.listen("0.0.0.0", 0))
-    defer(function() core.close_fd(afd) end)
+    local lfd, lport = assert(sys.listen("127.0.0.1", 0))
+    defer(function() sys.close_fd(lfd) end)
+    local afd, aport = assert(sys.listen("0.0.0.0", 0))
+    defer(function() sys.close_fd(afd) end)
     local targets = { "127.0.0.1:" .. lport, "127.0.0.1:" .. aport }
     for addr in shell("hostname -I 2>/dev/null"):gmatch("%S+") do
       if addr:match("^%d+%.%d+%.%d+%.%d+$") then targets[#targets + 1] = addr .. ":" .. aport end

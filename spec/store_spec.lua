@@ -1,10 +1,11 @@
--- core.db_open: SQLite for the Host's registry, as Lua sees it.
-local core = require "hersh.core"
+-- hersh.store.open: SQLite for the Host's registry, as Lua sees it.
+local sys = require "hersh.os"
+local store = require "hersh.store"
 
 local function temp_dir()
   local dir = os.tmpname()
   os.remove(dir)
-  assert(core.fs.mkdir_p(dir))
+  assert(sys.fs.mkdir_p(dir))
   return dir
 end
 
@@ -13,7 +14,7 @@ describe("store", function()
 
   before_each(function()
     dir = temp_dir()
-    db = assert(core.db_open(dir .. "/test.db"))
+    db = assert(store.open(dir .. "/test.db"))
     assert(db:exec [[
       CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE, v);
       CREATE TABLE child (id INTEGER PRIMARY KEY, t_id INTEGER NOT NULL REFERENCES t(id));
@@ -22,7 +23,7 @@ describe("store", function()
 
   after_each(function()
     db:close()
-    core.fs.remove_tree(dir)
+    sys.fs.remove_tree(dir)
   end)
 
   describe("db_open", function()
@@ -34,14 +35,14 @@ describe("store", function()
     end)
 
     it("fails with nil, err, code", function()
-      local d, err, code = core.db_open(dir .. "/no/such/dir/x.db")
+      local d, err, code = store.open(dir .. "/no/such/dir/x.db")
       assert.is_nil(d)
       assert.matches("unable to open", err)
       assert.equal("EIO", code)
     end)
 
     it("raises on a path that is not a string", function()
-      assert.has_error(function() core.db_open({}) end)
+      assert.has_error(function() store.open({}) end)
     end)
   end)
 
@@ -159,7 +160,7 @@ describe("store", function()
     end)
 
     it("reports EBUSY when another connection holds the write lock", function()
-      local other = assert(core.db_open(dir .. "/test.db"))
+      local other = assert(store.open(dir .. "/test.db"))
       assert(other:exec("PRAGMA busy_timeout = 50;"))
       local ok, err, code = db:transaction(function()
         db:run("INSERT INTO t (name) VALUES (?)", "mine")
@@ -236,7 +237,7 @@ describe("store", function()
       assert.is_true(db:close())
       assert.equal("hersh.Database (closed)", tostring(db))
       assert.has_error(function() db:query("SELECT 1") end, "the database is closed")
-      db = assert(core.db_open(dir .. "/test.db"))
+      db = assert(store.open(dir .. "/test.db"))
       assert.equal("kept", db:query("SELECT name FROM t")[1].name)
     end)
 
@@ -247,19 +248,19 @@ describe("store", function()
           db:close()
         end)
       end, "the database was closed inside its transaction")
-      db = assert(core.db_open(dir .. "/test.db"))
+      db = assert(store.open(dir .. "/test.db"))
       assert.same({}, db:query("SELECT * FROM t"))
     end)
 
     it("closes on garbage collection and at the end of a <close> scope", function()
       do
-        local d <close> = assert(core.db_open(dir .. "/scoped.db"))
+        local d <close> = assert(store.open(dir .. "/scoped.db"))
         d:exec("CREATE TABLE x (a);")
       end
-      core.db_open(dir .. "/dropped.db")
+      store.open(dir .. "/dropped.db")
       collectgarbage()
       collectgarbage()
-      local d = assert(core.db_open(dir .. "/scoped.db"))
+      local d = assert(store.open(dir .. "/scoped.db"))
       assert.same({ 1, 1 }, { d:run("INSERT INTO x (a) VALUES (?)", 1) })
       d:close()
     end)

@@ -3,11 +3,7 @@
 -- (finally, through defer), and every wait is bounded (spec/scripts/process.lua).
 local P = require "scripts.process"
 
--- Runs fn when the test ends, passed or failed (see P.add_cleanup).
-local function defer(fn)
-  P.add_cleanup(fn)
-  finally(P.run_cleanups)
-end
+local defer = P.defer -- runs fn when the test ends, passed or failed
 
 local SCRIPT = "spec/scripts/api_main.lua"
 local RFC3339 = "^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%d%d%d%d%d%d%dZ$"
@@ -19,13 +15,7 @@ local GET_ROUTES = {
 -- Starts api_main (opts.capacity: its queue capacity), waits for its announcement and
 -- calls body(port, proc, dir). The process and the directory go away in any case.
 local function with_api(opts, body)
-  local dir = P.tmpdir()
-  local proc
-  defer(function()
-    P.stop(proc)
-    os.execute("rm -rf " .. P.quote(dir))
-  end)
-  proc = P.run(SCRIPT, { args = { dir, opts.capacity and tostring(opts.capacity) } })
+  local proc, dir = P.run_with_dir(SCRIPT, { args = { opts.capacity and tostring(opts.capacity) } })
   local port, id = P.announced(proc)
   assert.equal("api-main", id)
   body(port, proc, dir)

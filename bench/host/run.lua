@@ -14,7 +14,7 @@
 --       the target "proxy at most 2x the direct latency". For where the time goes, in the
 --       same blocks: GET /health of the Host (its MHD thread -> loop -> MHD thread
 --       hand-offs, no proxy), the context switches of the Host's and the program's
---       threads per request, and core.http_request from this script's own hersh loop to
+--       threads per request, and hersh.http.request from this script's own hersh loop to
 --       proxy_url (the client hop the proxy makes). Then wrk --latency (-t2 -c16 -d5s)
 --       through both, for the rate and the latency under load.
 --   (c) resident memory with RUNNING (50) programs started and Ready and idle: the Host's
@@ -329,20 +329,20 @@ local ok, err = pcall(function()
     sw.host, sw.prog = sw.host / (blocks * LATENCY_BLOCK), sw.prog / (blocks * LATENCY_BLOCK)
   end
   r.switches = switches
-  -- Where the time goes: the proxy's own client hop, i.e. core.http_request on a hersh
+  -- Where the time goes: the proxy's own client hop, i.e. hersh.http.request on a hersh
   -- loop (libcurl multi on libuv, as in the Host) to the program, sequentially.
-  local hersh, core = require "hersh", require "hersh.core"
+  local hersh, core, http = require "hersh", require "hersh.core", require "hersh.http"
   r.lat_client = {}
   local pending = false
   for i = 1, LATENCY_N + 100 do
     local t = core.now()
     pending = true
-    core.http_request({ method = "GET", url = direct, timeout = 5 }, function(res, req_err)
-      assert(res and res.status == 200, "core.http_request: " .. tostring(req_err))
+    http.request({ method = "GET", url = direct, timeout = 5 }, function(res, req_err)
+      assert(res and res.status == 200, "http.request: " .. tostring(req_err))
       if i > 100 then table.insert(r.lat_client, (core.now() - t) * 1000) end -- after a warm-up
       pending = false
     end)
-    assert(hersh.wait(function() return not pending end, 5), "core.http_request did not answer")
+    assert(hersh.wait(function() return not pending end, 5), "http.request did not answer")
   end
   r.wrk_direct = wrk(direct, nil, true)
   r.wrk_proxy = wrk(proxied, nil, true)
@@ -431,7 +431,7 @@ lat_row("direct: proxy_url/watcher/status", r.lat_direct, r.switches.direct)
 lat_row("Host: /programs/{id}/proxy/watcher/status", r.lat_proxy, r.switches.proxy)
 print("  where the time goes:")
 lat_row("  Host: GET /health (no proxy)", r.lat_health, r.switches.health)
-lat_row("  core.http_request -> proxy_url (a loop)", r.lat_client)
+lat_row("  http.request -> proxy_url (a loop)", r.lat_client)
 local pm, dm = median(r.lat_proxy), median(r.lat_direct)
 local ratio = pm / dm
 print(string.format("  ratio proxy / direct: median %.2f, p99 %.2f   target <= %d: %s", ratio,

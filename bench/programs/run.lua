@@ -18,6 +18,8 @@
 --   lua5.4 bench/programs/run.lua BUILD_DIR TMP_DIR
 local hersh = require "hersh"
 local core = require "hersh.core"
+local sys = require "hersh.os"
+local http = require "hersh.http"
 local dockerfile = require "host.dockerfile"
 local supervisor = require "host.supervisor"
 local sandbox = require "host.sandbox"
@@ -88,7 +90,7 @@ write(dirs.src .. "/load.lua", "require \"hersh\" -- the runtime's Lua module, t
 local plan = assert(dockerfile.parse(
   'FROM hersh\nWORKDIR /app\nCOPY main.lua empty.lua load.lua /app/\nCMD ["hersh", "run", "/app/main.lua"]\n'))
 local driver = assert(sandbox.get("bwrap"))
-local listen_fd, port = assert(core.listen("127.0.0.1", 0))
+local listen_fd, port = assert(sys.listen("127.0.0.1", 0))
 local api = string.format("http://127.0.0.1:%d", port)
 
 -- Times of the supervisor's steps, by hooking its spawn effect and state changes.
@@ -115,8 +117,8 @@ end
 -- Counts the readiness probes that failed (observation only: the supervisor's own probe
 -- runs unchanged). A failed probe is retried PROBE_INTERVAL (50 ms) later.
 local probe_failures = 0
-local http_request = core.http_request
-core.http_request = function(opts, callback)
+local http_request = http.request
+http.request = function(opts, callback)
   return http_request(opts, function(res, ...)
     if opts.url:find("/watcher/status", 1, true) and not (res and res.status == 200) then
       probe_failures = probe_failures + 1
@@ -148,7 +150,7 @@ end
 
 local function post_message(content)
   local answered
-  core.http_request({ method = "POST", url = api .. "/watcher/message", body = '{"content":"' .. content .. '"}',
+  http.request({ method = "POST", url = api .. "/watcher/message", body = '{"content":"' .. content .. '"}',
     timeout = 5 }, function(res) answered = res or {} end)
   return function() return answered end
 end
@@ -158,7 +160,7 @@ end
 local RUN_ENV = { "PATH=/opt/hersh/bin:/usr/local/bin:/usr/bin:/bin", "HERSH_LUA_DIR=/opt/hersh/lua" }
 
 -- Spawn to exit of one command as the unprivileged user: kind.sandbox (a driver spec,
--- started as the driver starts programs: bwrap.spawn) or kind.argv (plain core.spawn).
+-- started as the driver starts programs: bwrap.spawn) or kind.argv (plain sys.spawn).
 local function run_once(kind)
   local done, code, signal
   local opts = { uid = NOBODY.uid, gid = NOBODY.gid,
@@ -169,7 +171,7 @@ local function run_once(kind)
     proc, err = bwrap.spawn(kind.sandbox, opts)
   else
     opts.argv, opts.env = kind.argv, RUN_ENV
-    proc, err = core.spawn(opts)
+    proc, err = sys.spawn(opts)
   end
   assert(proc, err)
   assert(hersh.wait(function() return done ~= nil end, 20), "a bare run did not end")
@@ -251,7 +253,7 @@ for _, proc in pairs(sup.procs) do
   if proc:running() then proc:kill("KILL") end
 end
 hersh.wait(function() return next(sup.procs) == nil end, 5)
-core.close_fd(listen_fd)
+sys.close_fd(listen_fd)
 if not ok then
   io.stderr:write("bench/programs: ", tostring(err), "\n")
   os.exit(1)

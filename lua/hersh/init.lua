@@ -1,6 +1,5 @@
--- The hersh module: the C core (hersh.core) plus the parts best said in Lua.
+-- The hersh module: the engine (hersh.core) plus the parts best said in Lua.
 local core = require "hersh.core"
-local cjson = require "cjson"
 local recovery = require "hersh.recovery"
 
 local hersh = {
@@ -15,51 +14,12 @@ local hersh = {
   stop = core.stop,
   kill = core.kill,
   crash = core.crash,
-  http_request = core.http_request,
 }
 
 local function copy_table(t)
   local out = {}
   for k, v in pairs(t) do out[k] = v end
   return out
-end
-
--- A recursive copy; shared and cyclic parts stay shared and cyclic in the copy.
-local function deep_copy(value, seen)
-  if type(value) ~= "table" then return value end
-  if seen[value] then return seen[value] end
-  local out = {}
-  seen[value] = out
-  for k, v in pairs(value) do
-    out[deep_copy(k, seen)] = deep_copy(v, seen)
-  end
-  return setmetatable(out, getmetatable(value))
-end
-
--- ctx:update(key, fn): fn gets a deep copy; its result is stored. An error in fn
--- leaves the stored value as it was.
-function core.context_methods.update(ctx, key, fn)
-  assert(type(key) == "string", "ctx:update: key must be a string")
-  assert(type(fn) == "function", "ctx:update: fn must be a function")
-  local next_value = fn(deep_copy(ctx:get(key), {}))
-  ctx:set(key, next_value)
-  return next_value
-end
-
--- w:logs(kind [, limit]): context entries carry their values decoded from JSON.
-local raw_logs = core.watcher_methods.logs
-function core.watcher_methods.logs(w, kind, limit)
-  local entries, err, code = raw_logs(w, kind, limit)
-  if not entries then return nil, err, code end
-  if kind == "context" then
-    for _, e in ipairs(entries) do
-      e.old = e.old_json and cjson.decode(e.old_json)
-      e.new = e.new_json and cjson.decode(e.new_json)
-      if e.old == cjson.null then e.old = nil end
-      if e.new == cjson.null then e.new = nil end
-    end
-  end
-  return entries
 end
 
 -- The recovery policy of a config: a table (overrides of the defaults, perhaps with
@@ -93,20 +53,17 @@ local function api_of(option)
     assert(type(option) == "table", "config.api must be a table, true or false")
     return option
   end
-  local runner = core.runner_api
-  core.runner_api = nil
-  return runner
+  return core.runner_api()
 end
 
 -- The runner's WatcherAPI could not start: a usage error `hersh run` reports in one line
 -- ("cannot listen on 127.0.0.1:8080: Address already in use (use --port)"). The OS's
--- reason comes from trying the address again, as the server's message does not carry it.
+-- reason comes from the runner trying the address again, as the server's message does
+-- not carry it.
 local usage_error = { __tostring = function(e) return e.usage end }
 local function runner_failure(api, err, code)
   if code == "ESYS" and not api.fd then
-    local fd, why = core.listen(api.bind or "127.0.0.1", api.port or 8080)
-    if fd then core.close_fd(fd) else err = why end
-    err = err .. " (use --port)"
+    err = (api.listen_failure(api.bind, api.port) or err) .. " (use --port)"
   end
   return setmetatable({ usage = err }, usage_error)
 end

@@ -3,8 +3,10 @@
 -- Host, Origin and Content-Type headers, here), log tails and follows, and the proxy
 -- to each program's WatcherAPI. Handlers run on the loop; none waits for a build, a
 -- spawn or a program.
-local core = require "hersh.core"
-local cjson = require "cjson"
+local sys = require "hersh.os"
+local httpd = require "hersh.httpd"
+local http = require "hersh.http"
+local json = require "hersh.json"
 
 local api = {}
 
@@ -21,7 +23,7 @@ local STATUS_TEXT = {
 local JSON = { ["Content-Type"] = "application/json" }
 
 local function send_json(res, status, value)
-  res:send(status, cjson.encode(value) .. "\n", JSON)
+  res:send(status, json.encode(value) .. "\n", JSON)
 end
 
 local function send_error(res, status, message, extra)
@@ -95,7 +97,7 @@ local TAIL_CHUNK = 64 * 1024
 -- The last n lines of the file, read backwards from its end in chunks (a log may be
 -- megabytes; a tail is a few lines), and the file's size.
 local function last_lines(path, n)
-  local st = core.fs.stat(path)
+  local st = sys.fs.stat(path)
   if not st or st.type ~= "file" then return "", 0 end -- a FIFO would block the loop
   local f = io.open(path, "rb")
   if not f then return "", 0 end
@@ -147,8 +149,8 @@ local function follow(res, path, first, offset)
   end
   local function on_change()
     if stream:closed() or not drain() then return stop() end
-    local id = core.file_id(path)
-    if f and id ~= core.file_id(f) then
+    local id = sys.file_id(path)
+    if f and id ~= sys.file_id(f) then
       f:close()
       f = nil
     end
@@ -157,13 +159,13 @@ local function follow(res, path, first, offset)
       offset = 0
       if not drain() then return stop() end
     end
-    if not core.file_id(dir) then
+    if not sys.file_id(dir) then
       stop()
       stream:finish()
     end
   end
   local err
-  watch, err = core.fs_watch(dir, on_change)
+  watch, err = sys.fs_watch(dir, on_change)
   if not watch then
     stop()
     return send_error(res, 500, "cannot follow the log: " .. err)
@@ -237,7 +239,7 @@ local function route_proxy(h, res, req, id, rest)
     if not HOP_BY_HOP[k] then headers[k] = v end
   end
   local limits = h:proxy_timeouts(p)
-  local ok, start_err, code = core.http_request({ method = req.method,
+  local ok, start_err, code = http.request({ method = req.method,
     url = "http://127.0.0.1:" .. p.port .. "/" .. encode_path(rest) .. encode_query(req.query),
     headers = headers, body = req.body, timeout = limits.timeout, connect_timeout = limits.connect_timeout },
     function(r, http_err, http_code)
@@ -266,8 +268,8 @@ end
 
 local function decode_body(req)
   if not req.body or req.body == "" then return nil, "the request has no body" end
-  local ok, value = pcall(cjson.decode, req.body)
-  if not ok then return nil, "malformed JSON: " .. tostring(value):gsub("^.-: ", "") end
+  local value, err = json.decode(req.body)
+  if value == nil then return nil, "malformed JSON " .. (err:gsub("^invalid JSON ", "")) end
   return value
 end
 
@@ -275,7 +277,7 @@ local function method_not_allowed(res, allowed)
   send_error(res, 405, "use " .. allowed, nil)
 end
 
--- The token was checked already (core.http_serve, on the headers: /health needs none).
+-- The token was checked already (httpd.serve, on the headers: /health needs none).
 local function handle(h, hosts, req, res)
   local path, method = req.path, req.method
   if refuse_foreign(hosts, req, res) then return end
@@ -291,10 +293,7 @@ local function handle(h, hosts, req, res)
       return answer(res, 201, created, cerr)
     elseif method == "GET" or method == "HEAD" then
       local list = h:list{ user_id = req.query.user_id, state = req.query.state }
-      local items = {}
-      for i, view in ipairs(list) do items[i] = cjson.encode(view) end
-      -- by hand: cjson 2.1 would write an empty list as {}
-      return res:send(200, string.format('{"programs":[%s],"count":%d}\n', table.concat(items, ","), #list), JSON)
+      return send_json(res, 200, { programs = json.array(list), count = #list })
     end
     return method_not_allowed(res, "GET, POST")
   end
@@ -334,11 +333,11 @@ end
 
 -- api.serve(host, {bind, port, token, allow_hosts = {name...}, max_connections,
 -- max_per_client, idle_timeout, request_timeout}) -> server | nil, err, code
--- (the limits as core.http_serve takes them; nil: its defaults)
+-- (the limits as httpd.serve takes them; nil: its defaults)
 function api.serve(h, opts)
   local bind = opts.bind or "127.0.0.1"
   local server, hosts, err, code
-  server, err, code = core.http_serve{
+  server, err, code = httpd.serve{
     bind = bind, port = opts.port or 9000, max_body = api.MAX_BODY, max_buffered = api.MAX_BUFFERED,
     token = opts.token, public_path = "/health",
     max_connections = opts.max_connections, max_per_client = opts.max_per_client,

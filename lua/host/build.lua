@@ -6,10 +6,11 @@
 -- made under a temporary name and renamed into place when complete, so a cache hit
 -- (an existing images/<build_id>/image.json) is always a whole image.
 local core = require "hersh.core"
-local cjson = require "cjson"
+local sys = require "hersh.os"
+local json = require "hersh.json"
 local dockerfile = require "host.dockerfile"
 
-local fs = core.fs
+local fs = sys.fs
 local build = {}
 
 build.DEFAULT_TIMEOUT = 600
@@ -48,7 +49,8 @@ end
 function build.load_image(images_dir, build_id)
   local text, err = fs.read_file(build.image_dir(images_dir, build_id) .. "/image.json")
   if not text then return nil, err end
-  local image = cjson.decode(text)
+  local image, derr = json.decode(text)
+  if type(image) ~= "table" then return nil, "image.json is not an image's metadata: " .. tostring(derr) end
   if image.layout ~= build.LAYOUT then return nil, "the image was built for another layout" end
   return image
 end
@@ -201,7 +203,7 @@ local function next_step(job)
         -- No set-id file and nothing writable by group or others: the image's files
         -- belong to the build user on the host, and a local user who became it must
         -- gain nothing from them nor be able to poison the image.
-        local ok, strip_err = core.sandbox.strip_setid(job.rootfs)
+        local ok, strip_err = sys.sandbox.strip_setid(job.rootfs)
         if not ok then return job:fail(string.format("RUN (line %d): %s", step.line, strip_err)) end
         next_step(job)
       end,
@@ -232,7 +234,7 @@ end
 
 function Job:succeed()
   local p = self.plan
-  local meta = cjson.encode{
+  local meta = json.encode{
     build_id = self.build_id, layout = build.LAYOUT, base = p.base, env = p.env, workdir = p.workdir,
     user = p.user, cmd = p.cmd, entrypoint = p.entrypoint,
   }

@@ -2,7 +2,8 @@
 -- ports of their own, and the operations the REST API offers on them. Every
 -- operation answers at once: builds, spawns and probes run on the loop meanwhile.
 local core = require "hersh.core"
-local cjson = require "cjson"
+local sys = require "hersh.os"
+local json = require "hersh.json"
 local build = require "host.build"
 local build_id = require "host.build_id"
 local dockerfile = require "host.dockerfile"
@@ -13,7 +14,7 @@ local registry = require "host.registry"
 local sandbox = require "host.sandbox"
 local supervisor = require "host.supervisor"
 
-local fs = core.fs
+local fs = sys.fs
 local host = {}
 
 host.MAX_FILES = 1000
@@ -106,7 +107,7 @@ end
 -- What GET /programs/{id} shows.
 function Host:view(p)
   local r = p.sup.record
-  local null = cjson.null
+  local null = json.null
   local proc_limits -- whether the machine enforces them, as the running process found
   if p.spec.limits then
     for _, proc in pairs(p.sup.procs) do proc_limits = proc:limits() end
@@ -201,7 +202,7 @@ for _, name in ipairs(host.CREATE_FIELDS) do KNOWN_FIELD[name] = true end
 
 -- Validates a create request; returns the normalized parts or nil, error.
 local function validate(body)
-  if type(body) ~= "table" or body[1] ~= nil then -- cjson 2.1 gives arrays no mark of their own
+  if type(body) ~= "table" or json.is_array(body) or body[1] ~= nil then -- decoded arrays are marked, a Lua list is not
     return refuse(400, "the body must be a JSON object")
   end
   local unknown = {}
@@ -214,7 +215,7 @@ local function validate(body)
       .. " (known: " .. table.concat(host.CREATE_FIELDS, ", ") .. ")")
   end
   for k, v in pairs(body) do -- an explicit null is the same as leaving the field out
-    if v == cjson.null then body[k] = nil end
+    if v == json.null then body[k] = nil end
   end
   local user_id = body.user_id
   if type(user_id) ~= "string" or #user_id < 1 or #user_id > 64 or not user_id:match(host.USER_ID) then
@@ -274,17 +275,17 @@ local function validate(body)
   if network ~= "none" and network ~= "host" then return refuse(400, "network must be \"none\" or \"host\"") end
   local proxy = body.proxy
   if proxy ~= nil then
-    if type(proxy) ~= "table" or proxy[1] ~= nil then
+    if type(proxy) ~= "table" or json.is_array(proxy) or proxy[1] ~= nil then
       return refuse(400, "proxy must be an object {connect_timeout, timeout}")
     end
     for k, v in pairs(proxy) do
       if k ~= "connect_timeout" and k ~= "timeout" then
         return refuse(400, "proxy: unknown field \"" .. tostring(k) .. "\" (known: connect_timeout, timeout)")
       end
-      if v ~= cjson.null and (type(v) ~= "number" or not (v > 0 and v <= host.PROXY_MAX)) then
+      if v ~= json.null and (type(v) ~= "number" or not (v > 0 and v <= host.PROXY_MAX)) then
         return refuse(400, "proxy: " .. k .. " must be a number of seconds, above 0 and at most " .. host.PROXY_MAX)
       end
-      if v == cjson.null then proxy[k] = nil end
+      if v == json.null then proxy[k] = nil end
     end
   end
   return { user_id = user_id, dockerfile = body.dockerfile, plan = plan, files = files, env = env,

@@ -9,6 +9,7 @@
 -- connections (defaults in src/http/server.h: 1024 in all, 256 per client address,
 -- 10 s of silence, 30 s for a request to come in) are the last four.
 local core = require "hersh.core"
+local sys = require "hersh.os"
 local api = require "host.api"
 local host = require "host.host"
 
@@ -68,7 +69,7 @@ end
 
 local function first_holding(file, candidates)
   for _, dir in ipairs(candidates) do
-    if dir and core.fs.stat(dir .. "/" .. file) then return dir end
+    if dir and sys.fs.stat(dir .. "/" .. file) then return dir end
   end
 end
 
@@ -77,7 +78,7 @@ end
 local function runtime_libs(dir)
   if not dir then return nil end
   local files = {}
-  for _, name in ipairs(core.fs.list(dir) or {}) do
+  for _, name in ipairs(sys.fs.list(dir) or {}) do
     if name == "libhersh.a" or name:match("^libhersh%.so[%.%d]*$") then files[#files + 1] = dir .. "/" .. name end
   end
   table.sort(files)
@@ -88,10 +89,9 @@ end
 -- its Lua modules were found in, and hersh.h and the libhersh files for C programs
 -- (beside a build tree's executable and in its source tree, or under an installed
 -- prefix).
-local function runtime()
+local function runtime(bin)
   local init = package.searchpath("hersh", package.path)
   local lua = init and init:match("^(.*)/hersh/init%.lua$")
-  local bin = core.executable
   local prefix = lua and lua:match("^(.*)/share/lua/5%.4$")
   return {
     bin = bin, lua = lua,
@@ -104,16 +104,17 @@ end
 -- clean-up would remove what the first runs. The lock (storage/host.lock, with the
 -- holder's pid) is held until the process ends.
 local function lock_storage(storage)
-  local ok, err = core.fs.mkdir_p(storage, host.PASSAGE)
+  local ok, err = sys.fs.mkdir_p(storage, host.PASSAGE)
   if not ok then return nil, err end
-  local fd, lock_err, code = core.fs.lock(storage .. "/host.lock")
+  local fd, lock_err, code = sys.fs.lock(storage .. "/host.lock")
   if fd then return true end
   if code == "EBUSY" then return nil, "the storage " .. storage .. " is in use by another Host: " .. lock_err end
   return nil, "cannot lock the storage: " .. lock_err
 end
 
--- Starts the Host; returns it and its server, or nil, err.
-function main.start(args)
+-- Starts the Host; returns it and its server, or nil, err. `executable` is the hersh
+-- executable's path (src/cli/main.c passes it), which FROM hersh sandboxes run.
+function main.start(args, executable)
   local o, err = parse(args)
   if not o then return nil, err end
   local token
@@ -133,12 +134,12 @@ function main.start(args)
     end
     require("host.program").policy_module = module
   end
-  local rt = runtime()
+  local rt = runtime(executable)
   if not rt.bin or not rt.lua then return nil, "cannot find the hersh runtime to hand to programs" end
   local locked, lock_err = lock_storage(o.storage)
   if not locked then return nil, lock_err end
   -- Absolute: the sandbox starts in / and would find a relative image path nowhere.
-  local storage, storage_err = core.fs.realpath(o.storage)
+  local storage, storage_err = sys.fs.realpath(o.storage)
   if not storage then return nil, storage_err end
   local h, host_err = host.open{ storage = storage, driver = o.sandbox, runtime = rt, ports = o.ports }
   if not h then return nil, host_err end
@@ -174,8 +175,8 @@ function main.shutdown(h, server, done)
 end
 
 -- The command: start, then serve until SIGTERM or SIGINT (a second one exits at once).
-function main.run(args)
-  local h, server = main.start(args)
+function main.run(args, executable)
+  local h, server = main.start(args, executable)
   if not h then
     io.stderr:write("hersh host: ", tostring(server), "\n")
     return 2
@@ -184,15 +185,15 @@ function main.run(args)
   local function on_signal()
     if stopping then
       io.stderr:write("hersh host: second signal: exiting now\n")
-      return core.stop_serving()
+      return sys.stop_serving()
     end
     stopping = true
     io.stderr:write("hersh host: stopping programs\n")
-    main.shutdown(h, server, core.stop_serving)
+    main.shutdown(h, server, sys.stop_serving)
   end
-  core.on_signal("TERM", on_signal)
-  core.on_signal("INT", on_signal)
-  core.serve()
+  sys.on_signal("TERM", on_signal)
+  sys.on_signal("INT", on_signal)
+  sys.serve()
   h.registry:close()
   return 0
 end

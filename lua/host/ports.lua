@@ -8,8 +8,8 @@
 -- down, attach a locked filter, change its options or flags. So a socket that was
 -- handed out is never used again: before the Host answers on the port or hands it to
 -- the next process, it is replaced by a fresh one bound to the same port (renew).
-local core = require "hersh.core"
-local cjson = require "cjson"
+local sys = require "hersh.os"
+local json = require "hersh.json"
 
 local ports = {}
 
@@ -22,7 +22,7 @@ function ports.new(opts)
 end
 
 local function unavailable_body(port)
-  return cjson.encode{ error = "Service Unavailable", code = 503,
+  return json.encode{ error = "Service Unavailable", code = 503,
     message = "no program is running on port " .. port } .. "\n"
 end
 
@@ -31,12 +31,12 @@ end
 function Ports:take(port)
   local fd, bound_or_err, code
   if port then
-    fd, bound_or_err, code = core.listen(self.host, port)
+    fd, bound_or_err, code = sys.listen(self.host, port)
     if not fd then return nil, bound_or_err, code end
   else
     for p = self.first, self.last do
       if not self.held[p] then
-        fd = core.listen(self.host, p) -- busy on the machine: try the next one
+        fd = sys.listen(self.host, p) -- busy on the machine: try the next one
         if fd then port = p break end
       end
     end
@@ -54,7 +54,7 @@ function Ports:renew(port)
   if not (fd and self.handed[port]) then return fd end
   self.handed[port] = nil
   local err
-  fd, err = core.relisten(fd, self.host, port, unavailable_body(port))
+  fd, err = sys.relisten(fd, self.host, port, unavailable_body(port))
   if err then io.stderr:write("hersh host: port ", port, ": no fresh socket: ", tostring(err), "\n") end
   self.held[port] = fd
   return fd, err
@@ -76,14 +76,14 @@ end
 function Ports:answer(port)
   if self.answering[port] then return end
   local fd = self:renew(port)
-  if fd then self.answering[port] = core.answer_unavailable(fd, unavailable_body(port)) end
+  if fd then self.answering[port] = sys.answer_unavailable(fd, unavailable_body(port)) end
 end
 
 function Ports:release(port)
   if self.answering[port] then self.answering[port]:stop() end
   self.answering[port] = nil
   local fd = self.held[port]
-  if fd then core.close_fd(fd) end
+  if fd then sys.close_fd(fd) end
   self.held[port] = nil
   self.handed[port] = nil
 end

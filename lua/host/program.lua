@@ -42,7 +42,7 @@
 --   Ready                exited           Restarting | Error |     schedule_restart if Restarting
 --                                         Stopped (policy)
 --   Stopping             spawned          Stopping (pid)           - (stop_process covers it)
---   Stopping             exited, stopped, Stopped, or with the     -, or spawn (A+1)
+--   Stopping             exited,          Stopped, or with the     -, or spawn (A+1)
 --                        spawn_failed     intent Starting (A+1)
 --   Stopping (intent)    stop             Stopping (no intent)     -
 --   Restarting           backoff_elapsed  Starting (A+1)           spawn
@@ -62,7 +62,7 @@
 --   delete   every state but Deleted                      Deleted
 --
 -- Result events (built, build_failed, spawned, spawn_failed, ready, not_ready, exited,
--- backoff_elapsed, stopped) are never refused: they report facts, and races make late
+-- backoff_elapsed) are never refused: they report facts, and races make late
 -- ones normal. One of an older attempt, or one that has no row above for the current
 -- state, is IGNORED: reduce returns the very same record table and no effects. Also
 -- ignored: a second spawned, and ready/not_ready before spawned. A result of a NEWER
@@ -78,7 +78,7 @@
 --                     not_ready once event.now would pass deadline
 --   cancel_probe      stop that probe
 --   stop_process{pid, grace}  SIGTERM the process of that attempt, SIGKILL after grace
---                     seconds; answers stopped when it is gone. pid is nil while the
+--                     seconds; the exited of its spawn answers it. pid is nil while the
 --                     spawn is in flight: the Host then stops the process as soon as
 --                     the spawn returns it (no process leaks from stop-while-starting)
 --   kill_process{pid} SIGKILL at once; the process is abandoned (its exit is ignored)
@@ -103,7 +103,7 @@ program.STATES = {
 program.USER_EVENTS = { "start", "stop", "restart", "delete" }
 program.RESULT_EVENTS = {
   "built", "build_failed", "spawned", "spawn_failed", "ready", "not_ready", "exited",
-  "backoff_elapsed", "stopped",
+  "backoff_elapsed",
 }
 
 local function set_of(list)
@@ -348,7 +348,6 @@ on.Stopping = {
     stop_done(r, e, effects)
   end,
   exited = stop_done,
-  stopped = stop_done,
   -- A stop during a restart cancels the respawn; a second plain stop is refused.
   stop = function(r)
     if not r.restart_intent then return "refuse" end

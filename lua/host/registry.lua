@@ -3,8 +3,9 @@
 -- written before the client hears about it, so nothing acknowledged is lost: every
 -- write returns true or nil, err, code ("EFULL" when the disk is full) for the caller
 -- to act on.
-local core = require "hersh.core"
-local cjson = require "cjson"
+local sys = require "hersh.os"
+local store = require "hersh.store"
+local json = require "hersh.json"
 
 local registry = {}
 
@@ -34,13 +35,13 @@ Registry.__index = Registry
 local PRIVATE = tonumber("600", 8)
 
 local function make_private(path)
-  if not core.fs.stat(path) then
-    local ok, err, code = core.fs.write_file(path, "", PRIVATE) -- an empty file is an empty database
+  if not sys.fs.stat(path) then
+    local ok, err, code = sys.fs.write_file(path, "", PRIVATE) -- an empty file is an empty database
     if not ok then return nil, err, code end
   end
   for _, file in ipairs{ path, path .. "-wal", path .. "-shm" } do
-    if core.fs.stat(file) then
-      local ok, err, code = core.fs.chmod(file, PRIVATE)
+    if sys.fs.stat(file) then
+      local ok, err, code = sys.fs.chmod(file, PRIVATE)
       if not ok then return nil, err, code end
     end
   end
@@ -50,7 +51,7 @@ end
 function registry.open(path)
   local private, private_err, private_code = make_private(path)
   if not private then return nil, private_err, private_code end
-  local db, err, code = core.db_open(path)
+  local db, err, code = store.open(path)
   if not db then return nil, err, code end
   local ok, schema_err, schema_code = db:exec(SCHEMA)
   if not ok then
@@ -61,7 +62,7 @@ function registry.open(path)
 end
 
 local function decode(row)
-  row.spec = cjson.decode(row.spec)
+  row.spec = assert(json.decode(row.spec))
   return row
 end
 
@@ -74,7 +75,7 @@ end
 function Registry:insert(r)
   return written(self.db:run([[INSERT INTO programs (program_id, user_id, build_id, publish_port, spec, desired,
     state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)]],
-    r.program_id, r.user_id, r.build_id, r.publish_port, cjson.encode(r.spec), r.desired or "stopped",
+    r.program_id, r.user_id, r.build_id, r.publish_port, json.encode(r.spec), r.desired or "stopped",
     r.state, r.created_at, r.updated_at))
 end
 

@@ -4,6 +4,7 @@
 -- through one FIFO, so the order in which results are reduced never depends on how
 -- quickly an effect answered.
 local core = require "hersh.core"
+local http = require "hersh.http"
 local build = require "host.build"
 local dockerfile = require "host.dockerfile"
 local program = require "host.program"
@@ -145,7 +146,7 @@ function Sup:perform_probe(effect)
     end
     in_flight = true
     -- A fresh connection each time: a kept-alive one may lead to the previous process.
-    core.http_request({ method = "GET", url = url, timeout = 1, headers = { Connection = "close" } }, function(res)
+    http.request({ method = "GET", url = url, timeout = 1, headers = { Connection = "close" } }, function(res)
       in_flight = false
       if probe.done or not res or res.status ~= 200 then return end
       probe.done = true
@@ -171,7 +172,7 @@ end
 
 function Sup:perform_stop_process(effect)
   local proc = process_of(self, effect)
-  if proc and proc:running() then proc:stop(effect.grace or 10) end
+  if proc and proc:running() then self.driver.stop(proc, effect.grace or 10) end
 end
 
 function Sup:perform_kill_process(effect)

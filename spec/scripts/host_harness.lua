@@ -3,15 +3,13 @@
 -- the counter program of spec/programs/host_counter. Shared by every spec that runs a
 -- Host, so each starts, calls and tears one down the same way.
 local P = require "scripts.process"
-local core = require "hersh.core"
+local sys = require "hersh.os"
 local cjson = require "cjson"
 local assert = require "luassert"
 
-local fs = core.fs
+local fs = sys.fs
 
 local H = {}
-
-local fs = core.fs
 
 local FIXTURE = "spec/programs/host_counter"
 local DOCKERFILE = assert(P.read(FIXTURE .. "/Dockerfile"))
@@ -25,9 +23,7 @@ local STATUS_TEXT = {
   [503] = "Service Unavailable",
 }
 
-local function has(text, part)
-  return type(text) == "string" and text:find(part, 1, true) ~= nil
-end
+local has = P.has
 
 local function sh(cmd)
   return os.execute(cmd) == true
@@ -37,9 +33,9 @@ end
 
 -- Whether another server could listen on 127.0.0.1:port now (for an instant).
 local function bindable(port)
-  local fd = core.listen("127.0.0.1", port)
+  local fd = sys.listen("127.0.0.1", port)
   if not fd then return false end
-  core.close_fd(fd)
+  sys.close_fd(fd)
   return true
 end
 
@@ -139,6 +135,7 @@ local function start_host(opts)
     error("the Host did not start (exit " .. tostring(P.status(h.proc)) .. "):\n" .. err, 2)
   end
   h.port = port
+  h.url = "http://127.0.0.1:" .. port
   h.ids = {}
   return h
 end
@@ -152,15 +149,26 @@ local function stop_host(h)
   if h.root then sh("rm -rf " .. P.quote(h.root)) end
 end
 
+-- start_host for one test: stop_host runs when the test ends, passed or failed.
+local function test_host(opts)
+  local h = start_host(opts)
+  P.defer(function() stop_host(h) end)
+  return h
+end
+
 -- Ends the Host with SIGTERM; returns a function that checks it ended well (no
 -- program process left behind, exit 0, no sanitizer report), to call when convenient.
+-- Programs created some other way than create() (a deploy.sh) are found by the
+-- storage path on their sandbox's command line.
 local function terminate(h)
   assert.is_true(P.signal(h.proc, "TERM"))
   local rc = P.wait_exit(h.proc, 30)
   local clean = no_process_of(h.ids)
+    and P.wait_for(function() return #P.processes_under(h.storage) == 0 end, 20) == true
+  local left = table.concat(P.processes_under(h.storage), "\n")
   local stderr, report = P.stderr(h.proc), P.sanitizer_report(h.proc)
   return function()
-    assert.is_true(clean, "a program process outlived its Host")
+    assert.is_true(clean, "a program process outlived its Host: " .. left)
     assert.equal(0, rc, stderr)
     assert.is_nil(report)
   end
@@ -296,6 +304,7 @@ H.kill_programs = kill_programs
 H.public_tmpdir = public_tmpdir
 H.start_host = start_host
 H.stop_host = stop_host
+H.test_host = test_host
 H.terminate = terminate
 H.assert_clean_exit = assert_clean_exit
 H.integers = integers

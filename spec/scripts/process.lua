@@ -29,21 +29,46 @@ end
 -- scripts/test preloads into lua5.4: only hersh itself is under test.
 local PLAIN = "env -u LD_PRELOAD "
 
--- busted keeps only the last function given to `finally` in a test, so a spec's
--- cleanups go through this list: its `defer(fn)` calls P.add_cleanup(fn), then
--- finally(P.run_cleanups), which runs them all, newest first, each in a pcall.
--- (`finally` exists only in the spec file's environment, not in this module's.)
+-- A test's cleanups: P.defer(fn), called inside a test, runs fn when that test ends,
+-- passed or failed, newest first, each in a pcall. busted's own `finally` keeps only the
+-- last function given and exists only in a spec file's environment, so the list is run
+-- from busted's "test end" event, which comes after the test and before after_each.
 local cleanups = {}
 
-function P.add_cleanup(fn)
+function P.defer(fn)
   cleanups[#cleanups + 1] = fn
 end
 
-function P.run_cleanups()
+local function run_cleanups()
   while #cleanups > 0 do
     local fn = table.remove(cleanups)
     pcall(fn)
   end
+end
+
+local have_busted, busted = pcall(require, "busted")
+if have_busted and busted.subscribe then -- not when a plain script (tests/soak) loads it
+  busted.subscribe({ "test", "end" }, function()
+    run_cleanups()
+    return nil, true -- let the other subscribers (the output handler) see it too
+  end)
+end
+
+-- The SHA-256 of `bytes` in hex, from coreutils' sha256sum: a reference that shares
+-- no code with the Host's own hashing.
+function P.sha256sum(bytes)
+  local dir = P.tmpdir()
+  P.write(dir .. "/in", bytes)
+  local p = assert(io.popen("sha256sum " .. P.quote(dir .. "/in")))
+  local out = p:read("a")
+  p:close()
+  sh("rm -rf " .. P.quote(dir))
+  return assert(out:match("^(%x+) "), "sha256sum: " .. out)
+end
+
+-- Whether `text` is a string containing `part` (plain, no pattern).
+function P.has(text, part)
+  return type(text) == "string" and text:find(part, 1, true) ~= nil
 end
 
 function P.read(path)
@@ -191,6 +216,24 @@ function P.run(script, opts)
   argv[#argv + 1] = script
   for _, a in ipairs(opts.args or {}) do argv[#argv + 1] = a end
   return P.start(argv)
+end
+
+-- P.run(script, opts) with a fresh directory as the script's first argument (before
+-- opts.args); the process stops and the directory goes away when the test ends.
+-- Returns proc, dir.
+function P.run_with_dir(script, opts)
+  local dir = P.tmpdir()
+  local proc
+  P.defer(function()
+    P.stop(proc)
+    sh("rm -rf " .. P.quote(dir))
+  end)
+  local run_opts, args = {}, { dir }
+  for k, v in pairs(opts or {}) do run_opts[k] = v end
+  for _, a in ipairs(run_opts.args or {}) do args[#args + 1] = a end
+  run_opts.args = args
+  proc = P.run(script, run_opts)
+  return proc, dir
 end
 
 -- Waits for the runner's announcement "hersh: WatcherAPI of <id> on http://127.0.0.1:<port>";

@@ -6,13 +6,14 @@
 local assert = require "luassert"
 local hersh = require "hersh"
 local core = require "hersh.core"
+local sys = require "hersh.os"
 local build_id = require "host.build_id"
 local dockerfile = require "host.dockerfile"
 local sandbox = require "host.sandbox"
 local supervisor = require "host.supervisor"
 local P = require "scripts.process"
 
-local fs = core.fs
+local fs = sys.fs
 
 local S = {}
 
@@ -82,7 +83,7 @@ end
 -- An unsandboxed host process: its exit code (nil if it did not end in time).
 function S.host_run(argv, env)
   local code, done
-  local proc = assert(core.spawn{ argv = argv, env = env, on_exit = function(c) code, done = c, true end })
+  local proc = assert(sys.spawn{ argv = argv, env = env, on_exit = function(c) code, done = c, true end })
   S.poll(function() return done end, 10)
   if not done then proc:kill("KILL") end
   return code
@@ -135,7 +136,7 @@ function S.program(name, opts)
   assert(fs.chown(dirs.state, 65534, 65534))
   for file, content in pairs(files or {}) do assert(fs.write_file(dirs.src .. "/" .. file, content)) end
   local plan = assert(dockerfile.parse(text))
-  local fd, port = assert(core.listen("127.0.0.1", 0))
+  local fd, port = assert(sys.listen("127.0.0.1", 0))
   local p = { name = name, dir = dir, dirs = dirs, fd = fd, port = port, history = {}, spawns = {}, procs = {},
     build_id = build_id.compute(text, files or {}) }
   p.rootfs = S.IMAGES .. "/" .. p.build_id .. "/rootfs"
@@ -217,7 +218,7 @@ local function shutdown(p)
   for _, proc in pairs(sup.procs) do if proc:running() then proc:kill("KILL") end end
   if sup.build_job then sup.build_job:cancel() end
   S.poll(function() return S.running_procs(p) == 0 end, 5)
-  core.close_fd(p.fd)
+  sys.close_fd(p.fd)
   assert(left == 0, p.name .. ": " .. left .. " process(es) still ran after the stop")
   -- Nothing it started (children, reparented ones) is left either.
   assert(S.poll(function() return S.count_program_procs(sup.id) == 0 end, 5),

@@ -29,6 +29,7 @@
 #include "hersh.h"
 #include "http/curl.h"
 #include "lua/lhersh.h"
+#include "proc/proc.h"
 
 enum { EXIT_STOPPED = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 
@@ -111,15 +112,15 @@ static int parse_run(int argc, char **argv, run_options *o) {
   return o->listen_fd == -2 ? -1 : 0;
 }
 
-/* A Lua state with the standard libraries and hersh ready to require. */
-static lua_State *new_state(void) {
+/* A Lua state with the standard libraries and the modules of `role` ready to require. */
+static lua_State *new_state(hersh_lua_role role) {
   lua_State *L = luaL_newstate();
   if (!L) {
     fprintf(stderr, "hersh: cannot create a Lua state\n");
     return NULL;
   }
   luaL_openlibs(L);
-  hersh_lua_prepare(L);
+  hersh_lua_prepare(L, role);
   return L;
 }
 
@@ -134,13 +135,25 @@ static int traceback(lua_State *L) {
   return 1;
 }
 
-/* Before the script runs: hersh.core knows the runner's WatcherAPI options. */
+/* listen_failure(bind, port): why the runner cannot listen there (nil if it can now),
+** for the usage error when its WatcherAPI does not start. */
+static int l_listen_failure(lua_State *L) {
+  const char *bind = luaL_checkstring(L, 1);
+  int port = (int)luaL_checkinteger(L, 2), fd, bound;
+  if (hersh_listen_tcp(bind, port, &fd, &bound) == HERSH_OK) {
+    (void)close(fd); /* only a probe: nothing was written to it */
+    return 0;
+  }
+  lua_pushstring(L, hersh_errmsg());
+  return 1;
+}
+
+/* Before the script runs: the state's loop (hersh.core), and the runner's WatcherAPI
+** options for core.runner_api(). */
 static int prepare_runner(lua_State *L) {
   const run_options *o = lua_touserdata(L, 1);
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "hersh.core");
-  lua_call(L, 1, 1);
-  lua_createtable(L, 0, 4);
+  luaL_requiref(L, "hersh.core", luaopen_hersh_core, 0);
+  lua_createtable(L, 0, 5);
   lua_pushinteger(L, o->port);
   lua_setfield(L, -2, "port");
   lua_pushstring(L, o->bind);
@@ -151,7 +164,9 @@ static int prepare_runner(lua_State *L) {
   }
   lua_pushboolean(L, 1);
   lua_setfield(L, -2, "announce");
-  lua_setfield(L, -2, "runner_api");
+  lua_pushcfunction(L, l_listen_failure);
+  lua_setfield(L, -2, "listen_failure");
+  hersh_lmod_set_runner_api(L);
   return 0;
 }
 
@@ -159,16 +174,17 @@ static int prepare_runner(lua_State *L) {
 
 static int signals_seen;
 
+static void end_watcher(hersh_watcher *w, void *ud) {
+  (void)ud;
+  if (hersh_state_terminal(hersh_watcher_state(w))) return;
+  if (signals_seen == 1) hersh_watcher_stop(w); /* queued: cleanup runs */
+  else hersh_watcher_kill(w, "second signal");
+}
+
 static void on_signal(uv_signal_t *h, int signum) {
-  hersh_loop *loop = h->data;
   signals_seen++;
   fprintf(stderr, "hersh: %s: %s\n", strsignal(signum), signals_seen == 1 ? "stopping" : "killing");
-  for (size_t i = 0; i < loop->n_watchers; i++) {
-    hersh_watcher *w = loop->watchers[i];
-    if (hersh_state_terminal(hersh_watcher_state(w))) continue;
-    if (signals_seen == 1) hersh_watcher_stop(w); /* queued: cleanup runs */
-    else hersh_watcher_kill(w, "second signal");
-  }
+  hersh_loop_watchers(h->data, end_watcher, NULL);
 }
 
 static void watch_signals(hersh_loop *loop, uv_signal_t sigs[2]) {
@@ -187,7 +203,7 @@ static int cmd_run(int argc, char **argv) {
     free(o.args);
     return usage();
   }
-  lua_State *L = new_state();
+  lua_State *L = new_state(HERSH_LUA_PROGRAM);
   if (!L) return EXIT_USAGE;
   lua_createtable(L, o.n_args, 1);
   lua_pushstring(L, o.file);
@@ -230,7 +246,7 @@ static int cmd_run(int argc, char **argv) {
 /* The Host is Lua (lua/host/main.lua); this hands it its arguments and the path of
 ** this executable, which sandboxes of FROM hersh images run. */
 static int cmd_host(int argc, char **argv) {
-  lua_State *L = new_state();
+  lua_State *L = new_state(HERSH_LUA_HOST);
   if (!L) return EXIT_USAGE;
   char exe[4096];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -238,8 +254,7 @@ static int cmd_host(int argc, char **argv) {
   lua_pushcfunction(L, traceback);
   int handler = lua_gettop(L);
   const char *script = "local exe, args = ...\n"
-                       "require('hersh.core').executable = exe ~= '' and exe or nil\n"
-                       "return require('host.main').run(args)\n";
+                       "return require('host.main').run(args, exe ~= '' and exe or nil)\n";
   int status = EXIT_USAGE;
   if (luaL_loadstring(L, script) == LUA_OK) {
     lua_pushstring(L, exe);

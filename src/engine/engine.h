@@ -1,93 +1,21 @@
 /*
 ** engine.h -- the engine's internal structures, shared by the files of src/engine.
-** Nothing here is public: include/hersh.h is the contract.
+** Private to src/engine: include/hersh.h is the contract, binding.h what the layers
+** above may call besides. CMake defines HERSH_ENGINE_INTERNAL for src/engine only.
 */
 #ifndef HERSH_ENGINE_H
 #define HERSH_ENGINE_H
+
+#ifndef HERSH_ENGINE_INTERNAL
+#error "engine.h is private to src/engine: include engine/binding.h"
+#endif
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <uv.h>
 
-#include "hersh.h"
-
-/* ---- errors (error.c) ---------------------------------------------------------- */
-
-/* Forgets the calling thread's last message (before calling user code whose own
-** failure should not be mistaken for an older one). */
-void hersh_errclear(void);
-/* Records the message of a failure for hersh_errmsg() and returns `err`. */
-int hersh_fail_with(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-char *hersh_strdup(const char *s);
-char *hersh_vformat(const char *fmt, va_list ap); /* malloc'd, NULL on failure */
-
-/* ---- clocks (clock.c) ------------------------------------------------------------- */
-
-double hersh_wall_now(void);   /* seconds since the epoch */
-double hersh_wall_coarse(void); /* the same, to a few ms: for stamps on hot paths */
-int64_t hersh_mono_ns(void);   /* monotonic nanoseconds (coarse: a few ms) */
-
-/* ---- values (value.c) ------------------------------------------------------------ */
-
-/* The vtable of a foreign value: the Lua binding keeps its tables and functions so. */
-typedef struct hersh_ext_type {
-  const char *name; /* "table", "function", ... */
-  void (*release)(void *ptr);
-  void *(*retain)(void *ptr); /* a second handle on the same object */
-  /* A plain (no EXT) copy for JSON and logs; returns false if it cannot. */
-  bool (*to_plain)(void *ptr, hersh_value *out);
-} hersh_ext_type;
-
-struct hersh_ext {
-  const hersh_ext_type *type;
-  void *ptr;
-};
-
-hersh_value hersh_ext_value(const hersh_ext_type *type, void *ptr);
-/* A copy that keeps EXT values as handles on the same object (no deep copy). */
-int hersh_value_retain_copy(hersh_value *dst, const hersh_value *src);
-
-/* ---- a growable text buffer (buf.c) ---------------------------------------------- */
-
-typedef struct hersh_buf {
-  char *p;
-  size_t len, cap;
-  bool oom; /* an append failed: the text is incomplete */
-} hersh_buf;
-
-void hersh_buf_put(hersh_buf *b, const char *s, size_t n);
-void hersh_buf_puts(hersh_buf *b, const char *s);
-void hersh_buf_printf(hersh_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Length of the valid UTF-8 sequence at s (1..4); 0 for a bad one (overlong, surrogate,
-** past U+10FFFF, cut short). */
-size_t hersh_utf8_seq(const unsigned char *s, size_t n);
-/* A JSON string literal: quotes, escapes, invalid UTF-8 replaced by U+FFFD. */
-void hersh_buf_json_string(hersh_buf *b, const char *s, size_t n);
-void hersh_buf_json_value(hersh_buf *b, const hersh_value *v);
-/* The text (NUL-terminated, caller frees), or NULL if an append failed. */
-char *hersh_buf_take(hersh_buf *b);
-
-/* ---- string -> value map with insertion order (map.c) ------------------------------ */
-
-typedef struct hersh_map_entry {
-  char *key;
-  void *val;
-} hersh_map_entry;
-
-typedef struct hersh_strmap {
-  hersh_map_entry *entries; /* insertion order; removed entries compacted */
-  size_t count, cap;
-  uint32_t *index; /* open addressing over entries, 0 = empty, i+1 = entry i */
-  size_t index_cap;
-} hersh_strmap;
-
-void hersh_strmap_init(hersh_strmap *m);
-void hersh_strmap_free(hersh_strmap *m, void (*free_val)(void *));
-void **hersh_strmap_find(hersh_strmap *m, const char *key);
-/* Inserts a new key (must be absent); returns the value slot or NULL on no memory. */
-void **hersh_strmap_insert(hersh_strmap *m, const char *key);
-/* Removes a key, returning its value (NULL if absent). */
-void *hersh_strmap_remove(hersh_strmap *m, const char *key);
+#include "base/map.h"
+#include "binding.h"
 
 /* ---- ring logs (log.c) ------------------------------------------------------------ */
 
@@ -178,24 +106,9 @@ bool hersh_queue_pop(hersh_queue *q, hersh_signal *out);
 void hersh_signal_release(hersh_signal *s);
 void hersh_var_update_free(hersh_var_update *u);
 
-/* ---- deadlines (deadline.c) --------------------------------------------------------- */
-
-/* What the watchdog fires when a deadline passes (the Lua binding hooks the thread). */
-typedef struct hersh_interrupt {
-  void (*fire)(struct hersh_interrupt *self, uint64_t gen);
-} hersh_interrupt;
-
-typedef struct hersh_watchdog hersh_watchdog;
-
-hersh_watchdog *hersh_watchdog_new(void);
-void hersh_watchdog_free(hersh_watchdog *wd);
-/* Arms the deadline of one run; returns its generation. */
-uint64_t hersh_watchdog_arm(hersh_watchdog *wd, hersh_interrupt *target, int64_t deadline_ns);
-void hersh_watchdog_disarm(hersh_watchdog *wd);
-/* The deadline armed now, 0 when none; a hook uses it to tell a stale interrupt. */
-int64_t hersh_watchdog_deadline(hersh_watchdog *wd);
-
 /* ---- the loop (loop.c) -------------------------------------------------------------- */
+
+#define HERSH_LOOP_HOOKS 8
 
 struct hersh_loop {
   size_t ended[3]; /* watchers that ended Stopped, Killed, Crashed */
@@ -207,16 +120,16 @@ struct hersh_loop {
   hersh_watchdog *watchdog;
   hersh_watcher **watchers; /* live watchers, for hersh_loop_run */
   size_t n_watchers, cap_watchers;
-  void *lua;                     /* the Lua state made by hersh_watcher_manage_lua */
-  void (*lua_close)(void *lua);  /* closes it when the loop is freed */
-  void *http_client;             /* src/http/client.c, made on first use */
-  void (*http_client_free)(void *c); /* frees it (cancelling its requests) with the loop */
+  /* What other parts keep on the loop (its Lua state, the HTTP client): binding.h. */
+  struct hersh_loop_hook {
+    void (*fn)(void *ud);
+    void *ud;
+  } on_free[HERSH_LOOP_HOOKS];
+  size_t n_on_free;
 };
 
-bool hersh_loop_on_thread(const hersh_loop *loop);
 int hersh_loop_attach(hersh_loop *loop, hersh_watcher *w);
 void hersh_loop_detach(hersh_loop *loop, hersh_watcher *w);
-hersh_watchdog *hersh_loop_watchdog(hersh_loop *loop);
 
 /* ---- watches (watch.c) -------------------------------------------------------------- */
 
@@ -256,7 +169,6 @@ struct hersh_watch {
 };
 
 void hersh_watch_close_all(hersh_watcher *w);
-bool hersh_watch_exists(hersh_watcher *w, const char *name);
 
 void hersh_watch_free(void *watch);
 /* Applies one batch of var updates in arrival order; fills the trigger names. */
@@ -264,31 +176,8 @@ void hersh_watch_apply_batch(hersh_watcher *w, hersh_var_update **batch, size_t 
 
 /* ---- observing a watcher (the WatcherAPI publishes through this) ------------------- */
 
-/* What a handled signal changed, so an observer republishes only that. */
-enum { DIRTY_CONTEXT = 1u, DIRTY_MEMO = 2u, DIRTY_WATCHES = 4u, DIRTY_VARS = 8u, DIRTY_ALL = 15u };
-
-typedef struct hersh_observer {
-  void (*reduced)(hersh_watcher *w, unsigned dirty, void *ud); /* loop thread, after each signal */
-  void (*terminal)(hersh_watcher *w, void *ud);                /* loop thread, once */
-  void (*freed)(void *ud);                                     /* the watcher is being freed */
-} hersh_observer;
-
-int hersh_watcher_observe(hersh_watcher *w, const hersh_observer *obs, void *ud);
 /* Marks sections changed; outside a run the observer hears of it at once. */
 void hersh_watcher_changed(hersh_watcher *w, unsigned what);
-
-/* JSON of the live sections (loop thread only: foreign values convert there). */
-char *hersh_watcher_json_store(hersh_watcher *w, bool memo); /* {"key": value, ...} */
-char *hersh_watcher_json_vars(hersh_watcher *w);             /* {"name": value | {"value","error"}} */
-char *hersh_watcher_json_watching(hersh_watcher *w);         /* ["name", ...] */
-/* JSON of a trigger: {"watcher":b,"user":b,"vars":[...],"reason":"..."}. */
-void hersh_buf_json_trigger(hersh_buf *b, const hersh_trigger *t);
-
-/* Visits up to `per_kind` pending signals of each queue from its front, without
-** taking them (any thread). */
-void hersh_watcher_peek(hersh_watcher *w, size_t per_kind, void (*fn)(const hersh_signal *s, void *ud), void *ud);
-/* A short description of a pending signal, e.g. "VarSig{var=price, type=dependent}". */
-void hersh_buf_signal(hersh_buf *b, const hersh_signal *s);
 
 /* ---- the watcher (watcher.c) -------------------------------------------------------- */
 
@@ -372,9 +261,6 @@ int hersh_watcher_crash_later(hersh_watcher *w, const char *reason);
 /* Record that the current run broke an engine limit (it ends Crashed). Outside a run
 ** (a saved ctx used later) the watcher is crashed through its queue. */
 int hersh_ctx_violation(hersh_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* The log of an effect: effect-log line with printf formatting. */
-void hersh_watcher_effect(hersh_watcher *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void hersh_watcher_watch_error(hersh_watcher *w, const char *name, const char *phase, const char *err);
 void hersh_watcher_handle_closed(uv_handle_t *h);
 
 #endif

@@ -72,11 +72,45 @@ static void close_leftover(uv_handle_t *h, void *arg) {
   if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
+int hersh_loop_on_free(hersh_loop *loop, void (*fn)(void *ud), void *ud) {
+  if (loop->n_on_free == HERSH_LOOP_HOOKS) return hersh_fail_with(HERSH_E_NOMEM, "too many on-free hooks on a loop");
+  loop->on_free[loop->n_on_free++] = (struct hersh_loop_hook){fn, ud};
+  return HERSH_OK;
+}
+
+void *hersh_loop_on_free_find(const hersh_loop *loop, void (*fn)(void *ud)) {
+  for (size_t i = 0; i < loop->n_on_free; i++)
+    if (loop->on_free[i].fn == fn) return loop->on_free[i].ud;
+  return NULL;
+}
+
+void hersh_loop_on_free_remove(hersh_loop *loop, void (*fn)(void *ud), void *ud) {
+  for (size_t i = 0; i < loop->n_on_free; i++) {
+    if (loop->on_free[i].fn == fn && loop->on_free[i].ud == ud) {
+      memmove(&loop->on_free[i], &loop->on_free[i + 1], (loop->n_on_free - i - 1) * sizeof loop->on_free[0]);
+      loop->n_on_free--;
+      return;
+    }
+  }
+}
+
+/* Inside one of our runs uv_run must not be entered again; the closes then finish when
+** that run goes on. */
+void hersh_loop_drain(hersh_loop *loop) {
+  if (loop->depth == 0) uv_run(loop->uv, UV_RUN_NOWAIT);
+}
+
+/* The order (docs/architecture.md, "Shutdown order"): the watchers first, while every
+** hook's part still works (their Lua glue releases its references in a live state);
+** then the hooks, newest first (the Lua state's: its objects' handles close, the loop
+** drains, the state closes); then what is still closing finishes, and the loop goes. */
 void hersh_loop_free(hersh_loop *loop) {
   if (!loop) return;
-  if (loop->lua && loop->lua_close) loop->lua_close(loop->lua); /* frees its watchers */
   while (loop->n_watchers) hersh_watcher_free(loop->watchers[0]);
-  if (loop->http_client && loop->http_client_free) loop->http_client_free(loop->http_client);
+  while (loop->n_on_free) {
+    struct hersh_loop_hook h = loop->on_free[--loop->n_on_free];
+    h.fn(h.ud);
+  }
   /* Let the handles of freed watchers finish closing. */
   while (uv_run(loop->uv, UV_RUN_NOWAIT) != 0 && loop->owns_uv) {
   }
@@ -157,6 +191,14 @@ int hersh_loop_run_until(hersh_loop *loop, bool (*pred)(void *ud), void *ud, dou
 int hersh_loop_run_for(hersh_loop *loop, double seconds) {
   int rc = hersh_loop_run_until(loop, NULL, NULL, seconds);
   return rc < 0 ? rc : HERSH_OK;
+}
+
+int hersh_loop_run_while(hersh_loop *loop, const bool *running) {
+  int rc = enter(loop);
+  if (rc) return rc;
+  while (*running) uv_run(loop->uv, UV_RUN_ONCE);
+  loop->depth--;
+  return HERSH_OK;
 }
 
 void hersh_loop_outcomes(const hersh_loop *loop, size_t *stopped, size_t *killed, size_t *crashed) {

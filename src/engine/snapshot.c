@@ -8,68 +8,66 @@
 
 #include "engine.h"
 
-static void json_key(hersh_buf *b, const char *key) {
-  hersh_buf_json_string(b, key, strlen(key));
-  hersh_buf_put(b, ":", 1);
-}
-
 char *hersh_watcher_json_store(hersh_watcher *w, bool memo) {
   const hersh_strmap *m = memo ? &w->memo : &w->context;
   hersh_buf b = {0};
-  hersh_buf_put(&b, "{", 1);
+  hersh_json j;
+  hersh_json_init(&j, &b);
+  hersh_json_object(&j);
   for (size_t i = 0; i < m->count; i++) {
-    if (i) hersh_buf_put(&b, ",", 1);
-    json_key(&b, m->entries[i].key);
-    hersh_buf_json_value(&b, m->entries[i].val);
+    hersh_json_key(&j, m->entries[i].key);
+    hersh_json_value(&j, m->entries[i].val);
   }
-  hersh_buf_put(&b, "}", 1);
-  return hersh_buf_take(&b);
+  hersh_json_end(&j);
+  return hersh_json_take(&j);
 }
 
 char *hersh_watcher_json_vars(hersh_watcher *w) {
   hersh_buf b = {0};
-  hersh_buf_put(&b, "{", 1);
+  hersh_json j;
+  hersh_json_init(&j, &b);
+  hersh_json_object(&j);
   for (size_t i = 0; i < w->watches.count; i++) {
     const hersh_watch *wt = w->watches.entries[i].val;
-    if (i) hersh_buf_put(&b, ",", 1);
-    json_key(&b, wt->name);
+    hersh_json_key(&j, wt->name);
     if (wt->err) { /* the original's shape for a variable that holds an error */
-      hersh_buf_puts(&b, "{\"value\":");
-      hersh_buf_json_value(&b, &wt->value);
-      hersh_buf_puts(&b, ",\"error\":");
-      hersh_buf_json_string(&b, wt->err, strlen(wt->err));
-      hersh_buf_put(&b, "}", 1);
+      hersh_json_object(&j);
+      hersh_json_key(&j, "value");
+      hersh_json_value(&j, &wt->value);
+      hersh_json_key(&j, "error");
+      hersh_json_cstr(&j, wt->err);
+      hersh_json_end(&j);
     } else {
-      hersh_buf_json_value(&b, &wt->value);
+      hersh_json_value(&j, &wt->value);
     }
   }
-  hersh_buf_put(&b, "}", 1);
-  return hersh_buf_take(&b);
+  hersh_json_end(&j);
+  return hersh_json_take(&j);
 }
 
 char *hersh_watcher_json_watching(hersh_watcher *w) {
   hersh_buf b = {0};
-  hersh_buf_put(&b, "[", 1);
-  for (size_t i = 0; i < w->watches.count; i++) {
-    if (i) hersh_buf_put(&b, ",", 1);
-    const char *name = w->watches.entries[i].key;
-    hersh_buf_json_string(&b, name, strlen(name));
-  }
-  hersh_buf_put(&b, "]", 1);
-  return hersh_buf_take(&b);
+  hersh_json j;
+  hersh_json_init(&j, &b);
+  hersh_json_array(&j);
+  for (size_t i = 0; i < w->watches.count; i++) hersh_json_cstr(&j, w->watches.entries[i].key);
+  hersh_json_end(&j);
+  return hersh_json_take(&j);
 }
 
-void hersh_buf_json_trigger(hersh_buf *b, const hersh_trigger *t) {
-  hersh_buf_printf(b, "{\"watcher\":%s,\"user\":%s,\"vars\":[", t->watcher ? "true" : "false",
-                   t->user ? "true" : "false");
-  for (size_t i = 0; i < t->n_vars; i++) {
-    if (i) hersh_buf_put(b, ",", 1);
-    hersh_buf_json_string(b, t->vars[i], strlen(t->vars[i]));
-  }
-  hersh_buf_puts(b, "],\"reason\":");
-  if (t->reason) hersh_buf_json_string(b, t->reason, strlen(t->reason));
-  else hersh_buf_puts(b, "null");
-  hersh_buf_put(b, "}", 1);
+void hersh_json_trigger(hersh_json *j, const hersh_trigger *t) {
+  hersh_json_object(j);
+  hersh_json_key(j, "watcher");
+  hersh_json_bool(j, t->watcher);
+  hersh_json_key(j, "user");
+  hersh_json_bool(j, t->user);
+  hersh_json_key(j, "vars");
+  hersh_json_array(j);
+  for (size_t i = 0; i < t->n_vars; i++) hersh_json_cstr(j, t->vars[i]);
+  hersh_json_end(j);
+  hersh_json_key(j, "reason");
+  hersh_json_cstr(j, t->reason);
+  hersh_json_end(j);
 }
 
 void hersh_buf_signal(hersh_buf *b, const hersh_signal *s) {

@@ -693,7 +693,7 @@ int hersh_watcher_observe(hersh_watcher *w, const hersh_observer *obs, void *ud)
   if (w->observer && obs) return hersh_fail_with(HERSH_E_STATE, "the watcher is already observed");
   w->observer = obs;
   w->observer_ud = ud;
-  w->dirty = DIRTY_ALL;
+  w->dirty = 0; /* the observer published its first snapshot itself */
   return HERSH_OK;
 }
 

@@ -12,8 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
-#include "engine/engine.h"
+#include "engine/binding.h"
 #include "http/client.h"
 #include "http/curl.h"
 
@@ -137,7 +138,7 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
   if (!sc) {
     sc = calloc(1, sizeof *sc);
     if (!sc) return -1;
-    if (uv_poll_init_socket(c->loop->uv, &sc->poll, s) != 0) {
+    if (uv_poll_init_socket(hersh_loop_uv(c->loop), &sc->poll, s) != 0) {
       free(sc);
       return -1;
     }
@@ -195,7 +196,8 @@ hersh_http_client *hersh_http_client_get(hersh_loop *loop) {
     hersh_fail_with(HERSH_E_INVAL, "hersh_http_client_get: NULL loop");
     return NULL;
   }
-  if (loop->http_client) return loop->http_client;
+  hersh_http_client *found = hersh_loop_on_free_find(loop, client_free_cb);
+  if (found) return found;
   if (hersh_curl_load() != HERSH_OK) return NULL;
   pthread_once(&global_once, global_init);
   if (global_rc != CURLE_OK) {
@@ -223,7 +225,7 @@ hersh_http_client *hersh_http_client_get(hersh_loop *loop) {
     hersh_fail_with(HERSH_E_SYS, "curl_multi_setopt failed");
     return NULL;
   }
-  int rc = uv_timer_init(loop->uv, &c->timer);
+  int rc = uv_timer_init(hersh_loop_uv(loop), &c->timer);
   if (rc != 0) {
     curl_multi_cleanup(c->multi);
     client_release(c);
@@ -231,8 +233,10 @@ hersh_http_client *hersh_http_client_get(hersh_loop *loop) {
     return NULL;
   }
   c->timer.data = c;
-  loop->http_client = c;
-  loop->http_client_free = client_free_cb;
+  if (hersh_loop_on_free(loop, client_free_cb, c) != HERSH_OK) {
+    hersh_http_client_free(c);
+    return NULL;
+  }
   return c;
 }
 
@@ -523,10 +527,7 @@ int hersh_http_request(hersh_http_client *c, const hersh_http_call *call, hersh_
 void hersh_http_client_free(hersh_http_client *c) {
   if (!c) return;
   c->closing = true; /* done callbacks below cannot start new requests */
-  if (c->loop->http_client == c) {
-    c->loop->http_client = NULL;
-    c->loop->http_client_free = NULL;
-  }
+  hersh_loop_on_free_remove(c->loop, client_free_cb, c);
   while (c->active) req_fail(c->active, "cancelled", "ECANCELLED");
   for (size_t i = 0; i < c->n_pool; i++) curl_easy_cleanup(c->pool[i]);
   c->n_pool = 0;

@@ -4,7 +4,8 @@
 #include <stdio.h>
 
 #define HERSH_CURL_NO_NAMES
-#include "engine/engine.h"
+#include "base/error.h"
+#include "hersh.h"
 #include "http/curl.h"
 
 hersh_curl_api hersh_curl;

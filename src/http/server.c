@@ -34,7 +34,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/engine.h"
+#include "base/json.h"
+#include "base/error.h"
 #include "http/server.h"
 
 enum { STREAM_BLOCK = 16 * 1024, STOP_DRAIN_MS = 1000, SWEEP_MAX_MS = 1000, SPARE_FDS = 64 };
@@ -122,9 +123,13 @@ void hersh_http_error(hersh_http_response *res, int status, const char *fmt, ...
   char *text = hersh_vformat(fmt, ap);
   va_end(ap);
   hersh_buf b = {0};
-  hersh_buf_puts(&b, "{\"error\":");
-  hersh_buf_json_string(&b, text ? text : "error", text ? strlen(text) : 5);
-  hersh_buf_puts(&b, "}\n");
+  hersh_json j;
+  hersh_json_init(&j, &b);
+  hersh_json_object(&j);
+  hersh_json_key(&j, "error");
+  hersh_json_cstr(&j, text ? text : "error");
+  hersh_json_end(&j);
+  hersh_buf_put(&b, "\n", 1);
   free(text);
   free(res->body);
   res->status = status;
@@ -143,11 +148,17 @@ static void early_error(hersh_http_response *res, int status, const char *title,
   va_end(ap);
   const char *message = text ? text : title;
   hersh_buf b = {0};
-  hersh_buf_puts(&b, "{\"error\":");
-  hersh_buf_json_string(&b, title, strlen(title));
-  hersh_buf_printf(&b, ",\"code\":%d,\"message\":", status);
-  hersh_buf_json_string(&b, message, strlen(message));
-  hersh_buf_puts(&b, "}\n");
+  hersh_json j;
+  hersh_json_init(&j, &b);
+  hersh_json_object(&j);
+  hersh_json_key(&j, "error");
+  hersh_json_cstr(&j, title);
+  hersh_json_key(&j, "code");
+  hersh_json_int(&j, status);
+  hersh_json_key(&j, "message");
+  hersh_json_cstr(&j, message);
+  hersh_json_end(&j);
+  hersh_buf_put(&b, "\n", 1);
   free(text);
   res->status = status;
   res->body = hersh_buf_take(&b);

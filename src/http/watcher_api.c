@@ -7,13 +7,14 @@
 ** observer below), so a monitoring request during a long run gets the values of the
 ** last completed reduce. Queues and logs are read under their own locks.
 */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "engine/engine.h"
-#include "http/json.h"
+#include "base/json.h"
+#include "engine/binding.h"
 #include "http/server.h"
 
 enum { MAX_BODY = 64 * 1024, PEEK_PER_KIND = 10, DEFAULT_LOG_LIMIT = 100 };
@@ -40,15 +41,19 @@ static void swap(char **slot, char *fresh) {
 
 static void api_reduced(hersh_watcher *w, unsigned dirty, void *ud) {
   hersh_api *api = ud;
+  hersh_snapshot snap;
+  hersh_watcher_snapshot(w, &snap); /* the loop thread: every field is filled */
   char *context = dirty & DIRTY_CONTEXT ? hersh_watcher_json_store(w, false) : NULL;
   char *memo = dirty & DIRTY_MEMO ? hersh_watcher_json_store(w, true) : NULL;
   char *vars = dirty & DIRTY_VARS ? hersh_watcher_json_vars(w) : NULL;
   char *watching = dirty & DIRTY_WATCHES ? hersh_watcher_json_watching(w) : NULL;
   char *trigger = NULL;
-  if (w->ctx.trigger.reason) {
+  if (snap.last_trigger) {
     hersh_buf b = {0};
-    hersh_buf_json_trigger(&b, &w->ctx.trigger);
-    trigger = hersh_buf_take(&b);
+    hersh_json j;
+    hersh_json_init(&j, &b);
+    hersh_json_trigger(&j, snap.last_trigger);
+    trigger = hersh_json_take(&j);
   }
   pthread_mutex_lock(&api->mu);
   swap(&api->context, context);
@@ -56,9 +61,9 @@ static void api_reduced(hersh_watcher *w, unsigned dirty, void *ud) {
   swap(&api->vars, vars);
   swap(&api->watching, watching);
   swap(&api->trigger, trigger);
-  api->n_context = w->context.count;
-  api->n_memo = w->memo.count;
-  api->n_watches = w->watches.count;
+  api->n_context = snap.n_context;
+  api->n_memo = snap.n_memo;
+  api->n_watches = snap.n_watches;
   api->last_update = hersh_wall_now();
   pthread_mutex_unlock(&api->mu);
 }
@@ -86,39 +91,60 @@ static const hersh_observer api_observer = {api_reduced, api_terminal, api_freed
 
 /* ---- JSON helpers ------------------------------------------------------------------ */
 
-static void json_time(hersh_buf *b, double t) {
+/* An answer under construction: the writer and the text it fills. */
+typedef struct reply {
+  hersh_buf text;
+  hersh_json j;
+} reply;
+
+/* Starts the answer's top-level object. */
+static hersh_json *reply_begin(reply *r) {
+  r->text = (hersh_buf){0};
+  hersh_json_init(&r->j, &r->text);
+  hersh_json_object(&r->j);
+  return &r->j;
+}
+
+/* Closes the top-level object and hands the text over, one line. */
+static void reply_send(reply *r, hersh_http_response *res) {
+  hersh_json_end(&r->j);
+  int rc = hersh_json_finish(&r->j);
+  hersh_buf_put(&r->text, "\n", 1);
+  size_t len = r->text.len;
+  char *body = rc == HERSH_OK ? hersh_buf_take(&r->text) : NULL;
+  hersh_buf_free(&r->text);
+  if (!body && rc == HERSH_E_INVAL) return hersh_http_error(res, 500, "cannot encode the answer: %s", hersh_json_error(&r->j));
+  if (!body) return hersh_http_error(res, 500, "out of memory");
+  res->body = body;
+  res->body_len = len;
+}
+
+/* RFC 3339 in UTC with nanoseconds, as the Go original writes times. */
+static void json_time(hersh_json *j, double t) {
   time_t secs = (time_t)t;
   long nanos = (long)((t - (double)secs) * 1e9);
   if (nanos < 0) nanos = 0;
   struct tm tm;
-  gmtime_r(&secs, &tm);
-  char text[40];
-  size_t n = strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &tm);
-  snprintf(text + n, sizeof text - n, ".%09ldZ", nanos);
-  hersh_buf_printf(b, "\"%s\"", text);
-}
-
-static void json_str(hersh_buf *b, const char *s) {
-  if (s) hersh_buf_json_string(b, s, strlen(s));
-  else hersh_buf_puts(b, "null");
+  char text[48] = "";
+  if (gmtime_r(&secs, &tm)) {
+    size_t n = strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(text + n, sizeof text - n, ".%09ldZ", nanos);
+  }
+  hersh_json_cstr(j, text);
 }
 
 /* "1h2m3.5s", as the Go original writes durations. */
-static void json_duration(hersh_buf *b, double secs) {
+static void json_duration(hersh_json *j, double secs) {
   long long ms = (long long)(secs * 1000.0 + 0.5); /* round once, then split */
   if (ms < 0) ms = 0;
   long long h = ms / 3600000, m = ms / 60000 % 60, s = ms / 1000 % 60, frac = ms % 1000;
-  hersh_buf_put(b, "\"", 1);
-  if (h) hersh_buf_printf(b, "%lldh", h);
-  if (h || m) hersh_buf_printf(b, "%lldm", m);
-  hersh_buf_printf(b, "%lld.%03llds\"", s, frac);
-}
-
-static void finish(hersh_http_response *res, hersh_buf *b) {
-  hersh_buf_put(b, "\n", 1);
-  res->body = hersh_buf_take(b);
-  if (!res->body) return hersh_http_error(res, 500, "out of memory");
-  res->body_len = strlen(res->body);
+  hersh_buf text = {0};
+  if (h) hersh_buf_printf(&text, "%lldh", h);
+  if (h || m) hersh_buf_printf(&text, "%lldm", m);
+  hersh_buf_printf(&text, "%lld.%03llds", s, frac);
+  char *t = hersh_buf_take(&text);
+  hersh_json_cstr(j, t ? t : "");
+  free(t);
 }
 
 /* ---- routes --------------------------------------------------------------------------- */
@@ -126,93 +152,126 @@ static void finish(hersh_http_response *res, hersh_buf *b) {
 static void route_status(hersh_api *api, const hersh_http_request *req, hersh_http_response *res) {
   (void)req;
   hersh_watcher *w = api->w;
-  hersh_state st = hersh_watcher_state(w);
+  hersh_snapshot snap;
+  hersh_watcher_snapshot(w, &snap);
+  hersh_state st = snap.state;
   double now = hersh_wall_now();
-  hersh_buf b = {0};
-  hersh_buf_puts(&b, "{\"watcherID\":");
-  json_str(&b, hersh_watcher_id(w));
-  hersh_buf_printf(&b, ",\"state\":\"%s\",\"isRunning\":%s,\"uptime\":", hersh_state_name(st),
-                   atomic_load(&w->started) && !hersh_state_terminal(st) ? "true" : "false");
-  json_duration(&b, now - api->started_at);
-  hersh_buf_puts(&b, ",\"lastUpdate\":");
-  json_time(&b, now);
-  hersh_buf_put(&b, "}", 1);
-  finish(res, &b);
+  reply r;
+  hersh_json *j = reply_begin(&r);
+  hersh_json_key(j, "watcherID");
+  hersh_json_cstr(j, hersh_watcher_id(w));
+  hersh_json_key(j, "state");
+  hersh_json_cstr(j, hersh_state_name(st));
+  hersh_json_key(j, "isRunning");
+  hersh_json_bool(j, snap.started && !hersh_state_terminal(st));
+  hersh_json_key(j, "uptime");
+  json_duration(j, now - api->started_at);
+  hersh_json_key(j, "lastUpdate");
+  json_time(j, now);
+  reply_send(&r, res);
 }
 
 static void route_state(hersh_api *api, const hersh_http_request *req, hersh_http_response *res) {
   (void)req;
   hersh_watcher *w = api->w;
-  hersh_buf b = {0};
-  hersh_buf_puts(&b, "{\"watcherID\":");
-  json_str(&b, hersh_watcher_id(w));
-  hersh_buf_printf(&b, ",\"state\":\"%s\",\"failures\":%d,\"nextRetryAt\":",
-                   hersh_state_name(hersh_watcher_state(w)), hersh_watcher_failures(w));
+  reply r;
+  hersh_json *j = reply_begin(&r);
+  hersh_json_key(j, "watcherID");
+  hersh_json_cstr(j, hersh_watcher_id(w));
+  hersh_json_key(j, "state");
+  hersh_json_cstr(j, hersh_state_name(hersh_watcher_state(w)));
+  hersh_json_key(j, "failures");
+  hersh_json_int(j, hersh_watcher_failures(w));
+  hersh_json_key(j, "nextRetryAt");
   double next = hersh_watcher_next_retry(w);
-  if (next > 0) json_time(&b, next);
-  else hersh_buf_puts(&b, "null");
+  if (next > 0) json_time(j, next);
+  else hersh_json_null(j);
   pthread_mutex_lock(&api->mu);
-  hersh_buf_puts(&b, ",\"lastTrigger\":");
-  hersh_buf_puts(&b, api->trigger ? api->trigger : "null");
-  hersh_buf_puts(&b, ",\"lastUpdate\":");
-  json_time(&b, api->last_update);
+  hersh_json_key(j, "lastTrigger");
+  if (api->trigger) hersh_json_raw(j, api->trigger, strlen(api->trigger));
+  else hersh_json_null(j);
+  hersh_json_key(j, "lastUpdate");
+  json_time(j, api->last_update);
   pthread_mutex_unlock(&api->mu);
-  hersh_buf_puts(&b, ",\"timestamp\":");
-  json_time(&b, hersh_wall_now());
-  hersh_buf_put(&b, "}", 1);
-  finish(res, &b);
+  hersh_json_key(j, "timestamp");
+  json_time(j, hersh_wall_now());
+  reply_send(&r, res);
 }
 
 static void route_config(hersh_api *api, const hersh_http_request *req, hersh_http_response *res) {
   (void)req;
   const hersh_config *c = hersh_watcher_config(api->w);
-  hersh_buf b = {0};
-  hersh_buf_printf(&b,
-                   "{\"config\":{\"serverPort\":%d,\"signalChanCapacity\":%zu,\"maxLogEntries\":%zu,"
-                   "\"maxMemoEntries\":%zu,\"maxWatches\":%zu,\"timeout\":%g,\"cleanupTimeout\":%g,"
-                   "\"recovery\":{\"minFailures\":%d,\"maxFailures\":%d,\"baseDelay\":%g,\"maxDelay\":%g}},"
-                   "\"timestamp\":",
-                   hersh_http_server_port(api->http), c->signal_capacity, c->max_log_entries, c->max_memo,
-                   c->max_watches, c->timeout, c->cleanup_timeout, c->recovery.min_failures,
-                   c->recovery.max_failures, c->recovery.base_delay, c->recovery.max_delay);
-  json_time(&b, hersh_wall_now());
-  hersh_buf_put(&b, "}", 1);
-  finish(res, &b);
+  reply r;
+  hersh_json *j = reply_begin(&r);
+  hersh_json_key(j, "config");
+  hersh_json_object(j);
+  hersh_json_key(j, "serverPort");
+  hersh_json_int(j, hersh_http_server_port(api->http));
+  hersh_json_key(j, "signalChanCapacity");
+  hersh_json_uint(j, c->signal_capacity);
+  hersh_json_key(j, "maxLogEntries");
+  hersh_json_uint(j, c->max_log_entries);
+  hersh_json_key(j, "maxMemoEntries");
+  hersh_json_uint(j, c->max_memo);
+  hersh_json_key(j, "maxWatches");
+  hersh_json_uint(j, c->max_watches);
+  hersh_json_key(j, "timeout");
+  hersh_json_number(j, c->timeout);
+  hersh_json_key(j, "cleanupTimeout");
+  hersh_json_number(j, c->cleanup_timeout);
+  hersh_json_key(j, "recovery");
+  hersh_json_object(j);
+  hersh_json_key(j, "minFailures");
+  hersh_json_int(j, c->recovery.min_failures);
+  hersh_json_key(j, "maxFailures");
+  hersh_json_int(j, c->recovery.max_failures);
+  hersh_json_key(j, "baseDelay");
+  hersh_json_number(j, c->recovery.base_delay);
+  hersh_json_key(j, "maxDelay");
+  hersh_json_number(j, c->recovery.max_delay);
+  hersh_json_end(j);
+  hersh_json_end(j);
+  hersh_json_key(j, "timestamp");
+  json_time(j, hersh_wall_now());
+  reply_send(&r, res);
 }
 
-/* A published section: {"<key>": <json>, "count": n, "timestamp": ...}. */
-static void route_section(hersh_api *api, hersh_http_response *res, const char *key, char *const *json,
-                          const size_t *count) {
-  hersh_buf b = {0};
-  hersh_buf_printf(&b, "{\"%s\":", key);
+/* A published section: {"<key>": <json>, "count": n, "timestamp": ...}; `empty` stands
+** in when publishing it ran out of memory. */
+static void route_section(hersh_api *api, hersh_http_response *res, const char *key, const char *empty,
+                          char *const *json, const size_t *count) {
+  reply r;
+  hersh_json *j = reply_begin(&r);
+  hersh_json_key(j, key);
   pthread_mutex_lock(&api->mu);
-  hersh_buf_puts(&b, *json ? *json : (strcmp(key, "watchedVars") == 0 ? "[]" : "{}"));
-  hersh_buf_printf(&b, ",\"count\":%zu", *count);
+  const char *section = *json ? *json : empty;
+  hersh_json_raw(j, section, strlen(section));
+  hersh_json_key(j, "count");
+  hersh_json_uint(j, *count);
   pthread_mutex_unlock(&api->mu);
-  hersh_buf_puts(&b, ",\"timestamp\":");
-  json_time(&b, hersh_wall_now());
-  hersh_buf_put(&b, "}", 1);
-  finish(res, &b);
+  hersh_json_key(j, "timestamp");
+  json_time(j, hersh_wall_now());
+  reply_send(&r, res);
 }
 
 static void route_watching(hersh_api *api, const hersh_http_request *req, hersh_http_response *res) {
   (void)req;
-  route_section(api, res, "watchedVars", &api->watching, &api->n_watches);
+  route_section(api, res, "watchedVars", "[]", &api->watching, &api->n_watches);
 }
 
 static void route_memo(hersh_api *api, const hersh_http_request *req, hersh_http_response *res) {
   (void)req;
-  route_section(api, res, "entries", &api->memo, &api->n_memo);
+  route_section(api, res, "entries", "{}", &api->memo, &api->n_memo);
 }
 
 static void route_var_state(hersh_api *api, const hersh_http_request *req, hersh_http_response *res) {
   (void)req;
-  route_section(api, res, "variables", &api->vars, &api->n_watches);
+  route_section(api, res, "variables", "{}", &api->vars, &api->n_watches);
 }
 
 static void route_context(hersh_api *api, const hersh_http_request *req, hersh_http_response *res) {
   (void)req;
-  route_section(api, res, "context", &api->context, &api->n_context);
+  route_section(api, res, "context", "{}", &api->context, &api->n_context);
 }
 
 /* Names that look like credentials have their values masked. */
@@ -228,122 +287,125 @@ static bool is_secret(const char *name, size_t len) {
 
 static void route_vars(hersh_api *api, const hersh_http_request *req, hersh_http_response *res) {
   (void)req;
-  hersh_watcher *w = api->w;
-  hersh_buf b = {0};
-  hersh_buf_puts(&b, "{\"vars\":{");
-  for (size_t i = 0; i < w->n_env; i++) {
-    const char *eq = strchr(w->env[i], '=');
-    size_t klen = (size_t)(eq - w->env[i]);
-    if (i) hersh_buf_put(&b, ",", 1);
-    hersh_buf_json_string(&b, w->env[i], klen);
-    hersh_buf_put(&b, ":", 1);
-    if (is_secret(w->env[i], klen)) hersh_buf_puts(&b, "\"****\"");
-    else json_str(&b, eq + 1);
+  hersh_snapshot snap;
+  hersh_watcher_snapshot(api->w, &snap);
+  reply r;
+  hersh_json *j = reply_begin(&r);
+  hersh_json_key(j, "vars");
+  hersh_json_object(j);
+  for (size_t i = 0; i < snap.n_env; i++) {
+    const char *eq = strchr(snap.env[i], '=');
+    size_t klen = (size_t)(eq - snap.env[i]);
+    hersh_json_keyn(j, snap.env[i], klen);
+    hersh_json_cstr(j, is_secret(snap.env[i], klen) ? "****" : eq + 1);
   }
-  hersh_buf_printf(&b, "},\"count\":%zu,\"timestamp\":", w->n_env);
-  json_time(&b, hersh_wall_now());
-  hersh_buf_put(&b, "}", 1);
-  finish(res, &b);
+  hersh_json_end(j);
+  hersh_json_key(j, "count");
+  hersh_json_uint(j, snap.n_env);
+  hersh_json_key(j, "timestamp");
+  json_time(j, hersh_wall_now());
+  reply_send(&r, res);
 }
 
-typedef struct peek_state {
-  hersh_buf *b;
-  bool first;
-} peek_state;
-
 static void peek_one(const hersh_signal *s, void *ud) {
-  static const char *const types[] = {"watcher", "user", "var"};
-  peek_state *p = ud;
-  if (!p->first) hersh_buf_put(p->b, ",", 1);
-  p->first = false;
-  hersh_buf_printf(p->b, "{\"type\":\"%s\",\"content\":", types[s->kind]);
+  hersh_json *j = ud;
+  hersh_json_object(j);
+  hersh_json_key(j, "type");
+  hersh_json_cstr(j, hersh_signal_type(s));
+  hersh_json_key(j, "content");
   hersh_buf text = {0};
   hersh_buf_signal(&text, s);
-  char *t = hersh_buf_take(&text);
-  json_str(p->b, t ? t : "");
-  free(t);
-  hersh_buf_puts(p->b, ",\"createdAt\":");
-  json_time(p->b, s->at);
-  hersh_buf_put(p->b, "}", 1);
+  hersh_json_string(j, text.p ? text.p : "", text.oom ? 0 : text.len);
+  hersh_buf_free(&text);
+  hersh_json_key(j, "createdAt");
+  json_time(j, hersh_signal_at(s));
+  hersh_json_end(j);
 }
 
 static void route_signals(hersh_api *api, const hersh_http_request *req, hersh_http_response *res) {
   (void)req;
   hersh_queue_counts c = hersh_watcher_pending(api->w);
-  hersh_buf b = {0};
-  hersh_buf_printf(&b, "{\"varSigCount\":%zu,\"userSigCount\":%zu,\"managerSigCount\":%zu,\"totalPending\":%zu,"
-                       "\"recentSignals\":[",
-                   c.var, c.user, c.watcher, c.var + c.user + c.watcher);
-  peek_state p = {&b, true};
-  hersh_watcher_peek(api->w, PEEK_PER_KIND, peek_one, &p);
-  hersh_buf_puts(&b, "],\"timestamp\":");
-  json_time(&b, hersh_wall_now());
-  hersh_buf_put(&b, "}", 1);
-  finish(res, &b);
+  reply r;
+  hersh_json *j = reply_begin(&r);
+  hersh_json_key(j, "varSigCount");
+  hersh_json_uint(j, c.var);
+  hersh_json_key(j, "userSigCount");
+  hersh_json_uint(j, c.user);
+  hersh_json_key(j, "managerSigCount");
+  hersh_json_uint(j, c.watcher);
+  hersh_json_key(j, "totalPending");
+  hersh_json_uint(j, c.var + c.user + c.watcher);
+  hersh_json_key(j, "recentSignals");
+  hersh_json_array(j);
+  hersh_watcher_peek(api->w, PEEK_PER_KIND, peek_one, j);
+  hersh_json_end(j);
+  hersh_json_key(j, "timestamp");
+  json_time(j, hersh_wall_now());
+  reply_send(&r, res);
 }
 
 /* ---- logs ---------------------------------------------------------------------------- */
 
 typedef struct log_json {
-  hersh_buf *b;
+  hersh_json *j;
   hersh_log_kind kind;
-  bool first;
 } log_json;
+
+/* A field that holds JSON text already (a context log's values), or null. */
+static void raw_or_null(hersh_json *j, const char *json) {
+  if (json) hersh_json_raw(j, json, strlen(json));
+  else hersh_json_null(j);
+}
+
+static void field(hersh_json *j, const char *key, const char *value) {
+  hersh_json_key(j, key);
+  hersh_json_cstr(j, value);
+}
 
 static bool log_entry_json(const hersh_log_entry *e, void *ud) {
   log_json *lj = ud;
-  hersh_buf *b = lj->b;
-  if (!lj->first) hersh_buf_put(b, ",", 1);
-  lj->first = false;
-  hersh_buf_printf(b, "{\"LogID\":%llu,\"Timestamp\":", (unsigned long long)e->id);
-  json_time(b, e->time);
+  hersh_json *j = lj->j;
+  hersh_json_object(j);
+  hersh_json_key(j, "LogID");
+  hersh_json_uint(j, e->id);
+  hersh_json_key(j, "Timestamp");
+  json_time(j, e->time);
   switch (lj->kind) {
   case HERSH_LOG_REDUCE:
-    hersh_buf_puts(b, ",\"Signal\":");
-    json_str(b, e->u.reduce.signal);
-    hersh_buf_puts(b, ",\"Reason\":");
-    json_str(b, e->u.reduce.reason);
-    hersh_buf_puts(b, ",\"Detail\":");
-    json_str(b, e->u.reduce.detail);
-    hersh_buf_printf(b, ",\"PrevState\":\"%s\",\"NextState\":\"%s\"", hersh_state_name(e->u.reduce.prev),
-                     hersh_state_name(e->u.reduce.next));
+    field(j, "Signal", e->u.reduce.signal);
+    field(j, "Reason", e->u.reduce.reason);
+    field(j, "Detail", e->u.reduce.detail);
+    field(j, "PrevState", hersh_state_name(e->u.reduce.prev));
+    field(j, "NextState", hersh_state_name(e->u.reduce.next));
     break;
-  case HERSH_LOG_EFFECT:
-    hersh_buf_puts(b, ",\"Message\":");
-    json_str(b, e->u.effect.text);
-    break;
+  case HERSH_LOG_EFFECT: field(j, "Message", e->u.effect.text); break;
   case HERSH_LOG_RESULT:
-    hersh_buf_puts(b, ",\"Effect\":");
-    json_str(b, e->u.result.effect);
-    hersh_buf_printf(b, ",\"Success\":%s,\"Error\":", e->u.result.ok ? "true" : "false");
-    json_str(b, e->u.result.error);
+    field(j, "Effect", e->u.result.effect);
+    hersh_json_key(j, "Success");
+    hersh_json_bool(j, e->u.result.ok);
+    field(j, "Error", e->u.result.error);
     break;
   case HERSH_LOG_WATCH_ERROR:
-    hersh_buf_puts(b, ",\"VarName\":");
-    json_str(b, e->u.watch_error.name);
-    hersh_buf_puts(b, ",\"ErrorPhase\":");
-    json_str(b, e->u.watch_error.phase);
-    hersh_buf_puts(b, ",\"Error\":");
-    json_str(b, e->u.watch_error.error);
+    field(j, "VarName", e->u.watch_error.name);
+    field(j, "ErrorPhase", e->u.watch_error.phase);
+    field(j, "Error", e->u.watch_error.error);
     break;
   case HERSH_LOG_CONTEXT:
-    hersh_buf_puts(b, ",\"Key\":");
-    json_str(b, e->u.context.key);
-    hersh_buf_puts(b, ",\"Operation\":");
-    json_str(b, e->u.context.op);
-    hersh_buf_puts(b, ",\"OldValue\":"); /* already JSON */
-    hersh_buf_puts(b, e->u.context.old_json ? e->u.context.old_json : "null");
-    hersh_buf_puts(b, ",\"NewValue\":");
-    hersh_buf_puts(b, e->u.context.new_json ? e->u.context.new_json : "null");
+    field(j, "Key", e->u.context.key);
+    field(j, "Operation", e->u.context.op);
+    hersh_json_key(j, "OldValue");
+    raw_or_null(j, e->u.context.old_json);
+    hersh_json_key(j, "NewValue");
+    raw_or_null(j, e->u.context.new_json);
     break;
   case HERSH_LOG_FAULT:
-    hersh_buf_printf(b, ",\"FromState\":\"%s\",\"ToState\":\"%s\",\"Reason\":", hersh_state_name(e->u.fault.from),
-                     hersh_state_name(e->u.fault.to));
-    json_str(b, e->u.fault.reason);
+    field(j, "FromState", hersh_state_name(e->u.fault.from));
+    field(j, "ToState", hersh_state_name(e->u.fault.to));
+    field(j, "Reason", e->u.fault.reason);
     break;
   default: break;
   }
-  hersh_buf_put(b, "}", 1);
+  hersh_json_end(j);
   return true;
 }
 
@@ -376,21 +438,18 @@ static void route_logs(hersh_api *api, const hersh_http_request *req, hersh_http
         if (log_types[i].kind == kind) only = i;
     if (only < 0) return hersh_http_error(res, 400, "invalid log type: %s (" HERSH_LOG_KIND_NAMES " or all)", type);
   }
-  hersh_buf b = {0};
-  hersh_buf_put(&b, "{", 1);
-  bool first = true;
+  reply r;
+  hersh_json *j = reply_begin(&r);
   for (int i = 0; i < N_LOG_TYPES; i++) {
     if (only >= 0 && i != only) continue;
     if (hersh_watcher_log_count(api->w, log_types[i].kind) == 0) continue; /* only non-empty lists */
-    if (!first) hersh_buf_put(&b, ",", 1);
-    first = false;
-    hersh_buf_printf(&b, "\"%s\":[", log_types[i].key);
-    log_json lj = {&b, log_types[i].kind, true};
+    hersh_json_key(j, log_types[i].key);
+    hersh_json_array(j);
+    log_json lj = {j, log_types[i].kind};
     hersh_watcher_logs(api->w, log_types[i].kind, (size_t)limit, log_entry_json, &lj);
-    hersh_buf_put(&b, "]", 1);
+    hersh_json_end(j);
   }
-  hersh_buf_put(&b, "}", 1);
-  finish(res, &b);
+  reply_send(&r, res);
 }
 
 /* ---- messages ------------------------------------------------------------------------ */
@@ -403,7 +462,7 @@ static void route_message(hersh_api *api, const hersh_http_request *req, hersh_h
     return hersh_http_error(res, 400, "invalid request body: %s", err);
   const hersh_value *content = doc.type == HERSH_T_MAP ? hersh_map_get(&doc, "content") : NULL;
   if (doc.type != HERSH_T_MAP) {
-    hersh_http_error(res, 400, "invalid request body: expected a JSON object {\"content\": \"...\"}");
+    hersh_http_error(res, 400, "invalid request body: expected a JSON object with a \"content\" string");
   } else if (!content || content->type == HERSH_T_NIL || (content->type == HERSH_T_STR && content->as.s.len == 0)) {
     hersh_http_error(res, 400, "message content cannot be empty");
   } else if (content->type != HERSH_T_STR) {
@@ -411,9 +470,11 @@ static void route_message(hersh_api *api, const hersh_http_request *req, hersh_h
   } else {
     int rc = hersh_watcher_send(api->w, content->as.s.ptr, content->as.s.len);
     if (rc == HERSH_OK) {
+      reply r;
+      hersh_json *j = reply_begin(&r);
+      field(j, "status", "message sent");
       res->status = 200;
-      res->body = hersh_strdup("{\"status\":\"message sent\"}\n");
-      res->body_len = res->body ? strlen(res->body) : 0;
+      reply_send(&r, res);
     } else if (rc == HERSH_E_QUEUE_FULL) {
       hersh_http_error(res, 503, "queue full: try again later");
     } else if (rc == HERSH_E_STOPPED) {
@@ -465,8 +526,8 @@ void hersh_api_options_init(hersh_api_options *o) {
 
 int hersh_watcher_serve(hersh_watcher *w, const hersh_api_options *opts) {
   if (!w || !opts) return hersh_fail_with(HERSH_E_INVAL, "hersh_watcher_serve: NULL argument");
-  if (!hersh_loop_on_thread(w->loop)) return hersh_fail_with(HERSH_E_INVAL, "serve a watcher from its loop's thread");
-  if (w->observer) return hersh_fail_with(HERSH_E_STATE, "the watcher already serves its WatcherAPI");
+  if (!hersh_loop_on_thread(hersh_watcher_loop(w))) return hersh_fail_with(HERSH_E_INVAL, "serve a watcher from its loop's thread");
+  if (hersh_watcher_observer(w, NULL)) return hersh_fail_with(HERSH_E_STATE, "the watcher already serves its WatcherAPI");
   if (hersh_state_terminal(hersh_watcher_state(w))) return hersh_fail_with(HERSH_E_STOPPED, "watcher stopped");
   hersh_api *api = calloc(1, sizeof *api);
   if (!api) return hersh_fail_with(HERSH_E_NOMEM, "out of memory starting the WatcherAPI");
@@ -487,11 +548,11 @@ int hersh_watcher_serve(hersh_watcher *w, const hersh_api_options *opts) {
     return rc;
   }
   hersh_watcher_observe(w, &api_observer, api);
-  w->dirty = 0;
   return HERSH_OK;
 }
 
 int hersh_watcher_api_port(const hersh_watcher *w) {
-  if (!w || w->observer != &api_observer) return 0;
-  return hersh_http_server_port(((hersh_api *)w->observer_ud)->http);
+  void *api;
+  if (!w || hersh_watcher_observer(w, &api) != &api_observer) return 0;
+  return hersh_http_server_port(((hersh_api *)api)->http);
 }

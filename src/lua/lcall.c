@@ -1,10 +1,11 @@
 /*
 ** lcall.c -- the one way from C into Lua: a protected call with a traceback handler
-** and a deadline. The deadline costs nothing until it passes: only then does the
-** watchdog thread install a hook (lua_sethook is safe to call asynchronously, as
-** lua.c's own SIGINT handler does), and the hook raises "timeout" at the next
-** instruction, again and again, until the call unwinds.
+** and a deadline. The deadline costs nothing until it passes: then the watchdog
+** signals the loop thread, whose handler (deadline.c) installs a hook on the Lua
+** thread of the call, as lua.c's own SIGINT handler does; the hook raises "timeout"
+** at the next instruction, again and again, until the call unwinds.
 */
+#include <stdatomic.h>
 #include <string.h>
 
 #include "lhersh.h"
@@ -16,8 +17,9 @@ static void timeout_hook(lua_State *L, lua_Debug *ar) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &hook_key);
   hersh_lmod *m = lua_touserdata(L, -1);
   lua_pop(L, 1);
-  int64_t deadline = m && m->loop->watchdog ? hersh_watchdog_deadline(m->loop->watchdog) : 0;
-  if (deadline == 0 || hersh_mono_ns() < deadline) { /* an interrupt that came too late */
+  /* Only the watchdog's signal installs this hook: the watchdog exists, none is made here. */
+  hersh_watchdog *wd = m ? hersh_loop_watchdog(m->loop) : NULL;
+  if (!wd || !hersh_watchdog_expired(wd)) { /* inherited by a coroutine made in a late run */
     lua_sethook(L, NULL, 0, 0);
     return;
   }
@@ -25,6 +27,8 @@ static void timeout_hook(lua_State *L, lua_Debug *ar) {
   lua_error(L);
 }
 
+/* In the signal handler, on the loop thread, while the call is armed: lua_sethook is
+** async-signal-safe there (ldebug.c). */
 static void interrupt_fire(hersh_interrupt *self, uint64_t gen) {
   (void)gen;
   hersh_lua_interrupt *intr = (hersh_lua_interrupt *)self;
@@ -48,13 +52,15 @@ void hersh_lua_guard_begin(hersh_lmod *m, lua_State *L, int64_t deadline) {
   hersh_watchdog_arm(wd, &m->interrupt.base, deadline);
 }
 
-/* Only the watchdog installs a hook, and only at a deadline: a hook left on L says
-** the deadline passed. */
+/* Late when the watchdog signalled the call's deadline. After the disarm no signal
+** touches L; a hook it set before is removed here. */
 bool hersh_lua_guard_end(hersh_lmod *m, lua_State *L) {
-  if (m->loop->watchdog) hersh_watchdog_disarm(m->loop->watchdog);
-  if (!lua_gethook(L)) return false;
-  lua_sethook(L, NULL, 0, 0);
-  return true;
+  hersh_watchdog *wd = hersh_loop_watchdog(m->loop);
+  if (!wd) return false;
+  bool late = hersh_watchdog_expired(wd);
+  hersh_watchdog_disarm(wd);
+  if (lua_gethook(L) == timeout_hook) lua_sethook(L, NULL, 0, 0);
+  return late;
 }
 
 static int traceback(lua_State *L) {

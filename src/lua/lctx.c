@@ -1,6 +1,6 @@
 /*
 ** lctx.c -- hersh.Context, the `ctx` a Lua reducer gets: context store, memo,
-** environment, trigger, logs and watches. ctx:update is written in Lua (init.lua).
+** environment, trigger, logs and watches.
 ** Its one user value is the current message table (ctx:message()).
 */
 #include <stdlib.h>
@@ -19,7 +19,7 @@ static hersh_ctx *check_ctx(lua_State *L) HERSH_MAY_RAISE {
 /* set and update need a run or the cleanup: outside them nothing could observe it. */
 static hersh_ctx *check_active(lua_State *L, const char *what) HERSH_MAY_RAISE {
   hersh_ctx *ctx = check_ctx(L);
-  if (!ctx->in_run && !ctx->in_cleanup) luaL_error(L, "ctx:%s used outside a run or the cleanup", what);
+  if (!hersh_ctx_active(ctx)) luaL_error(L, "ctx:%s used outside a run or the cleanup", what);
   return ctx;
 }
 
@@ -50,6 +50,61 @@ static int l_ctx_set(lua_State *L) {
   hersh_value_free(&v);
   if (rc) return raise_errmsg(L);
   return 1; /* the value */
+}
+
+/* Deeper than this, ctx:update refuses: the copy recurses on the C stack. */
+#define UPDATE_MAX_DEPTH 1000
+
+/* Pushes a recursive copy of the value at idx (absolute). Tables shared or cyclic in the
+** value are so in the copy (seen, at seen_idx, maps originals to copies); metatables
+** are kept. */
+static void push_deep_copy(lua_State *L, int idx, int seen_idx, int depth) HERSH_MAY_RAISE {
+  if (lua_type(L, idx) != LUA_TTABLE) {
+    lua_pushvalue(L, idx);
+    return;
+  }
+  if (depth > UPDATE_MAX_DEPTH) luaL_error(L, "ctx:update: the value nests deeper than %d tables", UPDATE_MAX_DEPTH);
+  luaL_checkstack(L, 8, "ctx:update: the value nests too deeply");
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, seen_idx) != LUA_TNIL) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  int copy = lua_gettop(L);
+  lua_pushvalue(L, idx);
+  lua_pushvalue(L, copy);
+  lua_rawset(L, seen_idx);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) { /* the key at copy + 1, the value at copy + 2 */
+    push_deep_copy(L, copy + 1, seen_idx, depth + 1);
+    push_deep_copy(L, copy + 2, seen_idx, depth + 1);
+    lua_rawset(L, copy);
+    lua_pop(L, 1);
+  }
+  if (lua_getmetatable(L, idx)) lua_setmetatable(L, copy);
+}
+
+/* ctx:update(key, fn): fn gets a deep copy of the value; its result is stored. An
+** error in fn leaves the stored value as it was. */
+static int l_ctx_update(lua_State *L) {
+  check_ctx(L);
+  luaL_argcheck(L, lua_type(L, 2) == LUA_TSTRING, 2, "ctx:update: key must be a string");
+  luaL_argcheck(L, lua_type(L, 3) == LUA_TFUNCTION, 3, "ctx:update: fn must be a function");
+  lua_settop(L, 3);
+  lua_pushcfunction(L, l_ctx_set); /* 4: set(ctx, key, fn(copy)) */
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 3);
+  lua_pushcfunction(L, l_ctx_get);
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, 2);
+  lua_call(L, 2, 1);
+  lua_newtable(L); /* seen */
+  push_deep_copy(L, lua_gettop(L) - 1, lua_gettop(L), 0);
+  lua_replace(L, -3); /* fn, copy */
+  lua_pop(L, 1);
+  lua_call(L, 1, 1);
+  lua_call(L, 3, 1);
+  return 1;
 }
 
 typedef struct memo_call {
@@ -231,7 +286,7 @@ static int l_ctx_tostring(lua_State *L) {
 }
 
 static const luaL_Reg ctx_meth[] = {
-    {"get", l_ctx_get},           {"set", l_ctx_set},
+    {"get", l_ctx_get},           {"set", l_ctx_set},           {"update", l_ctx_update},
     {"memo", l_ctx_memo},         {"clear_memo", l_ctx_clear_memo},
     {"env", l_ctx_env},           {"id", l_ctx_id},
     {"trigger", l_ctx_trigger},   {"message", l_ctx_message},
@@ -239,19 +294,12 @@ static const luaL_Reg ctx_meth[] = {
     {"watch_call", l_ctx_watch_call}, {"watch_flow", l_ctx_watch_flow},
     {"watch_tick", l_ctx_watch_tick}, {NULL, NULL}};
 
-static const luaL_Reg ctx_metameth[] = {{"__index", NULL}, {"__tostring", l_ctx_tostring}, {NULL, NULL}};
+static const luaL_Reg ctx_metameth[] = {{"__tostring", l_ctx_tostring}, {NULL, NULL}};
 
 static const luaL_Reg watchvalue_meth[] = {{"triggered", l_watchvalue_triggered}, {NULL, NULL}};
 
 int hersh_lctx_open(lua_State *L) {
-  luaL_newmetatable(L, HERSH_CTX_MT);
-  luaL_setfuncs(L, ctx_metameth, 0);
-  luaL_newlib(L, ctx_meth);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
-  luaL_newmetatable(L, HERSH_WATCHVALUE_MT);
-  luaL_newlib(L, watchvalue_meth);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  hersh_lclass_register(L, HERSH_CTX_MT, ctx_meth, ctx_metameth);
+  hersh_lclass_register(L, HERSH_WATCHVALUE_MT, watchvalue_meth, NULL);
   return 0;
 }

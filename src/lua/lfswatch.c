@@ -4,9 +4,6 @@
 ** or something in the directory `path`, changes, until w:stop();
 ** core.file_id(path | file) names the file behind a path or an open Lua file, so a
 ** reader can tell that a name now stands for another file (a log was rotated).
-**
-** The uv handle is malloc'd apart from the userdata: libuv owns it until its close
-** callback, which only frees it, since the Lua state may be gone by then.
 */
 #include <errno.h>
 #include <stdio.h>
@@ -18,38 +15,17 @@
 
 #define HERSH_FSWATCH_MT "hersh.FsWatch"
 
-typedef struct lfswatch lfswatch;
-
-typedef struct fswatch_handle {
-  uv_fs_event_t ev;
-  lfswatch *owner; /* NULL once stopped: events still queued are dropped */
-} fswatch_handle;
-
-struct lfswatch {
-  fswatch_handle *h; /* NULL once stopped */
-  hersh_lmod *m;
-  int self_ref, fn_ref; /* the userdata is anchored while it watches */
-};
+typedef struct lfswatch {
+  hersh_lhandle *h; /* NULL once stopped */
+  int fn_ref;       /* owned by h, which also anchors the userdata while it watches */
+} lfswatch;
 
 #define check_fswatch(L, i) ((lfswatch *)luaL_checkudata((L), (i), HERSH_FSWATCH_MT))
 
-static void handle_closed(uv_handle_t *h) { free(h); }
-
-/* Stops watching; w may be collected from now on. */
-static void stop(lua_State *L, lfswatch *w) {
-  if (!w->h) return;
-  w->h->owner = NULL;
-  uv_close((uv_handle_t *)&w->h->ev, handle_closed);
-  w->h = NULL;
-  luaL_unref(L, LUA_REGISTRYINDEX, w->fn_ref);
-  luaL_unref(L, LUA_REGISTRYINDEX, w->self_ref);
-  w->fn_ref = w->self_ref = LUA_NOREF;
-}
-
 static void on_event(uv_fs_event_t *ev, const char *name, int events, int status) {
-  lfswatch *w = ((fswatch_handle *)ev->data)->owner;
-  if (!w) return;
-  lua_State *L = w->m->L;
+  lfswatch *w = ev->data;
+  hersh_lmod *m = w->h->m;
+  lua_State *L = m->L;
   int top = lua_gettop(L);
   if (!lua_checkstack(L, 5)) {
     fprintf(stderr, "hersh: fs_watch: Lua stack overflow\n");
@@ -66,7 +42,7 @@ static void on_event(uv_fs_event_t *ev, const char *name, int events, int status
     lua_pushstring(L, events & UV_RENAME ? "rename" : "change");
     lua_pushnil(L);
   }
-  hersh_lua_status rc = hersh_lua_pcall(w->m, L, 3, 0, 0);
+  hersh_lua_status rc = hersh_lua_pcall(m, L, 3, 0, 0);
   if (rc != HERSH_LUA_OK) {
     const char *msg = rc == HERSH_LUA_NOMEM ? "out of memory" : lua_tostring(L, -1);
     fprintf(stderr, "hersh: fs_watch callback: %s\n", msg ? msg : "(error object is not a string)");
@@ -88,35 +64,25 @@ static int l_fs_watch(lua_State *L) {
   lua_settop(L, 2);
   hersh_lmod *m = hersh_lmod_get(L);
   lfswatch *w = lua_newuserdatauv(L, sizeof *w, 0);
-  *w = (lfswatch){.m = m, .self_ref = LUA_NOREF, .fn_ref = LUA_NOREF};
+  *w = (lfswatch){.fn_ref = LUA_NOREF};
   luaL_setmetatable(L, HERSH_FSWATCH_MT);
-  lua_pushvalue(L, 2);
-  w->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_pushvalue(L, 3);
-  w->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  /* Nothing below raises until the handle is libuv's or freed. */
-  fswatch_handle *h = malloc(sizeof *h);
-  int rc = h ? uv_fs_event_init(m->loop->uv, &h->ev) : UV_ENOMEM;
-  if (rc == 0) {
-    h->ev.data = h;
-    h->owner = w;
-    rc = uv_fs_event_start(&h->ev, on_event, path, 0);
-    if (rc != 0) uv_close((uv_handle_t *)&h->ev, handle_closed);
-  } else {
-    free(h);
-  }
+  hersh_lhandle *h = hersh_lhandle_new(m, w, NULL);
+  if (!hersh_lhandle_open(h, h ? uv_fs_event_init(hersh_loop_uv(m->loop), &h->uv.fs_event) : UV_ENOMEM, &w->h))
+    return push_errno(L, "cannot watch", path, ENOMEM, "ENOMEM");
+  int rc = uv_fs_event_start(&h->uv.fs_event, on_event, path, 0);
   if (rc != 0) {
-    luaL_unref(L, LUA_REGISTRYINDEX, w->fn_ref);
-    luaL_unref(L, LUA_REGISTRYINDEX, w->self_ref);
-    w->fn_ref = w->self_ref = LUA_NOREF;
+    hersh_lhandle_close(h);
     return push_errno(L, "cannot watch", path, -rc, uv_err_name(rc));
   }
-  w->h = h;
+  lua_pushvalue(L, 2);
+  w->fn_ref = hersh_lhandle_keep(h, L);
+  lua_pushvalue(L, 3);
+  hersh_lhandle_keep(h, L);
   return 1;
 }
 
 static int l_fswatch_stop(lua_State *L) {
-  stop(L, check_fswatch(L, 1));
+  hersh_lhandle_close(check_fswatch(L, 1)->h);
   return 0;
 }
 
@@ -127,7 +93,7 @@ static int l_fswatch_active(lua_State *L) {
 
 /* Reached when stopped, or when the whole state closes while it watches. */
 static int l_fswatch_gc(lua_State *L) {
-  stop(L, check_fswatch(L, 1));
+  hersh_lhandle_close(check_fswatch(L, 1)->h);
   return 0;
 }
 
@@ -152,15 +118,11 @@ static int l_file_id(lua_State *L) {
 }
 
 static const luaL_Reg fswatch_meth[] = {{"stop", l_fswatch_stop}, {"active", l_fswatch_active}, {NULL, NULL}};
-static const luaL_Reg fswatch_metameth[] = {{"__index", NULL}, {"__gc", l_fswatch_gc}, {NULL, NULL}};
+static const luaL_Reg fswatch_metameth[] = {{"__gc", l_fswatch_gc}, {NULL, NULL}};
 
-/* Sets module.fs_watch and module.file_id on the module table at the stack top. */
+/* Adds fs_watch and file_id to the module table at the stack top (hersh.os). */
 int hersh_lfswatch_open(lua_State *L) {
-  luaL_newmetatable(L, HERSH_FSWATCH_MT);
-  luaL_setfuncs(L, fswatch_metameth, 0);
-  luaL_newlib(L, fswatch_meth);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  hersh_lclass_register(L, HERSH_FSWATCH_MT, fswatch_meth, fswatch_metameth);
   static const luaL_Reg funcs[] = {{"fs_watch", l_fs_watch}, {"file_id", l_file_id}, {NULL, NULL}};
   luaL_setfuncs(L, funcs, 0);
   return 0;

@@ -1,8 +1,10 @@
 /*
 ** lhersh.h -- what the files of the Lua binding (src/lua) share.
 **
-** The binding is the module `hersh.core`; lua/hersh/init.lua builds the user-facing
-** `hersh` module on top of it. All Lua code runs on the loop thread, on the main Lua
+** The binding is five modules (lmodule.c): `hersh.core`, the engine programs get, on
+** which lua/hersh/init.lua builds the user-facing `hersh` module; and the Host's
+** `hersh.os`, `hersh.httpd`, `hersh.http` and `hersh.store`.
+** All Lua code runs on the loop thread, on the main Lua
 ** thread (reducers, cleanups, updates) or on coroutines (polls, flow producers).
 */
 #ifndef HERSH_LHERSH_H
@@ -10,8 +12,9 @@
 
 #include <lauxlib.h>
 #include <lua.h>
+#include <uv.h>
 
-#include "engine/engine.h"
+#include "engine/binding.h"
 
 /* Marks a function that may raise a Lua error (longjmp): it holds no resource then. */
 #define HERSH_MAY_RAISE
@@ -41,6 +44,7 @@ typedef struct hersh_lua_interrupt {
 
 typedef struct hersh_lwatcher hersh_lwatcher;
 typedef struct hersh_ltask hersh_ltask;
+typedef struct hersh_lhandle hersh_lhandle;
 
 /* One per Lua state: the loop its watchers run on (lmodule.c). */
 typedef struct hersh_lmod {
@@ -49,17 +53,70 @@ typedef struct hersh_lmod {
   lua_State *L; /* the main thread */
   hersh_lua_interrupt interrupt;
   hersh_ltask *current_task; /* the coroutine being resumed, for hersh.sleep */
+  hersh_lhandle *handles;    /* the open handles of Lua objects (lhandle.c) */
 } hersh_lmod;
+
+/* lhandle.c: a libuv handle owned by a Lua object, as luv does it. The handle is
+** malloc'd on its own and the object holds a pointer to it, since libuv uses it until
+** its close callback, which may come after the object, or the whole Lua state, is gone:
+** that callback frees only the handle. The Lua references the handle owns (the
+** callback, the object kept alive while it runs) are released when it is closed, which
+** is always while the state is alive: by the owner (stop, __gc), or by
+** hersh_lhandle_close_all before the loop closes the state. An owner's __gc closes
+** what it still has open. */
+#define HERSH_LHANDLE_REFS 2
+struct hersh_lhandle {
+  union {
+    uv_handle_t handle; /* handle.data: the owner, for its callbacks */
+    uv_timer_t timer;
+    uv_idle_t idle;
+    uv_signal_t signal;
+    uv_fs_event_t fs_event;
+    uv_async_t async;
+  } uv;
+  hersh_lmod *m;
+  hersh_lhandle **slot;          /* the owner's pointer to it: NULL once closed */
+  void (*shutdown)(void *owner); /* closes the owner's handles; NULL: close this one */
+  int refs[HERSH_LHANDLE_REFS];  /* registry references it owns */
+  hersh_lhandle *prev, *next;    /* in m->handles */
+};
+/* A handle for `owner` (NULL when out of memory): initialise h->uv with uv_*_init on
+** the loop, then pass the result to hersh_lhandle_open. */
+hersh_lhandle *hersh_lhandle_new(hersh_lmod *m, void *owner, void (*shutdown)(void *owner));
+/* Given uv_*_init's result: 0 opens it (stored in *slot), else frees it. True if open. */
+bool hersh_lhandle_open(hersh_lhandle *h, int init_rc, hersh_lhandle **slot);
+/* Pops the value on top of L's stack into a reference the handle owns; returns it. */
+int hersh_lhandle_keep(hersh_lhandle *h, lua_State *L) HERSH_MAY_RAISE;
+/* Releases the references, clears the owner's pointer and closes the handle. NULL and
+** closing twice are fine: the pointer is cleared the first time. */
+void hersh_lhandle_close(hersh_lhandle *h);
+/* Closes every open handle of the state, each through its owner's shutdown. */
+void hersh_lhandle_close_all(hersh_lmod *m);
 
 /* A runtime failure as Lua sees it: pushes nil, hersh_errmsg(), the error's code. */
 int hersh_lua_push_failure(lua_State *L, int err);
 
-/* lstate.c: preloads hersh.core and cjson, and puts the hersh modules on package.path. */
-void hersh_lua_prepare(lua_State *L);
+/* lstate.c: preloads the modules of a program or of the Host, and puts the hersh Lua
+** modules on package.path. A program's state cannot load C code (no package.loadlib,
+** no C searchers): what it reaches is what is preloaded. */
+typedef enum hersh_lua_role { HERSH_LUA_PROGRAM, HERSH_LUA_HOST } hersh_lua_role;
+void hersh_lua_prepare(lua_State *L, hersh_lua_role role);
 
-/* lmodule.c */
+/* lclass.c: registers the class `name` once per state: its metatable (in the registry
+** under `name`) gets the metamethods, and the methods (if any) as __index. */
+void hersh_lclass_register(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *metamethods);
+
+/* lmodule.c: the modules, and the loop each Lua state has. */
 hersh_lmod *hersh_lmod_get(lua_State *L);
-int luaopen_hersh_core(lua_State *L);
+int luaopen_hersh_core(lua_State *L);  /* the engine: what programs get */
+int luaopen_hersh_os(lua_State *L);    /* processes, files, sockets, signals, the sandbox */
+int luaopen_hersh_httpd(lua_State *L); /* the HTTP server */
+int luaopen_hersh_http(lua_State *L);  /* the HTTP client */
+int luaopen_hersh_store(lua_State *L); /* SQLite */
+int luaopen_hersh_json(lua_State *L);  /* ljson.c: JSON on src/base/json.h, for both */
+/* `hersh run`: pops the table of its WatcherAPI options, which core.runner_api() hands
+** out once (to the first watcher hersh.watcher makes). */
+void hersh_lmod_set_runner_api(lua_State *L);
 
 /* lcall.c: the one way into Lua. The caller pushes the traceback handler, then the
 ** function and its nargs arguments; results (or the error text) follow the handler.
@@ -87,15 +144,19 @@ int hersh_lwatcher_bind(lua_State *L, hersh_watcher *w, int reduce_idx, int clea
 /* The tasks of a watcher are cancelled when it reaches a terminal state. */
 void hersh_lwatcher_track_task(lua_State *L, hersh_watcher *w, hersh_ltask *t, bool add);
 
-/* lproc.c: adds spawn, listen and close_fd to the module table on the stack top. */
+/* The *_open functions register their classes and add their functions to the module
+** table on the stack top. */
+/* lproc.c (hersh.os): spawn, listen, relisten, close_fd, answer_unavailable. */
 int hersh_lproc_open(lua_State *L);
 
-/* lfiles.c and ltimer.c: core.fs and core.timer on the module table at the stack top. */
+/* hersh.os: fs (lfiles.c), sha256 (lsha256.c), sandbox (lsandbox.c). */
 int hersh_lfiles_open(lua_State *L);
-int hersh_ltimer_open(lua_State *L);
 int hersh_lsha256_open(lua_State *L);
-int hersh_lstore_open(lua_State *L); /* lstore.c: core.db_open */
-int hersh_lsandbox_open(lua_State *L); /* lsandbox.c: core.sandbox */
+int hersh_lsandbox_open(lua_State *L);
+int hersh_lstore_open(lua_State *L); /* lstore.c: hersh.store.open */
+/* ltimer.c: timer (hersh.core); on_signal, serve, stop_serving (hersh.os). */
+int hersh_ltimer_open(lua_State *L);
+int hersh_lsignal_open(lua_State *L);
 
 /* lctx.c */
 int hersh_lctx_open(lua_State *L);
@@ -113,9 +174,9 @@ void hersh_ltask_push_skip(lua_State *L); /* the hersh.SKIP sentinel */
 int hersh_ltask_start_flow(lua_State *L, int producer_idx, hersh_flow *flow, hersh_watcher *w, double timeout);
 int hersh_ltask_sleep(lua_State *L);
 
-/* lhttp.c: hersh.core.http_request(opts, callback). */
+/* lhttp.c: hersh.http.request(opts, callback). */
 int hersh_lhttp_request(lua_State *L);
-int hersh_lhttpd_open(lua_State *L); /* lhttpd.c: core.http_serve */
-int hersh_lfswatch_open(lua_State *L); /* lfswatch.c: core.fs_watch, core.file_id */
+int hersh_lhttpd_open(lua_State *L);   /* lhttpd.c: hersh.httpd.serve */
+int hersh_lfswatch_open(lua_State *L); /* lfswatch.c: hersh.os.fs_watch, file_id */
 
 #endif

@@ -60,8 +60,8 @@ static lhttp_state *get_state(lua_State *L) HERSH_MAY_RAISE {
   hersh_lmod *m = hersh_lmod_get(L);
   lhttp_state *st = lua_newuserdatauv(L, sizeof *st, 0);
   *st = (lhttp_state){.m = m};
-  if (luaL_newmetatable(L, HERSH_HTTP_STATE_MT)) luaL_setfuncs(L, state_metameth, 0);
-  lua_setmetatable(L, -2);
+  hersh_lclass_register(L, HERSH_HTTP_STATE_MT, NULL, state_metameth);
+  luaL_setmetatable(L, HERSH_HTTP_STATE_MT);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &state_key);
   return st;
 }

@@ -45,24 +45,28 @@ typedef struct event {
   int res_ref; /* the res made for it, while its handler runs */
 } event;
 
-/* Shared by the server's thread (the queue) and the loop; freed when its handles are. */
+typedef struct lserver lserver;
+
+/* Shared by the server's thread (the queue) and the loop; freed at shutdown, once no
+** handler of its is running. */
 typedef struct bridge {
   pthread_mutex_t mu; /* head, tail */
   event *head, *tail;
-  uv_async_t wake;
-  uv_timer_t check; /* looks at the sockets of quiet streams */
-  int open_handles;
+  hersh_lhandle *wake;  /* owns handler_ref and self_ref */
+  hersh_lhandle *check; /* looks at the sockets of quiet streams */
   hersh_http_server *http;
   hersh_lmod *m;
+  lserver *server; /* its Lua object, until shutdown */
   int handler_ref, self_ref;
   bool closed;
+  bool dispatching; /* on_wake is calling handlers: it frees the bridge if one closed it */
   lstream *streams; /* open Lua streams (loop thread) */
 } bridge;
 
-typedef struct lserver {
+struct lserver {
   bridge *b; /* NULL once closed */
   int port;
-} lserver;
+};
 
 typedef struct lres {
   hersh_http_pending *p; /* the owner's hold; NULL once answered */
@@ -91,7 +95,7 @@ static void push_event(bridge *b, event *ev) {
   else b->head = ev;
   b->tail = ev;
   pthread_mutex_unlock(&b->mu);
-  uv_async_send(&b->wake);
+  uv_async_send(&b->wake->uv.async);
 }
 
 static event *take_events(bridge *b) {
@@ -185,7 +189,7 @@ static void link_stream(bridge *b, lstream *ls) {
   ls->next = b->streams;
   if (b->streams) b->streams->prev = ls;
   b->streams = ls;
-  if (!uv_is_active((uv_handle_t *)&b->check)) uv_timer_start(&b->check, on_check, CHECK_MS, CHECK_MS);
+  if (!uv_is_active(&b->check->uv.handle)) uv_timer_start(&b->check->uv.timer, on_check, CHECK_MS, CHECK_MS);
 }
 
 static void unlink_stream(lstream *ls) {
@@ -196,7 +200,7 @@ static void unlink_stream(lstream *ls) {
   if (ls->next) ls->next->prev = ls->prev;
   ls->b = NULL;
   ls->prev = ls->next = NULL;
-  if (!b->streams) uv_timer_stop(&b->check);
+  if (!b->streams && b->check) uv_timer_stop(&b->check->uv.timer);
 }
 
 static void fire_on_close(hersh_lmod *m, lstream *ls) {
@@ -326,9 +330,15 @@ static void deliver_request(bridge *b, event *ev) {
   lua_settop(L, top);
 }
 
+static void bridge_free(bridge *b) {
+  pthread_mutex_destroy(&b->mu);
+  free(b);
+}
+
 static void on_wake(uv_async_t *h) {
   bridge *b = h->data;
   event *ev = take_events(b);
+  b->dispatching = true;
   while (ev) {
     event *next = ev->next;
     if (!b->closed && ev->kind == EV_REQUEST) deliver_request(b, ev);
@@ -336,19 +346,14 @@ static void on_wake(uv_async_t *h) {
     drop_event(ev);
     ev = next;
   }
+  b->dispatching = false;
+  if (b->closed) bridge_free(b); /* a handler closed the server */
 }
 
 /* ---- the server ------------------------------------------------------------------------ */
 
-static void handle_closed(uv_handle_t *h) {
-  bridge *b = h->data;
-  if (--b->open_handles > 0) return;
-  pthread_mutex_destroy(&b->mu);
-  free(b);
-}
-
 /* Stops the server, tells the streams whose connection ended (with L; without, the Lua
-** state is closing), and closes the handles: the bridge goes with the last of them. */
+** state is closing), closes the handles and frees the bridge. */
 static void bridge_shutdown(bridge *b, lua_State *L) {
   if (b->closed) return;
   b->closed = true;
@@ -366,19 +371,14 @@ static void bridge_shutdown(bridge *b, lua_State *L) {
     b->streams->closed = true;
     unlink_stream(b->streams);
   }
-  lua_State *ML = b->m->L;
-  luaL_unref(ML, LUA_REGISTRYINDEX, b->handler_ref);
-  luaL_unref(ML, LUA_REGISTRYINDEX, b->self_ref); /* collectable from now on */
-  b->handler_ref = b->self_ref = LUA_NOREF;
-  if (b->open_handles == 0) {
-    pthread_mutex_destroy(&b->mu);
-    free(b);
-    return;
-  }
-  int n = b->open_handles;
-  if (n == 2) uv_close((uv_handle_t *)&b->check, handle_closed);
-  uv_close((uv_handle_t *)&b->wake, handle_closed);
+  if (b->server) b->server->b = NULL;
+  hersh_lhandle_close(b->check);
+  hersh_lhandle_close(b->wake); /* the server object is collectable from now on */
+  if (!b->dispatching) bridge_free(b);
 }
+
+/* The loop's teardown (hersh_lhandle_close_all): no Lua is called. */
+static void bridge_close(void *b) { bridge_shutdown(b, NULL); }
 
 static int opt_int(lua_State *L, const char *key, lua_Integer def, lua_Integer min, lua_Integer max) HERSH_MAY_RAISE {
   lua_Integer v = def;
@@ -427,25 +427,26 @@ static int l_httpd_serve(lua_State *L) {
   if (!b) return hersh_lua_push_failure(L, hersh_fail_with(HERSH_E_NOMEM, "out of memory starting the HTTP server"));
   pthread_mutex_init(&b->mu, NULL);
   b->m = m;
+  b->server = ls;
   b->handler_ref = b->self_ref = LUA_NOREF;
   ls->b = b; /* from here its __gc shuts it down */
-  if (uv_async_init(m->loop->uv, &b->wake, on_wake) == 0) b->open_handles++;
-  b->wake.data = b;
-  if (b->open_handles == 1 && uv_timer_init(m->loop->uv, &b->check) == 0) b->open_handles++;
-  b->check.data = b;
-  int rc = b->open_handles == 2 ? hersh_http_server_start(&o, on_http, b, &b->http)
-                                : hersh_fail_with(HERSH_E_SYS, "cannot make the loop handles of the HTTP server");
+  uv_loop_t *uv = hersh_loop_uv(m->loop);
+  hersh_lhandle *h = hersh_lhandle_new(m, b, bridge_close);
+  bool ok = hersh_lhandle_open(h, h ? uv_async_init(uv, &h->uv.async, on_wake) : UV_ENOMEM, &b->wake);
+  h = ok ? hersh_lhandle_new(m, b, bridge_close) : NULL;
+  ok = ok && hersh_lhandle_open(h, h ? uv_timer_init(uv, &h->uv.timer) : UV_ENOMEM, &b->check);
+  int rc = ok ? hersh_http_server_start(&o, on_http, b, &b->http)
+              : hersh_fail_with(HERSH_E_SYS, "cannot make the loop handles of the HTTP server");
   if (rc) {
-    ls->b = NULL;
     bridge_shutdown(b, NULL);
     return hersh_lua_push_failure(L, rc);
   }
-  uv_unref((uv_handle_t *)&b->check); /* the server's own wake-up keeps the loop */
+  uv_unref(&b->check->uv.handle); /* the server's own wake-up keeps the loop */
   ls->port = hersh_http_server_port(b->http);
   lua_pushvalue(L, 2);
-  b->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  b->handler_ref = hersh_lhandle_keep(b->wake, L);
   lua_pushvalue(L, 6);
-  b->self_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* serving keeps it alive until close() */
+  b->self_ref = hersh_lhandle_keep(b->wake, L); /* serving keeps it alive until close() */
   lua_settop(L, 6);
   return 1;
 }
@@ -633,29 +634,20 @@ static int l_stream_gc(lua_State *L) {
 }
 
 static const luaL_Reg server_meth[] = {{"port", l_server_port}, {"close", l_server_close}, {NULL, NULL}};
-static const luaL_Reg server_metameth[] = {{"__index", NULL}, {"__gc", l_server_gc}, {"__close", l_server_close}, {NULL, NULL}};
+static const luaL_Reg server_metameth[] = {{"__gc", l_server_gc}, {"__close", l_server_close}, {NULL, NULL}};
 static const luaL_Reg res_meth[] = {{"send", l_res_send}, {"stream", l_res_stream}, {NULL, NULL}};
-static const luaL_Reg res_metameth[] = {{"__index", NULL}, {"__gc", l_res_gc}, {NULL, NULL}};
+static const luaL_Reg res_metameth[] = {{"__gc", l_res_gc}, {NULL, NULL}};
 static const luaL_Reg stream_meth[] = {{"write", l_stream_write},   {"finish", l_stream_finish},
                                        {"closed", l_stream_closed}, {"on_close", l_stream_on_close},
                                        {NULL, NULL}};
-static const luaL_Reg stream_metameth[] = {{"__index", NULL}, {"__gc", l_stream_gc}, {NULL, NULL}};
+static const luaL_Reg stream_metameth[] = {{"__gc", l_stream_gc}, {NULL, NULL}};
 
-static void new_type(lua_State *L, const char *name, const luaL_Reg *metameth, const luaL_Reg *meth) {
-  luaL_newmetatable(L, name);
-  luaL_setfuncs(L, metameth, 0);
-  lua_newtable(L);
-  luaL_setfuncs(L, meth, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
-}
-
-/* Sets module.http_serve on the module table at the stack top. */
+/* Adds serve to the module table at the stack top (hersh.httpd). */
 int hersh_lhttpd_open(lua_State *L) {
-  new_type(L, HERSH_HTTPD_MT, server_metameth, server_meth);
-  new_type(L, HERSH_HTTPD_RES_MT, res_metameth, res_meth);
-  new_type(L, HERSH_HTTPD_STREAM_MT, stream_metameth, stream_meth);
+  hersh_lclass_register(L, HERSH_HTTPD_MT, server_meth, server_metameth);
+  hersh_lclass_register(L, HERSH_HTTPD_RES_MT, res_meth, res_metameth);
+  hersh_lclass_register(L, HERSH_HTTPD_STREAM_MT, stream_meth, stream_metameth);
   lua_pushcfunction(L, l_httpd_serve);
-  lua_setfield(L, -2, "http_serve");
+  lua_setfield(L, -2, "serve");
   return 0;
 }

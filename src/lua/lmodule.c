@@ -1,12 +1,16 @@
 /*
-** lmodule.c -- the module hersh.core: one loop per Lua state, the functions that
-** drive it (run, run_for, wait), time, and the results a reducer returns.
+** lmodule.c -- the Lua modules and what each holds: hersh.core, the engine a program
+** gets (one loop per Lua state, the functions that drive it, time, timers, watchers
+** and the results a reducer returns); and for the Host only hersh.os (processes,
+** files, sockets, signals, the sandbox), hersh.httpd (the HTTP server), hersh.http (the
+** HTTP client) and hersh.store (SQLite). They share the state's loop.
 */
 #include <stdlib.h>
 
 #include "lhersh.h"
 
 static const char lmod_key = 'm';
+#define HERSH_LMOD_MT "hersh.Loop"
 
 /* The loop a C embedder made (hersh_watcher_manage_lua) is used instead of a new one. */
 const char hersh_lmod_loop_key = 'l';
@@ -20,7 +24,7 @@ hersh_lmod *hersh_lmod_get(lua_State *L) {
 }
 
 static int l_lmod_gc(lua_State *L) {
-  hersh_lmod *m = lua_touserdata(L, 1);
+  hersh_lmod *m = luaL_checkudata(L, 1, HERSH_LMOD_MT); /* a program can call it too */
   if (m->loop && m->owns_loop) hersh_loop_free(m->loop);
   m->loop = NULL;
   return 0;
@@ -93,15 +97,27 @@ static int make_outcome(lua_State *L, const char *kind) {
   return 1;
 }
 
+/* `hersh run`'s WatcherAPI options: set from C, handed out once. */
+static const char runner_key = 'r';
+
+void hersh_lmod_set_runner_api(lua_State *L) { lua_rawsetp(L, LUA_REGISTRYINDEX, &runner_key); }
+
+static int l_module_runner_api(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &runner_key);
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &runner_key);
+  return 1;
+}
+
 static int l_module_stop(lua_State *L) { return make_outcome(L, "stop"); }
 static int l_module_kill(lua_State *L) { return make_outcome(L, "kill"); }
 static int l_module_crash(lua_State *L) { return make_outcome(L, "crash"); }
 
-static const luaL_Reg module_funcs[] = {
+static const luaL_Reg core_funcs[] = {
     {"run", l_module_run},     {"run_for", l_module_run_for}, {"wait", l_module_wait},
     {"now", l_module_now},     {"sleep", hersh_ltask_sleep},  {"stop", l_module_stop},
     {"kill", l_module_kill},   {"crash", l_module_crash},     {"watcher", hersh_lwatcher_new},
-    {"http_request", hersh_lhttp_request}, {NULL, NULL}};
+    {"runner_api", l_module_runner_api}, {NULL, NULL}};
 
 static void open_lmod(lua_State *L) {
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &lmod_key) != LUA_TNIL) {
@@ -123,40 +139,55 @@ static void open_lmod(lua_State *L) {
     m->owns_loop = true;
     if (!m->loop) luaL_error(L, "hersh: %s", hersh_errmsg());
   }
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, l_lmod_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
+  static const luaL_Reg lmod_metameth[] = {{"__gc", l_lmod_gc}, {NULL, NULL}};
+  hersh_lclass_register(L, HERSH_LMOD_MT, NULL, lmod_metameth);
+  luaL_setmetatable(L, HERSH_LMOD_MT);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &lmod_key);
 }
 
 int luaopen_hersh_core(lua_State *L) {
   open_lmod(L);
-  luaL_newmetatable(L, HERSH_OUTCOME_MT);
-  lua_pop(L, 1);
+  hersh_lclass_register(L, HERSH_OUTCOME_MT, NULL, NULL);
   hersh_lwatcher_open(L);
   hersh_lctx_open(L);
   hersh_ltask_open(L);
-  luaL_newlib(L, module_funcs);
-  hersh_lproc_open(L);
-  hersh_lfiles_open(L);
+  luaL_newlib(L, core_funcs);
   hersh_ltimer_open(L);
-  hersh_lsha256_open(L);
-  hersh_lhttpd_open(L);
-  hersh_lfswatch_open(L);
-  hersh_lstore_open(L);
-  hersh_lsandbox_open(L);
   lua_pushliteral(L, HERSH_VERSION);
   lua_setfield(L, -2, "VERSION");
   hersh_ltask_push_skip(L);
   lua_setfield(L, -2, "SKIP");
-  luaL_getmetatable(L, HERSH_CTX_MT);
-  lua_getfield(L, -1, "__index");
-  lua_setfield(L, -3, "context_methods"); /* init.lua adds the methods written in Lua */
-  lua_pop(L, 1);
-  luaL_getmetatable(L, HERSH_WATCHER_MT);
-  lua_getfield(L, -1, "__index");
-  lua_setfield(L, -3, "watcher_methods");
-  lua_pop(L, 1);
+  return 1;
+}
+
+int luaopen_hersh_os(lua_State *L) {
+  open_lmod(L);
+  lua_newtable(L);
+  hersh_lproc_open(L);
+  hersh_lfiles_open(L);
+  hersh_lfswatch_open(L);
+  hersh_lsandbox_open(L);
+  hersh_lsha256_open(L);
+  hersh_lsignal_open(L);
+  return 1;
+}
+
+int luaopen_hersh_httpd(lua_State *L) {
+  open_lmod(L);
+  lua_newtable(L);
+  hersh_lhttpd_open(L);
+  return 1;
+}
+
+int luaopen_hersh_http(lua_State *L) {
+  open_lmod(L);
+  static const luaL_Reg http_funcs[] = {{"request", hersh_lhttp_request}, {NULL, NULL}};
+  luaL_newlib(L, http_funcs);
+  return 1;
+}
+
+int luaopen_hersh_store(lua_State *L) {
+  lua_newtable(L);
+  hersh_lstore_open(L);
   return 1;
 }

@@ -1,7 +1,7 @@
 /*
-** lproc.c -- hersh.Process: child processes for Lua (core.spawn), and the listening
-** sockets handed to them (core.listen, core.relisten, core.close_fd) and answered on
-** while no process serves them (core.answer_unavailable). A running process keeps its
+** lproc.c -- hersh.Process: child processes for Lua (hersh.os.spawn), and the listening
+** sockets handed to them (listen, relisten, close_fd) and answered on
+** while no process serves them (answer_unavailable). A running process keeps its
 ** userdata alive; on_exit(code, signal) is called on the loop thread the moment the
 ** child exits, and what followed it (pidfd, pipes, log file) is released then.
 */
@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "http/unavailable.h"
 #include "lhersh.h"
 #include "proc/proc.h"
 
@@ -144,9 +145,6 @@ static int l_proc_spawn(lua_State *L) {
   o.log_max = (size_t)opt_number(L, 1, "log_max", (double)o.log_max);
   o.log_keep = (int)opt_number(L, 1, "log_keep", o.log_keep);
   o.tail_lines = (size_t)opt_number(L, 1, "tail", (double)o.tail_lines);
-  lua_getfield(L, 1, "spare_leader");
-  o.spare_leader = lua_toboolean(L, -1);
-  lua_pop(L, 1);
   o.uid = (int)opt_number(L, 1, "uid", -1);
   o.gid = (int)opt_number(L, 1, "gid", -1);
   if (lua_getfield(L, 1, "fds") == LUA_TTABLE) {
@@ -225,12 +223,42 @@ static int l_proc_kill(lua_State *L) {
   return 1;
 }
 
-static int l_proc_stop(lua_State *L) {
+/* The pieces a sandbox driver stops a process with (lua/host/sandbox/). */
+
+static hersh_cgroup *cgroup_of(lproc *lp) {
+  hersh_cgroup *cg = lp->p ? hersh_proc_cgroup(lp->p) : NULL;
+  if (!cg) hersh_fail_with(HERSH_E_NOTFOUND, "the process has no cgroup (none here, or it has exited)");
+  return cg;
+}
+
+/* signal_cgroup(sig [, spare_pid]) -> count | nil, err, code: every process of its cgroup. */
+static int l_proc_signal_cgroup(lua_State *L) {
   lproc *lp = check_lproc(L, 1);
-  double grace = luaL_optnumber(L, 2, 10);
-  int rc = lp->p ? hersh_proc_stop(lp->p, grace) : HERSH_OK;
-  if (rc) return hersh_lua_push_failure(L, rc);
+  int sig = signal_arg(L, 2);
+  int spare = (int)luaL_optinteger(L, 3, 0);
+  hersh_cgroup *cg = cgroup_of(lp);
+  if (!cg) return hersh_lua_push_failure(L, HERSH_E_NOTFOUND);
+  lua_pushinteger(L, hersh_cgroup_signal(cg, sig, spare));
+  return 1;
+}
+
+/* kill_cgroup() -> true | nil, err, code: SIGKILL to everything in its cgroup. */
+static int l_proc_kill_cgroup(lua_State *L) {
+  lproc *lp = check_lproc(L, 1);
+  hersh_cgroup *cg = cgroup_of(lp);
+  if (!cg) return hersh_lua_push_failure(L, HERSH_E_NOTFOUND);
+  if (!hersh_cgroup_kill(cg))
+    return hersh_lua_push_failure(L, hersh_fail_with(HERSH_E_SYS, "processes of the cgroup outlived SIGKILL"));
   lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* scan_signal(sig) -> count: every process of its group or of the PID namespaces it
+** made, but itself (found in /proc: for a sandbox without a cgroup). */
+static int l_proc_scan_signal(lua_State *L) {
+  lproc *lp = check_lproc(L, 1);
+  int sig = signal_arg(L, 2);
+  lua_pushinteger(L, lp->p && hersh_proc_running(lp->p) ? hersh_proc_scan_signal(lp->pid, sig) : 0);
   return 1;
 }
 
@@ -297,133 +325,30 @@ static int l_proc_listen(lua_State *L) {
   return 2;
 }
 
-/* ---- answering for a program that is not running ------------------------------------- */
+/* ---- answering for a program that is not running (src/http/unavailable.c) ------------ */
 
-/* While a published port has no process serving it, the Host accepts its connections
-** and answers each with a short 503, so clients neither hang in the backlog nor need
-** the port to be given up (and maybe lost) in between. */
 typedef struct lanswer {
-  uv_poll_t poll;
-  uv_timer_t pause; /* polling again after a shortage of descriptors or memory */
-  hersh_lmod *m;
-  int fd, self_ref, open_handles;
-  char *reply;
-  size_t reply_len;
+  hersh_http_unavailable *u; /* NULL once stopped */
 } lanswer;
 
-#define ANSWER_PAUSE_MS 1000
-
-/* The whole 503 response around the body at index body, pushed on the stack. */
-static const char *push_reply(lua_State *L, int body, size_t *len) HERSH_MAY_RAISE {
-  size_t n;
-  const char *text = luaL_checklstring(L, body, &n);
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  lua_pushfstring(L, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                     "Content-Length: %d\r\nConnection: close\r\n\r\n", (int)n);
-  luaL_addvalue(&b);
-  luaL_addlstring(&b, text, n);
-  luaL_pushresult(&b);
-  return lua_tolstring(L, -1, len);
-}
-
-/* Whether an accept() error is about the one connection it dropped (the next accept
-** may succeed) rather than about the listener (see accept(2), "Error handling"). */
-static bool connection_error(int err) {
-  switch (err) {
-  case EINTR: case ECONNABORTED: case EPROTO: case EPERM: case ENETDOWN: case ENOPROTOOPT:
-  case EHOSTDOWN: case ENONET: case EHOSTUNREACH: case ENETUNREACH:
-    return true;
-  default:
-    return false;
-  }
-}
-
-/* Answers at most max connections queued on the (non-blocking) listener fd with
-** reply. 0 once none is left or max were answered; else the errno of a listener that
-** cannot accept (shut down, out of descriptors, ...). */
-static int answer_pending(int fd, const char *reply, size_t len, int max) {
-  for (int i = 0; i < max; i++) {
-    int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (c < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
-      if (connection_error(errno)) continue;
-      return errno;
-    }
-    char sink[4096]; /* read what came: closing on unread data would reset the connection */
-    while (recv(c, sink, sizeof sink, 0) > 0) {
-    }
-    ssize_t w = send(c, reply, len, MSG_NOSIGNAL); /* fits any socket buffer */
-    (void)w; /* a client gone already needs no answer */
-    (void)shutdown(c, SHUT_WR);
-    close(c);
-  }
-  return 0;
-}
-
-static void answer_closed(uv_handle_t *h) {
-  lanswer *a = h->data;
-  if (--a->open_handles > 0) return;
-  free(a->reply);
-  a->reply = NULL;
-  luaL_unref(a->m->L, LUA_REGISTRYINDEX, a->self_ref);
-  a->self_ref = LUA_NOREF;
-}
-
-static void answer_ready(uv_poll_t *h, int status, int events);
-
-static void answer_resume(uv_timer_t *t) {
-  lanswer *a = t->data;
-  (void)uv_poll_start(&a->poll, UV_READABLE, answer_ready); /* fails only on a closing handle */
-}
-
-static void answer_ready(uv_poll_t *h, int status, int events) {
-  (void)events;
-  lanswer *a = h->data;
-  int err = status < 0 ? -status : answer_pending(a->fd, a->reply, a->reply_len, 64);
-  if (!err) return;
-  /* A listener that cannot accept stays readable: polling it on would spin the loop.
-  ** A shortage passes (try again later); anything else is for good. */
-  uv_poll_stop(&a->poll);
-  if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-    (void)uv_timer_start(&a->pause, answer_resume, ANSWER_PAUSE_MS, 0); /* as above */
-    return;
-  }
-  fprintf(stderr, "hersh: stopped answering on fd %d: %s\n", a->fd, strerror(err));
-}
-
-/* core.answer_unavailable(fd, body) -> handle (h:stop()): 503 with body on every connection. */
+/* core.answer_unavailable(fd, body) -> handle | nil, err, code: a 503 with body on
+** every connection until h:stop() (or until the handle is collected). */
 static int l_proc_answer_unavailable(lua_State *L) {
   int fd = (int)luaL_checkinteger(L, 1);
   size_t n;
-  const char *reply = push_reply(L, 2, &n);
+  const char *body = luaL_checklstring(L, 2, &n);
   lanswer *a = lua_newuserdatauv(L, sizeof *a, 0);
-  *a = (lanswer){.m = hersh_lmod_get(L), .fd = fd, .self_ref = LUA_NOREF};
+  a->u = NULL;
   luaL_setmetatable(L, HERSH_ANSWER_MT);
-  if (!(a->reply = malloc(n))) return luaL_error(L, "out of memory");
-  memcpy(a->reply, reply, n);
-  a->reply_len = n;
-  /* uv_poll_init makes fd non-blocking: the Host's accept never waits. */
-  if (uv_poll_init(a->m->loop->uv, &a->poll, fd) != 0) {
-    free(a->reply);
-    a->reply = NULL;
-    return hersh_lua_push_failure(L, hersh_fail_with(HERSH_E_SYS, "cannot watch fd %d", fd));
-  }
-  uv_timer_init(a->m->loop->uv, &a->pause); /* cannot fail */
-  a->poll.data = a->pause.data = a;
-  a->open_handles = 2;
-  uv_poll_start(&a->poll, UV_READABLE, answer_ready);
-  lua_pushvalue(L, -1);
-  a->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  int rc = hersh_http_unavailable_start(hersh_loop_uv(hersh_lmod_get(L)->loop), fd, body, n, &a->u);
+  if (rc) return hersh_lua_push_failure(L, rc);
   return 1;
 }
 
 static int l_answer_stop(lua_State *L) {
   lanswer *a = luaL_checkudata(L, 1, HERSH_ANSWER_MT);
-  if (a->open_handles == 2 && !uv_is_closing((uv_handle_t *)&a->poll)) {
-    uv_close((uv_handle_t *)&a->poll, answer_closed);
-    uv_close((uv_handle_t *)&a->pause, answer_closed);
-  }
+  hersh_http_unavailable_stop(a->u);
+  a->u = NULL;
   return 0;
 }
 
@@ -437,11 +362,14 @@ static int l_proc_relisten(lua_State *L) {
   int old = (int)luaL_checkinteger(L, 1);
   const char *host = luaL_checkstring(L, 2);
   int port = (int)luaL_checkinteger(L, 3);
-  size_t len;
-  const char *reply = push_reply(L, 4, &len);
+  size_t n, len;
+  const char *body = luaL_checklstring(L, 4, &n);
   luaL_argcheck(L, old > 2, 1, "not a descriptor hersh handed out");
+  char *reply = hersh_http_unavailable_reply(body, n, &len);
+  if (!reply) return hersh_lua_push_failure(L, HERSH_E_NOMEM);
   int fl = fcntl(old, F_GETFL); /* the process may have made it blocking */
-  if (fl >= 0 && fcntl(old, F_SETFL, fl | O_NONBLOCK) == 0) (void)answer_pending(old, reply, len, 4096);
+  if (fl >= 0 && fcntl(old, F_SETFL, fl | O_NONBLOCK) == 0) (void)hersh_http_unavailable_answer(old, reply, len, 4096);
+  free(reply);
   /* Shut down, the old socket still holds the port (nobody else can take it) but no
   ** longer listens: the new one may bind it (both SO_REUSEADDR), and no copy of the old
   ** one left anywhere can accept again. */
@@ -473,10 +401,12 @@ static int l_proc_close_fd(lua_State *L) {
 
 static const luaL_Reg proc_meth[] = {{"pid", l_proc_pid},       {"running", l_proc_running},
                                      {"exit_status", l_proc_exit_status}, {"kill", l_proc_kill},
-                                     {"stop", l_proc_stop},     {"tail", l_proc_tail},
+                                     {"signal_cgroup", l_proc_signal_cgroup},
+                                     {"kill_cgroup", l_proc_kill_cgroup},
+                                     {"scan_signal", l_proc_scan_signal}, {"tail", l_proc_tail},
                                      {"limits", l_proc_limits}, {NULL, NULL}};
 
-static const luaL_Reg proc_metameth[] = {{"__index", NULL}, {"__gc", l_proc_gc}, {"__close", l_proc_gc}, {NULL, NULL}};
+static const luaL_Reg proc_metameth[] = {{"__gc", l_proc_gc}, {"__close", l_proc_gc}, {NULL, NULL}};
 
 static const luaL_Reg proc_funcs[] = {{"spawn", l_proc_spawn},
                                       {"listen", l_proc_listen},
@@ -486,21 +416,13 @@ static const luaL_Reg proc_funcs[] = {{"spawn", l_proc_spawn},
                                       {NULL, NULL}};
 
 static const luaL_Reg answer_meth[] = {{"stop", l_answer_stop}, {NULL, NULL}};
-static const luaL_Reg answer_metameth[] = {{"__index", NULL}, {"__gc", l_answer_stop}, {NULL, NULL}};
+static const luaL_Reg answer_metameth[] = {{"__gc", l_answer_stop}, {NULL, NULL}};
 
 /* Adds spawn, listen, relisten, close_fd and answer_unavailable to the module table on
 ** the stack top. */
 int hersh_lproc_open(lua_State *L) {
-  luaL_newmetatable(L, HERSH_PROCESS_MT);
-  luaL_setfuncs(L, proc_metameth, 0);
-  luaL_newlib(L, proc_meth);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
-  luaL_newmetatable(L, HERSH_ANSWER_MT);
-  luaL_setfuncs(L, answer_metameth, 0);
-  luaL_newlib(L, answer_meth);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  hersh_lclass_register(L, HERSH_PROCESS_MT, proc_meth, proc_metameth);
+  hersh_lclass_register(L, HERSH_ANSWER_MT, answer_meth, answer_metameth);
   luaL_setfuncs(L, proc_funcs, 0);
   return 0;
 }

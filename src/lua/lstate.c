@@ -1,13 +1,12 @@
 /*
-** lstate.c -- a Lua state ready for hersh: hersh.core and cjson preloaded, and the
-** hersh Lua modules on package.path. The hersh binary uses it for its scripts, and a
-** loop makes one for hersh_watcher_manage_lua.
+** lstate.c -- a Lua state ready for hersh: the modules of its role preloaded, and the
+** hersh Lua modules on package.path. The hersh binary uses it for its scripts (`hersh
+** run` a program's, `hersh host` the Host's), and a loop makes a program's one for
+** hersh_watcher_manage_lua.
 */
 #include <lualib.h>
 #include <stdlib.h>
 #include <sys/stat.h>
-
-#include <lua-cjson.h>
 
 #include "lhersh.h"
 
@@ -36,21 +35,52 @@ static void add_lua_dirs(lua_State *L) {
   lua_pop(L, 1);
 }
 
-void hersh_lua_prepare(lua_State *L) {
+/* What a program gets; the Host gets these and its own. */
+static const luaL_Reg program_modules[] = {
+    {"hersh.core", luaopen_hersh_core}, {"hersh.json", luaopen_hersh_json}, {NULL, NULL}};
+static const luaL_Reg host_modules[] = {{"hersh.os", luaopen_hersh_os},
+                                        {"hersh.httpd", luaopen_hersh_httpd},
+                                        {"hersh.http", luaopen_hersh_http},
+                                        {"hersh.store", luaopen_hersh_store},
+                                        {NULL, NULL}};
+
+/* A program loads no C code, so what it can reach is what is preloaded: no loadlib (on
+** /proc/self/exe, libhersh or a module file), no C searchers, an empty cpath. */
+static void forbid_c_loading(lua_State *L) {
+  lua_getglobal(L, "package");
+  lua_pushnil(L);
+  lua_setfield(L, -2, "loadlib");
+  lua_pushliteral(L, "");
+  lua_setfield(L, -2, "cpath");
+  lua_getfield(L, -1, "searchers");
+  for (lua_Integer i = luaL_len(L, -1); i > 2; i--) { /* 1 preload and 2 Lua files stay */
+    lua_pushnil(L);
+    lua_rawseti(L, -2, i);
+  }
+  lua_pop(L, 2);
+}
+
+void hersh_lua_prepare(lua_State *L, hersh_lua_role role) {
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-  lua_pushcfunction(L, luaopen_hersh_core);
-  lua_setfield(L, -2, "hersh.core");
-  lua_pushcfunction(L, luaopen_cjson);
-  lua_setfield(L, -2, "cjson");
+  luaL_setfuncs(L, program_modules, 0);
+  if (role == HERSH_LUA_HOST) luaL_setfuncs(L, host_modules, 0);
   lua_pop(L, 1);
+  if (role == HERSH_LUA_PROGRAM) forbid_c_loading(L);
   add_lua_dirs(L);
 }
 
-static void close_state(void *L) { lua_close(L); }
+/* The loop's own state goes with the loop (docs/architecture.md, "Shutdown order"):
+** the handles of its objects close while it is alive and finish closing, then it closes. */
+static void close_state(void *L) {
+  hersh_lmod *m = hersh_lmod_get(L); /* does not raise: the state loaded hersh.core */
+  hersh_lhandle_close_all(m);
+  hersh_loop_drain(m->loop);
+  lua_close(L);
+}
 
 static int open_hersh(lua_State *L) {
   luaL_openlibs(L);
-  hersh_lua_prepare(L);
+  hersh_lua_prepare(L, HERSH_LUA_PROGRAM);
   lua_getglobal(L, "require");
   lua_pushliteral(L, "hersh");
   lua_call(L, 1, 0);
@@ -59,8 +89,9 @@ static int open_hersh(lua_State *L) {
 
 /* The loop's own Lua state, made on first use. */
 static lua_State *loop_state(hersh_loop *loop) {
-  if (loop->lua) return loop->lua;
-  lua_State *L = luaL_newstate();
+  lua_State *L = hersh_loop_on_free_find(loop, close_state);
+  if (L) return L;
+  L = luaL_newstate();
   if (!L) {
     hersh_fail_with(HERSH_E_NOMEM, "cannot create a Lua state");
     return NULL;
@@ -73,14 +104,16 @@ static lua_State *loop_state(hersh_loop *loop) {
     lua_close(L);
     return NULL;
   }
-  loop->lua = L;
-  loop->lua_close = close_state;
+  if (hersh_loop_on_free(loop, close_state, L) != HERSH_OK) {
+    lua_close(L);
+    return NULL;
+  }
   return L;
 }
 
 int hersh_watcher_manage_lua(hersh_watcher *w, const char *chunk, size_t len, const char *chunkname) {
   if (!w || !chunk) return hersh_fail_with(HERSH_E_INVAL, "hersh_watcher_manage_lua: NULL watcher or chunk");
-  lua_State *L = loop_state(w->loop);
+  lua_State *L = loop_state(hersh_watcher_loop(w));
   if (!L) return HERSH_E_LUA;
   int top = lua_gettop(L);
   int rc = HERSH_OK;

@@ -1,5 +1,5 @@
 /*
-** lstore.c -- hersh.Database: SQLite for Lua (the Host's registry), as core.db_open.
+** lstore.c -- hersh.Database: SQLite for Lua (the Host's registry), as hersh.store.open.
 ** Values always go in as bound parameters, never into the SQL text; rows come out as
 ** tables keyed by column name. Failures return nil, message, code ("ECONSTRAINT",
 ** "EBUSY", "EIO", "EFULL" for a full disk, "ESQL"); misuse (a table as a parameter,
@@ -59,7 +59,7 @@ static hersh_value *check_params(lua_State *L, int first, hersh_value *fast, siz
   return v;
 }
 
-/* core.db_open(path) -> db | nil, err, code */
+/* hersh.store.open(path) -> db | nil, err, code */
 static int l_db_open(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   ldb *d = lua_newuserdatauv(L, sizeof *d, 0);
@@ -217,17 +217,13 @@ static const luaL_Reg db_meth[] = {{"exec", l_db_exec},   {"query", l_db_query},
                                    {NULL, NULL}};
 
 static const luaL_Reg db_metameth[] = {
-    {"__index", NULL}, {"__gc", l_db_gc}, {"__close", l_db_gc}, {"__tostring", l_db_tostring}, {NULL, NULL}};
+    {"__gc", l_db_gc}, {"__close", l_db_gc}, {"__tostring", l_db_tostring}, {NULL, NULL}};
 
-static const luaL_Reg db_funcs[] = {{"db_open", l_db_open}, {NULL, NULL}};
+static const luaL_Reg db_funcs[] = {{"open", l_db_open}, {NULL, NULL}};
 
-/* Adds db_open to the module table on the stack top. */
+/* Adds open to the module table on the stack top (hersh.store). */
 int hersh_lstore_open(lua_State *L) {
-  luaL_newmetatable(L, HERSH_DATABASE_MT);
-  luaL_setfuncs(L, db_metameth, 0);
-  luaL_newlib(L, db_meth);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  hersh_lclass_register(L, HERSH_DATABASE_MT, db_meth, db_metameth);
   luaL_setfuncs(L, db_funcs, 0);
   return 0;
 }

@@ -16,14 +16,13 @@ struct hersh_ltask {
   hersh_flow *flow; /* a flow producer, or NULL */
   lua_State *co;
   double timeout;
-  uv_timer_t timer; /* sleeps */
+  hersh_lhandle *timer; /* sleeps; NULL once finished */
   /* Resumes at the next loop turn (a zero sleep, a plain yield, the first resume). Not a
   ** 0 ms timer: libuv 1.44 runs a timer re-armed at 0 in its own callback again in the
   ** same pass, for ever. An idle handle runs once per turn and keeps poll from blocking. */
-  uv_idle_t idle;
-  int open_handles; /* the timer and the idle handle, until closed */
+  hersh_lhandle *idle;
   int pending_args; /* arguments waiting on the coroutine's stack for the first resume */
-  int self_ref;     /* anchors the userdata and, through its user value, the coroutine */
+  int self_ref;     /* owned by the timer: anchors the userdata and its coroutine */
 };
 
 #define check_task(L, i) ((hersh_ltask *)luaL_checkudata((L), (i), HERSH_TASK_MT))
@@ -40,34 +39,32 @@ typedef struct poll_ud {
 
 /* ---- lifetime ------------------------------------------------------------------------ */
 
-static void task_closed(uv_handle_t *h) {
-  hersh_ltask *t = h->data;
-  if (--t->open_handles > 0) return;
-  luaL_unref(t->m->L, LUA_REGISTRYINDEX, t->self_ref); /* may now be collected */
-  t->self_ref = LUA_NOREF;
-}
-
-static void close_handle(uv_handle_t *h, uv_close_cb cb) {
-  if (h->data && !uv_is_closing(h)) uv_close(h, cb);
-}
-
-/* Ends a task: it is never resumed again. */
+/* Ends a task: it is never resumed again, and may be collected from now on. */
 static void task_finish(hersh_ltask *t) {
   if (t->w) hersh_lwatcher_track_task(t->m->L, t->w, t, false);
   t->w = NULL;
   t->poll = NULL;
   t->flow = NULL;
-  if (t->open_handles == 0) { /* neither handle could be made: nothing will call back */
-    luaL_unref(t->m->L, LUA_REGISTRYINDEX, t->self_ref);
-    t->self_ref = LUA_NOREF;
-  }
-  close_handle((uv_handle_t *)&t->timer, task_closed);
-  close_handle((uv_handle_t *)&t->idle, task_closed);
+  hersh_lhandle_close(t->idle);
+  hersh_lhandle_close(t->timer);
 }
 
 void hersh_ltask_cancel(hersh_ltask *t) { task_finish(t); }
 
-/* A new task running the function on the top of L's stack (popped). */
+static void task_shutdown(void *t) { task_finish(t); }
+
+static bool open_handles(hersh_ltask *t) {
+  uv_loop_t *uv = hersh_loop_uv(t->m->loop);
+  hersh_lhandle *timer = hersh_lhandle_new(t->m, t, task_shutdown);
+  if (!hersh_lhandle_open(timer, timer ? uv_timer_init(uv, &timer->uv.timer) : UV_ENOMEM, &t->timer)) return false;
+  hersh_lhandle *idle = hersh_lhandle_new(t->m, t, task_shutdown);
+  if (hersh_lhandle_open(idle, idle ? uv_idle_init(uv, &idle->uv.idle) : UV_ENOMEM, &t->idle)) return true;
+  hersh_lhandle_close(t->timer);
+  return false;
+}
+
+/* A new task running the function on the top of L's stack (popped); NULL when its
+** handles cannot be had. */
 static hersh_ltask *task_new(hersh_lmod *m, hersh_watcher *w, double timeout) HERSH_MAY_RAISE {
   lua_State *L = m->L;
   hersh_ltask *t = lua_newuserdatauv(L, sizeof *t, 1);
@@ -77,16 +74,11 @@ static hersh_ltask *task_new(hersh_lmod *m, hersh_watcher *w, double timeout) HE
   lua_setiuservalue(L, -2, 1);
   lua_rotate(L, -2, 1);   /* task, fn */
   lua_xmove(L, t->co, 1); /* the function starts the coroutine's stack */
-  /* A handle's data is set only once it is initialised: close_handle relies on it. */
-  if (uv_timer_init(m->loop->uv, &t->timer) == 0) {
-    t->timer.data = t;
-    t->open_handles++;
+  if (!open_handles(t)) {
+    lua_pop(L, 1);
+    return NULL;
   }
-  if (uv_idle_init(m->loop->uv, &t->idle) == 0) {
-    t->idle.data = t;
-    t->open_handles++;
-  }
-  t->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  t->self_ref = hersh_lhandle_keep(t->timer, L);
   hersh_lwatcher_track_task(L, w, t, true);
   return t;
 }
@@ -162,8 +154,8 @@ static void task_failed(hersh_ltask *t) {
   const char *text = lua_tostring(L, -1);
   if (t->poll) hersh_poll_fail(t->poll, text);
   else if (t->flow) {
-    hersh_watcher_watch_error(t->w, t->flow->watch->name, "flow", text);
-    hersh_watcher_effect(t->w, "Flow[%s] failed", t->flow->watch->name);
+    hersh_watcher_watch_error(t->w, hersh_flow_name(t->flow), "flow", text);
+    hersh_watcher_effect(t->w, "Flow[%s] failed", hersh_flow_name(t->flow));
   }
   lua_pop(L, 1);
 }
@@ -187,12 +179,12 @@ static void task_resume(hersh_ltask *t) {
   if (rc == LUA_YIELD) {
     lua_pop(t->co, nres);
     /* A yield that is not a sleep (coroutine.yield): go on at the next loop turn. */
-    if (!uv_is_active((uv_handle_t *)&t->timer) && !uv_is_active((uv_handle_t *)&t->idle)) resume_later(t, 0);
+    if (t->w && !uv_is_active(&t->timer->uv.handle) && !uv_is_active(&t->idle->uv.handle)) resume_later(t, 0);
     return;
   }
   if (rc == LUA_OK && !late) {
     if (t->poll) answer_poll(t, nres);
-    else if (t->flow) hersh_watcher_effect(t->w, "Flow[%s] ended", t->flow->watch->name);
+    else if (t->flow) hersh_watcher_effect(t->w, "Flow[%s] ended", hersh_flow_name(t->flow));
   } else if (late) {
     lua_pushliteral(t->co, "timeout");
     task_failed(t);
@@ -213,8 +205,8 @@ static void idle_cb(uv_idle_t *idle) {
 ** False when the task has no handle for it. */
 static bool resume_later(hersh_ltask *t, double seconds) {
   uint64_t ms = (uint64_t)(seconds * 1000.0 + 0.5);
-  if (ms > 0) return t->timer.data && uv_timer_start(&t->timer, timer_cb, ms, 0) == 0;
-  return t->idle.data && uv_idle_start(&t->idle, idle_cb) == 0;
+  if (ms > 0) return t->timer && uv_timer_start(&t->timer->uv.timer, timer_cb, ms, 0) == 0;
+  return t->idle && uv_idle_start(&t->idle->uv.idle, idle_cb) == 0;
 }
 
 /* ---- watch_call polls ------------------------------------------------------------------ */
@@ -235,6 +227,10 @@ int hersh_ltask_poll(hersh_poll *p, void *ud) {
   lua_State *L = u->m->L;
   lua_rawgeti(L, LUA_REGISTRYINDEX, u->fn_ref);
   hersh_ltask *t = task_new(u->m, u->w, u->timeout);
+  if (!t) {
+    hersh_poll_fail(p, "out of memory for the poll's task");
+    return HERSH_OK;
+  }
   t->poll = hersh_poll_defer(p);
   task_resume(t);
   return HERSH_OK;
@@ -265,6 +261,7 @@ static int l_task_emit(lua_State *L) {
 int hersh_ltask_start_flow(lua_State *L, int producer_idx, hersh_flow *flow, hersh_watcher *w, double timeout) {
   lua_pushvalue(L, producer_idx);
   hersh_ltask *t = task_new(hersh_lmod_get(L), w, timeout);
+  if (!t) return luaL_error(L, "out of memory for the flow's task");
   t->flow = flow;
   /* The producer gets emit as its argument: wrap it so the first resume passes it. */
   lua_State *co = t->co;
@@ -290,20 +287,18 @@ int hersh_ltask_sleep(lua_State *L) {
 
 /* ---- the module part -------------------------------------------------------------------- */
 
-/* Normally a task is collected only after task_closed released it; when the whole
-** Lua state closes, its handles are closed here (the loop is freed after the tasks). */
+/* Normally a task is collected once finished; when the whole Lua state closes, what
+** it still has open is closed here. */
 static int l_task_gc(lua_State *L) {
   hersh_ltask *t = check_task(L, 1);
-  close_handle((uv_handle_t *)&t->timer, NULL);
-  close_handle((uv_handle_t *)&t->idle, NULL);
+  hersh_lhandle_close(t->idle);
+  hersh_lhandle_close(t->timer);
   return 0;
 }
 
 int hersh_ltask_open(lua_State *L) {
-  luaL_newmetatable(L, HERSH_TASK_MT);
-  lua_pushcfunction(L, l_task_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  static const luaL_Reg task_metameth[] = {{"__gc", l_task_gc}, {NULL, NULL}};
+  hersh_lclass_register(L, HERSH_TASK_MT, NULL, task_metameth);
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &skip_key) == LUA_TNIL) {
     lua_pop(L, 1);
     lua_newtable(L);

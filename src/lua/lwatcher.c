@@ -82,7 +82,7 @@ static int lua_reducer(hersh_ctx *ctx, const hersh_msg *msg, void *ud) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, lw->ctx_ref);
   lua_pushvalue(L, -2);
   lua_setiuservalue(L, -2, 1); /* ctx:message() */
-  hersh_lua_status st = hersh_lua_pcall(lw->m, L, 2, 1, ctx->deadline_ns);
+  hersh_lua_status st = hersh_lua_pcall(lw->m, L, 2, 1, hersh_ctx_deadline_ns(ctx));
   int rc = result_of(L, ctx, st);
   lua_settop(L, top);
   return rc;
@@ -101,7 +101,7 @@ static void lua_cleanup(hersh_ctx *ctx, void *ud) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, lw->ctx_ref);
   lua_pushnil(L);
   lua_setiuservalue(L, -2, 1);
-  hersh_lua_status st = hersh_lua_pcall(lw->m, L, 1, 0, ctx->deadline_ns);
+  hersh_lua_status st = hersh_lua_pcall(lw->m, L, 1, 0, hersh_ctx_deadline_ns(ctx));
   if (st != HERSH_LUA_OK) result_of(L, ctx, st);
   lua_settop(L, top);
 }
@@ -238,17 +238,22 @@ static const char **read_env(lua_State *L, int t) HERSH_MAY_RAISE {
   return list;
 }
 
+/* Whoever frees the watcher (its C embedder, hersh_loop_free), the glue stays in Lua
+** until it is collected, and must not reach the watcher again. */
+static void forget_watcher(void *ud) { ((hersh_lwatcher *)ud)->w = NULL; }
+
 static int new_glue(lua_State *L, hersh_watcher *w, bool owns) {
   hersh_lwatcher *lw = lua_newuserdatauv(L, sizeof *lw, 0);
   *lw = (hersh_lwatcher){w, hersh_lmod_get(L), owns, LUA_NOREF, LUA_NOREF, LUA_NOREF,
                          LUA_NOREF, LUA_NOREF, LUA_NOREF, LUA_NOREF};
   luaL_setmetatable(L, HERSH_WATCHER_MT);
-  hersh_lctx_push_new(L, &w->ctx);
+  hersh_lctx_push_new(L, hersh_watcher_ctx(w));
   lw->ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);
   lw->tasks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   hersh_watcher_on_terminal(w, lua_on_terminal, lw);
   hersh_watcher_set_userdata(w, lw);
+  hersh_watcher_on_free(w, forget_watcher, lw);
   return 1;
 }
 
@@ -286,14 +291,11 @@ int hersh_lwatcher_new(lua_State *L) {
     if (policy) lua_pushvalue(L, policy);
     else lua_newtable(L);
     lw->policy_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    w->cfg.decide = lua_decide;
-    w->cfg.decide_ud = lw;
+    hersh_watcher_set_decide(w, lua_decide, lw);
   }
   return 1;
 }
 
-/* The C embedder freed its watcher: the glue stays in Lua until the state closes. */
-static void forget_watcher(void *ud) { ((hersh_lwatcher *)ud)->w = NULL; }
 
 int hersh_lwatcher_bind(lua_State *L, hersh_watcher *w, int reduce_idx, int cleanup_idx) {
   reduce_idx = lua_absindex(L, reduce_idx);
@@ -302,8 +304,6 @@ int hersh_lwatcher_bind(lua_State *L, hersh_watcher *w, int reduce_idx, int clea
   hersh_lwatcher *lw = lua_touserdata(L, -1);
   lua_pushvalue(L, -1);
   lw->self_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* the C embedder holds it */
-  w->on_free = forget_watcher;
-  w->on_free_ud = lw;
   lua_pushvalue(L, reduce_idx);
   lw->reduce_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   int rc = hersh_watcher_manage(w, lua_reducer, lw);
@@ -486,6 +486,18 @@ static void set_str(lua_State *L, const char *k, const char *v) {
   lua_setfield(L, -2, k);
 }
 
+/* A context entry's value as hersh.json decodes it, in field k; JSON null stays nil. */
+static void set_decoded(lua_State *L, const char *k, const char *json) HERSH_MAY_RAISE {
+  if (!json) return;
+  luaL_requiref(L, "hersh.json", luaopen_hersh_json, 0);
+  lua_getfield(L, -1, "decode");
+  lua_pushstring(L, json);
+  lua_call(L, 1, 1);
+  if (lua_islightuserdata(L, -1) && !lua_touserdata(L, -1)) lua_pop(L, 1); /* json.null */
+  else lua_setfield(L, -3, k);
+  lua_pop(L, 1);
+}
+
 static void push_entry(lua_State *L, hersh_log_kind kind, const hersh_log_entry *e) {
   lua_createtable(L, 0, 6);
   lua_pushinteger(L, (lua_Integer)e->id);
@@ -517,6 +529,8 @@ static void push_entry(lua_State *L, hersh_log_kind kind, const hersh_log_entry 
     set_str(L, "op", e->u.context.op);
     set_str(L, "old_json", e->u.context.old_json);
     set_str(L, "new_json", e->u.context.new_json);
+    set_decoded(L, "old", e->u.context.old_json);
+    set_decoded(L, "new", e->u.context.new_json);
     break;
   case HERSH_LOG_FAULT:
     set_str(L, "from", hersh_state_name(e->u.fault.from));
@@ -527,8 +541,10 @@ static void push_entry(lua_State *L, hersh_log_kind kind, const hersh_log_entry 
   }
 }
 
+#define HERSH_LOG_COPY_MT "hersh.LogCopy"
+
 static int l_log_copy_gc(lua_State *L) {
-  log_copy *c = lua_touserdata(L, 1);
+  log_copy *c = luaL_checkudata(L, 1, HERSH_LOG_COPY_MT); /* a program can call it too */
   log_copy_free(c);
   *c = (log_copy){0};
   return 0;
@@ -552,10 +568,9 @@ static int l_watcher_logs(lua_State *L) {
   ** raised meanwhile cannot leak it. */
   log_copy *owned = lua_newuserdatauv(L, sizeof *owned, 0);
   *owned = c;
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, l_log_copy_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
+  static const luaL_Reg log_copy_metameth[] = {{"__gc", l_log_copy_gc}, {NULL, NULL}};
+  hersh_lclass_register(L, HERSH_LOG_COPY_MT, NULL, log_copy_metameth);
+  luaL_setmetatable(L, HERSH_LOG_COPY_MT);
   lua_createtable(L, (int)c.n, 0);
   for (size_t i = 0; i < c.n; i++) {
     push_entry(L, kind, &c.items[i]);
@@ -572,7 +587,7 @@ static int l_watcher_gc(lua_State *L) {
     } else { /* the C embedder keeps its watcher: it forgets us */
       hersh_watcher_on_terminal(lw->w, NULL, NULL);
       hersh_watcher_set_userdata(lw->w, NULL);
-      lw->w->on_free = NULL;
+      hersh_watcher_on_free(lw->w, NULL, NULL);
     }
     lw->w = NULL;
   }
@@ -601,13 +616,9 @@ static const luaL_Reg watcher_meth[] = {
     {"serve", l_watcher_serve},       {"api_port", l_watcher_api_port}, {NULL, NULL}};
 
 static const luaL_Reg watcher_metameth[] = {
-    {"__index", NULL}, {"__gc", l_watcher_gc}, {"__close", l_watcher_gc}, {"__tostring", l_watcher_tostring}, {NULL, NULL}};
+    {"__gc", l_watcher_gc}, {"__close", l_watcher_gc}, {"__tostring", l_watcher_tostring}, {NULL, NULL}};
 
 int hersh_lwatcher_open(lua_State *L) {
-  luaL_newmetatable(L, HERSH_WATCHER_MT);
-  luaL_setfuncs(L, watcher_metameth, 0);
-  luaL_newlib(L, watcher_meth);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  hersh_lclass_register(L, HERSH_WATCHER_MT, watcher_meth, watcher_metameth);
   return 0;
 }

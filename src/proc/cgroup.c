@@ -1,5 +1,6 @@
 /*
-** cgroup.c -- limits for one child through cgroups. Each limit goes where the machine
+** cgroup.c -- limits for one child through cgroups, and the processes a cgroup holds
+** (signalled, killed: a sandbox driver's stop). Each limit goes where the machine
 ** offers it: a cgroup v2 controller when the unified hierarchy has it, otherwise the
 ** v1 controller (this Debian machine runs hybrid: memory, pids and cpu are v1, and the
 ** unified hierarchy has none of them but offers cgroup.kill). Children go below the
@@ -161,28 +162,47 @@ hersh_cgroup *hersh_cgroup_new(const char *name, const hersh_proc_limits *lim, h
 
 const char *const *hersh_cgroup_procs_files(const hersh_cgroup *cg) { return cg->procs; }
 
-void hersh_cgroup_kill(hersh_cgroup *cg, int signum) {
-  if (signum == SIGKILL && cg->kill_file[0]) {
+/* Signals each pid listed in a cgroup.procs file but `spare`; how many it signalled. */
+static int signal_listed(const char *procs, int signum, int spare) {
+  FILE *f = fopen(procs, "re");
+  if (!f) return 0;
+  int n = 0;
+  long pid;
+  while (fscanf(f, "%ld", &pid) == 1)
+    if (pid > 0 && pid != spare && kill((pid_t)pid, signum) == 0) n++;
+  fclose(f);
+  return n;
+}
+
+/* Every process joined every dir before exec and cannot move itself (/sys/fs/cgroup
+** is not in the sandbox): the first dir lists them all. */
+int hersh_cgroup_signal(const hersh_cgroup *cg, int signum, int spare) {
+  return cg->n_dirs > 0 ? signal_listed(cg->procs[0], signum, spare) : 0;
+}
+
+bool hersh_cgroup_kill(hersh_cgroup *cg) {
+  if (cg->kill_file[0]) { /* the kernel kills them all, forks under way included */
     int fd = open(cg->kill_file, O_WRONLY | O_CLOEXEC);
     if (fd >= 0) {
       ssize_t w = write(fd, "1", 1);
       close(fd);
-      if (w == 1) return;
+      if (w == 1) return true;
     }
   }
-  for (int i = 0; i < cg->n_dirs; i++) {
-    FILE *f = fopen(cg->procs[i], "re");
-    if (!f) continue;
-    long pid;
-    while (fscanf(f, "%ld", &pid) == 1)
-      if (pid > 0) kill((pid_t)pid, signum);
-    fclose(f);
+  /* One by one: a process may fork between the read and its kill, so read again until
+  ** the list is empty (a killed process leaves it once it has died). */
+  for (int round = 0; round < 100; round++) {
+    int n = 0;
+    for (int i = 0; i < cg->n_dirs; i++) n += signal_listed(cg->procs[i], SIGKILL, 0);
+    if (n == 0) return true;
+    nanosleep(&(struct timespec){0, 1000000}, NULL);
   }
+  return false;
 }
 
 void hersh_cgroup_free(hersh_cgroup *cg) {
   if (!cg) return;
-  hersh_cgroup_kill(cg, SIGKILL);
+  (void)hersh_cgroup_kill(cg); /* what it leaves, rmdir finds busy below */
   for (int i = 0; i < cg->n_dirs; i++) {
     /* The killed processes leave within moments; wait a little, then leave it. */
     for (int tries = 0; tries < 50 && rmdir(cg->dirs[i]) != 0 && errno == EBUSY; tries++)

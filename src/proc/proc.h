@@ -2,14 +2,22 @@
 ** proc.h -- child processes on the loop: spawn with an argument vector, environment,
 ** working directory and extra file descriptors; stdout and stderr captured line by
 ** line into a size-capped, rotated log and an in-memory tail; the exit reported as
-** soon as it happens (a pidfd on the loop, no polling); stop with SIGTERM, a grace
-** period, then SIGKILL of everything the child started; cgroup limits where the
-** machine allows them. Each child gets a session keyring of its own.
+** soon as it happens (a pidfd on the loop, no polling); signals to its process group;
+** a cgroup where the machine allows one, for limits and for finding everything the
+** child started (when it exits, whatever is left there is killed). Each child gets a
+** session keyring of its own. How to stop a child gently is its caller's business
+** (a sandbox driver: lua/host/sandbox/), with the helpers below.
 */
 #ifndef HERSH_PROC_H
 #define HERSH_PROC_H
 
-#include "engine/engine.h"
+#include <pthread.h>
+#include <stdatomic.h>
+#include <uv.h>
+
+#include "base/clock.h"
+#include "base/error.h"
+#include "hersh.h"
 
 enum { HERSH_PROC_MAX_FDS = 8, HERSH_STDOUT = 1, HERSH_STDERR = 2 };
 
@@ -39,10 +47,7 @@ typedef struct hersh_proc_options {
   int log_keep;         /* rotated files kept: runtime.log.1 .. .N (3) */
   size_t tail_lines;    /* lines kept in memory (200) */
   hersh_proc_limits limits;
-  const char *cgroup_name; /* names the cgroup when limits are asked */
-  /* The child only supervises the real program (bubblewrap does): a stop's SIGTERM goes
-  ** to the rest of its process group, and the child leaves when the program has. */
-  bool spare_leader;
+  const char *cgroup_name; /* names the cgroup made when limits are asked */
   void (*on_exit)(hersh_proc *p, int code, int signal, void *ud);
   void (*on_line)(hersh_proc *p, int stream, const char *line, size_t len, void *ud);
   void *ud;
@@ -52,10 +57,12 @@ void hersh_proc_options_init(hersh_proc_options *o);
 int hersh_proc_spawn(hersh_loop *loop, const hersh_proc_options *o, hersh_proc **out);
 int hersh_proc_pid(const hersh_proc *p);
 bool hersh_proc_running(const hersh_proc *p);
-/* A signal to the child's process group (and, when it has one, its whole cgroup). */
+/* A signal to the child's process group (to the child when it left the group). */
 int hersh_proc_signal(hersh_proc *p, int signum);
-/* SIGTERM now, SIGKILL of everything it started after `grace` seconds if still alive. */
-int hersh_proc_stop(hersh_proc *p, double grace);
+typedef struct hersh_cgroup hersh_cgroup;
+/* The running child's cgroup; NULL when it has none (none asked, none to be had here,
+** or the child has exited: its cgroup went with it). */
+hersh_cgroup *hersh_proc_cgroup(hersh_proc *p);
 hersh_proc_enforced hersh_proc_limits_enforced(const hersh_proc *p);
 /* Calls fn for the newest `n` captured lines (0 = all kept), oldest first. */
 void hersh_proc_tail(const hersh_proc *p, size_t n,
@@ -79,12 +86,22 @@ void hersh_capture_tail(const hersh_capture *c, size_t n,
                         void (*fn)(double time, int stream, const char *line, size_t len, void *ud), void *ud);
 
 /* A cgroup per child, in each hierarchy the machine offers (v1 controllers, or v2). */
-typedef struct hersh_cgroup hersh_cgroup;
 hersh_cgroup *hersh_cgroup_new(const char *name, const hersh_proc_limits *limits, hersh_proc_enforced *enforced);
 /* The cgroup.procs files the child writes "0" into before exec (NULL-terminated). */
 const char *const *hersh_cgroup_procs_files(const hersh_cgroup *cg);
-void hersh_cgroup_kill(hersh_cgroup *cg, int signum); /* every process in it */
-void hersh_cgroup_free(hersh_cgroup *cg);            /* kills what is left, removes the dirs */
+/* Signals every process in it but `spare` (0: none); how many it signalled. */
+int hersh_cgroup_signal(const hersh_cgroup *cg, int signum, int spare);
+/* Kills every process in it: cgroup.kill (Linux 5.14+), else SIGKILL to each process
+** of cgroup.procs, again until none is left (bounded). False if some were left. */
+bool hersh_cgroup_kill(hersh_cgroup *cg);
+void hersh_cgroup_free(hersh_cgroup *cg); /* kills what is left, removes the dirs */
+
+/* ---- a sandbox's processes without a cgroup (scan.c) ----------------------------------- */
+
+/* Signals every process but `leader` that is in leader's process group or in the PID
+** namespace of one of its children: a PID-namespace sandbox's programs, however they
+** left the group (setsid, double fork). From /proc; how many it signalled. */
+int hersh_proc_scan_signal(int leader, int signum);
 
 /* A listening TCP socket on host:port (0 = any free port): its fd and bound port. */
 int hersh_listen_tcp(const char *host, int port, int *fd, int *bound_port);

@@ -7,7 +7,6 @@
 ** an exec failure at once through a close-on-exec pipe, and of the exit through a
 ** pidfd polled by the loop: no SIGCHLD handler, no polling.
 */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -32,9 +31,8 @@ struct hersh_proc {
   pid_t pid;
   int pidfd, out_fd, err_fd;
   uv_poll_t pid_poll, out_poll, err_poll;
-  uv_timer_t kill_timer;
   int open_handles;
-  bool running, freed, spare_leader;
+  bool running, freed;
   hersh_capture *capture;
   hersh_cgroup *cgroup;
   hersh_proc_enforced enforced;
@@ -173,23 +171,20 @@ static void exit_cb(uv_poll_t *h, int status, int events) {
   memset(&info, 0, sizeof info);
   if (waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &info, WEXITED | WNOHANG) != 0 || info.si_pid == 0) return;
   p->running = false;
-  uv_timer_stop(&p->kill_timer);
   close_handle((uv_handle_t *)h);
   drain(p, HERSH_STDOUT); /* the last lines before the exit belong in the log first */
   drain(p, HERSH_STDERR);
-  if (p->cgroup) hersh_cgroup_kill(p->cgroup, SIGKILL); /* nothing outlives the child */
+  /* Nothing outlives the child, and its cgroup goes before on_exit: freed later, it
+  ** would kill a next child of the same name (a restart) that joined it meanwhile. */
+  hersh_cgroup_free(p->cgroup);
+  p->cgroup = NULL;
   int code = info.si_code == CLD_EXITED ? info.si_status : -1;
   int sig = info.si_code == CLD_EXITED ? 0 : info.si_status;
   if (p->on_exit && !p->freed) p->on_exit(p, code, sig, p->ud);
 }
 
-static void kill_cb(uv_timer_t *t) {
-  hersh_proc *p = t->data;
-  if (p->running) hersh_proc_signal(p, SIGKILL);
-}
-
 static int start_poll(hersh_proc *p, uv_poll_t *h, int fd, uv_poll_cb cb) {
-  int rc = uv_poll_init(p->loop->uv, h, fd);
+  int rc = uv_poll_init(hersh_loop_uv(p->loop), h, fd);
   if (rc) return rc;
   h->data = p;
   p->open_handles++;
@@ -218,7 +213,6 @@ int hersh_proc_spawn(hersh_loop *loop, const hersh_proc_options *o, hersh_proc *
   p->on_exit = o->on_exit;
   p->on_line = o->on_line;
   p->ud = o->ud;
-  p->spare_leader = o->spare_leader;
   p->capture = hersh_capture_new(o->log_path, o->log_max, o->log_keep, o->tail_lines);
   if (!p->capture) {
     free(p);
@@ -268,9 +262,6 @@ int hersh_proc_spawn(hersh_loop *loop, const hersh_proc_options *o, hersh_proc *
   fcntl(p->out_fd, F_SETFL, O_NONBLOCK);
   fcntl(p->err_fd, F_SETFL, O_NONBLOCK);
   p->running = true;
-  uv_timer_init(loop->uv, &p->kill_timer);
-  p->kill_timer.data = p;
-  p->open_handles++;
   int rc = start_poll(p, &p->pid_poll, p->pidfd, exit_cb);
   if (!rc) rc = start_poll(p, &p->out_poll, p->out_fd, output_cb);
   if (!rc) rc = start_poll(p, &p->err_poll, p->err_fd, output_cb);
@@ -286,48 +277,15 @@ int hersh_proc_pid(const hersh_proc *p) { return p->pid; }
 bool hersh_proc_running(const hersh_proc *p) { return p->running; }
 hersh_proc_enforced hersh_proc_limits_enforced(const hersh_proc *p) { return p->enforced; }
 
+hersh_cgroup *hersh_proc_cgroup(hersh_proc *p) {
+  return p->cgroup && hersh_cgroup_procs_files(p->cgroup)[0] ? p->cgroup : NULL;
+}
+
 int hersh_proc_signal(hersh_proc *p, int signum) {
   if (!p->running) return hersh_fail_with(HERSH_E_STATE, "the process has exited");
-  /* The group is the child's session; the cgroup also holds what left the group. */
+  /* The group is the child's session, unless the child left it. */
   if (kill(-p->pid, signum) != 0 && kill(p->pid, signum) != 0 && errno != ESRCH)
     return hersh_fail_with(HERSH_E_SYS, "kill: %s", strerror(errno));
-  if (p->cgroup && signum == SIGKILL) hersh_cgroup_kill(p->cgroup, SIGKILL);
-  return HERSH_OK;
-}
-
-/* Signals every process of the child's group but the child itself. A sandbox's
-** programs stay in its group (bwrap keeps the session), and a signal to bwrap itself
-** would end it at once, and with it (die-with-parent) the programs mid-cleanup. */
-static void signal_group_but_leader(hersh_proc *p, int signum) {
-  DIR *d = opendir("/proc");
-  if (!d) return;
-  struct dirent *e;
-  while ((e = readdir(d))) {
-    char *end;
-    long pid = strtol(e->d_name, &end, 10);
-    if (*end || pid <= 0 || pid == p->pid) continue;
-    char path[64], stat[512];
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) continue;
-    ssize_t n = read(fd, stat, sizeof stat - 1);
-    close(fd);
-    if (n <= 0) continue;
-    stat[n] = '\0';
-    char *after = strrchr(stat, ')'); /* the command name may hold spaces and parens */
-    long pgrp = 0;
-    if (after && sscanf(after + 1, " %*c %*d %ld", &pgrp) == 1 && pgrp == p->pid) kill((pid_t)pid, signum);
-  }
-  closedir(d);
-}
-
-int hersh_proc_stop(hersh_proc *p, double grace) {
-  if (!p->running) return HERSH_OK;
-  int rc = HERSH_OK;
-  if (p->spare_leader) signal_group_but_leader(p, SIGTERM);
-  else rc = hersh_proc_signal(p, SIGTERM);
-  if (rc) return rc;
-  uv_timer_start(&p->kill_timer, kill_cb, grace > 0 ? (uint64_t)(grace * 1000.0 + 0.5) : 0, 0);
   return HERSH_OK;
 }
 
@@ -343,6 +301,5 @@ void hersh_proc_free(hersh_proc *p) {
   else close_handle((uv_handle_t *)&p->pid_poll);
   close_handle((uv_handle_t *)&p->out_poll);
   close_handle((uv_handle_t *)&p->err_poll);
-  close_handle((uv_handle_t *)&p->kill_timer);
   if (!p->running && p->open_handles == 0) proc_release(p);
 }

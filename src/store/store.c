@@ -10,7 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "engine/engine.h"
+#include "base/error.h"
 #include "store.h"
 
 struct hersh_store_stmt {

@@ -1,13 +1,24 @@
-/* The strict JSON parser of the HTTP layer: valid documents, every kind of bad input. */
+/*
+** The JSON of src/base: the strict reader (valid documents, every kind of bad input)
+** and the structured writer (nesting, commas, escapes, invalid UTF-8, numbers, misuse),
+** whose output an independent decoder, Python's json module, checks.
+*/
+#include <fcntl.h>
+#include <float.h>
+#include <locale.h>
 #include <math.h>
+#include <spawn.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "hersh.h"
 /* Relative, so it builds whether or not the test target has src/ on its include path. */
-#include "../../src/http/json.h"
+#include "../../src/base/json.h"
 
 typedef struct doc {
   const char *text;
@@ -230,7 +241,7 @@ TEST(containers) {
       {J("[ 1 , \"a\" , null , true , false , [ ] , { } ]"), "[1,\"a\",null,true,false,[],{}]"},
       {J("{\"content\": \"tick\"}"), "{\"content\":\"tick\"}"},
       {J("\r\n{\t\"a\" :\n[ {\"b\" : [[ 1 ]] } ] ,\"c\":{}}\n"), "{\"a\":[{\"b\":[[1]]}],\"c\":{}}"},
-      {J("{\"a\":1,\"b\":2,\"a\":3}"), "{\"a\":3,\"b\":2}"}, /* last wins, first place kept */
+      {J("{\"a\":1,\"b\":2,\"a\":3}"), "{\"a\":3,\"b\":2}"}, /* last wins */
       {J("{\"\":0}"), "{\"\":0}"},
       {J("{\"\\u00e9\\n\":true}"), "{\"\xc3\xa9\\n\":true}"},
       {J("[\"\\uD83D\\uDE00\",-1.5e0]"), "[\"\xf0\x9f\x98\x80\",-1.5]"},
@@ -247,6 +258,15 @@ TEST(containers) {
   CHECK_EQ_INT(content->type, HERSH_T_STR);
   CHECK_EQ_STR(content->as.s.ptr, "tick");
   CHECK_EQ_STR(hersh_map_key(&v, 1), "n");
+  hersh_value_free(&v);
+
+  /* A repeated key: the last value wins, in the first one's place (written sorted). */
+  const char dup[] = "{\"b\":1,\"a\":2,\"b\":3}";
+  REQUIRE(hersh_json_parse(dup, sizeof dup - 1, &v, NULL, 0) == HERSH_OK);
+  CHECK_EQ_INT(hersh_value_len(&v), 2);
+  CHECK_EQ_STR(hersh_map_key(&v, 0), "b");
+  CHECK_EQ_INT(hersh_map_value(&v, 0)->as.i, 3);
+  CHECK_EQ_STR(hersh_map_key(&v, 1), "a");
   hersh_value_free(&v);
 
   /* A wide array. */
@@ -440,11 +460,11 @@ TEST(messages) {
 }
 
 TEST(round_trip) {
-  /* Texts the writer prints back exactly (compact). */
+  /* Texts the writer prints back exactly (compact, keys sorted). */
   static const doc same[] = {
       J("{\"content\":\"tick\"}"),
       J("[1,-2,\"two\",[true,false,null],{},[]]"),
-      J("{\"b\":1,\"a\":{\"list\":[9223372036854775807,-9223372036854775808]},\"s\":\"x\\ny\\t\\\"q\\\"\\\\\"}"),
+      J("{\"a\":{\"list\":[9223372036854775807,-9223372036854775808]},\"b\":1,\"s\":\"x\\ny\\t\\\"q\\\"\\\\\"}"),
       J("\"caf\xc3\xa9 \xf0\x9f\x98\x80 a\\u0000b\""),
       J("[0.5,-1.25,1e+300]"),
   };
@@ -471,6 +491,386 @@ TEST(round_trip) {
   }
 }
 
+/* ---- the writer, checked by Python's json ------------------------------------------------ */
+
+extern char **environ;
+
+/*
+** Decodes `json` with Python's json module (strictly: NaN and Infinity refused, the
+** bytes must be UTF-8) with objects as ('obj', (key, value), ...) tuples so that key
+** order counts, and runs `check`, Python code that sees the document as `doc` and
+** `arg`, and exits non-zero on a mismatch (printing why). True if it passed.
+*/
+static bool python_check(const char *json, size_t len, const char *check, const char *arg) {
+  static const char prelude[] =
+      "import json, sys\n"
+      "def refuse(c): raise ValueError('not JSON: ' + c)\n"
+      "raw = open(sys.argv[1], 'rb').read()\n"
+      "doc = json.loads(raw.decode('utf-8'), parse_constant=refuse,\n"
+      "                 object_pairs_hook=lambda pairs: ('obj',) + tuple(pairs))\n"
+      "arg = sys.argv[2]\n";
+  char path[] = "/tmp/hersh-test-json-XXXXXX";
+  int fd = mkstemp(path);
+  if (fd < 0) return false;
+  bool wrote = write(fd, json, len) == (ssize_t)len;
+  close(fd);
+  size_t code_len = sizeof prelude + strlen(check) + 1;
+  char *code = malloc(code_len);
+  bool ok = false;
+  if (wrote && code) {
+    snprintf(code, code_len, "%s%s\n", prelude, check);
+    char *argv[] = {"python3", "-c", code, path, (char *)arg, NULL};
+    pid_t pid;
+    int status = 0;
+    if (posix_spawnp(&pid, "python3", NULL, NULL, argv, environ) != 0) {
+      printf("python3 not found (scripts/setup installs it): the writer cannot be checked\n");
+    } else if (waitpid(pid, &status, 0) == pid) {
+      ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    }
+  }
+  free(code);
+  unlink(path);
+  return ok;
+}
+
+/* The document equals the Python literal in `arg` (repr compared: 1, 1.0, True differ). */
+static const char same_as_literal[] =
+    "import ast\n"
+    "want = ast.literal_eval(arg)\n"
+    "if repr(doc) != repr(want):\n"
+    "    print('decoded', repr(doc), '\\nwanted ', repr(want)); sys.exit(1)\n";
+
+#define CHECK_PY(text, literal)                                                           \
+  do {                                                                                    \
+    const char *t_ = (text);                                                              \
+    if (!t_ || !python_check(t_, strlen(t_), same_as_literal, (literal))) {               \
+      check_fail_at(__FILE__, __LINE__);                                                  \
+      printf("Python reads [%s] otherwise than %s\n", t_ ? t_ : "(null)", (literal));      \
+    }                                                                                     \
+  } while (0)
+
+typedef struct writer {
+  hersh_buf b;
+  hersh_json j;
+} writer;
+
+static hersh_json *writer_begin(writer *w) {
+  w->b = (hersh_buf){0};
+  hersh_json_init(&w->j, &w->b);
+  return &w->j;
+}
+
+TEST(writer_nesting) {
+  writer w;
+  hersh_json *j = writer_begin(&w);
+  hersh_json_object(j);
+  hersh_json_key(j, "z");
+  hersh_json_int(j, 1);
+  hersh_json_key(j, "a");
+  hersh_json_array(j);
+  hersh_json_array(j);
+  hersh_json_end(j);
+  hersh_json_object(j);
+  hersh_json_end(j);
+  hersh_json_null(j);
+  hersh_json_bool(j, true);
+  hersh_json_bool(j, false);
+  hersh_json_cstr(j, NULL);
+  hersh_json_cstr(j, "s");
+  hersh_json_object(j);
+  hersh_json_key(j, "in");
+  hersh_json_array(j);
+  hersh_json_int(j, -3);
+  hersh_json_end(j);
+  hersh_json_end(j);
+  hersh_json_end(j);
+  hersh_json_keyn(j, "k\0ey", 4);
+  hersh_json_raw(j, "{\"x\":[1,2]}", 11);
+  hersh_json_end(j);
+  char *s = hersh_json_take(j);
+  CHECK_EQ_STR(s, "{\"z\":1,\"a\":[[],{},null,true,false,null,\"s\",{\"in\":[-3]}],\"k\\u0000ey\":{\"x\":[1,2]}}");
+  CHECK_PY(s, "('obj', ('z', 1), ('a', [[], ('obj',), None, True, False, None, 's', ('obj', ('in', [-3]))]),"
+              " ('k\\x00ey', ('obj', ('x', [1, 2]))))");
+  free(s);
+
+  /* A scalar is a document too; so is a lone empty container. */
+  j = writer_begin(&w);
+  hersh_json_cstr(j, "only");
+  s = hersh_json_take(j);
+  CHECK_EQ_STR(s, "\"only\"");
+  free(s);
+  j = writer_begin(&w);
+  hersh_json_array(j);
+  hersh_json_end(j);
+  s = hersh_json_take(j);
+  CHECK_EQ_STR(s, "[]");
+  free(s);
+
+  /* As deep as the writer goes, and a document still. */
+  j = writer_begin(&w);
+  for (int d = 0; d < HERSH_JSON_WRITE_DEPTH; d++) hersh_json_array(j);
+  for (int d = 0; d < HERSH_JSON_WRITE_DEPTH; d++) hersh_json_end(j);
+  s = hersh_json_take(j);
+  REQUIRE(s != NULL);
+  CHECK(python_check(s, strlen(s), "sys.exit(0 if repr(doc).count('[') == 128 else 1)", ""));
+  free(s);
+}
+
+/* Every misuse leaves a reason, and finish refuses the document. */
+TEST(writer_misuse) {
+  enum { VALUE_IN_OBJECT, KEY_IN_ARRAY, KEY_AT_TOP, END_AT_TOP, END_AFTER_KEY, TWO_KEYS, SECOND_TOP,
+         UNFINISHED, NOTHING, NAN_NUMBER, INF_NUMBER, TOO_DEEP, EMPTY_RAW, N_CASES };
+  for (int c = 0; c < N_CASES; c++) {
+    writer w;
+    hersh_json *j = writer_begin(&w);
+    switch (c) {
+    case VALUE_IN_OBJECT: hersh_json_object(j), hersh_json_int(j, 1), hersh_json_end(j); break;
+    case KEY_IN_ARRAY: hersh_json_array(j), hersh_json_key(j, "k"), hersh_json_int(j, 1), hersh_json_end(j); break;
+    case KEY_AT_TOP: hersh_json_key(j, "k"), hersh_json_int(j, 1); break;
+    case END_AT_TOP: hersh_json_int(j, 1), hersh_json_end(j); break;
+    case END_AFTER_KEY: hersh_json_object(j), hersh_json_key(j, "k"), hersh_json_end(j); break;
+    case TWO_KEYS: hersh_json_object(j), hersh_json_key(j, "a"), hersh_json_key(j, "b"), hersh_json_null(j), hersh_json_end(j); break;
+    case SECOND_TOP: hersh_json_int(j, 1), hersh_json_int(j, 2); break;
+    case UNFINISHED: hersh_json_array(j), hersh_json_int(j, 1); break;
+    case NOTHING: break;
+    case NAN_NUMBER: hersh_json_array(j), hersh_json_number(j, NAN), hersh_json_end(j); break;
+    case INF_NUMBER: hersh_json_array(j), hersh_json_number(j, -INFINITY), hersh_json_end(j); break;
+    case TOO_DEEP:
+      for (int d = 0; d <= HERSH_JSON_WRITE_DEPTH; d++) hersh_json_array(j);
+      for (int d = 0; d <= HERSH_JSON_WRITE_DEPTH; d++) hersh_json_end(j);
+      break;
+    case EMPTY_RAW: hersh_json_raw(j, "", 0); break;
+    }
+    int rc = hersh_json_finish(j);
+    if (rc != HERSH_E_INVAL || !hersh_json_error(j) || !*hersh_json_error(j)) {
+      check_fail_at(__FILE__, __LINE__);
+      printf("misuse %d: finish gave %d, error \"%s\", text [%s]\n", c, rc,
+             hersh_json_error(j) ? hersh_json_error(j) : "(none)", w.b.p ? w.b.p : "");
+    }
+    CHECK(hersh_json_take(j) == NULL); /* and take frees the partial text */
+    CHECK(w.b.p == NULL);
+  }
+}
+
+TEST(writer_escapes) {
+  /* Every control character, the quote and the backslash escaped; `/`, DEL, U+2028 and
+  ** other valid UTF-8 as they are. */
+  char all[40];
+  for (int c = 0; c < 0x20; c++) all[c] = (char)c;
+  memcpy(all + 0x20, "\"\\/\x7f", 4);
+  writer w;
+  hersh_json *j = writer_begin(&w);
+  hersh_json_array(j);
+  hersh_json_string(j, all, 0x24);
+  hersh_json_cstr(j, "</script> a/b caf\xc3\xa9 \xe2\x80\xa8 \xf0\x9f\x98\x80");
+  hersh_json_end(j);
+  char *s = hersh_json_take(j);
+  REQUIRE(s != NULL);
+  CHECK(strstr(s, "\\\\/") != NULL); /* the backslash escaped, the slash after it as is */
+  CHECK(strstr(s, "\"</script> a/b caf\xc3\xa9 \xe2\x80\xa8 \xf0\x9f\x98\x80\"") != NULL);
+  CHECK(strstr(s, "\\b\\t\\n\\u000b\\f\\r") != NULL);
+  for (const char *p = s; *p; p++) CHECK((unsigned char)*p >= 0x20);
+  CHECK(python_check(s, strlen(s),
+                     "want = ''.join(chr(c) for c in range(32)) + '\"\\\\/\\x7f'\n"
+                     "sys.exit(0 if doc == [want, '</script> a/b caf\\u00e9 \\u2028 \\U0001F600'] else 1)",
+                     ""));
+  free(s);
+}
+
+TEST(writer_invalid_utf8) {
+  /* Each byte that starts no valid sequence becomes one U+FFFD; what follows is kept. */
+  static const struct {
+    doc in;
+    const char *want; /* Python literal of the decoded string */
+  } cases[] = {
+      {J("a\x80" "b"), "'a\\ufffdb'"},                 /* a lone continuation byte */
+      {J("\xc0\xaf"), "'\\ufffd\\ufffd'"},             /* an overlong '/' */
+      {J("\xe0\x80\xaf"), "'\\ufffd\\ufffd\\ufffd'"},  /* overlong in three bytes */
+      {J("\xed\xa0\x80"), "'\\ufffd\\ufffd\\ufffd'"},  /* a surrogate */
+      {J("\xf4\x90\x80\x80"), "'\\ufffd' * 4"},        /* past U+10FFFF */
+      {J("\xe2\x82"), "'\\ufffd\\ufffd'"},             /* cut short at the end */
+      {J("\xe2\x82x"), "'\\ufffd\\ufffdx'"},           /* cut short before ASCII */
+      {J("\xff\xfe"), "'\\ufffd\\ufffd'"},
+      {J("ok\xe2\x82\xac"), "'ok\\u20ac'"},            /* valid: kept */
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+    writer w;
+    hersh_json *j = writer_begin(&w);
+    hersh_json_object(j);
+    hersh_json_keyn(j, cases[k].in.text, cases[k].in.len); /* keys too */
+    hersh_json_string(j, cases[k].in.text, cases[k].in.len);
+    hersh_json_end(j);
+    char *s = hersh_json_take(j);
+    REQUIRE(s != NULL);
+    char check[160];
+    snprintf(check, sizeof check, "import ast\nw = eval(arg)\nsys.exit(0 if doc == ('obj', (w, w)) else 1)");
+    if (!python_check(s, strlen(s), check, cases[k].want)) {
+      check_fail_at(__FILE__, __LINE__);
+      printf("case %zu: [%s] is not %s\n", k, s, cases[k].want);
+    }
+    free(s);
+  }
+}
+
+/* Doubles: read back to the same bits, in as few digits as Python's repr (the shortest). */
+TEST(writer_numbers) {
+  double fixed[] = {0.1, 1.0 / 3, -2.5e-7, 1e21, 1e-300, 5e-324, DBL_MAX, -DBL_MAX, DBL_MIN, 2.2250738585072009e-308,
+                    9007199254740993.0, 123456789012345.0, 0.30000000000000004, 100.0, -0.0, 1e16, 4.35, 1e15};
+  enum { N_FIXED = sizeof fixed / sizeof *fixed, N_RANDOM = 2000 };
+  writer w, hex;
+  hersh_json *j = writer_begin(&w);
+  hersh_json *h = writer_begin(&hex);
+  hersh_json_array(j);
+  hersh_json_array(h);
+  uint64_t state = 0x9E3779B97F4A7C15u;
+  for (int k = 0; k < N_FIXED + N_RANDOM; k++) {
+    double d;
+    if (k < N_FIXED) {
+      d = fixed[k];
+    } else {
+      do { /* any finite bit pattern */
+        state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+        memcpy(&d, &state, sizeof d);
+      } while (!isfinite(d));
+    }
+    hersh_json_number(j, d);
+    char text[40];
+    snprintf(text, sizeof text, "%a", d);
+    hersh_json_cstr(h, text);
+  }
+  hersh_json_end(j);
+  hersh_json_end(h);
+  char *nums = hersh_json_take(j), *hexes = hersh_json_take(h);
+  REQUIRE(nums != NULL && hexes != NULL);
+  CHECK(strstr(nums, "\"") == NULL); /* numbers, never strings */
+  /* Python's float.fromhex reads C's %a; the raw text gives each number's spelling. */
+  static const char check[] =
+      "import re\n"
+      "hexes = json.loads(arg)\n"
+      "texts = re.findall(r'[^,\\[\\]]+', raw.decode())\n"
+      "def digits(t):\n"
+      "    m = t.lower().split('e')[0].lstrip('-').replace('.', '')\n"
+      "    return len(m.strip('0')) or 1\n"
+      "bad = 0\n"
+      "for x, hx, t in zip(doc, hexes, texts):\n"
+      "    want = float.fromhex(hx.replace('0x-', '-0x'))\n"
+      "    if float(x) != want or digits(t) > digits(repr(want)):\n"
+      "        print('wrote', t, 'for', repr(want)); bad += 1\n"
+      "sys.exit(1 if bad or len(doc) != len(hexes) else 0)\n";
+  CHECK(python_check(nums, strlen(nums), check, hexes));
+  free(nums);
+  free(hexes);
+
+  /* Integers exact at both ends. */
+  j = writer_begin(&w);
+  hersh_json_array(j);
+  hersh_json_int(j, INT64_MIN);
+  hersh_json_int(j, INT64_MAX);
+  hersh_json_uint(j, UINT64_MAX);
+  hersh_json_int(j, 0);
+  hersh_json_end(j);
+  char *s = hersh_json_take(j);
+  CHECK_EQ_STR(s, "[-9223372036854775808,9223372036854775807,18446744073709551615,0]");
+  CHECK_PY(s, "[-9223372036854775808, 9223372036854775807, 18446744073709551615, 0]");
+  free(s);
+}
+
+/* hersh_json_value (logs, snapshots): map keys sorted, tags for what JSON lacks. */
+TEST(writer_values) {
+  hersh_value map = hersh_map(), list = hersh_list(), item;
+  const char *keys[] = {"b", "a/", "c"};
+  for (int k = 0; k < 3; k++) {
+    item = hersh_int(k);
+    REQUIRE(hersh_map_set(&map, keys[k], &item) == HERSH_OK);
+  }
+  double odd[] = {NAN, INFINITY, -INFINITY, 0.5};
+  for (int k = 0; k < 4; k++) {
+    item = hersh_num(odd[k]);
+    REQUIRE(hersh_list_push(&list, &item) == HERSH_OK);
+  }
+  item = hersh_strn("x\0y\xff", 4);
+  REQUIRE(hersh_list_push(&list, &item) == HERSH_OK);
+  REQUIRE(hersh_map_set(&map, "list", &list) == HERSH_OK);
+  char *s = hersh_value_json(&map);
+  CHECK_EQ_STR(s, "{\"a/\":1,\"b\":0,\"c\":2,\"list\":[\"<nan>\",\"<inf>\",\"<-inf>\",0.5,\"x\\u0000y\xef\xbf\xbd\"]}");
+  CHECK_PY(s, "('obj', ('a/', 1), ('b', 0), ('c', 2), ('list', ['<nan>', '<inf>', '<-inf>', 0.5, 'x\\x00y\\ufffd']))");
+  free(s);
+  hersh_value_free(&map);
+
+  /* Bytewise: a prefix first, '/' (0x2f) before letters, UTF-8 after ASCII. */
+  map = hersh_map();
+  const char *more[] = {"z", "caf\xc3\xa9", "ab", "a", "a/", "B"};
+  for (int k = 0; k < 6; k++) {
+    item = hersh_bool(true);
+    REQUIRE(hersh_map_set(&map, more[k], &item) == HERSH_OK);
+  }
+  s = hersh_value_json(&map);
+  CHECK_EQ_STR(s, "{\"B\":true,\"a\":true,\"a/\":true,\"ab\":true,\"caf\xc3\xa9\":true,\"z\":true}");
+  free(s);
+  hersh_value_free(&map);
+}
+
+/* Runs argv to its end with its output discarded; true if it exited 0. */
+static bool run_quiet(char *const argv[]) {
+  posix_spawn_file_actions_t fa;
+  if (posix_spawn_file_actions_init(&fa) != 0) return false;
+  bool ok = false;
+  pid_t pid;
+  int status;
+  if (posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0) == 0 &&
+      posix_spawn_file_actions_adddup2(&fa, 1, 2) == 0 && posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ) == 0)
+    ok = waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  posix_spawn_file_actions_destroy(&fa);
+  return ok;
+}
+
+static char locale_dir[] = "/tmp/hersh-test-locale-XXXXXX";
+
+/* A locale with a decimal comma for LC_NUMERIC (compiled with localedef into a temporary
+** LOCPATH: the machine need not have one installed); false, saying why, if none. */
+static bool comma_locale(void) {
+  if (!mkdtemp(locale_dir)) {
+    printf("skipped writer_locale: mkdtemp failed\n");
+    return false;
+  }
+  char out[sizeof locale_dir + 16];
+  snprintf(out, sizeof out, "%s/de_DE.UTF-8", locale_dir);
+  char *argv[] = {"localedef", "-i", "de_DE", "-f", "UTF-8", out, NULL};
+  char text[16];
+  if (run_quiet(argv) && setenv("LOCPATH", locale_dir, 1) == 0 && setlocale(LC_NUMERIC, "de_DE.UTF-8") &&
+      snprintf(text, sizeof text, "%.1f", 1.5) > 0 && strcmp(text, "1,5") == 0)
+    return true;
+  printf("skipped writer_locale: no locale with a decimal comma (localedef -i de_DE failed)\n");
+  return false;
+}
+
+static void comma_locale_done(void) {
+  setlocale(LC_NUMERIC, "C");
+  unsetenv("LOCPATH");
+  char *argv[] = {"rm", "-rf", locale_dir, NULL};
+  if (!run_quiet(argv)) printf("could not remove %s\n", locale_dir);
+}
+
+/* Under a decimal-comma LC_NUMERIC (Lua's os.setlocale can set one) numbers keep '.'. */
+TEST(writer_locale) {
+  writer w;
+  hersh_json *j = writer_begin(&w);
+  hersh_json_array(j);
+  hersh_json_number(j, 0.5);
+  hersh_json_number(j, -1.25e-7);
+  hersh_json_number(j, 5e-324);
+  hersh_json_end(j);
+  char *s = hersh_json_take(j);
+  CHECK_EQ_STR(s, "[0.5,-1.25e-07,5e-324]");
+  hersh_value v = hersh_nil();
+  REQUIRE(s != NULL);
+  REQUIRE(hersh_json_parse(s, strlen(s), &v, NULL, 0) == HERSH_OK);
+  CHECK(hersh_list_at(&v, 0)->as.n == 0.5);
+  CHECK(hersh_list_at(&v, 1)->as.n == -1.25e-7);
+  hersh_value_free(&v);
+  free(s);
+}
+
 int main(void) {
   RUN(scalars);
   RUN(numbers);
@@ -481,5 +881,15 @@ int main(void) {
   RUN(truncated_prefixes);
   RUN(messages);
   RUN(round_trip);
+  RUN(writer_nesting);
+  RUN(writer_misuse);
+  RUN(writer_escapes);
+  RUN(writer_invalid_utf8);
+  RUN(writer_numbers);
+  RUN(writer_values);
+  if (comma_locale()) {
+    RUN(writer_locale);
+    comma_locale_done();
+  }
   return check_summary();
 }

@@ -393,7 +393,10 @@ TEST(json_containers) {
   }
   hersh_map_set(&map, "list", &l);
   hersh_map_set(&map, "empty", &list);
-  CHECK_JSON(&map, "{\"b\":1,\"a\":2,\"c\":3,\"list\":[1,\"two\",[true],null],\"empty\":[]}");
+  /* Keys sorted bytewise (the map keeps insertion order: b, a, c, list, empty). */
+  CHECK_EQ_STR(hersh_map_key(&map, 0), "b");
+  CHECK_EQ_STR(hersh_map_key(&map, 4), "empty");
+  CHECK_JSON(&map, "{\"a\":2,\"b\":1,\"c\":3,\"empty\":[],\"list\":[1,\"two\",[true],null]}");
 
   /* Deep nesting still makes a document. */
   hersh_value deep = hersh_list();

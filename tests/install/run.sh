@@ -42,6 +42,11 @@ check "hersh.core loads from plain lua5.4 on the installed paths" "Stopped" \
        w:manage(function(msg) if msg then return hersh.stop("done") end end)
        w:start(); w:send("x"); hersh.run(); io.write(w:state())' 2>&1)"
 
+check "hersh.json loads from plain lua5.4 on the installed paths" '{"a":"/","b":[]}' \
+  "$(cd "$work" && LUA_CPATH="$prefix/lib/lua/5.4/?.so;;" lua5.4 -e '
+       local json = require "hersh.json"
+       io.write(json.encode{ b = json.array{}, a = "/" })' 2>&1)"
+
 check "the installed hersh binary runs a script" "1" \
   "$(cd "$work" && HERSH_LUA_DIR="$prefix/share/lua/5.4" "$prefix/bin/hersh" run /dev/stdin --port 0 <<'LUA' 2>"$work/run.err"
 local hersh = require "hersh"

@@ -14,10 +14,10 @@
 -- run's random choices.
 local H = require "scripts.host_harness"
 local P = H.P
-local core = require "hersh.core"
+local sys = require "hersh.os"
 local cjson = require "cjson"
 
-local fs = core.fs
+local fs = sys.fs
 
 local SECONDS = tonumber(os.getenv("SOAK_SECONDS")) or 1200
 local PROGRAMS = tonumber(os.getenv("SOAK_PROGRAMS")) or 50

@@ -15,16 +15,20 @@
 -- the seccomp filter, the --setenv options and those the program is handed. The
 -- --setenv options come through a descriptor (--args), not the command line: every
 -- local user can read /proc/<pid>/cmdline, and the variables may hold secrets.
--- spare_leader: a stop's SIGTERM goes to the programs in the sandbox, not to bwrap,
--- which leaves by itself once they have (a signal would end it, and them, at once).
+--
+-- bwrap.stop decides which processes a stop signals: see there.
 local core = require "hersh.core"
+local sys = require "hersh.os"
 
-local bwrap = { name = "bwrap", path = "/usr/bin/bwrap", spare_leader = true }
+local bwrap = { name = "bwrap", path = "/usr/bin/bwrap" }
 
--- Where bwrap finds the seccomp filter (core.sandbox.seccomp_fd); it closes it before
+-- The grace timer of each process being stopped (gone with its exit).
+local stopping = setmetatable({}, { __mode = "k" })
+
+-- Where bwrap finds the seccomp filter (sys.sandbox.seccomp_fd); it closes it before
 -- the program runs.
 local SECCOMP_FD = 9
--- Where bwrap finds the --setenv options (core.sandbox.args_fd).
+-- Where bwrap finds the --setenv options (sys.sandbox.args_fd).
 local ARGS_FD = 10
 
 local DEFAULT_TMP_SIZE = 64 * 1024 * 1024
@@ -96,27 +100,52 @@ function bwrap.command(spec)
   return argv, env_args
 end
 
--- Runs spec in the sandbox: core.spawn(opts) with the driver's command, environment,
+-- Runs spec in the sandbox: sys.spawn(opts) with the driver's command, environment,
 -- working directory and descriptors (opts.fds are handed on to the program).
 -- -> process, or nil, err, code.
 function bwrap.spawn(spec, opts)
   local argv, env_args = bwrap.command(spec)
   if not argv then return nil, env_args, "EINVAL" end
-  local filter, filter_err, code = core.sandbox.seccomp_fd()
+  local filter, filter_err, code = sys.sandbox.seccomp_fd()
   if not filter then return nil, filter_err, code end
-  local args, args_err, args_code = core.sandbox.args_fd(env_args)
+  local args, args_err, args_code = sys.sandbox.args_fd(env_args)
   if not args then
-    core.close_fd(filter)
+    sys.close_fd(filter)
     return nil, args_err, args_code
   end
   local o, fds = {}, { [SECCOMP_FD] = filter, [ARGS_FD] = args }
   for k, v in pairs(opts) do o[k] = v end
   for child, parent in pairs(opts.fds or {}) do fds[child] = parent end
-  o.argv, o.env, o.cwd, o.fds, o.spare_leader = argv, {}, "/", fds, bwrap.spare_leader
-  local proc, spawn_err, spawn_code = core.spawn(o)
-  core.close_fd(filter) -- the child has its copies
-  core.close_fd(args)
+  o.argv, o.env, o.cwd, o.fds = argv, {}, "/", fds
+  local proc
+  o.on_exit = function(code, signal)
+    local timer = stopping[proc]
+    if timer then
+      timer:stop()
+      stopping[proc] = nil
+    end
+    if opts.on_exit then return opts.on_exit(code, signal) end
+  end
+  local spawn_err, spawn_code
+  proc, spawn_err, spawn_code = sys.spawn(o)
+  sys.close_fd(filter) -- the child has its copies
+  sys.close_fd(args)
   return proc, spawn_err, spawn_code
+end
+
+-- Stops a process of bwrap.spawn: SIGTERM to every process in the sandbox but bwrap
+-- itself, which leaves once the program has (a signal would end bwrap, and with it at
+-- once the programs mid-cleanup); after `grace` seconds, whatever is left is killed.
+-- With a cgroup, cgroup.procs lists them (a daemon cannot leave it) and cgroup.kill
+-- ends them; without one, /proc finds them: bwrap's process group and the PID
+-- namespace it made, which a daemon cannot leave either, and which dies with bwrap.
+function bwrap.stop(proc, grace)
+  if not proc:running() or stopping[proc] then return end
+  if not proc:signal_cgroup("TERM", proc:pid()) then proc:scan_signal("TERM") end
+  stopping[proc] = core.timer(grace, function()
+    stopping[proc] = nil
+    if proc:running() and not proc:kill_cgroup() then proc:kill("KILL") end
+  end)
 end
 
 return bwrap

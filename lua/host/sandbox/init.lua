@@ -1,8 +1,10 @@
 -- Sandbox drivers by name. Each is a table: name, check() -> true | nil, why,
--- spawn(spec, opts) -> process | nil, err, code (core.spawn(opts) of spec in the
+-- spawn(spec, opts) -> process | nil, err, code (sys.spawn(opts) of spec in the
 -- sandbox: the driver decides the command, its environment and descriptors; the
--- program's environment is spec.env, set inside), skeleton (the mount points an image
--- needs) and spare_leader.
+-- program's environment is spec.env, set inside), stop(process, grace) (SIGTERM to
+-- what runs in the sandbox, SIGKILL of all that is left after grace seconds; the
+-- process's on_exit still reports the end) and skeleton (the mount points an image
+-- needs).
 -- Another driver (an OCI runtime, a remote scheduler) is another module with these
 -- fields. There is no unsandboxed driver: programs never run unconfined.
 local sandbox = {}

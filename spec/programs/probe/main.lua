@@ -10,7 +10,7 @@
 --   PROBE_SECRET      a host path that must not be visible
 --   PROBE_TMP_TRY     how many bytes to try to write into /tmp
 local hersh = require "hersh"
-local cjson = require "cjson"
+local json = require "hersh.json"
 
 local R = {}
 
@@ -114,7 +114,7 @@ end
 local host_pid = os.getenv("PROBE_HOST_PID")
 if host_pid then
   local cmd = read("/proc/" .. host_pid .. "/cmdline")
-  R.host_pid_cmdline = cmd and (cmd:gsub("%z", " ")) or cjson.null
+  R.host_pid_cmdline = cmd and (cmd:gsub("%z", " ")) or json.null
 end
 
 -- The network: interfaces, and every endpoint asked for, by bash and by curl.
@@ -141,7 +141,7 @@ R.fds = read("/tmp/fds.txt")
 
 local tmp = "/state/probe.json.tmp"
 f = assert(io.open(tmp, "w"))
-f:write(cjson.encode(R))
+f:write(json.encode(R))
 f:close()
 assert(os.rename(tmp, "/state/probe.json"))
 

@@ -3,7 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine.h"
+#include "error.h"
+#include "json.h"
+#include "value.h"
 
 /* LIST and MAP share one representation; a MAP also has a key per item. */
 struct hersh_agg {
@@ -241,8 +243,11 @@ bool hersh_value_equal(const hersh_value *a, const hersh_value *b) {
 
 char *hersh_value_json(const hersh_value *v) {
   hersh_buf b = {0};
-  hersh_buf_json_value(&b, v);
-  char *s = hersh_buf_take(&b);
-  if (!s) hersh_fail_with(HERSH_E_NOMEM, "out of memory encoding JSON");
+  hersh_json j;
+  hersh_json_init(&j, &b);
+  hersh_json_value(&j, v);
+  char *s = hersh_json_take(&j);
+  if (!s && hersh_json_error(&j)) hersh_fail_with(HERSH_E_INVAL, "cannot encode as JSON: %s", hersh_json_error(&j));
+  else if (!s) hersh_fail_with(HERSH_E_NOMEM, "out of memory encoding JSON");
   return s;
 }

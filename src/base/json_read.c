@@ -1,15 +1,14 @@
-/* json.c -- a strict JSON parser (RFC 8259) into hersh_values, safe on hostile input. */
-#include <locale.h>
+/* json_read.c -- a strict JSON parser (RFC 8259) into hersh_values, safe on hostile input. */
 #include <math.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/engine.h"
+#include "cnum.h"
 #include "json.h"
+#include "utf8.h"
 
 typedef struct parser {
   const unsigned char *s;
@@ -181,17 +180,6 @@ static int parse_string(parser *p) {
   }
 }
 
-static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
-static locale_t c_locale;
-
-static void c_locale_init(void) { c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0); }
-
-/* strtod that reads '.' whatever the process locale (Lua's os.setlocale can change it). */
-static double strtod_c(const char *s) {
-  pthread_once(&c_locale_once, c_locale_init);
-  return c_locale ? strtod_l(s, NULL, c_locale) : strtod(s, NULL);
-}
-
 static bool is_digit(const parser *p) { return p->pos < p->len && p->s[p->pos] >= '0' && p->s[p->pos] <= '9'; }
 
 static int parse_number(parser *p, hersh_value *out) {
@@ -238,7 +226,7 @@ static int parse_number(parser *p, hersh_value *out) {
   if (buf_reserve(p, n)) return HERSH_E_NOMEM;
   memcpy(p->buf, p->s + start, n);
   p->buf[n] = '\0';
-  double d = strtod_c(p->buf);
+  double d = hersh_strtod_c(p->buf, NULL);
   if (isinf(d)) return fail_at(p, start, "number out of range");
   *out = hersh_num(d);
   return HERSH_OK;

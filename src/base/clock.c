@@ -5,7 +5,7 @@
 */
 #include <time.h>
 
-#include "engine.h"
+#include "clock.h"
 
 double hersh_wall_now(void) {
   struct timespec ts;
@@ -16,6 +16,12 @@ double hersh_wall_now(void) {
 int64_t hersh_mono_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t hersh_mono_tick_ns(void) {
+  struct timespec ts;
+  if (clock_getres(CLOCK_MONOTONIC_COARSE, &ts) != 0) return 10000000; /* a slow kernel tick */
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 

@@ -1,8 +1,10 @@
 /* map.c -- string keys to pointers, in insertion order, with a hash index. */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine.h"
+#include "error.h"
+#include "map.h"
 
 static uint32_t hash_key(const char *s) {
   uint32_t h = 2166136261u; /* FNV-1a */

@@ -3,7 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine.h"
+#include "error.h"
+#include "hersh.h"
 
 static _Thread_local char last_message[512];
 
