@@ -286,6 +286,45 @@ hersh_queue_counts hersh_watcher_pending(hersh_watcher *w); /* any thread */
 
 /* ---- observing: snapshots ----------------------------------------------------------- */
 
+/* What caused a run, as counted (the trigger's reason). */
+typedef enum hersh_run_trigger {
+  HERSH_RUN_INIT = 0,
+  HERSH_RUN_RETRY,
+  HERSH_RUN_RECOVER,
+  HERSH_RUN_MESSAGE,
+  HERSH_RUN_VARS,
+  HERSH_RUN_TRIGGERS
+} hersh_run_trigger;
+
+/* How a run ended, as counted: a timeout is a failure past the run's deadline, a limit
+** an engine limit or invalid watch use (the watcher crashes). */
+typedef enum hersh_run_outcome {
+  HERSH_RUN_OK = 0,
+  HERSH_RUN_FAILED,
+  HERSH_RUN_TIMEOUT,
+  HERSH_RUN_STOPPED,
+  HERSH_RUN_KILLED,
+  HERSH_RUN_CRASHED,
+  HERSH_RUN_LIMIT,
+  HERSH_RUN_OUTCOMES
+} hersh_run_outcome;
+
+const char *hersh_run_trigger_name(hersh_run_trigger t); /* "init", "retry", ..., "vars" */
+const char *hersh_run_outcome_name(hersh_run_outcome o); /* "ok", "failed", ..., "limit" */
+
+/* Upper bounds in seconds of the run-duration histogram's buckets, ascending; a last,
+** unbounded bucket (+Inf) follows them. */
+#define HERSH_RUN_BUCKETS 12
+extern const double hersh_run_bucket_bounds[HERSH_RUN_BUCKETS];
+
+/* Every run of a watcher since it was made, counted as it ends. */
+typedef struct hersh_run_stats {
+  uint64_t runs[HERSH_RUN_TRIGGERS][HERSH_RUN_OUTCOMES];
+  uint64_t duration_buckets[HERSH_RUN_BUCKETS + 1]; /* per bucket, not cumulative */
+  double duration_sum;                              /* s */
+  uint64_t duration_count;
+} hersh_run_stats;
+
 /*
 ** What an observer (a monitor, the WatcherAPI, a CLI) may know of a watcher, in a
 ** plain struct the caller owns; nothing in it needs freeing. Observers read these,
@@ -304,6 +343,7 @@ typedef struct hersh_snapshot {
   size_t n_context, n_memo, n_watches; /* entries in the context store, memo, watches */
   const hersh_trigger *last_trigger;   /* of the last run, NULL before one; borrowed
                                           until the watcher handles its next signal */
+  hersh_run_stats runs;                /* a copy */
 } hersh_snapshot;
 
 /* Fills *out. Any thread: the state, counters and queues are read atomically or under
@@ -479,6 +519,62 @@ size_t hersh_watcher_log_count(hersh_watcher *w, hersh_log_kind kind); /* any th
 /* A copy of an entry that outlives the callback; release it with hersh_log_entry_free. */
 int hersh_log_entry_copy(hersh_log_kind kind, const hersh_log_entry *src, hersh_log_entry *dst);
 void hersh_log_entry_free(hersh_log_kind kind, hersh_log_entry *e);
+
+/* ---- reports: failures as they happen ------------------------------------------------- */
+
+/*
+** The log callback. The ring logs keep what happened for whoever asks; a report tells
+** it the moment it happens, so a failure is never silent: `hersh run` prints each one
+** to stderr (docs/lua-api.md, "What hersh run prints").
+*/
+typedef enum hersh_report_kind {
+  HERSH_REPORT_RUN_FAILED = 0, /* a run failed; the recovery policy decided what next */
+  HERSH_REPORT_CLEANUP_FAILED, /* the cleanup raised, failed or passed its deadline     */
+  HERSH_REPORT_WATCH_ERROR,    /* a poll, flow or dependent update failed               */
+  HERSH_REPORT_CRASHED         /* the watcher ended Crashed                             */
+} hersh_report_kind;
+
+typedef enum hersh_report_level {
+  HERSH_REPORT_WARNING = 0, /* the watcher goes on */
+  HERSH_REPORT_ERROR        /* the watcher ended (CRASHED)  */
+} hersh_report_level;
+
+/* Everything is borrowed for the call only: copy what you keep. */
+typedef struct hersh_report {
+  hersh_report_kind kind;
+  hersh_report_level level;
+  hersh_watcher *watcher;
+  const char *watcher_id;
+  double time;       /* seconds since the epoch */
+  const char *error; /* the error; a Lua error carries its traceback (several lines) */
+  /* RUN_FAILED */
+  const hersh_trigger *trigger;
+  const hersh_msg *message; /* the message of a user run, else NULL */
+  /* RUN_FAILED: consecutive failures, this one included (unchanged when stopping).
+  ** CRASHED: the failures that made the policy give up, 0 for an engine limit. */
+  int failures;
+  bool decided;            /* RUN_FAILED: false when a pending stop wins (no decision) */
+  hersh_decision decision; /* RUN_FAILED, when decided */
+  double retry_at;         /* RUN_FAILED: epoch s of the retry or recover, 0 if none */
+  /* WATCH_ERROR */
+  const char *watch;
+  const char *phase; /* "poll", "update", "flow" */
+  /* The report as text, never NULL: one line, then the error's further lines (its
+  ** traceback) each indented by two spaces; no trailing newline. E.g.
+  **   watcher "counter" run failed (message "boom"): main.lua:7: boom; failure 2, retry in 30 s
+  **     stack traceback: ...                                                             */
+  const char *line;
+} hersh_report;
+
+typedef void (*hersh_report_fn)(const hersh_report *r, void *ud);
+
+/*
+** Sets the loop's log callback (NULL removes it): fn is called on the loop thread for
+** every report of every watcher on the loop, after the engine has acted (the retry is
+** scheduled, the watcher is terminal), and never for a freed watcher. fn may stop or
+** kill watchers, not free them or the loop. Loop thread. `ud` stays the caller's.
+*/
+int hersh_loop_on_report(hersh_loop *loop, hersh_report_fn fn, void *ud);
 
 #ifdef __cplusplus
 }

@@ -48,6 +48,7 @@ local PAYLOAD = {
   spawned = { pid = 777 },
   spawn_failed = { error = "ENOENT" },
   exited = { code = 1 },
+  unhealthy = { failures = 3, error = "HTTP 500" },
 }
 
 local function event(kind, fields)
@@ -107,17 +108,18 @@ local EXPECT = {
     spawn_failed = { state = "Restarting", fields = { restarts = 3, next_restart_at = T + 0.4,
       error_msg = "spawn failed: ENOENT" }, effects = { SCHEDULE } },
     exited = { state = "Restarting", fields = { restarts = 3, next_restart_at = T + 0.4,
-      error_msg = "exited with code 1", exit_code = 1 }, effects = { SCHEDULE } },
+      error_msg = "exited with code 1", exit_code = 1, oom_killed = false, last_exit_at = T }, effects = { SCHEDULE } },
   },
   ["Starting:probing"] = {
     stop = { state = "Stopping", effects = { fx("cancel_probe"), STOP(P) } },
     delete = deleted({ fx("cancel_probe"), STOP(P) }),
-    ready = { state = "Ready", fields = { ready_since = T }, effects = {} },
+    ready = { state = "Ready", fields = { ready_since = T, ready_at = T }, effects = {} },
     not_ready = { state = "Restarting", fields = { pid = NIL, restarts = 3,
       next_restart_at = T + 0.4, error_msg = "not ready within 30 s" },
       effects = { fx("kill_process", { pid = P }), SCHEDULE } },
     exited = { state = "Restarting", fields = { pid = NIL, restarts = 3,
-      next_restart_at = T + 0.4, error_msg = "exited with code 1", exit_code = 1 },
+      next_restart_at = T + 0.4, error_msg = "exited with code 1", exit_code = 1, oom_killed = false,
+      last_exit_at = T },
       effects = { fx("cancel_probe"), SCHEDULE } },
   },
   Ready = {
@@ -126,24 +128,28 @@ local EXPECT = {
       effects = { STOP(P) } },
     delete = deleted({ STOP(P) }),
     exited = { state = "Restarting", fields = { pid = NIL, ready_since = NIL, restarts = 3,
-      next_restart_at = T + 0.4, error_msg = "exited with code 1", exit_code = 1 },
+      next_restart_at = T + 0.4, error_msg = "exited with code 1", exit_code = 1, oom_killed = false,
+      last_exit_at = T },
       effects = { SCHEDULE } },
+    unhealthy = { state = "Restarting", fields = { pid = NIL, ready_since = NIL, restarts = 3,
+      next_restart_at = T + 0.4, error_msg = "unhealthy: 3 failed health checks in a row (last: HTTP 500)" },
+      effects = { fx("kill_process", { pid = P }), SCHEDULE } },
   },
   Stopping = {
     delete = deleted({}),
-    exited = { state = "Stopped", fields = { pid = NIL, exit_code = 1 }, effects = {} },
+    exited = { state = "Stopped", fields = { pid = NIL, exit_code = 1, oom_killed = false, last_exit_at = T }, effects = {} },
   },
   ["Stopping:spawning"] = {
     delete = deleted({}),
     spawned = { state = "Stopping", fields = { pid = 777 }, effects = {} },
     spawn_failed = { state = "Stopped", effects = {} },
-    exited = { state = "Stopped", fields = { exit_code = 1 }, effects = {} },
+    exited = { state = "Stopped", fields = { exit_code = 1, oom_killed = false, last_exit_at = T }, effects = {} },
   },
   ["Stopping:restart"] = {
     stop = { state = "Stopping", fields = { restart_intent = NIL }, effects = {} },
     delete = deleted({}),
     exited = { state = RESPAWN.state, fields = { attempt = A + 1, pid = NIL,
-      restart_intent = NIL, exit_code = 1 }, effects = RESPAWN.effects },
+      restart_intent = NIL, exit_code = 1, oom_killed = false, last_exit_at = T }, effects = RESPAWN.effects },
   },
   Stopped = { start = START, delete = deleted({}) },
   Restarting = {
@@ -236,7 +242,7 @@ describe("program.reduce, every (state, event) pair", function()
   end
 
   it("covers all " .. #SITUATIONS .. " x " .. #ALL_EVENTS .. " pairs", function()
-    assert.equal(12 * 12, pairs_seen)
+    assert.equal(12 * 13, pairs_seen)
     for name in pairs(EXPECT) do
       local found = false
       for _, s in ipairs(SITUATIONS) do found = found or s[1] == name end
@@ -437,6 +443,27 @@ describe("the attempt number", function()
     after = program.reduce(r, result("exited", 1, { signal = 9 }))
     assert.equal(r, after)
     assert.equal("Starting", r.state)
+  end)
+
+  it("the exit of a process killed for being unhealthy is ignored, before and after the respawn", function()
+    local r = run(program.new(), { { type = "start" }, { type = "built" },
+      { type = "spawned", pid = 9 }, { type = "ready" }, { type = "unhealthy", failures = 2, error = "timeout" } })
+    assert.equal("Restarting", r.state)
+    assert.equal(1, r.restarts)
+    local before = r
+    assert.equal(before, (program.reduce(r, result("exited", 1, { code = NIL, signal = 9 }))))
+    r = run(r, { { type = "backoff_elapsed" } })
+    assert.equal(r, (program.reduce(r, result("exited", 1, { signal = 9 }))))
+    assert.equal("Starting", r.state)
+  end)
+
+  it("a late unhealthy of an older attempt does not restart the new process", function()
+    local r = run(program.new(), { { type = "start" }, { type = "built" },
+      { type = "spawned", pid = 9 }, { type = "ready" }, { type = "restart" },
+      { type = "exited", code = 0 }, { type = "spawned", pid = 10 }, { type = "ready" } })
+    assert.equal(2, r.attempt)
+    assert.equal(r, (program.reduce(r, result("unhealthy", 1, { failures = 3, error = "HTTP 500" }))))
+    assert.equal("Ready", r.state)
   end)
 
   it("a late ready of an old probe does not make the new process Ready", function()
@@ -665,6 +692,16 @@ describe("the restart policy, through the reducer", function()
       end
     end)
 
+    it("an unhealthy program is an Error, and the process is killed", function()
+      local r = situation("Ready")
+      r.policy = restart_policy.normalize("no")
+      local after, effects = program.reduce(r, result("unhealthy", A, { failures = 1, error = "timeout" }))
+      assert.equal("Error", after.state)
+      assert.equal("unhealthy: 1 failed health checks in a row (last: timeout) (restart policy \"no\")",
+        after.error_msg)
+      assert.same({ fx("kill_process", { pid = P }) }, effects)
+    end)
+
     it("a not ready in Starting is an Error, and the process is killed", function()
       local r = situation("Starting:probing")
       r.policy = restart_policy.normalize("no")
@@ -708,6 +745,29 @@ describe("the restart policy, through the reducer", function()
       local after, effects = program.reduce(r, result("exited", A, { code = 0 }))
       assert.equal("Restarting", after.state)
       assert.same({ SCHEDULE }, effects)
+    end)
+
+    it("an unhealthy program counts as a failure toward max_restarts", function()
+      local r = situation("Ready")
+      r.policy = restart_policy.normalize{ mode = "always", max_restarts = 2 }
+      local after, effects = program.reduce(r, result("unhealthy"))
+      assert.equal("Error", after.state)
+      assert.equal("unhealthy: 3 failed health checks in a row (last: HTTP 500); gave up after 2 restarts",
+        after.error_msg)
+      assert.same({ fx("kill_process", { pid = P }) }, effects)
+    end)
+
+    it("an unhealthy program's failing checks are no good run: no reset without a passed check", function()
+      local r = situation("Ready")
+      r.ready_since = T - 60 -- Ready for a minute, but never passed a check
+      local after = program.reduce(r, result("unhealthy"))
+      assert.equal(3, after.restarts)
+      after = program.reduce(r, result("unhealthy", A, { healthy_until = T - 55 })) -- 5 s of good run
+      assert.equal(3, after.restarts)
+      local effects
+      after, effects = program.reduce(r, result("unhealthy", A, { healthy_until = T - 50 })) -- 10 s: forgiven
+      assert.equal(1, after.restarts)
+      assert.equal(0.1, effects[2].delay)
     end)
 
     it("still gives up after max_restarts", function()

@@ -81,7 +81,7 @@ describe("README.md", function()
     for _, step in ipairs {
       '-X POST "$HOST/programs"', '-X POST "$HOST/programs/$ID/start"', '-X POST "$PROXY/watcher/message"',
       'curl -s "$HOST/programs/$ID"', '"$HOST/programs/$ID/logs', '-X POST "$HOST/programs/$ID/stop"',
-      '-X DELETE "$HOST/programs/$ID"',
+      '-X DELETE "$HOST/programs/$ID"', '"$HOST/programs/$ID/events',
     } do
       assert.is_true(has(all, step), "no " .. step)
     end
@@ -125,6 +125,8 @@ describe("README.md", function()
       { '"status":"message sent"', '"count":', '"watcherID":"simple-counter"' }, -- message
       { '"state":"Ready"', '"user_id":"demo"' },             -- status
       { "stdout Counter: " },                                -- logs
+      { "event: exited", '"exit_signal":9', "event: restarting", -- a crash explained
+        "host hersh: exited on signal 9", "host hersh: restart 1 in" },
       { '"state":"Stopping"', "Stopped\n" },                 -- stop
       { '"state":"Deleted"', '"code":404' },                 -- delete
     }

@@ -1,12 +1,16 @@
 -- The Host's REST API: routes, JSON in and out, errors as {"error", "code",
 -- "message"}, the checks of who may call (the bearer token, in C on the headers; the
--- Host, Origin and Content-Type headers, here), log tails and follows, and the proxy
--- to each program's WatcherAPI. Handlers run on the loop; none waits for a build, a
--- spawn or a program.
+-- Host, Origin and Content-Type headers, here), log tails and follows, the event stream
+-- (GET /events), and the proxy to each program's WatcherAPI. Handlers run on the loop;
+-- none waits for a build, a spawn or a program.
+local core = require "hersh.core"
 local sys = require "hersh.os"
 local httpd = require "hersh.httpd"
 local http = require "hersh.http"
 local json = require "hersh.json"
+local events = require "host.events"
+local metrics = require "host.metrics"
+local host_metrics = require "host.host_metrics"
 
 local api = {}
 
@@ -225,7 +229,7 @@ local function encode_path(rest)
   return (rest:gsub("[^%w%-._~!$&'()*+,;=:@/]", function(c) return string.format("%%%02X", c:byte()) end))
 end
 
-local function route_proxy(h, res, req, id, rest)
+local function route_proxy(h, res, req, id, rest, m)
   local p, err = h:get(id)
   if not p then return answer(res, nil, nil, err) end
   if p.sup.record.state ~= "Ready" then
@@ -239,10 +243,12 @@ local function route_proxy(h, res, req, id, rest)
     if not HOP_BY_HOP[k] then headers[k] = v end
   end
   local limits = h:proxy_timeouts(p)
+  local started = core.now()
   local ok, start_err, code = http.request({ method = req.method,
     url = "http://127.0.0.1:" .. p.port .. "/" .. encode_path(rest) .. encode_query(req.query),
     headers = headers, body = req.body, timeout = limits.timeout, connect_timeout = limits.connect_timeout },
     function(r, http_err, http_code)
+      m:proxied(core.now() - started)
       if not r then
         if http_code ~= "ETIMEOUT" then
           return send_error(res, 502, "program " .. id .. " did not answer: " .. tostring(http_err))
@@ -277,14 +283,174 @@ local function method_not_allowed(res, allowed)
   send_error(res, 405, "use " .. allowed, nil)
 end
 
+-- ---- events -----------------------------------------------------------------------------
+
+api.HEARTBEAT = 15 -- seconds between ": keep-alive" comments on a stream (--events-heartbeat)
+local PAGE = 500 -- events read from the store at once
+local HIGH_WATER = 256 * 1024 -- bytes waiting for a client before the backlog pauses
+local PACE = 0.05 -- seconds before a paused backlog looks again
+local BACKLOG_MAX = 10000 -- events one follow=false answer holds at most
+
+local KINDS = {}
+for _, k in ipairs(events.KINDS) do KINDS[k] = true end
+
+local SSE = { ["Content-Type"] = "text/event-stream", ["Cache-Control"] = "no-store" }
+
+-- A non-negative integer from a query or header value, or nil.
+local function event_id(v)
+  return v:match("^%d+$") and math.tointeger(tonumber(v)) or nil
+end
+
+-- The parameters of an event request: filter {program_id, kinds}, since, follow, limit;
+-- or nil and the 400 message naming the parameter. `program` is the one of the path.
+local function event_params(req, program)
+  local q = req.query
+  local f = { program_id = program }
+  if not program and q.program then
+    if q.program == "" then return nil, "program: give a program id" end
+    f.program_id = q.program
+  end
+  if q.kind then
+    f.kinds = {}
+    for k in (q.kind .. ","):gmatch("([^,]*),") do
+      if not KINDS[k] then
+        return nil, "kind: '" .. k .. "' is not an event kind (" .. table.concat(events.KINDS, ", ") .. ")"
+      end
+      f.kinds[k] = true
+    end
+  end
+  -- Last-Event-ID first: a reconnecting EventSource sends it with the URL it began with.
+  local last = req.headers["last-event-id"]
+  local since = 0
+  if last then
+    since = event_id(last)
+    if not since then return nil, "Last-Event-ID: '" .. last .. "' is not an event id" end
+  elseif q.since then
+    since = event_id(q.since)
+    if not since then return nil, "since: '" .. q.since .. "' is not an event id" end
+  end
+  local follow = q.follow == nil or q.follow == "true" or q.follow == "1"
+  if not follow and q.follow ~= "false" and q.follow ~= "0" then
+    return nil, "follow: '" .. q.follow .. "' is not true or false"
+  end
+  local limit = BACKLOG_MAX
+  if q.limit then
+    limit = event_id(q.limit)
+    if not limit or limit < 1 or limit > BACKLOG_MAX then
+      return nil, "limit: '" .. q.limit .. "' is not a number from 1 to " .. BACKLOG_MAX
+    end
+  end
+  return { filter = f, since = since, follow = follow, limit = limit }
+end
+
+local function matches(f, e)
+  return (not f.program_id or e.program_id == f.program_id) and (not f.kinds or f.kinds[e.kind] == true)
+end
+
+local function sse_frame(e)
+  return "id: " .. e.id .. "\nevent: " .. e.kind .. "\ndata: " .. json.encode(e) .. "\n\n"
+end
+
+-- Streams the events after `since` that pass the filter: the backlog from the store,
+-- paced by what the client takes, then live ones as they are recorded. Subscribed
+-- before the backlog is read, live events are skipped while it is (the store has them)
+-- and by id afterwards, so none is missed or sent twice. Every `heartbeat` s a comment
+-- keeps a quiet stream's proxies awake. A client is too slow, and cut off (it resumes by
+-- id), when it took no byte of what waited for it since the last heartbeat, or when
+-- HERSH_HTTP_STREAM_MAX_BUFFER bytes wait for it: what the Host holds for it is bounded.
+local function stream_events(ev, res, params, heartbeat)
+  local f, sent = params.filter, params.since
+  local stream, unsubscribe, beat, pace
+  local live = false
+  local written, seen_written, seen_waiting = 0, 0, 0
+  local function stop()
+    if unsubscribe then unsubscribe() end
+    unsubscribe = nil
+    if beat then beat:stop() end
+    if pace then pace:stop() end
+    beat, pace = nil, nil
+    stream:finish()
+  end
+  local function too_slow()
+    stream:cut()
+    stop()
+  end
+  local function write(text)
+    if not stream:write(text) then
+      too_slow()
+      return false
+    end
+    written = written + #text
+    return true
+  end
+  local function send(e)
+    if e.id <= sent or not matches(f, e) then return true end
+    sent = e.id
+    return write(sse_frame(e))
+  end
+  local function backlog()
+    pace = nil
+    while true do
+      local page = ev:since(sent, f, PAGE)
+      if not page then return stop() end -- the store failed: the client resumes later
+      for _, e in ipairs(page) do
+        if stream:waiting() >= HIGH_WATER then
+          pace = core.timer(PACE, backlog) -- the rest is read again from `sent` on
+          return
+        end
+        if not send(e) then return end
+      end
+      if #page < PAGE then
+        live = true
+        return
+      end
+    end
+  end
+  local function tick()
+    local waiting = stream:waiting()
+    local taken = seen_waiting + (written - seen_written) - waiting
+    if waiting > 0 and taken == 0 then return too_slow() end
+    seen_waiting, seen_written = waiting, written
+    write(": keep-alive\n\n")
+  end
+  stream = res:stream(200, SSE)
+  if not stream then return end
+  unsubscribe = ev:subscribe(function(e)
+    if live then send(e) end
+  end)
+  stream:on_close(stop)
+  beat = core.timer(heartbeat, tick, heartbeat)
+  backlog()
+end
+
+local function route_events(h, req, res, heartbeat, program)
+  if req.method ~= "GET" and req.method ~= "HEAD" then return method_not_allowed(res, "GET") end
+  if program then
+    local _, err = h:get(program)
+    if err then return answer(res, nil, nil, err) end
+  end
+  local params, err = event_params(req, program)
+  if not params then return send_error(res, 400, err) end
+  if params.follow then return stream_events(h.events, res, params, heartbeat) end
+  local list, list_err = h.events:since(params.since, params.filter, params.limit)
+  if not list then return send_error(res, 500, "cannot read the events: " .. tostring(list_err)) end
+  local last = #list == params.limit and list[#list].id or math.max(params.since, h.events:last_id())
+  send_json(res, 200, { events = json.array(list), last_id = last })
+end
+
 -- The token was checked already (httpd.serve, on the headers: /health needs none).
-local function handle(h, hosts, req, res)
+local function handle(h, hosts, req, res, m, heartbeat)
   local path, method = req.path, req.method
   if refuse_foreign(hosts, req, res) then return end
   if path == "/health" then
     if method ~= "GET" and method ~= "HEAD" then return method_not_allowed(res, "GET") end
     return send_json(res, 200, { status = "ok", programs = #h.order })
   end
+  if path == "/metrics" then
+    if method ~= "GET" and method ~= "HEAD" then return method_not_allowed(res, "GET") end
+    return res:send(200, m:render(), { ["Content-Type"] = metrics.CONTENT_TYPE })
+  end
+  if path == "/events" then return route_events(h, req, res, heartbeat) end
   if path == "/programs" then
     if method == "POST" then
       local body, err = decode_body(req)
@@ -321,22 +487,34 @@ local function handle(h, hosts, req, res)
   elseif action == "logs" then
     if method ~= "GET" and method ~= "HEAD" then return method_not_allowed(res, "GET") end
     return route_logs(h, res, id, req.query)
+  elseif action == "events" then
+    return route_events(h, req, res, heartbeat, id)
   elseif action == "source" then
     if method ~= "GET" and method ~= "HEAD" then return method_not_allowed(res, "GET") end
     local src, err = h:source(id)
     return answer(res, 200, src, err)
   end
   local proxied = rest == "/proxy" and "" or rest:match("^/proxy/(.*)$")
-  if proxied then return route_proxy(h, res, req, id, proxied) end
+  if proxied then return route_proxy(h, res, req, id, proxied, m) end
   send_error(res, 404, "no route for " .. path)
 end
 
+-- The answer, counting the status of the request under its route pattern.
+local function counted(res, m, route)
+  local function count(status) m:request(route, status) end
+  return {
+    send = function(_, status, ...) count(status) return res:send(status, ...) end,
+    stream = function(_, status, ...) count(status) return res:stream(status, ...) end,
+  }
+end
+
 -- api.serve(host, {bind, port, token, allow_hosts = {name...}, max_connections,
--- max_per_client, idle_timeout, request_timeout}) -> server | nil, err, code
--- (the limits as httpd.serve takes them; nil: its defaults)
+-- max_per_client, idle_timeout, request_timeout, events_heartbeat}) -> server | nil, err, code
+-- (the limits as httpd.serve takes them; nil: its defaults; events_heartbeat: seconds)
 function api.serve(h, opts)
   local bind = opts.bind or "127.0.0.1"
   local server, hosts, err, code
+  local m = host_metrics.new(h)
   server, err, code = httpd.serve{
     bind = bind, port = opts.port or 9000, max_body = api.MAX_BODY, max_buffered = api.MAX_BUFFERED,
     token = opts.token, public_path = "/health",
@@ -347,7 +525,8 @@ function api.serve(h, opts)
       req.headers = req.headers or {}
       req.body = req.body or ""
       hosts = hosts or allowed_hosts(bind, server:port(), opts.allow_hosts)
-      handle(h, hosts, req, res)
+      handle(h, hosts, req, counted(res, m, host_metrics.route(req.path)), m,
+        opts.events_heartbeat or api.HEARTBEAT)
     end,
   }
   return server, err, code

@@ -173,6 +173,25 @@ function build.env_list(...)
   return list
 end
 
+-- Output lines of a failed RUN quoted in its error (one line: " | " between them),
+-- each cut to FAILED_LINE_MAX bytes.
+build.FAILED_LINES = 5
+build.FAILED_LINE_MAX = 200
+
+local function cut(line)
+  return #line > build.FAILED_LINE_MAX and line:sub(1, build.FAILED_LINE_MAX) .. "..." or line
+end
+
+-- Why a RUN step failed: the step, what ended it, and its last output lines.
+local function run_failed(step, exit, last)
+  local why = exit.error or (exit.exit_signal and "killed by signal " .. exit.exit_signal)
+    or ("exit code " .. tostring(exit.exit_code))
+  if exit.oom_killed then why = why .. " (out of memory)" end
+  local msg = string.format("RUN (line %d) %s failed: %s", step.line, cut(table.concat(step.argv, " ")), why)
+  if #last > 0 then msg = msg .. "; last output: " .. table.concat(last, " | ") end
+  return msg
+end
+
 -- Steps run one after the other; RUN steps wait for their process.
 local function next_step(job)
   if job.finished then return end
@@ -187,19 +206,21 @@ local function next_step(job)
     append_log(job.log_path, string.format("RUN (line %d): %s", step.line, table.concat(step.argv, " ")))
     local user = tostring(step.user or "0")
     local uid, gid = user:match("^(%d+):?(%d*)$")
+    local last = {} -- its newest output lines, for the error
     local proc, err = job.driver.spawn({
       rootfs = job.rootfs, base = job.plan.base, writable_root = true, network = "none",
       uid = tonumber(uid), gid = tonumber(gid) or tonumber(uid), workdir = step.workdir or "/",
       runtime = job.runtime, argv = step.argv, env = build.env_list(build.RUNTIME_ENV, step.env),
     }, {
       uid = job.user.uid, gid = job.user.gid, log = job.log_path, tail = 20,
-      on_exit = function(code, signal)
+      on_line = function(_, line)
+        last[#last + 1] = cut(line)
+        if #last > build.FAILED_LINES then table.remove(last, 1) end
+      end,
+      on_exit = function(exit)
         job.proc = nil
         if job.finished then return end
-        if code ~= 0 then
-          return job:fail(string.format("RUN (line %d) failed: %s", step.line,
-            code and ("exit code " .. code) or ("signal " .. tostring(signal))))
-        end
+        if exit.exit_code ~= 0 then return job:fail(run_failed(step, exit, last)) end
         -- No set-id file and nothing writable by group or others: the image's files
         -- belong to the build user on the host, and a local user who became it must
         -- gain nothing from them nor be able to poison the image.
@@ -263,7 +284,7 @@ function Job:cancel()
 end
 
 -- build.start{plan, build_id, src_dir, images_dir, log_path, driver, runtime, user =
--- {uid, gid}, timeout, on_done(ok, err)} -> job (job:cancel()). on_done is called
+-- {uid, gid}, timeout, on_done(ok, err, cached)} -> job (job:cancel()). on_done is called
 -- once, from the loop, never before start returns.
 function build.start(opts)
   local job = setmetatable({
@@ -279,7 +300,7 @@ function build.start(opts)
     if build.load_image(opts.images_dir, opts.build_id) then
       append_log(job.log_path, "image " .. opts.build_id .. " is cached")
       job.finished = true
-      return job.on_done(true)
+      return job.on_done(true, nil, true)
     end
     append_log(job.log_path, "building " .. opts.build_id)
     fs.remove_tree(job.tmp_dir)

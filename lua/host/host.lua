@@ -7,6 +7,8 @@ local json = require "hersh.json"
 local build = require "host.build"
 local build_id = require "host.build_id"
 local dockerfile = require "host.dockerfile"
+local health = require "host.health"
+local events = require "host.events"
 local paths = require "host.paths"
 local program = require "host.program"
 local ports = require "host.ports"
@@ -116,15 +118,21 @@ function Host:view(p)
     program_id = p.id, user_id = p.user_id, build_id = p.build_id, state = r.state,
     proxy_url = "http://127.0.0.1:" .. p.port, publish_port = p.port,
     created_at = p.created_at, updated_at = p.updated_at,
-    error_msg = r.error_msg or null, exit_code = r.exit_code or null, restarts = r.restarts or 0,
+    error_msg = r.error_msg or null, exit_code = r.exit_code or null, exit_signal = r.exit_signal or null,
+    oom_killed = r.oom_killed == true, restarts = r.restarts or 0,
+    last_exit_at = r.last_exit_at and iso_time(r.last_exit_at) or null,
+    ready_at = r.ready_at and iso_time(r.ready_at) or null,
     next_restart_at = r.next_restart_at and iso_time(r.next_restart_at) or null, pid = r.pid or null,
     limits = p.spec.limits or null, limits_enforced = proc_limits or null, proxy = self:proxy_timeouts(p),
-    network = p.spec.network or "none", restart_policy = r.policy,
+    network = p.spec.network or "none", restart_policy = r.policy, health = p.spec.health or null,
   }
 end
 
+-- The record fields the registry keeps beside the state, for a restarted Host.
+local RESTORED = { "error_msg", "exit_code", "exit_signal", "oom_killed", "last_exit_at", "ready_at" }
+
 -- A registered program, with its supervisor. `restored` gives the record fields a
--- Host restart brings back (state, error_msg, exit_code).
+-- Host restart brings back (state and the RESTORED fields).
 function Host:attach(row, restored)
   local id = row.program_id
   local plan = assert(dockerfile.parse(row.spec.dockerfile)) -- checked at create
@@ -132,8 +140,9 @@ function Host:attach(row, restored)
     spec = row.spec, created_at = row.created_at, updated_at = row.updated_at, followers = {},
     desired = row.desired or "stopped" }
   local dirs = self:dirs(id)
-  local record, record_err = program.new{ state = restored and restored.state, error_msg = restored and restored.error_msg,
-    exit_code = restored and restored.exit_code, policy = row.spec.restart_policy }
+  local fields = { state = restored and restored.state, policy = row.spec.restart_policy }
+  for _, k in ipairs(RESTORED) do fields[k] = restored and restored[k] end
+  local record, record_err = program.new(fields)
   if not record then return nil, record_err end
   local sup, err = supervisor.new{
     record = record,
@@ -142,6 +151,7 @@ function Host:attach(row, restored)
     build_timeout = self.build_timeout,
     publish = function() return self.ports:hand_over(p.port) end,
     on_change = function(record) self:changed(p, record) end,
+    on_event = function(kind, details) self:emit(p, kind, details) end,
     on_release = function(keep_state) self:released(p, keep_state) end,
   }
   if not sup then return nil, err end
@@ -151,14 +161,24 @@ function Host:attach(row, restored)
   return p
 end
 
+-- Records a lifecycle event of p (host.events) and says it in p's runtime log as the
+-- Host's line, "hersh: <message>" (a deleted program has no log left).
+function Host:emit(p, kind, details)
+  local event, err = self.events:record(p.id, kind, details)
+  if not event then
+    io.stderr:write("hersh host: cannot record a ", kind, " event of ", p.id, ": ", tostring(err), "\n")
+  end
+  if kind ~= "deleted" then p.sup:note("hersh: " .. events.message(kind, details)) end
+end
+
 -- The states in which no process serves the program's port: the Host answers on it.
 local QUIET = { Created = true, Stopped = true, Error = true, Restarting = true }
 
 function Host:changed(p, record)
   if record.state == "Deleted" then return end
   p.updated_at = iso_time(record.updated_at or core.now())
-  local s = { state = record.state, error_msg = record.error_msg, exit_code = record.exit_code,
-    restarts = record.restarts, updated_at = p.updated_at }
+  local s = { state = record.state, restarts = record.restarts, updated_at = p.updated_at }
+  for _, k in ipairs(RESTORED) do s[k] = record[k] end
   self:write("state " .. p.id, function() return self.registry:update_state(p.id, s) end)
   if QUIET[record.state] then self.ports:answer(p.port) end
 end
@@ -185,6 +205,7 @@ end
 
 function Host:released(p, keep_state)
   self:forget(p.id, p.port, keep_state)
+  self:emit(p, "deleted", { keep_state = keep_state or false })
   self.programs[p.id] = nil
   for i, q in ipairs(self.order) do
     if q == p then table.remove(self.order, i) break end
@@ -196,7 +217,8 @@ end
 
 -- The fields a create request may hold: any other is refused, so that a misspelt or
 -- unsupported one is never silently ignored.
-host.CREATE_FIELDS = { "dockerfile", "env", "limits", "network", "proxy", "restart_policy", "src_files", "user_id" }
+host.CREATE_FIELDS = { "dockerfile", "env", "health", "limits", "network", "proxy", "restart_policy", "src_files",
+  "user_id" }
 local KNOWN_FIELD = {}
 for _, name in ipairs(host.CREATE_FIELDS) do KNOWN_FIELD[name] = true end
 
@@ -288,8 +310,10 @@ local function validate(body)
       if v == json.null then proxy[k] = nil end
     end
   end
+  local checks, health_err = health.normalize(body.health)
+  if health_err then return refuse(400, health_err) end
   return { user_id = user_id, dockerfile = body.dockerfile, plan = plan, files = files, env = env,
-    limits = limits, network = network, restart_policy = body.restart_policy, proxy = proxy }
+    limits = limits, network = network, restart_policy = body.restart_policy, proxy = proxy, health = checks }
 end
 
 local function write_files(dir, files)
@@ -334,7 +358,7 @@ function Host:create(body)
   local row = { program_id = id, user_id = req.user_id, build_id = bid, publish_port = port, desired = "stopped",
     state = "Created", created_at = now, updated_at = now,
     spec = { dockerfile = req.dockerfile, env = req.env, limits = req.limits, network = req.network,
-      restart_policy = req.restart_policy, proxy = req.proxy } }
+      restart_policy = req.restart_policy, proxy = req.proxy, health = req.health } }
   local p, attach_err = self:attach(row)
   if not p then -- an invalid restart policy: nothing was recorded yet
     fs.remove_tree(dirs.root)
@@ -349,6 +373,7 @@ function Host:create(body)
     self.ports:release(port)
     return storage_failure("cannot record the program", db_err, db_code)
   end
+  self:emit(p, "created", { user_id = req.user_id, build_id = bid })
   return { program_id = id, build_id = bid, state = "Created", proxy_url = "http://127.0.0.1:" .. port,
     publish_port = port, created_at = now }
 end
@@ -441,7 +466,7 @@ end
 -- ---- start-up ----------------------------------------------------------------------
 
 -- host.open{storage, driver = "bwrap", runtime = {bin, lua}, user = {uid, gid},
--- ports = {first, last}, build_timeout} -> Host. Programs found in the registry are
+-- ports = {first, last}, build_timeout, events_max} -> Host. Programs found in the registry are
 -- listed again with the same id and port; those meant to run are started.
 -- The sandbox runs as an unprivileged user, which must be able to walk down to the
 -- images and state folders: each folder on the way needs its "x" bit for others.
@@ -518,9 +543,11 @@ function host.open(opts)
   if not driver then return nil, driver_err end
   local reg, reg_err = registry.open(storage .. "/host.db")
   if not reg then return nil, reg_err end
+  local ev, ev_err = events.open(reg.db, { max = opts.events_max })
+  if not ev then return nil, ev_err end
   local self = setmetatable({
     storage = storage, driver = driver, runtime = opts.runtime, user = opts.user or host.SANDBOX_USER,
-    ports = ports.new(opts.ports or {}), registry = reg, build_timeout = opts.build_timeout,
+    ports = ports.new(opts.ports or {}), registry = reg, events = ev, build_timeout = opts.build_timeout,
     programs = {}, order = {}, pending = {},
   }, Host)
   local rows, rows_err = reg:all()
@@ -530,6 +557,7 @@ function host.open(opts)
     if row.desired == host.DELETED or row.desired == host.DELETED_KEEP_STATE then
       self.ports:take(row.publish_port) -- held until the record is gone
       self:forget(row.program_id, row.publish_port, row.desired == host.DELETED_KEEP_STATE)
+      self.events:record(row.program_id, "deleted", { keep_state = row.desired == host.DELETED_KEEP_STATE })
     else
       known[row.program_id] = true
       live[#live + 1] = row
@@ -541,11 +569,13 @@ function host.open(opts)
     -- Whatever ran before the Host stopped is gone: a program comes back Stopped (or in
     -- Error), and starts again if it was meant to run.
     local restored = { state = row.state == "Error" and "Error" or (row.state == "Created" and "Created" or "Stopped"),
-      error_msg = row.error_msg, exit_code = row.exit_code }
+      error_msg = row.error_msg, exit_code = row.exit_code, exit_signal = row.exit_signal,
+      oom_killed = row.oom_killed, last_exit_at = row.last_exit_at, ready_at = row.ready_at }
     if not port then
       restored = { state = "Error", error_msg = "cannot hold port " .. row.publish_port .. ": " .. port_err }
     end
     local p = self:attach(row, restored)
+    if p and not port then self:emit(p, "error", { reason = restored.error_msg }) end
     if p and port and row.desired == "running" then p.sup:start() end
   end
   return self

@@ -2,12 +2,15 @@
 --   hersh host [--bind 127.0.0.1] [--port 9000] [--storage DIR] [--token-file F]
 --              [--sandbox bwrap] [--ports FIRST-LAST] [--policy FILE] [--allow-host NAME]...
 --              [--max-connections N] [--max-per-client N] [--idle-timeout S] [--request-timeout S]
+--              [--events-heartbeat S] [--events-max N]
 -- --policy names a Lua file returning a restart policy module (the shape of
 -- host.restart_policy) that replaces the default for every program.
 -- --allow-host adds a name (NAME or NAME:PORT) the API answers to, besides the bind
 -- address, localhost, 127.0.0.1 and [::1] with its port. The limits of the API's
 -- connections (defaults in src/http/server.h: 1024 in all, 256 per client address,
--- 10 s of silence, 30 s for a request to come in) are the last four.
+-- 10 s of silence, 30 s for a request to come in) are the next four; --events-heartbeat
+-- is the seconds between the keep-alive comments of a GET /events stream (default 15);
+-- --events-max the lifecycle events the registry keeps, the oldest dropped (10000).
 local core = require "hersh.core"
 local sys = require "hersh.os"
 local api = require "host.api"
@@ -18,10 +21,13 @@ local main = {}
 main.USAGE = "usage: hersh host [--bind ADDR] [--port N] [--storage DIR] [--token-file FILE]"
   .. " [--sandbox bwrap] [--ports FIRST-LAST] [--policy FILE] [--allow-host NAME]..."
   .. " [--max-connections N] [--max-per-client N] [--idle-timeout S] [--request-timeout S]"
+  .. " [--events-heartbeat S] [--events-max N]"
 
--- The flags of the API's limits, and their fields in api.serve's options.
+-- The flags of the API's limits and of the events kept: whole numbers, and their fields
+-- in the options of api.serve and host.open.
 local LIMITS = { ["--max-connections"] = "max_connections", ["--max-per-client"] = "max_per_client",
-  ["--idle-timeout"] = "idle_timeout", ["--request-timeout"] = "request_timeout" }
+  ["--idle-timeout"] = "idle_timeout", ["--request-timeout"] = "request_timeout",
+  ["--events-heartbeat"] = "events_heartbeat", ["--events-max"] = "events_max" }
 
 local function parse(args)
   local o = { bind = "127.0.0.1", port = 9000, storage = "./var", sandbox = "bwrap", allow_hosts = {} }
@@ -141,11 +147,12 @@ function main.start(args, executable)
   -- Absolute: the sandbox starts in / and would find a relative image path nowhere.
   local storage, storage_err = sys.fs.realpath(o.storage)
   if not storage then return nil, storage_err end
-  local h, host_err = host.open{ storage = storage, driver = o.sandbox, runtime = rt, ports = o.ports }
+  local h, host_err = host.open{ storage = storage, driver = o.sandbox, runtime = rt, ports = o.ports,
+    events_max = o.events_max }
   if not h then return nil, host_err end
   local server, serve_err = api.serve(h, { bind = o.bind, port = o.port, token = token, allow_hosts = o.allow_hosts,
     max_connections = o.max_connections, max_per_client = o.max_per_client, idle_timeout = o.idle_timeout,
-    request_timeout = o.request_timeout })
+    request_timeout = o.request_timeout, events_heartbeat = o.events_heartbeat })
   if not server then return nil, serve_err end
   io.stderr:write(string.format("hersh host: serving http://%s:%d (storage %s, %d programs)\n",
     o.bind, server:port(), o.storage, #h.order))

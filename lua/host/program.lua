@@ -11,9 +11,14 @@
 --   restarts         automatic restarts since the last reset (user actions not counted)
 --   ready_since      event.now of entering Ready; nil outside Ready
 --   next_restart_at  when the pending automatic restart is due; nil outside Restarting
---   error_msg        why the program is in Error, or why it is Restarting
---   exit_code        last exit code seen (nil when killed by a signal)
---   exit_signal      last signal that ended the process, as reported
+--   error_msg        why the program is in Error, or why it is Restarting: what ended
+--                    it (code, signal, out of memory with the limit, the file an exec
+--                    did not find), or the build step that failed with its output
+--   exit_code        last exit code of the program (nil when a signal ended it)
+--   exit_signal      last signal that ended the program (nil when it exited)
+--   oom_killed       true when the kernel killed it for memory (its cgroup's count)
+--   last_exit_at     event.now of its last exit (since the last user start)
+--   ready_at         event.now of its last entry into Ready (kept after it leaves)
 --   pid              process id once spawned, until it is gone or abandoned
 --   restart_intent   true while Stopping for a user restart: when the process is gone
 --                    the program is spawned again from the same image (no build)
@@ -41,6 +46,8 @@
 --   Ready                restart          Stopping (intent)        stop_process
 --   Ready                exited           Restarting | Error |     schedule_restart if Restarting
 --                                         Stopped (policy)
+--   Ready                unhealthy        Restarting | Error       kill_process, schedule_restart
+--                                         (policy)                 if Restarting
 --   Stopping             spawned          Stopping (pid)           - (stop_process covers it)
 --   Stopping             exited,          Stopped, or with the     -, or spawn (A+1)
 --                        spawn_failed     intent Starting (A+1)
@@ -62,7 +69,7 @@
 --   delete   every state but Deleted                      Deleted
 --
 -- Result events (built, build_failed, spawned, spawn_failed, ready, not_ready, exited,
--- backoff_elapsed) are never refused: they report facts, and races make late
+-- unhealthy, backoff_elapsed) are never refused: they report facts, and races make late
 -- ones normal. One of an older attempt, or one that has no row above for the current
 -- state, is IGNORED: reduce returns the very same record table and no effects. Also
 -- ignored: a second spawned, and ready/not_ready before spawned. A result of a NEWER
@@ -77,6 +84,9 @@
 --   probe{pid, timeout, deadline}  poll GET /watcher/status; answers ready, or
 --                     not_ready once event.now would pass deadline
 --   cancel_probe      stop that probe
+--   (none)            health checks (host.health) run while Ready, if the program has
+--                     them; they answer unhealthy{failures, error, healthy_until (the
+--                     time of the last passed check, nil if none)} and then stop
 --   stop_process{pid, grace}  SIGTERM the process of that attempt, SIGKILL after grace
 --                     seconds; the exited of its spawn answers it. pid is nil while the
 --                     spawn is in flight: the Host then stops the process as soon as
@@ -103,7 +113,7 @@ program.STATES = {
 program.USER_EVENTS = { "start", "stop", "restart", "delete" }
 program.RESULT_EVENTS = {
   "built", "build_failed", "spawned", "spawn_failed", "ready", "not_ready", "exited",
-  "backoff_elapsed",
+  "unhealthy", "backoff_elapsed",
 }
 
 local function set_of(list)
@@ -160,10 +170,35 @@ local function leave_ready(r, now)
   r.ready_since = nil
 end
 
+local SIGNAL_NAMES = { [1] = "SIGHUP", [2] = "SIGINT", [3] = "SIGQUIT", [4] = "SIGILL", [6] = "SIGABRT",
+  [7] = "SIGBUS", [8] = "SIGFPE", [9] = "SIGKILL", [11] = "SIGSEGV", [13] = "SIGPIPE", [15] = "SIGTERM" }
+
+local function mib(bytes)
+  return string.format("%g MiB", math.floor(bytes / 1048576 * 10 + 0.5) / 10)
+end
+
+-- One line saying what ended the process (an exited event: code, signal, oom_killed,
+-- memory_limit, error = the sandbox's own complaint, e.g. the file an exec did not find).
 local function describe_exit(e)
-  if e.signal ~= nil then return "killed by signal " .. tostring(e.signal) end
-  if e.code ~= nil then return "exited with code " .. tostring(e.code) end
-  return "exited"
+  if e.error ~= nil then return "cannot start: " .. tostring(e.error) end
+  local text, notes
+  if e.signal ~= nil then
+    text, notes = "killed by signal " .. tostring(e.signal), { SIGNAL_NAMES[e.signal] }
+  else
+    text, notes = e.code ~= nil and "exited with code " .. tostring(e.code) or "exited", {}
+  end
+  if e.oom_killed then -- the program, or (it exited) one of its processes
+    notes[#notes + 1] = (e.signal and "out of memory" or "a process killed for memory")
+      .. (e.memory_limit and ", limit " .. mib(e.memory_limit) or "")
+  end
+  if #notes > 0 then text = text .. " (" .. table.concat(notes, ", ") .. ")" end
+  return text
+end
+
+-- Why an unhealthy program was ended (its error_msg, and its event's message).
+function program.describe_unhealthy(failures, last_error)
+  return string.format("unhealthy: %s failed health checks in a row (last: %s)", tostring(failures),
+    tostring(last_error))
 end
 
 local function stop_effect(r)
@@ -202,6 +237,8 @@ end
 local function record_exit(r, e)
   r.exit_code = e.code
   r.exit_signal = e.signal
+  r.oom_killed = e.oom_killed == true
+  r.last_exit_at = e.now
 end
 
 -- Handlers change the copy r and push effects. They return nothing when the event is
@@ -211,8 +248,9 @@ local function start(r, e, effects)
   r.attempt = r.attempt + 1
   r.state = "Building"
   r.restarts = 0
-  r.error_msg, r.exit_code, r.exit_signal, r.pid = nil, nil, nil, nil
+  r.error_msg, r.exit_code, r.exit_signal, r.oom_killed, r.pid = nil, nil, nil, nil, nil
   r.restart_intent, r.next_restart_at, r.ready_since = nil, nil, nil
+  r.last_exit_at, r.ready_at = nil, nil
   push(effects, { type = "build", attempt = r.attempt })
 end
 
@@ -304,6 +342,7 @@ on.Starting = {
     if not r.pid then return "ignore" end
     r.state = "Ready"
     r.ready_since = e.now
+    r.ready_at = e.now
     r.error_msg = nil
   end,
   spawn_failed = starting_failed("spawn_failed"),
@@ -332,8 +371,16 @@ on.Ready = {
   exited = function(r, e, effects)
     leave_ready(r, e.now)
     record_exit(r, e)
-    failed(r, e.now, { kind = "exited", code = e.code, signal = e.signal,
+    failed(r, e.now, { kind = "exited", code = e.code, signal = e.signal, error = e.error,
       message = describe_exit(e) }, effects)
+  end,
+  -- Alive but failing its health checks: killed now (its exit will be ignored), then
+  -- the policy decides as for a crash.
+  unhealthy = function(r, e, effects)
+    -- Only the run up to its last passed check was a good one (policy reset_after).
+    leave_ready(r, e.healthy_until or r.ready_since)
+    push(effects, { type = "kill_process", attempt = r.attempt, pid = r.pid })
+    failed(r, e.now, { kind = "unhealthy", message = program.describe_unhealthy(e.failures, e.error) }, effects)
   end,
 }
 

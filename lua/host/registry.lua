@@ -20,12 +20,37 @@ CREATE TABLE IF NOT EXISTS programs (
   state        TEXT NOT NULL,
   error_msg    TEXT,
   exit_code    INTEGER,
+  exit_signal  INTEGER,
+  oom_killed   INTEGER NOT NULL DEFAULT 0,    -- 1: the kernel killed it for memory
+  last_exit_at REAL,                          -- unix seconds
+  ready_at     REAL,                          -- unix seconds
   restarts     INTEGER NOT NULL DEFAULT 0,
   created_at   TEXT NOT NULL,
   updated_at   TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS programs_by_creation ON programs (created_at, program_id);
 ]]
+
+-- Columns added since the first schema: a database made before gets them (ALTER TABLE).
+local ADDED = {
+  { "exit_signal", "INTEGER" }, { "oom_killed", "INTEGER NOT NULL DEFAULT 0" },
+  { "last_exit_at", "REAL" }, { "ready_at", "REAL" },
+}
+
+local function migrate(db)
+  local cols, err, code = db:query("PRAGMA table_info(programs)")
+  if not cols then return nil, err, code end
+  local have = {}
+  for _, c in ipairs(cols) do have[c.name] = true end
+  for _, add in ipairs(ADDED) do
+    if not have[add[1]] then
+      -- names and types are the constants above, never input
+      local ok, add_err, add_code = db:exec("ALTER TABLE programs ADD COLUMN " .. add[1] .. " " .. add[2])
+      if not ok then return nil, add_err, add_code end
+    end
+  end
+  return true
+end
 
 local Registry = {}
 Registry.__index = Registry
@@ -54,6 +79,7 @@ function registry.open(path)
   local db, err, code = store.open(path)
   if not db then return nil, err, code end
   local ok, schema_err, schema_code = db:exec(SCHEMA)
+  if ok then ok, schema_err, schema_code = migrate(db) end
   if not ok then
     db:close()
     return nil, schema_err, schema_code
@@ -63,6 +89,7 @@ end
 
 local function decode(row)
   row.spec = assert(json.decode(row.spec))
+  row.oom_killed = row.oom_killed == 1
   return row
 end
 
@@ -80,8 +107,10 @@ function Registry:insert(r)
 end
 
 function Registry:update_state(id, s)
-  return written(self.db:run([[UPDATE programs SET state = ?, error_msg = ?, exit_code = ?, restarts = ?,
-    updated_at = ? WHERE program_id = ?]], s.state, s.error_msg, s.exit_code, s.restarts or 0, s.updated_at, id))
+  return written(self.db:run([[UPDATE programs SET state = ?, error_msg = ?, exit_code = ?, exit_signal = ?,
+    oom_killed = ?, last_exit_at = ?, ready_at = ?, restarts = ?, updated_at = ? WHERE program_id = ?]],
+    s.state, s.error_msg, s.exit_code, s.exit_signal, s.oom_killed and 1 or 0, s.last_exit_at, s.ready_at,
+    s.restarts or 0, s.updated_at, id))
 end
 
 -- desired: "running", "stopped", or (a delete under way) "deleted" / "deleted_keep_state".

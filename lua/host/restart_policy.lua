@@ -61,7 +61,7 @@ function restart_policy.normalize(given)
   return p
 end
 
--- A failure while Starting or Ready (exit: {kind = "exited"|"spawn_failed"|"not_ready",
+-- A failure while Starting or Ready (exit: {kind = "exited"|"spawn_failed"|"not_ready"|"unhealthy",
 -- code, signal, message}) -> {action = "restart", delay = s} | {action = "error",
 -- reason = text} | {action = "stop"} (a clean exit under on-failure: the program is
 -- done, not broken). record.restarts is already reset by the reducer when the program

@@ -5,8 +5,10 @@
 -- quickly an effect answered.
 local core = require "hersh.core"
 local http = require "hersh.http"
+local sys = require "hersh.os"
 local build = require "host.build"
 local dockerfile = require "host.dockerfile"
+local health = require "host.health"
 local program = require "host.program"
 
 local supervisor = {}
@@ -33,18 +35,78 @@ function Sup:drain()
   while #self.queue > 0 do
     local event = table.remove(self.queue, 1)
     local record, effects = program.reduce(self.record, event)
-    if record and record ~= self.record then self:apply(record, effects) end
+    if record and record ~= self.record then self:apply(record, effects, event) end
   end
   self.draining = false
 end
 
-function Sup:apply(record, effects)
+-- The lifecycle events (on_event) of an accepted step, in the order they happened:
+-- what ended a process or a build, what the effects begin, then the state reached.
+function Sup:report(before, event, effects)
+  local emit, r = self.on_event, self.record
+  if not emit then return end
+  if event.type == "exited" then
+    emit("exited", { exit_code = event.code, exit_signal = event.signal, oom_killed = event.oom_killed or false,
+      memory_limit = event.memory_limit, restarts = r.restarts, error = event.error })
+  elseif event.type == "built" or event.type == "build_failed" then
+    emit("build_finished", { ok = event.type == "built", duration = event.now - self.build_started_at,
+      cached = event.cached or false, error = event.error })
+  elseif event.type == "unhealthy" then
+    emit("unhealthy", { failures = event.failures, last_error = event.error })
+  end
+  for _, effect in ipairs(effects) do
+    if effect.type == "build" then
+      self.build_started_at = event.now
+      emit("build_started", { attempt = effect.attempt })
+    elseif effect.type == "cancel_build" and self.build_job then
+      emit("build_finished", { ok = false, duration = event.now - self.build_started_at, cached = false,
+        error = "cancelled" })
+    elseif effect.type == "spawn" then
+      self.spawned_at = event.now
+      emit("starting", { attempt = effect.attempt })
+    elseif effect.type == "schedule_restart" then
+      emit("restarting", { attempt = r.restarts, delay = effect.delay, reason = r.error_msg })
+    end
+  end
+  if r.state == before.state then return end
+  if r.state == "Ready" then
+    emit("ready", { time_to_ready = event.now - self.spawned_at })
+  elseif r.state == "Error" then
+    emit("error", { reason = r.error_msg })
+  elseif r.state == "Stopped" then
+    emit("stopped", {})
+  end
+end
+
+function Sup:apply(record, effects, event)
+  local before = self.record
   self.record = record
+  self:report(before, event, effects)
   for _, effect in ipairs(effects) do
     local perform = self["perform_" .. effect.type]
     if perform then perform(self, effect) else self:perform_unknown(effect) end
   end
+  self:follow_health()
   if self.on_change then self.on_change(self.record) end
+end
+
+-- Health checks (spec.health) run while the program is Ready, for that attempt alone:
+-- leaving Ready (stop, restart, exit, delete, a Host shutdown) ends them.
+function Sup:follow_health()
+  local r, checker = self.record, self.health_checker
+  local wanted = self.spec.health ~= nil and r.state == "Ready"
+  if checker and not (wanted and checker.attempt == r.attempt) then
+    checker:stop()
+    self.health_checker, checker = nil, nil
+  end
+  if not wanted or checker then return end
+  local attempt = r.attempt
+  checker = health.watch{ port = self.port, check = self.spec.health, on_unhealthy = function(d)
+    self:post{ type = "unhealthy", attempt = attempt, failures = d.failures, error = d.last_error,
+      healthy_until = checker.last_ok }
+  end }
+  checker.attempt = attempt
+  self.health_checker = checker
 end
 
 -- A user event (start, stop, restart, delete): refused at once with the reason, or
@@ -54,7 +116,7 @@ function Sup:request(type, fields)
   event.type, event.now = type, now()
   local record, effects, code = program.reduce(self.record, event)
   if not record then return nil, effects, code end
-  self:apply(record, effects)
+  self:apply(record, effects, event)
   if not self.draining and #self.queue > 0 then self:drain() end
   return true
 end
@@ -76,8 +138,9 @@ function Sup:perform_build(effect)
     plan = self.plan, build_id = self.build_id, src_dir = self.dirs.src, images_dir = self.images_dir,
     log_path = self.dirs.logs .. "/build.log", driver = self.driver, runtime = self.runtime,
     user = self.user, timeout = self.build_timeout,
-    on_done = function(ok, err)
-      self:post(ok and { type = "built", attempt = attempt } or { type = "build_failed", attempt = attempt, error = err })
+    on_done = function(ok, err, cached)
+      self:post(ok and { type = "built", attempt = attempt, cached = cached }
+        or { type = "build_failed", attempt = attempt, error = err })
     end,
   }
 end
@@ -108,10 +171,11 @@ function Sup:spawn(attempt)
     fds = self.listen_fd and { [3] = self.listen_fd } or nil,
     log = self.dirs.logs .. "/runtime.log", limits = self.spec.limits, cgroup = self.id,
     on_line = self.on_line,
-    on_exit = function(code, signal)
+    on_exit = function(exit) -- the driver's exit report: exit_code, exit_signal, oom_killed, error
       if self.procs[attempt] then self.procs[attempt] = nil end
       if self.pending_release then return self:perform_release(self.pending_release) end
-      self:post{ type = "exited", attempt = attempt, code = code, signal = signal }
+      self:post{ type = "exited", attempt = attempt, code = exit.exit_code, signal = exit.exit_signal,
+        oom_killed = exit.oom_killed, error = exit.error, memory_limit = (self.spec.limits or {}).memory }
     end,
   })
 end
@@ -207,6 +271,15 @@ function Sup:perform_release(effect)
   if self.on_release then self.on_release(effect.keep_state) end
 end
 
+-- A line of the Host's in the program's runtime log: through the running process's
+-- writer when there is one, so that it lands in order with that process's output.
+function Sup:note(text)
+  for _, proc in pairs(self.procs) do
+    if proc:running() then return proc:note(text) end
+  end
+  return sys.log_note(self.dirs.logs .. "/runtime.log", text)
+end
+
 -- The newest n lines a running (or the last) process printed.
 function Sup:tail(n)
   for _, proc in pairs(self.procs) do return proc:tail(n) end
@@ -214,9 +287,10 @@ function Sup:tail(n)
 end
 
 -- supervisor.new{id, plan, build_id, dirs = {src, state, logs}, images_dir, spec =
--- {env, limits, network, restart_policy}, driver, runtime = {bin, lua}, user = {uid,
+-- {env, limits, network, restart_policy, health}, driver, runtime = {bin, lua}, user = {uid,
 -- gid}, port, listen_fd (or publish() -> a listening fd, asked at each spawn),
--- build_timeout, on_change(record), on_line(stream, text), on_release(keep_state),
+-- build_timeout, on_change(record), on_event(kind, details) (see host.events),
+-- on_line(stream, text), on_release(keep_state),
 -- record (to resume)} -> supervisor, or nil, err, code for an invalid policy.
 function supervisor.new(opts)
   local self = setmetatable({
@@ -224,7 +298,8 @@ function supervisor.new(opts)
     spec = opts.spec or {}, driver = opts.driver, runtime = opts.runtime,
     user = opts.user or { uid = 65534, gid = 65534 }, port = opts.port, listen_fd = opts.listen_fd,
     build_timeout = opts.build_timeout, on_change = opts.on_change, on_line = opts.on_line,
-    on_release = opts.on_release, publish = opts.publish, queue = {}, procs = {}, draining = false,
+    on_release = opts.on_release, on_event = opts.on_event, publish = opts.publish, queue = {}, procs = {},
+    draining = false,
   }, Sup)
   local record, err, code = opts.record, nil, nil
   if not record then record, err, code = program.new{ policy = (opts.spec or {}).restart_policy } end

@@ -9,6 +9,8 @@
 ** creates serves the WatcherAPI (on --port/--bind, or on the listening socket inherited
 ** as fd 3 with LISTEN_FDS=1). It drives the loop until every watcher is terminal.
 ** SIGTERM or SIGINT stops every watcher (cleanup runs); a second one kills them.
+** Every failed run, cleanup and watch, and every crash, is printed to stderr as it
+** happens (hersh_loop_on_report; the format is in docs/lua-api.md).
 ** Exit status: 0 after normal stops, 1 if a watcher ended Killed or Crashed, 2 for a
 ** usage error or a script that fails to load or run.
 */
@@ -148,11 +150,21 @@ static int l_listen_failure(lua_State *L) {
   return 1;
 }
 
-/* Before the script runs: the state's loop (hersh.core), and the runner's WatcherAPI
-** options for core.runner_api(). */
+/* One report per write, so lines from a supervisor's other streams do not cut into
+** it; stderr is unbuffered. */
+static void print_report(const hersh_report *r, void *ud) {
+  (void)ud;
+  fprintf(stderr, "hersh: %s\n", r->line);
+}
+
+/* Before the script runs: the state's loop (hersh.core) with the log callback (the
+** script may drive the loop itself), and the runner's WatcherAPI options for
+** core.runner_api(). */
 static int prepare_runner(lua_State *L) {
   const run_options *o = lua_touserdata(L, 1);
   luaL_requiref(L, "hersh.core", luaopen_hersh_core, 0);
+  if (hersh_loop_on_report(hersh_lmod_get(L)->loop, print_report, NULL) != HERSH_OK)
+    return luaL_error(L, "%s", hersh_errmsg());
   lua_createtable(L, 0, 5);
   lua_pushinteger(L, o->port);
   lua_setfield(L, -2, "port");

@@ -22,6 +22,7 @@ int hersh_watcher_snapshot(hersh_watcher *w, hersh_snapshot *out) {
   out->n_memo = w->memo.count;
   out->n_watches = w->watches.count;
   out->last_trigger = w->ctx.trigger.reason ? &w->ctx.trigger : NULL;
+  out->runs = w->stats;
   return HERSH_OK;
 }
 

@@ -126,6 +126,8 @@ struct hersh_loop {
     void *ud;
   } on_free[HERSH_LOOP_HOOKS];
   size_t n_on_free;
+  hersh_report_fn on_report; /* the log callback (report.c) */
+  void *on_report_ud;
 };
 
 int hersh_loop_attach(hersh_loop *loop, hersh_watcher *w);
@@ -178,6 +180,20 @@ void hersh_watch_apply_batch(hersh_watcher *w, hersh_var_update **batch, size_t 
 
 /* Marks sections changed; outside a run the observer hears of it at once. */
 void hersh_watcher_changed(hersh_watcher *w, unsigned what);
+
+/* ---- counting runs (stats.c) ------------------------------------------------------- */
+
+/* Counts one run that took `seconds`. Loop thread. */
+void hersh_stats_count_run(hersh_run_stats *s, const hersh_trigger *t, hersh_run_outcome o, double seconds);
+
+/* ---- reports: the log callback (report.c) ------------------------------------------ */
+
+/* Each tells the loop's log callback, if any, on the loop thread. Run failures read the
+** trigger and message of w->ctx; `d` NULL means a pending stop won (no decision). */
+void hersh_report_run_failed(hersh_watcher *w, const char *err, int failures, const hersh_decision *d);
+void hersh_report_cleanup_failed(hersh_watcher *w, const char *err);
+void hersh_report_watch_error(hersh_watcher *w, const char *name, const char *phase, const char *err);
+void hersh_report_crashed(hersh_watcher *w, const char *reason, int failures);
 
 /* ---- the watcher (watcher.c) -------------------------------------------------------- */
 
@@ -252,6 +268,7 @@ struct hersh_watcher {
   hersh_strmap context;
   hersh_strmap memo;
   hersh_strmap watches; /* name -> hersh_watch* */
+  hersh_run_stats stats; /* loop thread only */
 };
 
 /* Queue a signal from the loop thread or any other; HERSH_E_STOPPED when terminal. */

@@ -59,6 +59,7 @@ void hersh_watcher_effect(hersh_watcher *w, const char *fmt, ...) {
 void hersh_watcher_watch_error(hersh_watcher *w, const char *name, const char *phase, const char *err) {
   hersh_log_entry e = {.u.watch_error = {name, phase, err}};
   hersh_logs_add(&w->logs, HERSH_LOG_WATCH_ERROR, &e, NULL);
+  hersh_report_watch_error(w, name, phase, err);
 }
 
 /* `time` 0 means now; a run stamps its result and reduce entries with one reading. */
@@ -206,10 +207,12 @@ static void run_cleanup(hersh_watcher *w) {
   ctx->msg = NULL;
   bool late = run_with_deadline(w, w->cfg.cleanup_timeout, call_cleanup, NULL);
   ctx->in_cleanup = false;
-  if (late)
-    log_result(w, "cleanup", false, "timeout");
-  else
-    log_result(w, "cleanup", ctx->outcome == OUT_OK, ctx->outcome_text ? ctx->outcome_text : "cleanup failed");
+  const char *err = late                     ? "timeout"
+                    : ctx->outcome == OUT_OK ? NULL
+                    : ctx->outcome_text      ? ctx->outcome_text
+                                             : "cleanup failed";
+  log_result(w, "cleanup", !err, err);
+  if (err) hersh_report_cleanup_failed(w, err);
   ctx_reset_outcome(ctx);
 }
 
@@ -253,6 +256,15 @@ static void terminate(hersh_watcher *w, hersh_state final, bool with_cleanup) {
   if (w->on_terminal) w->on_terminal(w, w->on_terminal_ud);
 }
 
+/* Ends the watcher Crashed, then reports why: `why` is copied first, as the cleanup
+** may free it. `failures` > 0 when the recovery policy gave up after that many. */
+static void crash(hersh_watcher *w, const char *why, int failures) {
+  char *reason = hersh_strdup(why ? why : "crashed");
+  terminate(w, HERSH_CRASHED, true);
+  hersh_report_crashed(w, reason ? reason : "out of memory", failures);
+  free(reason);
+}
+
 /* The outcome of a run, from what the reducer returned and what it recorded. */
 static hersh_outcome classify(hersh_ctx *ctx, int rc, bool late, const char **text) {
   *text = ctx->outcome_text;
@@ -278,6 +290,14 @@ static hersh_outcome classify(hersh_ctx *ctx, int rc, bool late, const char **te
   return OUT_FAIL;
 }
 
+static hersh_run_outcome counted_outcome(hersh_outcome o, bool late) {
+  static const hersh_run_outcome counted[] = {
+      [OUT_OK] = HERSH_RUN_OK,         [OUT_FAIL] = HERSH_RUN_FAILED,   [OUT_STOP] = HERSH_RUN_STOPPED,
+      [OUT_KILL] = HERSH_RUN_KILLED,   [OUT_CRASH] = HERSH_RUN_CRASHED, [OUT_LIMIT] = HERSH_RUN_LIMIT,
+  };
+  return o == OUT_FAIL && late ? HERSH_RUN_TIMEOUT : counted[o];
+}
+
 /* True when a stop (not a kill) was asked for while the run went on. */
 static bool stop_pending(hersh_watcher *w) {
   pthread_mutex_lock(&w->mu);
@@ -292,6 +312,7 @@ static void finish_run(hersh_watcher *w, hersh_outcome outcome, const char *text
   if (outcome != OUT_OK && outcome != OUT_STOP && stop_pending(w)) {
     log_result_at(w, time, "run", outcome == OUT_KILL, text ? text : "failed");
     set_state(w, HERSH_READY);
+    if (outcome != OUT_KILL) hersh_report_run_failed(w, text ? text : "failed", atomic_load(&w->failures), NULL);
     return;
   }
   switch (outcome) {
@@ -308,7 +329,7 @@ static void finish_run(hersh_watcher *w, hersh_outcome outcome, const char *text
     break;
   case OUT_LIMIT:
     log_result_at(w, time, "run", false, text);
-    terminate(w, HERSH_CRASHED, true);
+    crash(w, text, 0);
     break;
   case OUT_FAIL:
   case OUT_CRASH: {
@@ -318,14 +339,18 @@ static void finish_run(hersh_watcher *w, hersh_outcome outcome, const char *text
     hersh_decision d = w->cfg.decide ? w->cfg.decide(n, err, &w->cfg.recovery, w->cfg.decide_ud)
                                      : hersh_recovery_decide(n, &w->cfg.recovery);
     if (d.action == HERSH_ACT_CRASH) {
-      terminate(w, HERSH_CRASHED, true);
-    } else if (d.action == HERSH_ACT_RECOVER) {
+      hersh_report_run_failed(w, err, n, &d); /* before the cleanup, which frees err */
+      crash(w, err, n);
+      break;
+    }
+    if (d.action == HERSH_ACT_RECOVER) {
       set_state(w, HERSH_WAIT_RECOVER);
       schedule_retry(w, WSIG_RECOVER, d.delay);
     } else {
       set_state(w, HERSH_READY);
       schedule_retry(w, WSIG_RETRY, d.delay);
     }
+    hersh_report_run_failed(w, err, n, &d);
     break;
   }
   }
@@ -341,10 +366,13 @@ static void run(hersh_watcher *w, const hersh_trigger *trigger, hersh_message *m
   ctx->msg = message ? &message->msg : NULL;
   ctx->in_run = true;
   reducer_call call = {ctx->msg, 0};
+  uint64_t started_ns = uv_hrtime(); /* precise, unlike the deadline's coarse clock */
   bool late = run_with_deadline(w, w->cfg.timeout, call_reducer, &call);
+  double took = (double)(uv_hrtime() - started_ns) / 1e9;
   ctx->in_run = false;
   const char *text;
   hersh_outcome outcome = classify(ctx, call.rc, late, &text);
+  hersh_stats_count_run(&w->stats, trigger, counted_outcome(outcome, late), took);
   double done_at = hersh_wall_now();
   finish_run(w, outcome, text, done_at);
   ctx->msg = NULL;
@@ -399,7 +427,7 @@ static void handle_watcher_signal(hersh_watcher *w, hersh_signal *s) {
   }
   case WSIG_CRASH: /* an engine limit broken outside a run */
     log_result(w, "run", false, s->u.w.reason);
-    terminate(w, HERSH_CRASHED, true);
+    crash(w, s->u.w.reason, 0);
     log_reduce(w, 0, st, &note);
     return;
   }

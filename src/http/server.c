@@ -446,6 +446,30 @@ void hersh_http_stream_end(hersh_http_stream *s) {
   pending_release(s);
 }
 
+void hersh_http_stream_cut(hersh_http_stream *s) {
+  pthread_mutex_lock(&s->mu);
+  if (!s->gone && !s->cut) {
+    s->cut = true;
+    /* MHD may be blocked sending to it, never asking the reader: its send fails now.
+    ** A client that reads nothing would keep a FIN queued behind the unsent bytes for
+    ** ever: closed with linger 0, the connection is reset instead. */
+    if (s->fd >= 0) {
+      struct linger now = {.l_onoff = 1, .l_linger = 0};
+      (void)setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &now, sizeof now); /* best effort: shutdown still cuts */
+      shutdown(s->fd, SHUT_RDWR);
+    }
+    resume_locked(s);
+  }
+  pthread_mutex_unlock(&s->mu);
+}
+
+size_t hersh_http_stream_waiting(hersh_http_stream *s) {
+  pthread_mutex_lock(&s->mu);
+  size_t waiting = s->len - s->off;
+  pthread_mutex_unlock(&s->mu);
+  return waiting;
+}
+
 bool hersh_http_stream_closed(hersh_http_stream *s) {
   pthread_mutex_lock(&s->mu);
   if (!s->gone && !s->cut && s->suspended && s->fd >= 0 && peer_left(s->fd)) {

@@ -106,6 +106,10 @@ hersh_http_stream *hersh_http_stream_start(hersh_http_pending *p, int status, co
 int hersh_http_stream_write(hersh_http_stream *s, const void *data, size_t len);
 /* Finishes the body (what is buffered still goes out) and gives up the hold. */
 void hersh_http_stream_end(hersh_http_stream *s);
+/* The bytes written that wait for the client (a writer paces itself by it). */
+size_t hersh_http_stream_waiting(hersh_http_stream *s);
+/* Shuts the connection down at once, dropping what waits: a client too slow to keep. */
+void hersh_http_stream_cut(hersh_http_stream *s);
 /* Whether the client can no longer get writes: it left, or the stream was delivered,
 ** or the server stops. A suspended connection is not watched by libmicrohttpd, so
 ** this also looks at its socket: polling it notices a client that left mid-stream. */

@@ -6,6 +6,7 @@
 ** publishes JSON of the sections that changed after every signal it handles (the
 ** observer below), so a monitoring request during a long run gets the values of the
 ** last completed reduce. Queues and logs are read under their own locks.
+** GET /watcher/metrics answers the same values in Prometheus text (http/prom.h).
 */
 #include <pthread.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 
 #include "base/json.h"
 #include "engine/binding.h"
+#include "http/prom.h"
 #include "http/server.h"
 
 enum { MAX_BODY = 64 * 1024, PEEK_PER_KIND = 10, DEFAULT_LOG_LIMIT = 100 };
@@ -28,6 +30,7 @@ typedef struct hersh_api {
   pthread_mutex_t mu; /* the snapshot below */
   char *context, *memo, *vars, *watching, *trigger;
   size_t n_context, n_memo, n_watches;
+  hersh_run_stats runs;
   double started_at, last_update;
 } hersh_api;
 
@@ -64,6 +67,7 @@ static void api_reduced(hersh_watcher *w, unsigned dirty, void *ud) {
   api->n_context = snap.n_context;
   api->n_memo = snap.n_memo;
   api->n_watches = snap.n_watches;
+  api->runs = snap.runs;
   api->last_update = hersh_wall_now();
   pthread_mutex_unlock(&api->mu);
 }
@@ -452,6 +456,92 @@ static void route_logs(hersh_api *api, const hersh_http_request *req, hersh_http
   reply_send(&r, res);
 }
 
+/* ---- metrics ------------------------------------------------------------------------ */
+
+/* The published values a scrape reads, copied under the lock so that it is not held
+** while the text is written. */
+typedef struct metrics_view {
+  hersh_run_stats runs;
+  size_t n_context, n_memo, n_watches, context_bytes, memo_bytes;
+} metrics_view;
+
+static void gauge(hersh_buf *b, const char *name, const char *help, const hersh_prom_label *id, double value) {
+  hersh_prom_family(b, name, "gauge", help);
+  hersh_prom_sample(b, name, id, 1, value);
+}
+
+static void metrics_runs(hersh_buf *b, const hersh_prom_label *id, const hersh_run_stats *runs) {
+  hersh_prom_family(b, "hersh_watcher_runs_total", "counter", "Reducer runs that ended, by trigger and outcome.");
+  uint64_t failed = 0;
+  for (int t = 0; t < HERSH_RUN_TRIGGERS; t++) {
+    for (int o = 0; o < HERSH_RUN_OUTCOMES; o++) {
+      hersh_prom_label labels[] = {id[0],
+                                   {"trigger", hersh_run_trigger_name((hersh_run_trigger)t)},
+                                   {"outcome", hersh_run_outcome_name((hersh_run_outcome)o)}};
+      hersh_prom_sample(b, "hersh_watcher_runs_total", labels, 3, (double)runs->runs[t][o]);
+      bool failure = o == HERSH_RUN_FAILED || o == HERSH_RUN_TIMEOUT || o == HERSH_RUN_CRASHED || o == HERSH_RUN_LIMIT;
+      if (failure) failed += runs->runs[t][o];
+    }
+  }
+  hersh_prom_family(b, "hersh_watcher_failed_runs_total", "counter",
+                    "Runs that failed, timed out, crashed or broke an engine limit.");
+  hersh_prom_sample(b, "hersh_watcher_failed_runs_total", id, 1, (double)failed);
+  hersh_prom_family(b, "hersh_watcher_run_duration_seconds", "histogram", "How long reducer runs took.");
+  hersh_prom_histogram(b, "hersh_watcher_run_duration_seconds", id, 1, hersh_run_bucket_bounds,
+                       runs->duration_buckets, HERSH_RUN_BUCKETS, runs->duration_sum);
+}
+
+static void route_metrics(hersh_api *api, const hersh_http_request *req, hersh_http_response *res) {
+  (void)req;
+  hersh_watcher *w = api->w;
+  metrics_view v;
+  pthread_mutex_lock(&api->mu);
+  v = (metrics_view){api->runs, api->n_context, api->n_memo, api->n_watches,
+                     api->context ? strlen(api->context) : 0, api->memo ? strlen(api->memo) : 0};
+  pthread_mutex_unlock(&api->mu);
+  hersh_snapshot snap;
+  hersh_watcher_snapshot(w, &snap);
+  const hersh_prom_label id[] = {{"watcher", hersh_watcher_id(w)}};
+  hersh_buf b = {0};
+
+  hersh_prom_family(&b, "hersh_watcher_state", "gauge", "1 for the state the watcher is in, 0 for the others.");
+  for (int st = HERSH_NOT_RUN; st <= HERSH_CRASHED; st++) {
+    hersh_prom_label labels[] = {id[0], {"state", hersh_state_name((hersh_state)st)}};
+    hersh_prom_sample(&b, "hersh_watcher_state", labels, 2, st == (int)snap.state);
+  }
+  gauge(&b, "hersh_watcher_start_time_seconds", "When the WatcherAPI started, in seconds since the epoch.", id,
+        api->started_at);
+  metrics_runs(&b, id, &v.runs);
+  gauge(&b, "hersh_watcher_consecutive_failures", "Failed runs since the last successful one.", id, snap.failures);
+
+  hersh_prom_family(&b, "hersh_watcher_queue_depth", "gauge", "Signals waiting in each queue.");
+  const struct {
+    const char *name;
+    size_t n;
+  } queues[] = {{"watcher", snap.pending.watcher}, {"user", snap.pending.user}, {"var", snap.pending.var}};
+  for (size_t q = 0; q < sizeof queues / sizeof *queues; q++) {
+    hersh_prom_label labels[] = {id[0], {"queue", queues[q].name}};
+    hersh_prom_sample(&b, "hersh_watcher_queue_depth", labels, 2, (double)queues[q].n);
+  }
+  gauge(&b, "hersh_watcher_queue_capacity", "The capacity of each queue.", id,
+        (double)hersh_watcher_config(w)->signal_capacity);
+
+  gauge(&b, "hersh_watcher_context_entries", "Keys in the context store.", id, (double)v.n_context);
+  gauge(&b, "hersh_watcher_context_bytes", "Size of the context store as JSON (GET /watcher/context).", id,
+        (double)v.context_bytes);
+  gauge(&b, "hersh_watcher_memo_entries", "Entries in the memo cache.", id, (double)v.n_memo);
+  gauge(&b, "hersh_watcher_memo_bytes", "Size of the memo cache as JSON (GET /watcher/memoCache).", id,
+        (double)v.memo_bytes);
+  gauge(&b, "hersh_watcher_watches", "Watched variables.", id, (double)v.n_watches);
+
+  size_t len = b.len;
+  char *body = hersh_buf_take(&b);
+  if (!body) return hersh_http_error(res, 500, "out of memory");
+  res->body = body;
+  res->body_len = len;
+  res->content_type = HERSH_PROM_CONTENT_TYPE;
+}
+
 /* ---- messages ------------------------------------------------------------------------ */
 
 static void route_message(hersh_api *api, const hersh_http_request *req, hersh_http_response *res) {
@@ -499,7 +589,7 @@ static const struct {
     {"/watcher/memoCache", "GET", route_memo},    {"/watcher/varState", "GET", route_var_state},
     {"/watcher/context", "GET", route_context},   {"/watcher/vars", "GET", route_vars},
     {"/watcher/signals", "GET", route_signals},   {"/watcher/logs", "GET", route_logs},
-    {"/watcher/message", "POST", route_message},
+    {"/watcher/metrics", "GET", route_metrics},   {"/watcher/message", "POST", route_message},
 };
 
 static void api_handle(const hersh_http_request *req, hersh_http_response *res, void *ud) {

@@ -602,6 +602,20 @@ static int l_stream_finish(lua_State *L) {
   return 0;
 }
 
+/* stream:waiting() -> the bytes written that the client has not taken yet */
+static int l_stream_waiting(lua_State *L) {
+  lstream *ls = check_stream(L, 1);
+  lua_pushinteger(L, ls->s ? (lua_Integer)hersh_http_stream_waiting(ls->s) : 0);
+  return 1;
+}
+
+/* stream:cut(): ends it at once, dropping what waits (the client is too slow) */
+static int l_stream_cut(lua_State *L) {
+  lstream *ls = check_stream(L, 1);
+  if (ls->s) hersh_http_stream_cut(ls->s);
+  return 0;
+}
+
 static int l_stream_closed(lua_State *L) {
   lstream *ls = check_stream(L, 1);
   if (!ls->closed && ls->s && hersh_http_stream_closed(ls->s)) ls->closed = true;
@@ -639,6 +653,7 @@ static const luaL_Reg res_meth[] = {{"send", l_res_send}, {"stream", l_res_strea
 static const luaL_Reg res_metameth[] = {{"__gc", l_res_gc}, {NULL, NULL}};
 static const luaL_Reg stream_meth[] = {{"write", l_stream_write},   {"finish", l_stream_finish},
                                        {"closed", l_stream_closed}, {"on_close", l_stream_on_close},
+                                       {"waiting", l_stream_waiting}, {"cut", l_stream_cut},
                                        {NULL, NULL}};
 static const luaL_Reg stream_metameth[] = {{"__gc", l_stream_gc}, {NULL, NULL}};
 

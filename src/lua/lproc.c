@@ -2,7 +2,7 @@
 ** lproc.c -- hersh.Process: child processes for Lua (hersh.os.spawn), and the listening
 ** sockets handed to them (listen, relisten, close_fd) and answered on
 ** while no process serves them (answer_unavailable). A running process keeps its
-** userdata alive; on_exit(code, signal) is called on the loop thread the moment the
+** userdata alive; on_exit(code, signal, oom_killed) is called on the loop thread the moment the
 ** child exits, and what followed it (pidfd, pipes, log file) is released then.
 */
 #include <errno.h>
@@ -43,7 +43,6 @@ static void call_lua(lproc *lp, int ref, int nargs) {
 }
 
 static void proc_exited(hersh_proc *p, int code, int signal, void *ud) {
-  (void)p;
   lproc *lp = ud;
   lua_State *L = lp->m->L;
   lp->exited = true;
@@ -54,7 +53,8 @@ static void proc_exited(hersh_proc *p, int code, int signal, void *ud) {
     else lua_pushnil(L);
     if (signal) lua_pushinteger(L, signal);
     else lua_pushnil(L);
-    call_lua(lp, lp->on_exit_ref, 2);
+    lua_pushboolean(L, hersh_proc_oom_kills(p) > 0);
+    call_lua(lp, lp->on_exit_ref, 3);
   }
   /* Its pidfd, pipes and log file go now, not when the collector gets to the
   ** userdata: a Host that restarts programs would pile them up meanwhile. */
@@ -253,6 +253,21 @@ static int l_proc_kill_cgroup(lua_State *L) {
   return 1;
 }
 
+/* cgroup_dirs() -> {dir...} | nil, err, code: where its cgroup's usage is read (metrics). */
+static int l_proc_cgroup_dirs(lua_State *L) {
+  lproc *lp = check_lproc(L, 1);
+  hersh_cgroup *cg = cgroup_of(lp);
+  if (!cg) return hersh_lua_push_failure(L, HERSH_E_NOTFOUND);
+  const char *const *dirs;
+  int n = hersh_cgroup_dirs(cg, &dirs);
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    lua_pushstring(L, dirs[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
 /* scan_signal(sig) -> count: every process of its group or of the PID namespaces it
 ** made, but itself (found in /proc: for a sandbox without a cgroup). */
 static int l_proc_scan_signal(lua_State *L) {
@@ -280,6 +295,31 @@ static int l_proc_tail(lua_State *L) {
   luaL_argcheck(L, n >= 0, 2, "must not be negative");
   lua_newtable(L);
   if (lp->p) hersh_proc_tail(lp->p, (size_t)n, push_tail_line, L);
+  return 1;
+}
+
+/* note(text): a Host line ("host" stream) in its log, in order with its output. */
+static int l_proc_note(lua_State *L) {
+  lproc *lp = check_lproc(L, 1);
+  size_t len;
+  const char *text = luaL_checklstring(L, 2, &len);
+  if (lp->p) hersh_proc_note(lp->p, text, len);
+  return 0;
+}
+
+/* log_note(path, text) -> true | nil, err, code: the same line in a log no process
+** writes now, through the same writer (format, rotation) as a process's log. */
+static int l_log_note(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  size_t len;
+  const char *text = luaL_checklstring(L, 2, &len);
+  hersh_proc_options o;
+  hersh_proc_options_init(&o);
+  hersh_capture *c = hersh_capture_new(path, o.log_max, o.log_keep, 0);
+  if (!c) return hersh_lua_push_failure(L, HERSH_E_SYS);
+  hersh_capture_note(c, text, len);
+  hersh_capture_free(c);
+  lua_pushboolean(L, 1);
   return 1;
 }
 
@@ -403,12 +443,14 @@ static const luaL_Reg proc_meth[] = {{"pid", l_proc_pid},       {"running", l_pr
                                      {"exit_status", l_proc_exit_status}, {"kill", l_proc_kill},
                                      {"signal_cgroup", l_proc_signal_cgroup},
                                      {"kill_cgroup", l_proc_kill_cgroup},
+                                     {"cgroup_dirs", l_proc_cgroup_dirs},
                                      {"scan_signal", l_proc_scan_signal}, {"tail", l_proc_tail},
-                                     {"limits", l_proc_limits}, {NULL, NULL}};
+                                     {"limits", l_proc_limits}, {"note", l_proc_note}, {NULL, NULL}};
 
 static const luaL_Reg proc_metameth[] = {{"__gc", l_proc_gc}, {"__close", l_proc_gc}, {NULL, NULL}};
 
 static const luaL_Reg proc_funcs[] = {{"spawn", l_proc_spawn},
+                                      {"log_note", l_log_note},
                                       {"listen", l_proc_listen},
                                       {"close_fd", l_proc_close_fd},
                                       {"answer_unavailable", l_proc_answer_unavailable},

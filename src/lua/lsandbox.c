@@ -2,10 +2,13 @@
 ** lsandbox.c -- the sandbox's own defences for the Host, as core.sandbox:
 ** seccomp_fd() -> a new descriptor holding the seccomp filter (hand it to bwrap as
 ** --seccomp N, then close it), args_fd(list) -> a new descriptor holding the strings
-** NUL-separated (bwrap --args N: options kept out of /proc/<pid>/cmdline), and
-** strip_setid(root) after each build step.
+** NUL-separated (bwrap --args N: options kept out of /proc/<pid>/cmdline),
+** strip_setid(root) after each build step, and status_fd() -> a new empty descriptor
+** that hersh-init writes the program's end into, read by read_status(fd) -> string.
 */
+#include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lhersh.h"
 #include "proc/proc.h"
@@ -48,8 +51,29 @@ static int l_sandbox_strip_setid(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg sandbox_funcs[] = {
-    {"seccomp_fd", l_sandbox_seccomp_fd}, {"args_fd", l_sandbox_args_fd}, {"strip_setid", l_sandbox_strip_setid}, {NULL, NULL}};
+static int l_sandbox_status_fd(lua_State *L) {
+  int fd;
+  int rc = hersh_memfd_bytes("hersh-status", "", 0, &fd);
+  if (rc) return hersh_lua_push_failure(L, rc);
+  lua_pushinteger(L, fd);
+  return 1;
+}
+
+/* What the descriptor holds from offset 0 (a status is one short line). */
+static int l_sandbox_read_status(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  char buf[1024];
+  ssize_t n;
+  do n = pread(fd, buf, sizeof buf, 0);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return hersh_lua_push_failure(L, hersh_fail_with(HERSH_E_SYS, "cannot read the status: %s", strerror(errno)));
+  lua_pushlstring(L, buf, (size_t)n);
+  return 1;
+}
+
+static const luaL_Reg sandbox_funcs[] = {{"seccomp_fd", l_sandbox_seccomp_fd},   {"args_fd", l_sandbox_args_fd},
+                                         {"strip_setid", l_sandbox_strip_setid}, {"status_fd", l_sandbox_status_fd},
+                                         {"read_status", l_sandbox_read_status}, {NULL, NULL}};
 
 /* Sets module.sandbox on the module table at the stack top. */
 int hersh_lsandbox_open(lua_State *L) {

@@ -4,7 +4,8 @@
 ** the most recent lines. Lines longer than MAX_LINE are cut into pieces. A line the
 ** log cannot take (a full disk) is dropped whole, never half-written; the first loss is
 ** said once on stderr, later lines try again, and the first line written afterwards
-** says in the log how many were lost.
+** says in the log how many were lost. The Host's own lines about the child
+** (hersh_capture_note) go to the log alone, on the stream "host".
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -137,8 +138,8 @@ static int log_entry(hersh_capture *c, double now, int stream, const char *line,
   gmtime_r(&secs, &tm);
   char head[64];
   size_t h = strftime(head, sizeof head, "%Y-%m-%dT%H:%M:%S", &tm);
-  h += (size_t)snprintf(head + h, sizeof head - h, ".%03dZ %s ", (int)((now - (double)secs) * 1000),
-                        stream == HERSH_STDERR ? "stderr" : "stdout");
+  static const char *const label[] = {[HERSH_STDOUT] = "stdout", [HERSH_STDERR] = "stderr", [HERSH_HOST] = "host"};
+  h += (size_t)snprintf(head + h, sizeof head - h, ".%03dZ %s ", (int)((now - (double)secs) * 1000), label[stream]);
   if (c->log_max && c->log_size + h + len + 1 > c->log_max && c->log_size > 0) rotate(c);
   if (c->log_fd < 0) c->log_fd = open_log(c->log_path, &c->log_size); /* a reopen that failed before */
   if (c->log_fd < 0) return -1;
@@ -185,6 +186,10 @@ static void emit(hersh_capture *c, int stream, const char *line, size_t len,
   log_line(c, now, stream, line, len);
   keep_line(c, now, stream, line, len);
   if (on_line) on_line(stream, line, len, ud);
+}
+
+void hersh_capture_note(hersh_capture *c, const char *line, size_t len) {
+  log_line(c, hersh_wall_now(), HERSH_HOST, line, len);
 }
 
 void hersh_capture_feed(hersh_capture *c, int stream, const char *data, size_t len,

@@ -162,6 +162,31 @@ hersh_cgroup *hersh_cgroup_new(const char *name, const hersh_proc_limits *lim, h
 
 const char *const *hersh_cgroup_procs_files(const hersh_cgroup *cg) { return cg->procs; }
 
+int hersh_cgroup_dirs(const hersh_cgroup *cg, const char *const **dirs) {
+  *dirs = (const char *const *)cg->dirs;
+  return cg->n_dirs;
+}
+
+/* The "oom_kill N" count of one file (v2 memory.events, v1 memory.oom_control); 0 if none. */
+static long oom_kill_count(const char *dir, const char *file) {
+  char path[640], line[128];
+  snprintf(path, sizeof path, "%s/%s", dir, file);
+  FILE *f = fopen(path, "re");
+  if (!f) return 0;
+  long n = 0;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "oom_kill %ld", &n) == 1) break;
+  fclose(f);
+  return n;
+}
+
+long hersh_cgroup_oom_kills(const hersh_cgroup *cg) {
+  long n = 0;
+  for (int i = 0; i < cg->n_dirs; i++)
+    n += oom_kill_count(cg->dirs[i], "memory.events") + oom_kill_count(cg->dirs[i], "memory.oom_control");
+  return n;
+}
+
 /* Signals each pid listed in a cgroup.procs file but `spare`; how many it signalled. */
 static int signal_listed(const char *procs, int signum, int spare) {
   FILE *f = fopen(procs, "re");

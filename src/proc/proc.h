@@ -19,7 +19,8 @@
 #include "base/error.h"
 #include "hersh.h"
 
-enum { HERSH_PROC_MAX_FDS = 8, HERSH_STDOUT = 1, HERSH_STDERR = 2 };
+/* HERSH_HOST: a line the Host writes about the child into its log; the child cannot write one. */
+enum { HERSH_PROC_MAX_FDS = 8, HERSH_STDOUT = 1, HERSH_STDERR = 2, HERSH_HOST = 3 };
 
 typedef struct hersh_proc hersh_proc;
 
@@ -64,9 +65,13 @@ typedef struct hersh_cgroup hersh_cgroup;
 ** or the child has exited: its cgroup went with it). */
 hersh_cgroup *hersh_proc_cgroup(hersh_proc *p);
 hersh_proc_enforced hersh_proc_limits_enforced(const hersh_proc *p);
+/* After the exit: how many of its processes the kernel killed for memory (its cgroup's count). */
+long hersh_proc_oom_kills(const hersh_proc *p);
 /* Calls fn for the newest `n` captured lines (0 = all kept), oldest first. */
 void hersh_proc_tail(const hersh_proc *p, size_t n,
                      void (*fn)(double time, int stream, const char *line, size_t len, void *ud), void *ud);
+/* Logs a HERSH_HOST line into its log, in order with its own output. */
+void hersh_proc_note(hersh_proc *p, const char *line, size_t len);
 /* Kills a running child; the memory goes once its handles have closed. */
 void hersh_proc_free(hersh_proc *p);
 
@@ -79,6 +84,8 @@ void hersh_capture_free(hersh_capture *c);
 /* Takes bytes read from a stream; complete lines are logged (a partial one waits). */
 void hersh_capture_feed(hersh_capture *c, int stream, const char *data, size_t len,
                         void (*on_line)(int stream, const char *line, size_t len, void *ud), void *ud);
+/* Logs a HERSH_HOST line (not kept in the tail). */
+void hersh_capture_note(hersh_capture *c, const char *line, size_t len);
 /* The stream ended: its partial last line is logged too. */
 void hersh_capture_flush(hersh_capture *c, int stream,
                          void (*on_line)(int stream, const char *line, size_t len, void *ud), void *ud);
@@ -89,6 +96,10 @@ void hersh_capture_tail(const hersh_capture *c, size_t n,
 hersh_cgroup *hersh_cgroup_new(const char *name, const hersh_proc_limits *limits, hersh_proc_enforced *enforced);
 /* The cgroup.procs files the child writes "0" into before exec (NULL-terminated). */
 const char *const *hersh_cgroup_procs_files(const hersh_cgroup *cg);
+/* Its directories, one per hierarchy it was made in (where its usage is read); the count. */
+int hersh_cgroup_dirs(const hersh_cgroup *cg, const char *const **dirs);
+/* How many of its processes the kernel killed for memory (v2 or v1 counters). */
+long hersh_cgroup_oom_kills(const hersh_cgroup *cg);
 /* Signals every process in it but `spare` (0: none); how many it signalled. */
 int hersh_cgroup_signal(const hersh_cgroup *cg, int signum, int spare);
 /* Kills every process in it: cgroup.kill (Linux 5.14+), else SIGKILL to each process

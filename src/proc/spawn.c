@@ -36,6 +36,7 @@ struct hersh_proc {
   hersh_capture *capture;
   hersh_cgroup *cgroup;
   hersh_proc_enforced enforced;
+  long oom_kills; /* read from its cgroup at the exit, before the cgroup goes */
   void (*on_exit)(hersh_proc *p, int code, int signal, void *ud);
   void (*on_line)(hersh_proc *p, int stream, const char *line, size_t len, void *ud);
   void *ud;
@@ -176,6 +177,7 @@ static void exit_cb(uv_poll_t *h, int status, int events) {
   drain(p, HERSH_STDERR);
   /* Nothing outlives the child, and its cgroup goes before on_exit: freed later, it
   ** would kill a next child of the same name (a restart) that joined it meanwhile. */
+  p->oom_kills = p->cgroup ? hersh_cgroup_oom_kills(p->cgroup) : 0;
   hersh_cgroup_free(p->cgroup);
   p->cgroup = NULL;
   int code = info.si_code == CLD_EXITED ? info.si_status : -1;
@@ -276,6 +278,7 @@ int hersh_proc_spawn(hersh_loop *loop, const hersh_proc_options *o, hersh_proc *
 int hersh_proc_pid(const hersh_proc *p) { return p->pid; }
 bool hersh_proc_running(const hersh_proc *p) { return p->running; }
 hersh_proc_enforced hersh_proc_limits_enforced(const hersh_proc *p) { return p->enforced; }
+long hersh_proc_oom_kills(const hersh_proc *p) { return p->oom_kills; }
 
 hersh_cgroup *hersh_proc_cgroup(hersh_proc *p) {
   return p->cgroup && hersh_cgroup_procs_files(p->cgroup)[0] ? p->cgroup : NULL;
@@ -288,6 +291,8 @@ int hersh_proc_signal(hersh_proc *p, int signum) {
     return hersh_fail_with(HERSH_E_SYS, "kill: %s", strerror(errno));
   return HERSH_OK;
 }
+
+void hersh_proc_note(hersh_proc *p, const char *line, size_t len) { hersh_capture_note(p->capture, line, len); }
 
 void hersh_proc_tail(const hersh_proc *p, size_t n,
                      void (*fn)(double time, int stream, const char *line, size_t len, void *ud), void *ud) {

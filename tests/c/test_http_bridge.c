@@ -409,6 +409,45 @@ TEST(a_slow_client_fills_the_buffer) {
   hersh_http_server_stop(s);
 }
 
+/* A client that reads nothing, its stream cut: the connection is reset at once, not left
+** open behind the bytes that wait for it, and the stream's close is told. */
+TEST(a_cut_stream_ends_a_client_that_reads_nothing) {
+  hersh_http_server *s = start(1 << 20);
+  REQUIRE(s);
+  atomic_store(&closes, 0);
+  int fd = connect_to(hersh_http_server_port(s));
+  REQUIRE(fd >= 0);
+  int small = 4096;
+  CHECK(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small) == 0);
+  CHECK(send_get(fd, "/stalled"));
+  REQUIRE(wait_pending(1) == 1);
+  hersh_http_stream *st = hersh_http_stream_start(got.pending[0], 200, NULL, NULL);
+  REQUIRE(st);
+  hersh_http_stream_retain(st); /* kept past end, to look at it */
+  hersh_http_stream_on_close(st, count_close, NULL);
+  static char block[64 * 1024];
+  memset(block, 'x', sizeof block);
+  /* until bytes wait in the stream's own buffer: the kernel's are full */
+  for (int i = 0; i < 64 && hersh_http_stream_waiting(st) == 0; i++) {
+    CHECK_EQ_INT(hersh_http_stream_write(st, block, sizeof block), HERSH_OK);
+    sleep_ms(5);
+  }
+  CHECK(hersh_http_stream_waiting(st) > 0);
+  CHECK(!hersh_http_stream_closed(st));
+  hersh_http_stream_cut(st);
+  CHECK(hersh_http_stream_closed(st));
+  CHECK_EQ_INT(hersh_http_stream_write(st, "more", 4), HERSH_E_STATE);
+  for (int waited = 0; atomic_load(&closes) == 0 && waited < WAIT_MS; waited += 5) sleep_ms(5);
+  CHECK_EQ_INT(atomic_load(&closes), 1);
+  size_t n = 0;
+  free(read_all(fd, &n)); /* ends (reset or closed) well before its receive timeout */
+  CHECK(n < (size_t)64 * sizeof block);
+  close(fd);
+  hersh_http_stream_end(st);
+  hersh_http_stream_release(st);
+  hersh_http_server_stop(s);
+}
+
 /* ---- many at once ---------------------------------------------------------------------------- */
 
 static void *complete_all(void *arg) {
@@ -516,6 +555,7 @@ int main(void) {
   RUN(client_disconnect_is_detected);
   RUN(client_disconnect_fails_writes);
   RUN(a_slow_client_fills_the_buffer);
+  RUN(a_cut_stream_ends_a_client_that_reads_nothing);
   RUN(many_concurrent_deferred_requests);
   RUN(max_body_still_answers_413);
   RUN(stop_answers_what_waits);

@@ -12,9 +12,13 @@
 -- reaches it but its argument vector. Its environment is empty (LD_PRELOAD there would
 -- run the program's code on the host), the program's variables are set inside
 -- (--clearenv, --setenv), its working directory is /, and its only descriptors are
--- the seccomp filter, the --setenv options and those the program is handed. The
+-- the seccomp filter, the --setenv options, hersh-init's status descriptor (closed on
+-- exec of the program: it never holds it) and those the program is handed. The
 -- --setenv options come through a descriptor (--args), not the command line: every
 -- local user can read /proc/<pid>/cmdline, and the variables may hold secrets.
+--
+-- The program runs under hersh-init (src/init), which reports how it really ended:
+-- bwrap itself says "128 + n" for a signal n, like a program's own exit(128 + n).
 --
 -- bwrap.stop decides which processes a stop signals: see there.
 local core = require "hersh.core"
@@ -30,6 +34,10 @@ local stopping = setmetatable({}, { __mode = "k" })
 local SECCOMP_FD = 9
 -- Where bwrap finds the --setenv options (sys.sandbox.args_fd).
 local ARGS_FD = 10
+-- Where hersh-init writes how the program ended (sys.sandbox.status_fd), and where
+-- it is in the sandbox (bwrap's /dev is a tmpfs of its own, in every image).
+local STATUS_FD = 11
+local INIT_PATH = "/dev/.hersh-init"
 
 local DEFAULT_TMP_SIZE = 64 * 1024 * 1024
 
@@ -59,7 +67,8 @@ end
 -- spec: rootfs, base ("hersh" | "scratch"), state_dir (nil for a build step),
 -- writable_root (a build step writes into rootfs), network ("none" | "host"),
 -- tmp_size, uid, gid (inside), workdir, argv, env ({"K=V", ...}, the program's),
--- runtime = {bin, lua, include, lib} (FROM hersh; lib lists files).
+-- runtime = {bin, lua, include, lib} (FROM hersh; lib lists files), init (hersh-init
+-- on the host: the program runs under it, which reports its end on STATUS_FD).
 -- -> argv, env_args (the --setenv options bwrap reads from ARGS_FD), or nil, err for
 -- an environment bwrap cannot set.
 function bwrap.command(spec)
@@ -89,6 +98,7 @@ function bwrap.command(spec)
     end
   end
   push(argv, "--dev", "/dev", "--proc", "/proc")
+  if spec.init then push(argv, "--ro-bind", spec.init, INIT_PATH) end
   if spec.state_dir then push(argv, "--bind", spec.state_dir, "/state") end
   push(argv, "--size", tostring(spec.tmp_size or DEFAULT_TMP_SIZE), "--tmpfs", "/tmp")
   push(argv, "--unshare-all")
@@ -96,40 +106,94 @@ function bwrap.command(spec)
   push(argv, "--unshare-user", "--uid", tostring(spec.uid or 0), "--gid", tostring(spec.gid or 0))
   push(argv, "--die-with-parent", "--cap-drop", "ALL", "--hostname", "hersh")
   push(argv, "--chdir", spec.workdir or "/", "--")
+  if spec.init then push(argv, INIT_PATH, tostring(STATUS_FD)) end
   for _, a in ipairs(spec.argv) do argv[#argv + 1] = a end
   return argv, env_args
 end
 
+-- What ended the program -> {exit_code, exit_signal, oom_killed, error}, from
+-- hersh-init's status ("exited N", "signaled N", "error <why>": the program's own),
+-- else from bwrap's exit (code, or signal of bwrap itself): bwrap exits with the
+-- program's code, or 128 + n when a signal n ended it, so then 129..192 are read as
+-- that signal, as a shell does. oom_killed: the cgroup's OOM count. bwrap's own
+-- failures (a mount it could not make; an execvp without hersh-init) exit 1 after
+-- its "bwrap: ..." line (setup_error): the program never ran, so there is no exit
+-- code, only the error.
+function bwrap.exit_report(code, signal, oom_killed, setup_error, status)
+  local r = { exit_code = code, exit_signal = signal, oom_killed = oom_killed == true }
+  local how, what = (status or ""):match("^(%a+) (.+)$")
+  if how == "exited" and what:match("^%d+$") then
+    r.exit_code, r.exit_signal = tonumber(what), nil
+  elseif how == "signaled" and what:match("^%d+$") then
+    r.exit_code, r.exit_signal = nil, tonumber(what)
+  elseif how == "error" then
+    r.exit_code, r.exit_signal, r.error = nil, nil, what
+  elseif code and code > 128 and code <= 128 + 64 then
+    r.exit_code, r.exit_signal = nil, code - 128
+  elseif code == 1 and setup_error then
+    r.exit_code, r.error = nil, setup_error
+  end
+  return r
+end
+
+-- hersh-init beside the hersh executable of the runtime, if it is there.
+local function init_path(runtime)
+  local dir = runtime and runtime.bin and runtime.bin:match("^(.*)/[^/]*$")
+  local path = dir and dir .. "/hersh-init"
+  return path and sys.fs.stat(path) and path or nil
+end
+
 -- Runs spec in the sandbox: sys.spawn(opts) with the driver's command, environment,
 -- working directory and descriptors (opts.fds are handed on to the program).
--- -> process, or nil, err, code.
+-- opts.on_exit gets bwrap.exit_report's table. -> process, or nil, err, code.
 function bwrap.spawn(spec, opts)
-  local argv, env_args = bwrap.command(spec)
+  local with_init = {}
+  for k, v in pairs(spec) do with_init[k] = v end
+  with_init.init = init_path(spec.runtime)
+  local argv, env_args = bwrap.command(with_init)
   if not argv then return nil, env_args, "EINVAL" end
   local filter, filter_err, code = sys.sandbox.seccomp_fd()
   if not filter then return nil, filter_err, code end
   local args, args_err, args_code = sys.sandbox.args_fd(env_args)
-  if not args then
+  local status, status_err, status_code
+  if args and with_init.init then status, status_err, status_code = sys.sandbox.status_fd() end
+  if not args or (with_init.init and not status) then
     sys.close_fd(filter)
-    return nil, args_err, args_code
+    if args then sys.close_fd(args) end
+    return nil, args_err or status_err, args_code or status_code
   end
-  local o, fds = {}, { [SECCOMP_FD] = filter, [ARGS_FD] = args }
+  local o, fds = {}, { [SECCOMP_FD] = filter, [ARGS_FD] = args, [STATUS_FD] = status }
   for k, v in pairs(opts) do o[k] = v end
   for child, parent in pairs(opts.fds or {}) do fds[child] = parent end
   o.argv, o.env, o.cwd, o.fds = argv, {}, "/", fds
   local proc
-  o.on_exit = function(code, signal)
+  -- bwrap's own complaint, before any program ran: then it is the only line (a
+  -- program's later output clears it), cut to a line's worth.
+  local setup_error, lines = nil, 0
+  o.on_line = function(stream, line)
+    lines = lines + 1
+    setup_error = lines == 1 and stream == "stderr" and line:match("^bwrap: (.+)$") or nil
+    if setup_error then setup_error = setup_error:sub(1, 300) end
+    if opts.on_line then return opts.on_line(stream, line) end
+  end
+  o.on_exit = function(code, signal, oom_killed)
     local timer = stopping[proc]
     if timer then
       timer:stop()
       stopping[proc] = nil
     end
-    if opts.on_exit then return opts.on_exit(code, signal) end
+    local said
+    if status then
+      said = sys.sandbox.read_status(status)
+      sys.close_fd(status)
+    end
+    if opts.on_exit then return opts.on_exit(bwrap.exit_report(code, signal, oom_killed, setup_error, said)) end
   end
   local spawn_err, spawn_code
   proc, spawn_err, spawn_code = sys.spawn(o)
   sys.close_fd(filter) -- the child has its copies
   sys.close_fd(args)
+  if not proc and status then sys.close_fd(status) end
   return proc, spawn_err, spawn_code
 end
 

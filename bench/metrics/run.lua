@@ -1,0 +1,185 @@
+-- bench/metrics/run.lua -- the time per GET /metrics scrape of a real `hersh host` with
+-- REGISTERED (1,000) programs registered and RUNNING (50) of them started and Ready,
+-- each with memory and pids limits so that it has a cgroup the scrape reads. Beside it
+-- GET /health (the cheapest route: same server, same dispatch), in alternating blocks
+-- of BLOCK sequential requests on one kept-alive connection (one curl invocation
+-- printing %{time_total} per request), ROUNDS blocks each; median, p90, p99 and the
+-- difference of the medians (what building the text costs), against the goal of a
+-- scrape under 20 ms.
+--
+-- Run through bench/metrics/run.sh (it passes the build directory and a temporary
+-- directory, and removes that directory afterwards):
+--   lua5.4 bench/metrics/run.lua BUILD_DIR TMP_DIR
+local cjson = require "cjson"
+
+local build_dir, tmp = arg[1] or "build-bench", arg[2]
+assert(tmp, "usage: run.lua BUILD_DIR TMP_DIR")
+
+local REGISTERED = tonumber(os.getenv("BENCH_METRICS_REGISTERED")) or 1000
+local RUNNING = tonumber(os.getenv("BENCH_METRICS_RUNNING")) or 50
+local ROUNDS = tonumber(os.getenv("BENCH_METRICS_ROUNDS")) or 10
+local BLOCK = 50
+local GOAL_MS = 20
+
+local function sh_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function sh(cmd)
+  local f = assert(io.popen(cmd, "r"))
+  local out = f:read("a")
+  local ok, _, code = f:close()
+  if not ok then error(string.format("failed (%s): %s\n%s", tostring(code), cmd, out)) end
+  return out
+end
+
+local function write(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+end
+
+local function read(path)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local text = f:read("a")
+  f:close()
+  return text
+end
+
+local function sleep(s) os.execute("sleep " .. s) end
+
+local function quantile(list, q)
+  local s = {}
+  for i, v in ipairs(list) do s[i] = v end
+  table.sort(s)
+  return s[math.max(1, math.ceil(q * #s))]
+end
+
+-- ---- the Host --------------------------------------------------------------------------
+
+local bin = (build_dir:sub(1, 1) == "/" and "" or (os.getenv("PWD") .. "/")) .. build_dir .. "/hersh"
+local host_err = tmp .. "/host.err"
+local host_pid, base
+
+sh("chmod 755 " .. sh_quote(tmp))
+
+local function alive(pid)
+  local status = read("/proc/" .. pid .. "/status")
+  return status ~= nil and not status:find("\nState:%s*Z")
+end
+
+local function start_host()
+  local out = sh(string.format("%s host --port 0 --storage %s </dev/null >/dev/null 2>%s & echo $!",
+    sh_quote(bin), sh_quote(tmp .. "/storage"), sh_quote(host_err)))
+  host_pid = assert(tonumber(out:match("(%d+)")), "no pid for the Host")
+  write(tmp .. "/host.pid", host_pid .. "\n") -- for run.sh, should this script die first
+  for _ = 1, 200 do
+    local port = (read(host_err) or ""):match("serving http://127%.0%.0%.1:(%d+)")
+    if port then
+      base = "http://127.0.0.1:" .. port
+      return
+    end
+    if not alive(host_pid) then break end
+    sleep(0.05)
+  end
+  error("the Host did not start")
+end
+
+-- SIGTERM (the Host stops its programs, then exits), SIGKILL after 30 s.
+local function stop_host()
+  if not host_pid or not alive(host_pid) then return end
+  os.execute("kill -TERM " .. host_pid)
+  for _ = 1, 600 do
+    if not alive(host_pid) then return end
+    sleep(0.05)
+  end
+  io.stderr:write("bench/metrics: the Host did not stop in 30 s; killing it\n")
+  os.execute("kill -KILL " .. host_pid)
+end
+
+-- Many requests in one curl (-K file of `url` lines), each answer's body on its own line
+-- (or discarded) followed by what `format` writes.
+local function curl_many(urls, opts, format, discard)
+  local lines = {}
+  for i, url in ipairs(urls) do
+    lines[i] = string.format('url = "%s"', url) .. (discard and '\noutput = "/dev/null"' or "")
+  end
+  write(tmp .. "/many.curl", table.concat(lines, "\n") .. "\n")
+  return sh(string.format("curl -s -f %s -w %s -K %s", opts or "", sh_quote(format), sh_quote(tmp .. "/many.curl")))
+end
+
+local COUNTER = [[
+local hersh = require "hersh"
+local w = assert(hersh.watcher{ id = "counter" })
+w:manage(function(msg, ctx)
+  if ctx:trigger().reason == "init" then ctx:set("n", 0) end
+end)
+assert(w:start())
+]]
+local DOCKERFILE = 'FROM hersh\nWORKDIR /app\nCOPY main.lua /app/\nCMD ["hersh", "run", "/app/main.lua"]\n'
+
+-- Times (ms) of n sequential requests to url on one connection.
+local function block(url, n)
+  local urls = {}
+  for i = 1, n do urls[i] = url end
+  local times = {}
+  for v in curl_many(urls, nil, "%{time_total}\n", true):gmatch("[^\n]+") do times[#times + 1] = tonumber(v) * 1000 end
+  assert(#times == n, "curl timed " .. #times .. " of " .. n .. " requests to " .. url)
+  return times
+end
+
+local r = {}
+local ok, err = pcall(function()
+  start_host()
+  local body = tmp .. "/create.json"
+  write(body, cjson.encode{ user_id = "bench", dockerfile = DOCKERFILE, src_files = { ["main.lua"] = COUNTER },
+    limits = { memory = 64 * 1024 * 1024, pids = 64 } })
+  local urls = {}
+  for i = 1, REGISTERED do urls[i] = base .. "/programs" end
+  local out = curl_many(urls, "-X POST -H 'Content-Type: application/json' -d @" .. sh_quote(body), "\n")
+  local ids = {}
+  for line in out:gmatch("[^\n]+") do ids[#ids + 1] = assert(cjson.decode(line).program_id, line) end
+  assert(#ids == REGISTERED, "created " .. #ids .. " programs, not " .. REGISTERED)
+  local starts = {}
+  for i = 1, RUNNING do starts[i] = base .. "/programs/" .. ids[i] .. "/start" end
+  if RUNNING > 0 then curl_many(starts, "-X POST", "\n", true) end
+  local ready
+  for _ = 1, 1200 do
+    ready = cjson.decode(sh("curl -s " .. sh_quote(base .. "/programs?state=Ready"))).count
+    if ready >= RUNNING then break end
+    sleep(0.1)
+  end
+  assert(ready >= RUNNING, ready .. " programs Ready, not " .. RUNNING .. ", after 120 s")
+  local text = sh("curl -s -f " .. sh_quote(base .. "/metrics"))
+  r.bytes, r.lines = #text, select(2, text:gsub("\n[^#]", ""))
+  r.cgroups = select(2, text:gsub("\nhersh_program_pids{", ""))
+  block(base .. "/metrics", 20) -- warm-up
+  block(base .. "/health", 20)
+  r.metrics, r.health = {}, {}
+  for _ = 1, ROUNDS do
+    for _, v in ipairs(block(base .. "/health", BLOCK)) do r.health[#r.health + 1] = v end
+    for _, v in ipairs(block(base .. "/metrics", BLOCK)) do r.metrics[#r.metrics + 1] = v end
+  end
+end)
+
+stop_host()
+if not ok then
+  io.stderr:write("bench/metrics: ", tostring(err), "\n")
+  local log = read(host_err)
+  if log and log ~= "" then io.stderr:write("bench/metrics: the Host's stderr:\n", log) end
+  os.exit(1)
+end
+
+print(string.format("bench/metrics: GET /metrics with %d programs registered, %d running (%d with cgroup series);"
+  .. " %d bytes, %d samples", REGISTERED, RUNNING, r.cgroups, r.bytes, r.lines))
+print(string.format("  %d sequential requests each, blocks of %d alternating, one connection per block (ms)",
+  ROUNDS * BLOCK, BLOCK))
+print(string.format("  %-14s %8s %8s %8s", "", "median", "p90", "p99"))
+for _, row in ipairs { { "GET /health", r.health }, { "GET /metrics", r.metrics } } do
+  print(string.format("  %-14s %8.2f %8.2f %8.2f", row[1], quantile(row[2], 0.5), quantile(row[2], 0.9),
+    quantile(row[2], 0.99)))
+end
+local p50 = quantile(r.metrics, 0.5)
+print(string.format("  scrape minus /health (median): %.2f ms; goal: a scrape under %d ms: %s", p50
+  - quantile(r.health, 0.5), GOAL_MS, p50 < GOAL_MS and "met" or "NOT met"))
