@@ -42,100 +42,25 @@ local WRK = "wrk -t2 -c16 -d" .. DURATION
 
 -- ---- helpers -------------------------------------------------------------------------
 
-local function sh_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function run(cmd)
-  local f = assert(io.popen(cmd, "r"))
-  local out = f:read("a")
-  local ok, _, code = f:close()
-  return out, ok, code
-end
-
-local function sh(cmd)
-  local out, ok, code = run(cmd)
-  if not ok then error(string.format("failed (%s): %s\n%s", tostring(code), cmd, out)) end
-  return out
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
-
-local function read(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local text = f:read("a")
-  f:close()
-  return text
-end
-
-local function sleep(s) os.execute("sleep " .. s) end
-
-local function now()
-  return tonumber((run("date +%s.%N")))
-end
-
-local function quantile(list, q)
-  local s = {}
-  for i, v in ipairs(list) do s[i] = v end
-  table.sort(s)
-  return s[math.max(1, math.ceil(q * #s))]
-end
-
-local function median(list) return quantile(list, 0.5) end
-
-local function abs_path(p)
-  if p:sub(1, 1) == "/" then return p end
-  return (run("pwd")):gsub("\n$", "") .. "/" .. p
-end
+local B = require "lib"
+local sh_quote, run, sh, write, read, sleep, now = B.quote, B.run, B.sh, B.write, B.read, B.sleep, B.now
+local quantile, median, abs_path, alive = B.quantile, B.median, B.abs_path, B.alive
 
 -- ---- the Host --------------------------------------------------------------------------
 
 local bin = abs_path(build_dir .. "/hersh")
 local storage = tmp .. "/storage"
-local host_err = tmp .. "/host.err"
+local the_host = B.host(bin, storage, tmp, "bench/host")
 local host_pid, base
 
 sh("chmod 755 " .. sh_quote(tmp))
 
--- Not gone, and not a zombie waiting for whoever adopted it to reap it.
-local function alive(pid)
-  local status = read("/proc/" .. pid .. "/status")
-  return status ~= nil and not status:find("\nState:%s*Z")
-end
-
 local function start_host()
-  local out = sh(string.format("%s host --port 0 --storage %s </dev/null >/dev/null 2>%s & echo $!",
-    sh_quote(bin), sh_quote(storage), sh_quote(host_err)))
-  host_pid = assert(tonumber(out:match("(%d+)")), "no pid for the Host")
-  write(tmp .. "/host.pid", host_pid .. "\n") -- for run.sh, should this script die first
-  for _ = 1, 100 do
-    local port = (read(host_err) or ""):match("serving http://127%.0%.0%.1:(%d+)")
-    if port then
-      base = "http://127.0.0.1:" .. port
-      return
-    end
-    if not alive(host_pid) then break end
-    sleep(0.05)
-  end
-  error("the Host did not start")
+  the_host:start()
+  host_pid, base = the_host.pid, the_host.base
 end
 
--- SIGTERM (the Host stops its programs, then exits), SIGKILL after 30 s.
-local function stop_host()
-  if not host_pid or not alive(host_pid) then return end
-  os.execute("kill -TERM " .. host_pid)
-  for _ = 1, 600 do
-    if not alive(host_pid) then return end
-    sleep(0.05)
-  end
-  io.stderr:write("bench/host: the Host did not stop in 30 s; killing it\n")
-  os.execute("kill -KILL " .. host_pid)
-end
+local function stop_host() the_host:stop() end
 
 -- method, path[, body file] -> status, decoded body (or the raw text)
 local function api(method, path, body_file)
@@ -388,7 +313,7 @@ end)
 stop_host()
 if not ok then
   io.stderr:write("bench/host: ", tostring(err), "\n")
-  local log = read(host_err)
+  local log = read(the_host.err)
   if log and log ~= "" then io.stderr:write("bench/host: the Host's stderr:\n", log) end
   os.exit(1)
 end

@@ -21,85 +21,24 @@ local ROUNDS = tonumber(os.getenv("BENCH_METRICS_ROUNDS")) or 10
 local BLOCK = 50
 local GOAL_MS = 20
 
-local function sh_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function sh(cmd)
-  local f = assert(io.popen(cmd, "r"))
-  local out = f:read("a")
-  local ok, _, code = f:close()
-  if not ok then error(string.format("failed (%s): %s\n%s", tostring(code), cmd, out)) end
-  return out
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
-
-local function read(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local text = f:read("a")
-  f:close()
-  return text
-end
-
-local function sleep(s) os.execute("sleep " .. s) end
-
-local function quantile(list, q)
-  local s = {}
-  for i, v in ipairs(list) do s[i] = v end
-  table.sort(s)
-  return s[math.max(1, math.ceil(q * #s))]
-end
+local B = require "lib"
+local sh_quote, sh, write, read, sleep, quantile = B.quote, B.sh, B.write, B.read, B.sleep, B.quantile
 
 -- ---- the Host --------------------------------------------------------------------------
 
 local bin = (build_dir:sub(1, 1) == "/" and "" or (os.getenv("PWD") .. "/")) .. build_dir .. "/hersh"
-local host_err = tmp .. "/host.err"
+local the_host = B.host(bin, tmp .. "/storage", tmp, "bench/metrics")
 local host_pid, base
 
 sh("chmod 755 " .. sh_quote(tmp))
 
-local function alive(pid)
-  local status = read("/proc/" .. pid .. "/status")
-  return status ~= nil and not status:find("\nState:%s*Z")
-end
-
 local function start_host()
-  local out = sh(string.format("%s host --port 0 --storage %s </dev/null >/dev/null 2>%s & echo $!",
-    sh_quote(bin), sh_quote(tmp .. "/storage"), sh_quote(host_err)))
-  host_pid = assert(tonumber(out:match("(%d+)")), "no pid for the Host")
-  write(tmp .. "/host.pid", host_pid .. "\n") -- for run.sh, should this script die first
-  for _ = 1, 200 do
-    local port = (read(host_err) or ""):match("serving http://127%.0%.0%.1:(%d+)")
-    if port then
-      base = "http://127.0.0.1:" .. port
-      return
-    end
-    if not alive(host_pid) then break end
-    sleep(0.05)
-  end
-  error("the Host did not start")
+  the_host:start()
+  host_pid, base = the_host.pid, the_host.base
 end
 
--- SIGTERM (the Host stops its programs, then exits), SIGKILL after 30 s.
-local function stop_host()
-  if not host_pid or not alive(host_pid) then return end
-  os.execute("kill -TERM " .. host_pid)
-  for _ = 1, 600 do
-    if not alive(host_pid) then return end
-    sleep(0.05)
-  end
-  io.stderr:write("bench/metrics: the Host did not stop in 30 s; killing it\n")
-  os.execute("kill -KILL " .. host_pid)
-end
+local function stop_host() the_host:stop() end
 
--- Many requests in one curl (-K file of `url` lines), each answer's body on its own line
--- (or discarded) followed by what `format` writes.
 local function curl_many(urls, opts, format, discard)
   local lines = {}
   for i, url in ipairs(urls) do
@@ -166,7 +105,7 @@ end)
 stop_host()
 if not ok then
   io.stderr:write("bench/metrics: ", tostring(err), "\n")
-  local log = read(host_err)
+  local log = read(the_host.err)
   if log and log ~= "" then io.stderr:write("bench/metrics: the Host's stderr:\n", log) end
   os.exit(1)
 end
