@@ -263,19 +263,6 @@ end)
 
 -- The inode of the socket on fd 3 of a process, and its TCP state from /proc/net/tcp
 -- ("01" established, "08" close-wait: the other end closed).
-local function socket_state(pid)
-  local pipe = assert(io.popen("readlink /proc/" .. pid .. "/fd/3 2>/dev/null"))
-  local link = pipe:read("l") or ""
-  pipe:close()
-  local inode = link:match("socket:%[(%d+)%]")
-  if not inode then return nil end
-  for line in io.lines("/proc/net/tcp") do
-    local state, ino = line:match("^%s*%d+: %x+:%x+ %x+:%x+ (%x%x)%s+%S+%s+%S+%s+%S+%s+%S+%s+%S+%s+(%d+)")
-    if ino == inode then return state end
-  end
-  return nil
-end
-
 describe("GET /events and a slow client", function()
   it("disconnects a client that never reads; the others and the REST API keep answering", function()
     -- a store of megabytes, written by the Host's own events module before it starts
@@ -291,10 +278,8 @@ describe("GET /events and a slow client", function()
     local h = test_host{ storage = storage, args = { "--events-heartbeat", "2" } }
     -- a client that sends its request and never reads a byte
     local req = "GET /events?since=0 HTTP/1.1\r\nHost: 127.0.0.1:" .. h.port .. "\r\n\r\n"
-    local sleeper = P.start{ "bash", "-c", 'exec 3<>/dev/tcp/127.0.0.1/"$1" && printf %s "$2" >&3 && exec sleep 300',
-      "_", tostring(h.port), req }
-    P.defer(function() P.stop(sleeper) end)
-    assert.is_true(P.wait_for(function() return socket_state(sleeper.pid) == "01" end, WAIT) == true)
+    local sleeper = H.never_reading_client(h.port, req)
+    assert.is_true(P.wait_for(function() return H.socket_state(sleeper.pid) == "01" end, WAIT) == true)
     -- others are served in the meantime, the whole backlog and then live
     local s = open_stream(h, "/events?since=0")
     local got = wait_frames(s, function(l) return #l == 1500 end, "the whole backlog")
@@ -302,8 +287,8 @@ describe("GET /events and a slow client", function()
     ok_json(call(h, "GET", "/programs"), 200, "the REST API")
     ok_json(call(h, "GET", "/health"), 200, "health")
     -- reset (gone from the table) or closed by the Host (close-wait)
-    local closed = P.wait_for(function() return socket_state(sleeper.pid) ~= "01" end, WAIT, 0.1)
-    assert.is_true(closed == true, "the Host kept the stalled stream open: " .. tostring(socket_state(sleeper.pid)))
+    local closed = P.wait_for(function() return H.socket_state(sleeper.pid) ~= "01" end, WAIT, 0.1)
+    assert.is_true(closed == true, "the Host kept the stalled stream open: " .. tostring(H.socket_state(sleeper.pid)))
     local late = create(h, counter_body("after-slow")).program_id
     wait_frames(s, function(l) return has_kind(l, late, "created") end, "live after the slow client")
     -- streams open at shutdown end with it: exit 0, no sanitizer report

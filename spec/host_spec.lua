@@ -977,6 +977,27 @@ describe("hersh host: following logs", function()
     assert.is_truthy(P.wait_exit(curl, WAIT), "the follow is still open after the delete")
   end)
 
+  it("resets a follower that never reads while the log grows; others keep following", function()
+    local h = test_host()
+    local id = create(h, counter_body("stalled-follow")).program_id
+    local log = program_dir(h, id) .. "/logs/runtime.log"
+    local req = "GET /programs/" .. id .. "/logs?follow=true&tail=0 HTTP/1.1\r\nHost: 127.0.0.1:" .. h.port .. "\r\n\r\n"
+    local sleeper = H.never_reading_client(h.port, req)
+    assert.is_true(P.wait_for(function() return H.socket_state(sleeper.pid) == "01" end, WAIT) == true)
+    local curl = follow(h, id, "&tail=0")
+    defer(function() P.stop(curl) end)
+    local line = string.rep("y", 1023) .. "\n"
+    -- far more than the stream's buffer and both sockets' buffers can hold
+    local closed = P.wait_for(function()
+      append(log, string.rep(line, 1024))
+      return H.socket_state(sleeper.pid) ~= "01"
+    end, WAIT, 0.05)
+    assert.is_true(closed == true, "the Host kept the stalled follow open: " .. tostring(H.socket_state(sleeper.pid)))
+    append(log, "still here\n")
+    assert.is_true(streamed(curl, "still here"), "the reading follower stopped")
+    ok_json(call(h, "GET", "/health"), 200, "health")
+  end)
+
   it("has no periodic wake-up per follower: 20 idle follows leave the Host asleep", function()
     local h = test_host()
     local id = create(h, counter_body("idle-follow")).program_id

@@ -141,6 +141,12 @@ local function follow(res, path, first, offset)
     if f then f:close() end
     f = nil
   end
+  -- A client too slow for what the log gets (its buffer full): reset it, as the event
+  -- stream does, rather than hold the connection and the buffer until it leaves.
+  local function too_slow()
+    stop()
+    if not stream:closed() then stream:cut() end
+  end
   local function drain()
     if not f then return true end
     local size = f:seek("end")
@@ -152,7 +158,8 @@ local function follow(res, path, first, offset)
     return stream:write(chunk)
   end
   local function on_change()
-    if stream:closed() or not drain() then return stop() end
+    if stream:closed() then return stop() end
+    if not drain() then return too_slow() end
     local id = sys.file_id(path)
     if f and id ~= sys.file_id(f) then
       f:close()
@@ -161,7 +168,7 @@ local function follow(res, path, first, offset)
     if not f and id then
       open()
       offset = 0
-      if not drain() then return stop() end
+      if not drain() then return too_slow() end
     end
     if not sys.file_id(dir) then
       stop()
@@ -177,7 +184,7 @@ local function follow(res, path, first, offset)
   stream = res:stream(200, TEXT)
   if not stream then return stop() end
   stream:on_close(stop)
-  if not stream:write(first) then stop() end
+  if not stream:write(first) then too_slow() end
 end
 
 local function route_logs(h, res, id, query)

@@ -286,6 +286,30 @@ local function list_names(dir)
 end
 
 
+-- The TCP state ("01" = ESTABLISHED) of the socket on fd 3 of process `pid`, from
+-- /proc/net/tcp; nil when there is none (reset and gone).
+local function socket_state(pid)
+  local pipe = assert(io.popen("readlink /proc/" .. pid .. "/fd/3 2>/dev/null"))
+  local link = pipe:read("l") or ""
+  pipe:close()
+  local inode = link:match("socket:%[(%d+)%]")
+  if not inode then return nil end
+  for line in io.lines("/proc/net/tcp") do
+    local state, ino = line:match("^%s*%d+: %x+:%x+ %x+:%x+ (%x%x)%s+%S+%s+%S+%s+%S+%s+%S+%s+%S+%s+(%d+)")
+    if ino == inode then return state end
+  end
+  return nil
+end
+
+-- A client on 127.0.0.1:port that sends `request` and never reads a byte (bash holds
+-- the socket on fd 3); stopped when the test ends.
+local function never_reading_client(port, request)
+  local proc = P.start{ "bash", "-c", 'exec 3<>/dev/tcp/127.0.0.1/"$1" && printf %s "$2" >&3 && exec sleep 300',
+    "_", tostring(port), request }
+  P.defer(function() P.stop(proc) end)
+  return proc
+end
+
 H.P = P
 H.FIXTURE = FIXTURE
 H.DOCKERFILE = DOCKERFILE
@@ -317,6 +341,8 @@ H.view = view
 H.wait_state = wait_state
 H.act = act
 H.start_ready = start_ready
+H.socket_state = socket_state
+H.never_reading_client = never_reading_client
 H.logs = logs
 H.wait_log = wait_log
 H.program_dir = program_dir
