@@ -1,8 +1,9 @@
 # bench/host_tmp.sh -- sourced by the benchmarks that start a `hersh host`: makes the
-# temporary storage folder `$tmp` and, on exit, stops the Host whose pid the benchmark
+# temporary storage folder `$tmp` (reachable by the sandbox user) and, on exit, stops the Host whose pid the benchmark
 # wrote to `$tmp/host.pid` should the benchmark have died before stopping it (SIGTERM,
 # which stops its programs; SIGKILL after 30 s), and only then removes the folder.
 tmp=$(mktemp -d)
+chmod 755 "$tmp"
 cleanup() {
   local pid i
   pid=$(cat "$tmp/host.pid" 2>/dev/null || true)

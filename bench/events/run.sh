@@ -12,6 +12,5 @@ cd "$(dirname "$0")/../.."
 build=${1:-build-bench}
 
 source bench/host_tmp.sh
-chmod 755 "$tmp" # the sandbox user must reach the storage
 
 python3 bench/events/run.py "$build" "$tmp"

@@ -53,8 +53,6 @@ local storage = tmp .. "/storage"
 local the_host = B.host(bin, storage, tmp, "bench/host")
 local host_pid, base
 
-sh("chmod 755 " .. sh_quote(tmp))
-
 local function start_host()
   the_host:start()
   host_pid, base = the_host.pid, the_host.base

@@ -30,8 +30,6 @@ local bin = (build_dir:sub(1, 1) == "/" and "" or (os.getenv("PWD") .. "/")) .. 
 local the_host = B.host(bin, tmp .. "/storage", tmp, "bench/metrics")
 local host_pid, base
 
-sh("chmod 755 " .. sh_quote(tmp))
-
 local function start_host()
   the_host:start()
   host_pid, base = the_host.pid, the_host.base
