@@ -165,7 +165,8 @@ describe("host.events in a real Host", function()
     local list = wait_events(h, id, "deleted")
 
     assert.same({ "created", "build_started", "build_finished", "starting", "ready", "exited", "restarting",
-      "starting", "ready", "exited", "stopped", "build_started", "build_finished", "starting", "ready", "deleted" },
+      "starting", "ready", "stopping", "exited", "stopped", "build_started", "build_finished", "starting", "ready",
+      "deleted" },
       kinds_of(list))
     assert_increasing(list)
     local e = {}
@@ -187,11 +188,16 @@ describe("host.events in a real Host", function()
     assert.equal(1, e[7].attempt)
     assert.equal(0.1, e[7].delay) -- the default policy's first delay
     assert.equal(2, e[8].attempt)
-    assert.equal(15, e[10].exit_signal) -- the stop's SIGTERM
-    assert.is_true(e[13].ok)
-    assert.is_true(e[13].cached)
-    assert.equal(3, e[14].attempt)
-    assert.same({ keep_state = false }, e[16])
+    -- the stop's SIGTERM: `hersh run` stops the watcher, its cleanup runs and it exits 0,
+    -- also while the script drives the loop itself (its main.lua calls hersh.run())
+    assert.same({ restart = false }, e[10]) -- said when the stop began, before the exit
+    assert.equal("stopping", list[10].message)
+    assert.equal(0, e[11].exit_code)
+    assert.is_nil(e[11].exit_signal)
+    assert.is_true(e[14].ok)
+    assert.is_true(e[14].cached)
+    assert.equal(3, e[15].attempt)
+    assert.same({ keep_state = false }, e[17])
     assert.equal("exited on signal 9", list[6].message)
     assert.equal("restart 1 in 0.1 s", list[7].message)
 

@@ -1,7 +1,7 @@
--- The examples end to end: each is deployed with its own deploy.sh through the REST
--- API of a real `hersh host` (temporary storage, --port 0, the bwrap sandbox) and
--- judged from outside: its logs, its WatcherAPI, its files in /state, and what the
--- Host reports. Every test stops its Host (which stops the programs), checks that no
+-- The examples end to end: each is deployed as its README says, with the client
+-- (`hersh deploy examples/X --name X`), to a real `hersh host` (temporary storage,
+-- --port 0, the bwrap sandbox) and judged from outside: its logs, its WatcherAPI, its
+-- files in /state, and what the Host reports. Every test stops its Host (which stops the programs), checks that no
 -- process of it is left and removes its directory; every wait is bounded.
 local H = require "scripts.host_harness"
 local P = H.P
@@ -24,21 +24,38 @@ end
 -- Stops the Host: its programs stop with it, it exits 0, no sandbox is left behind.
 local stop_host = H.assert_clean_exit
 
--- examples/<name>/deploy.sh against the Host, with the arguments and environment given;
--- returns program_id, proxy port (raises with its output if it fails). `root` is where
--- the examples are (default examples).
-local function deploy(h, name, args, env, root)
-  local argv = { "env", "-u", "LD_PRELOAD", "HOST=" .. h.url, (root or "examples") .. "/" .. name .. "/deploy.sh" }
-  for k, v in pairs(env or {}) do table.insert(argv, 4, k .. "=" .. v) end
-  for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
-  local proc = P.start(argv)
+-- `hersh ARGV...` (the client) against the Host, to its end (bounded): exit status,
+-- stdout, stderr.
+local function hersh(h, argv)
+  local spec = { env = { HERSH_HOST = h.url }, P.hersh }
+  for _, a in ipairs(argv) do spec[#spec + 1] = a end
+  local proc = P.start(spec)
   defer(function() P.stop(proc) end)
   local status = P.wait_exit(proc, 300)
-  local out = P.stdout(proc)
-  assert(status == 0, string.format("deploy.sh of %s: exit %s\n%s%s", name, tostring(status), out, P.stderr(proc)))
-  local id, port = out:match("program_id=(%S+)"), out:match("proxy_url=http://127%.0%.0%.1:(%d+)")
-  assert(id and port, "deploy.sh printed no program_id and proxy_url:\n" .. out)
-  return id, tonumber(port)
+  return status, P.stdout(proc), P.stderr(proc)
+end
+
+-- `hersh deploy ROOT/NAME --name NAME ARGS...` against the Host (`root`: where the
+-- examples are, default examples); returns the program's id and proxy port (raises
+-- with its output if it fails). opts.wait = false: `--timeout 0`, for a program that
+-- is not meant to stay Ready (the id then comes from `hersh inspect`).
+local function deploy(h, name, args, opts)
+  opts = opts or {}
+  local function client(argv) return hersh(h, argv) end
+  local argv = { "deploy", (opts.root or "examples") .. "/" .. name, "--name", name, "--json" }
+  for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
+  if opts.wait == false then
+    argv[#argv + 1] = "--timeout"
+    argv[#argv + 1] = "0"
+  end
+  local status, out, err = client(argv)
+  assert(status == 0 or (opts.wait == false and status == 1),
+    string.format("hersh deploy %s: exit %s\n%s%s", name, tostring(status), out, err))
+  assert(not has(err, "traceback"), err)
+  status, out, err = client { "inspect", name, "--json" }
+  assert(status == 0, string.format("hersh inspect %s: exit %s\n%s%s", name, tostring(status), out, err))
+  local rec = cjson.decode(out)
+  return rec.program_id, tonumber(tostring(rec.proxy_url):match("^http://127%.0%.0%.1:(%d+)$"))
 end
 
 local view = H.view
@@ -84,24 +101,30 @@ describe("examples/simple-counter", function()
     local id, port = deploy(h, "simple-counter")
     local v = view(h, id)
     assert.equal("Ready", v.state)
-    assert.equal("simple-counter", v.user_id)
+    assert.equal("simple-counter", v.name)
 
     local text = wait_log(h, id, "Counter: 3")
     assert.is_true(has(text, "Simple Counter 1.0.0 started"), text)
     for i, n in ipairs(counters(text)) do assert.equal(i, n, text) end
 
-    -- A tick sent through the WatcherAPI counts too: the context goes up.
+    -- A tick sent with `hersh send` (through the Host's proxy) counts too.
     local before = P.get(port, "/watcher/context").json.context.count
-    send(port, "tick")
+    local code, out, err = hersh(h, { "send", "simple-counter", "tick" })
+    assert.equal(0, code, out .. err)
     local after = P.poll_json(port, "/watcher/context", function(doc) return doc.context.count > before end)
     assert.is_truthy(after, "the count did not go up")
     local status = P.get(h.port, "/programs/" .. id .. "/proxy/watcher/status")
     assert.equal(200, status.status, status.body)
     assert.equal("simple-counter", status.json.watcherID)
 
-    assert.equal(202, P.http(h.port, "POST", "/programs/" .. id .. "/stop").status)
-    wait_state(h, id, "Stopped")
-    assert.equal(200, P.http(h.port, "DELETE", "/programs/" .. id).status)
+    code, out, err = hersh(h, { "logs", "simple-counter", "--tail", "3" })
+    assert.equal(0, code, err)
+    assert.truthy(out:match("Counter: %d+\n$"), out)
+    code, out, err = hersh(h, { "stop", "simple-counter" })
+    assert.equal(0, code, out .. err)
+    assert.equal("Stopped", view(h, id).state)
+    code, out, err = hersh(h, { "rm", "simple-counter" })
+    assert.equal(0, code, out .. err)
     assert.equal(404, P.get(h.port, "/programs/" .. id).status)
     assert.is_false(P.exists(h.storage .. "/programs/" .. id))
     stop_host(h)
@@ -188,8 +211,7 @@ local function c_counter_root()
   if not SANITIZED then return "examples" end
   local dir = P.tmpdir()
   defer(function() os.execute("rm -rf " .. P.quote(dir)) end)
-  assert(os.execute(string.format(PLAIN .. "cp -r examples/c-counter examples/deploy-lib.sh examples/json.lua %s",
-    P.quote(dir))))
+  assert(os.execute(string.format(PLAIN .. "cp -r examples/c-counter %s", P.quote(dir))))
   local dockerfile = dir .. "/c-counter/Dockerfile"
   local text, n = P.read(dockerfile):gsub("(%-lm)\n", "%1 -fsanitize=address,undefined\n")
   assert(n == 1, "cannot find the end of the cc line in c-counter's Dockerfile")
@@ -212,7 +234,7 @@ describe("examples/c-counter", function()
 
   it("is compiled by its Dockerfile against libhersh and counts ticks, its own and sent ones", function()
     local h = start_host()
-    local id, port = deploy(h, "c-counter", nil, nil, c_counter_root())
+    local id, port = deploy(h, "c-counter", nil, { root = c_counter_root() })
     local build_log = P.get(h.port, "/programs/" .. id .. "/logs?type=build").body
     assert.is_true(has(build_log, "cc -O2 -o /app/counter counter.c"), build_log)
     assert.is_true(has(build_log, "build finished"), build_log)
@@ -270,7 +292,7 @@ describe("examples/custom-policy", function()
 
   it("a program that crashes at every boot is restarted after the policy's delays, then Error", function()
     local h = start_host { policy = POLICY }
-    local id = deploy(h, "custom-policy", { "--env", "BROKEN=1" }, { WAIT_SECONDS = "0" })
+    local id = deploy(h, "custom-policy", { "--env", "BROKEN=1" }, { wait = false })
     -- Each time it is Restarting, the delay the policy chose is next_restart_at - updated_at.
     local delays, last = {}, nil
     local done = P.wait_for(function()

@@ -441,7 +441,7 @@ describe("hersh host: bad requests", function()
     defer(function() call(h, "DELETE", "/programs/" .. id) end)
     local cases = {
       { "PUT", "/programs" }, { "DELETE", "/programs" }, { "PATCH", "/programs/" .. id },
-      { "POST", "/programs/" .. id }, { "PUT", "/programs/" .. id },
+      { "POST", "/programs/" .. id }, { "PUT", "/programs/" .. id .. "/start" },
       { "GET", "/programs/" .. id .. "/start" }, { "GET", "/programs/" .. id .. "/stop" },
       { "DELETE", "/programs/" .. id .. "/restart" }, { "POST", "/programs/" .. id .. "/logs" },
       { "POST", "/programs/" .. id .. "/source" }, { "POST", "/health" },

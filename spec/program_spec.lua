@@ -49,6 +49,7 @@ local PAYLOAD = {
   spawn_failed = { error = "ENOENT" },
   exited = { code = 1 },
   unhealthy = { failures = 3, error = "HTTP 500" },
+  swapped = { pid = 888 },
 }
 
 local function event(kind, fields)
@@ -134,6 +135,9 @@ local EXPECT = {
     unhealthy = { state = "Restarting", fields = { pid = NIL, ready_since = NIL, restarts = 3,
       next_restart_at = T + 0.4, error_msg = "unhealthy: 3 failed health checks in a row (last: HTTP 500)" },
       effects = { fx("kill_process", { pid = P }), SCHEDULE } },
+    -- an update's new process answered: it is the next attempt, the old one is stopped
+    swapped = { state = "Ready", fields = { attempt = A + 1, pid = 888, ready_since = T, ready_at = T, restarts = 0 },
+      effects = { STOP(P) } },
   },
   Stopping = {
     delete = deleted({}),
@@ -242,7 +246,7 @@ describe("program.reduce, every (state, event) pair", function()
   end
 
   it("covers all " .. #SITUATIONS .. " x " .. #ALL_EVENTS .. " pairs", function()
-    assert.equal(12 * 13, pairs_seen)
+    assert.equal(12 * 14, pairs_seen)
     for name in pairs(EXPECT) do
       local found = false
       for _, s in ipairs(SITUATIONS) do found = found or s[1] == name end

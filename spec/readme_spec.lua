@@ -1,15 +1,18 @@
 -- The README's walkthrough, run as written: the shell blocks marked
--- `<!-- walkthrough -->` are run one after the other in one bash (set -euo pipefail)
--- against a real `hersh host` of the test's own (temporary storage, --port 0), with
--- HOST pointing at it in place of the default http://127.0.0.1:9000. The Host is stopped
--- and its directory removed at the end; every wait is bounded.
+-- `<!-- walkthrough -->` (the client: deploy, ps, send, logs -f, an update in place,
+-- rollback, stop, rm; and one section of curl on the REST API) are run one after the
+-- other in one bash (set -euo pipefail) against a real `hersh host` of the test's own
+-- (temporary storage, --port 0), with HERSH_HOST pointing at it in place of the default
+-- http://127.0.0.1:9000 and this build's hersh on PATH. The Host is stopped and its
+-- directory removed at the end; every wait is bounded.
 local H = require "scripts.host_harness"
 local P = H.P
 
 local defer = P.defer -- runs fn when the test ends, passed or failed
 local has = P.has
 
-local DEFAULT_HOST = "${HOST:-http://127.0.0.1:9000}"
+local DEFAULT_HOST = "${HERSH_HOST:-http://127.0.0.1:9000}"
+local BUILD_PATH = 'export PATH="$PWD/build:$PATH"' -- the README's client, this build's in the spec
 
 -- The walkthrough blocks of the README, in order.
 local function walkthrough()
@@ -73,35 +76,42 @@ describe("README.md", function()
   end)
 
 
-  it("marks a walkthrough of the whole curl flow, with the Host's address in one place", function()
+  it("marks a walkthrough of the client's flow and one curl section, with the Host's address in one place", function()
     local blocks = walkthrough()
     assert.is_true(#blocks >= 7, #blocks .. " blocks")
     local all = table.concat(blocks, "\n")
-    assert.equal("HOST=" .. DEFAULT_HOST, blocks[1]:match("^[^\n]*"))
+    assert.equal("export HERSH_HOST=" .. DEFAULT_HOST, blocks[1]:match("^[^\n]*"))
+    assert.is_true(has(blocks[1], BUILD_PATH), blocks[1])
     for _, step in ipairs {
-      '-X POST "$HOST/programs"', '-X POST "$HOST/programs/$ID/start"', '-X POST "$PROXY/watcher/message"',
-      'curl -s "$HOST/programs/$ID"', '"$HOST/programs/$ID/logs', '-X POST "$HOST/programs/$ID/stop"',
-      '-X DELETE "$HOST/programs/$ID"', '"$HOST/programs/$ID/events',
+      'hersh deploy "$DEMO"', "hersh ps", "hersh send demo", "hersh logs demo", "hersh logs -f demo",
+      "hersh events demo", "hersh rollback demo", "hersh stop demo", "hersh rm demo",
+      'curl -s "$HERSH_HOST/programs/demo"', '"$HERSH_HOST/programs/demo/events?follow=false',
     } do
       assert.is_true(has(all, step), "no " .. step)
     end
-    -- 9000 only as the default: a Host elsewhere is just HOST=...
+    -- an update in place: a file of the deployed folder is edited, then deployed again
+    assert.truthy(all:match('sed %-i [^\n]*"%$DEMO/main%.lua"\nhersh deploy "%$DEMO"'), "no edit and deploy again")
+    -- 9000 only as the default: a Host elsewhere is just HERSH_HOST=...
     local _, n = all:gsub("9000", "")
     assert.equal(1, n)
-    assert.is_true(has(blocks[1], DEFAULT_HOST))
+    local text = P.read("README.md")
+    assert.is_true(has(text, "[docs/cli.md](docs/cli.md)"), "no link to docs/cli.md")
+    assert.is_true(has(text, "The web dashboard: [docs/ui.md](docs/ui.md)"), "no line for docs/ui.md")
+    assert.is_false(has(text, "examples/json.lua") or has(text, "deploy.sh"), "the README still uses the scripts")
   end)
 
   it("its walkthrough runs as written against a real Host", function()
     local blocks = walkthrough()
     local h = H.test_host()
-    local parts = { "set -euo pipefail" }
+    local parts = { "set -euo pipefail", "exec 2>&1" } -- the client's progress goes to stderr
+    local bin = P.build:sub(1, 1) == "/" and P.build or "$PWD/" .. P.build:gsub("^%./", "")
     for i, b in ipairs(blocks) do
       parts[#parts + 1] = "echo '=== block " .. i .. "'"
-      parts[#parts + 1] = b
+      parts[#parts + 1] = (b:gsub(BUILD_PATH:gsub("%p", "%%%0"), function() return 'export PATH="' .. bin .. ':$PATH"' end))
     end
     local script = h.root .. "/walkthrough.sh"
     P.write(script, table.concat(parts, "\n") .. "\n")
-    local run = P.start { "env", "-u", "LD_PRELOAD", "HOST=" .. h.url, "bash", script }
+    local run = P.start { "env", "-u", "LD_PRELOAD", "HERSH_HOST=" .. h.url, "bash", script }
     defer(function() P.stop(run) end)
     local status = P.wait_exit(run, 300)
     local out = P.stdout(run)
@@ -119,22 +129,15 @@ describe("README.md", function()
     end
     assert.equal(#blocks, #got, out)
     local want = {
-      { '"status":"ok"' },                                   -- health
-      { '"state":"Created"', '"program_id":"demo-build-' },  -- create
-      { '"state":"Building"', "Ready\n" },                   -- start
-      { '"status":"message sent"', '"count":', '"watcherID":"simple-counter"' }, -- message
-      { '"state":"Ready"', '"user_id":"demo"' },             -- status
-      { "stdout Counter: " },                                -- logs
-      { "event: exited", '"exit_signal":9', "event: restarting", -- a crash explained
-        "host hersh: exited on signal 9", "host hersh: restart 1 in" },
-      { '"state":"Stopping"', "Stopped\n" },                 -- stop
-      { '"state":"Deleted"', '"code":404' },                 -- delete
+      { "NAME  ID" },                                                               -- ps
+      { "demo: created ", "demo: ready in ", "demo is Ready at http://127.0.0.1:", "\ndemo  " }, -- deploy
+      { "sent to demo", "stdout Counter: " },                                       -- send, logs
+      { "demo: revision 2 is running", "stdout Simple Counter 1.1.0 started", "demo  revision 2 is running" }, -- update
+      { "rolled back to revision 1", "stdout Simple Counter 1.0.0 started\n=== " },  -- rollback
+      { '"name":"demo"', '"status":"message sent"', '"kind":"exited"', '"exit_signal":9', '"kind":"restarting"' }, -- curl
+      { "demo is Stopped", "stdout Cleanup: stopped at", "demo deleted" },          -- stop, rm
     }
-    for i, parts_wanted in ipairs(want) do
-      for _, part in ipairs(parts_wanted) do
-        assert.is_true(has(got[i], part), string.format("block %d has no %s:\n%s", i, part, tostring(got[i])))
-      end
-    end
+    got[5] = got[5] .. "=== " -- where the block's output ends
     -- The walkthrough cleans up after itself: no program is left.
     assert.equal(0, P.get(h.port, "/programs").json.count)
 

@@ -51,8 +51,8 @@ end)
 describe("hersh usage errors", function()
   it("exit 2 with the usage or a message", function()
     local cases = {
-      { {}, "usage: hersh run FILE.lua" },
-      { { "frobnicate" }, "usage: hersh run FILE.lua" },
+      { {}, "a command is required" },
+      { { "frobnicate" }, "unknown command 'frobnicate'" },
       { { "run" }, "usage: hersh run FILE.lua" },
       { { "run", "--port", "70000", API }, "--port wants 0..65535" },
       { { "run", "--port", "http", API }, "--port wants 0..65535" },
@@ -155,6 +155,22 @@ describe("hersh run signals", function()
     local err = P.stderr(proc)
     assert.is_true(has(err, "HOLD-END h"), err)
     assert.is_true(has(err, "CLEANUP-END"), err)
+  end)
+
+  it("SIGTERM during a run of a script that calls hersh.run() itself: the run finishes, cleanup, exit 0", function()
+    local proc, dir = P.run_with_dir("spec/scripts/self_run.lua")
+    local port = P.announced(proc)
+    assert.equal(200, P.send(port, "hold").status)
+    assert.is_true(P.wait_stderr(proc, "HOLD-START"))
+    assert.is_true(P.signal(proc, "TERM"))
+    assert.is_true(P.wait_for(function() return not P.signal_pending(proc, 15) end, 10))
+    P.write(dir .. "/h", "")
+    assert.equal(0, P.wait_exit(proc), P.stderr(proc))
+    assert.is_nil(P.sanitizer_report(proc))
+    local err = P.stderr(proc)
+    assert.is_true(has(err, "HOLD-END"), err)
+    assert.is_true(has(err, "CLEANUP-END"), err)
+    assert.is_true(has(err, "RUN-RETURNED Stopped"), err)
   end)
 
   it("a second SIGTERM kills: cleanup does not run, exit 1", function()

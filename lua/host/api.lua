@@ -11,6 +11,7 @@ local json = require "hersh.json"
 local events = require "host.events"
 local metrics = require "host.metrics"
 local host_metrics = require "host.host_metrics"
+local ui = require "host.ui"
 
 local api = {}
 
@@ -432,9 +433,10 @@ end
 
 local function route_events(h, req, res, heartbeat, program)
   if req.method ~= "GET" and req.method ~= "HEAD" then return method_not_allowed(res, "GET") end
-  if program then
-    local _, err = h:get(program)
+  if program then -- an id or a name: events are kept by id
+    local p, err = h:get(program)
     if err then return answer(res, nil, nil, err) end
+    program = p.id
   end
   local params, err = event_params(req, program)
   if not params then return send_error(res, 400, err) end
@@ -449,6 +451,14 @@ end
 local function handle(h, hosts, req, res, m, heartbeat)
   local path, method = req.path, req.method
   if refuse_foreign(hosts, req, res) then return end
+  if ui.owns(path) then
+    local status, body, headers = ui.answer(method, path, req.headers["if-none-match"])
+    if not status then
+      if body == 405 then return method_not_allowed(res, "GET") end
+      return send_error(res, body, headers)
+    end
+    return res:send(status, body, headers)
+  end
   if path == "/health" then
     if method ~= "GET" and method ~= "HEAD" then return method_not_allowed(res, "GET") end
     return send_json(res, 200, { status = "ok", programs = #h.order })
@@ -476,15 +486,21 @@ local function handle(h, hosts, req, res, m, heartbeat)
     if method == "GET" or method == "HEAD" then
       local p, err = h:get(id)
       return answer(res, 200, p and h:view(p), err)
+    elseif method == "PUT" then
+      local body, err = decode_body(req)
+      if body == nil then return send_error(res, 400, err) end
+      local result, uerr = h:update(id, body)
+      return answer(res, 202, result, uerr)
     elseif method == "DELETE" then
       local keep = req.query.keep_state == "true" or req.query.keep_state == "1"
+      local p = h.programs[id] or h.by_name[id]
       local ok, err = h:delete(id, keep, function()
-        send_json(res, 200, { program_id = id, state = "Deleted", message = "program deleted" })
+        send_json(res, 200, { program_id = p.id, state = "Deleted", message = "program deleted" })
       end)
       if not ok then return answer(res, nil, nil, err) end
       return
     end
-    return method_not_allowed(res, "GET, DELETE")
+    return method_not_allowed(res, "GET, PUT, DELETE")
   end
   local action = rest:match("^/(%a+)$")
   if action == "start" or action == "stop" or action == "restart" then
@@ -496,6 +512,14 @@ local function handle(h, hosts, req, res, m, heartbeat)
     return route_logs(h, res, id, req.query)
   elseif action == "events" then
     return route_events(h, req, res, heartbeat, id)
+  elseif action == "revisions" then
+    if method ~= "GET" and method ~= "HEAD" then return method_not_allowed(res, "GET") end
+    local list, err = h:revisions(id)
+    return answer(res, 200, list, err)
+  elseif action == "rollback" then
+    if method ~= "POST" then return method_not_allowed(res, "POST") end
+    local result, err = h:rollback(id, req.query.revision)
+    return answer(res, 202, result, err)
   elseif action == "source" then
     if method ~= "GET" and method ~= "HEAD" then return method_not_allowed(res, "GET") end
     local src, err = h:source(id)
@@ -524,7 +548,7 @@ function api.serve(h, opts)
   local m = host_metrics.new(h)
   server, err, code = httpd.serve{
     bind = bind, port = opts.port or 9000, max_body = api.MAX_BODY, max_buffered = api.MAX_BUFFERED,
-    token = opts.token, public_path = "/health",
+    token = opts.token, public_path = "/health", public_prefix = ui.PREFIX,
     max_connections = opts.max_connections, max_per_client = opts.max_per_client,
     idle_timeout = opts.idle_timeout, request_timeout = opts.request_timeout,
     handler = function(req, res)

@@ -11,7 +11,7 @@ local events = {}
 
 events.DEFAULT_MAX = 10000
 events.KINDS = { "created", "build_started", "build_finished", "starting", "ready", "exited", "restarting",
-  "error", "stopped", "deleted", "unhealthy" }
+  "error", "stopping", "stopped", "deleted", "unhealthy", "updating", "updated", "update_failed", "rolled_back" }
 
 local SCHEMA = [[
 CREATE TABLE IF NOT EXISTS events (
@@ -35,16 +35,21 @@ local function size(bytes)
   return string.format("%d bytes", bytes)
 end
 
+-- " of revision N" for the steps of an update (their details name the revision).
+local function of_revision(d)
+  return d.revision and " of revision " .. tostring(d.revision) or ""
+end
+
 -- One formatter per kind: details -> the message.
 local FORMAT = {
   created = function() return "created" end,
-  build_started = function() return "build started" end,
+  build_started = function(d) return "build started" .. of_revision(d) end,
   build_finished = function(d)
     if d.cached then return "build finished: image cached" end
     if d.ok then return "build finished in " .. seconds(d.duration) end
     return "build failed after " .. seconds(d.duration) .. ": " .. tostring(d.error)
   end,
-  starting = function(d) return "starting (attempt " .. tostring(d.attempt) .. ")" end,
+  starting = function(d) return "starting" .. of_revision(d) .. " (attempt " .. tostring(d.attempt) .. ")" end,
   ready = function(d) return "ready in " .. seconds(d.time_to_ready) end,
   exited = function(d)
     if d.error then return "could not start: " .. tostring(d.error) end -- e.g. no such CMD file
@@ -57,9 +62,23 @@ local FORMAT = {
   end,
   restarting = function(d) return "restart " .. tostring(d.attempt) .. " in " .. seconds(d.delay) end,
   error = function(d) return "error: " .. tostring(d.reason) end,
+  stopping = function(d) return d.restart and "stopping to restart" or "stopping" end,
   stopped = function() return "stopped" end,
   deleted = function(d) return d.keep_state and "deleted (state kept)" or "deleted" end,
   unhealthy = function(d) return program.describe_unhealthy(d.failures, d.last_error) end,
+  updating = function(d)
+    return "deploying revision " .. tostring(d.revision) .. " beside revision " .. tostring(d.from_revision)
+      .. (d.rollback_of and " (a rollback to revision " .. tostring(d.rollback_of) .. ")" or "")
+  end,
+  updated = function(d) return "revision " .. tostring(d.revision) .. " is running" end,
+  update_failed = function(d)
+    return "revision " .. tostring(d.revision) .. " failed: " .. tostring(d.reason) .. "; revision "
+      .. tostring(d.running_revision) .. " stays"
+  end,
+  rolled_back = function(d)
+    return "rolled back to revision " .. tostring(d.rollback_of) .. ": revision " .. tostring(d.revision)
+      .. " is running"
+  end,
 }
 
 -- The one line that says what an event is; control characters (a reason may hold

@@ -24,6 +24,7 @@ host.MAX_FILES = 1000
 host.PROXY_DEFAULTS = { connect_timeout = 10, timeout = 30 }
 host.PROXY_MAX = 3600
 host.USER_ID = "^[a-z0-9][a-z0-9_-]*$"
+host.NAME_MAX = 63
 host.RETRY = 2 -- seconds between tries of a registry write the disk refused
 -- The desired state of a program being deleted: a Host that restarts finishes the job.
 host.DELETED, host.DELETED_KEEP_STATE = "deleted", "deleted_keep_state"
@@ -115,7 +116,9 @@ function Host:view(p)
     for _, proc in pairs(p.sup.procs) do proc_limits = proc:limits() end
   end
   return {
-    program_id = p.id, user_id = p.user_id, build_id = p.build_id, state = r.state,
+    program_id = p.id, name = p.name or null, user_id = p.user_id, build_id = p.build_id, state = r.state,
+    revision = p.revision, updating_revision = p.updating or null, failed_revision = p.failed_revision or null,
+    failed_reason = p.failed_reason or null,
     proxy_url = "http://127.0.0.1:" .. p.port, publish_port = p.port,
     created_at = p.created_at, updated_at = p.updated_at,
     error_msg = r.error_msg or null, exit_code = r.exit_code or null, exit_signal = r.exit_signal or null,
@@ -136,7 +139,9 @@ local RESTORED = { "error_msg", "exit_code", "exit_signal", "oom_killed", "last_
 function Host:attach(row, restored)
   local id = row.program_id
   local plan = assert(dockerfile.parse(row.spec.dockerfile)) -- checked at create
-  local p = { id = id, user_id = row.user_id, build_id = row.build_id, port = row.publish_port,
+  local p = { id = id, name = row.name, revision = row.revision or 1, latest = row.latest or row.revision or 1,
+    failed_revision = row.failed_revision, failed_reason = row.failed_reason,
+    user_id = row.user_id, build_id = row.build_id, port = row.publish_port,
     spec = row.spec, created_at = row.created_at, updated_at = row.updated_at, followers = {},
     desired = row.desired or "stopped" }
   local dirs = self:dirs(id)
@@ -148,6 +153,7 @@ function Host:attach(row, restored)
     record = record,
     id = id, plan = plan, build_id = row.build_id, dirs = dirs, images_dir = self.storage .. "/images",
     spec = row.spec, driver = self.driver, runtime = self.runtime, user = self.user, port = row.publish_port,
+    revision = p.revision,
     build_timeout = self.build_timeout,
     publish = function() return self.ports:hand_over(p.port) end,
     on_change = function(record) self:changed(p, record) end,
@@ -157,6 +163,7 @@ function Host:attach(row, restored)
   if not sup then return nil, err end
   p.sup = sup
   self.programs[id] = p
+  if p.name then self.by_name[p.name] = p end
   self.order[#self.order + 1] = p
   return p
 end
@@ -164,6 +171,8 @@ end
 -- Records a lifecycle event of p (host.events) and says it in p's runtime log as the
 -- Host's line, "hersh: <message>" (a deleted program has no log left).
 function Host:emit(p, kind, details)
+  details = details or {}
+  details.name = p.name
   local event, err = self.events:record(p.id, kind, details)
   if not event then
     io.stderr:write("hersh host: cannot record a ", kind, " event of ", p.id, ": ", tostring(err), "\n")
@@ -207,6 +216,7 @@ function Host:released(p, keep_state)
   self:forget(p.id, p.port, keep_state)
   self:emit(p, "deleted", { keep_state = keep_state or false })
   self.programs[p.id] = nil
+  if p.name then self.by_name[p.name] = nil end
   for i, q in ipairs(self.order) do
     if q == p then table.remove(self.order, i) break end
   end
@@ -217,8 +227,8 @@ end
 
 -- The fields a create request may hold: any other is refused, so that a misspelt or
 -- unsupported one is never silently ignored.
-host.CREATE_FIELDS = { "dockerfile", "env", "health", "limits", "network", "proxy", "restart_policy", "src_files",
-  "user_id" }
+host.CREATE_FIELDS = { "dockerfile", "env", "health", "limits", "name", "network", "proxy", "restart_policy",
+  "src_files", "user_id" }
 local KNOWN_FIELD = {}
 for _, name in ipairs(host.CREATE_FIELDS) do KNOWN_FIELD[name] = true end
 
@@ -242,6 +252,12 @@ local function validate(body)
   local user_id = body.user_id
   if type(user_id) ~= "string" or #user_id < 1 or #user_id > 64 or not user_id:match(host.USER_ID) then
     return refuse(400, "user_id must be 1-64 of [a-z0-9_-], starting with a letter or a digit")
+  end
+  local name = body.name
+  if name ~= nil and (type(name) ~= "string" or #name < 1 or #name > host.NAME_MAX
+    or not name:match("^[a-z0-9][a-z0-9-]*$") or name:match("%-$")) then
+    return refuse(400, "name must be 1-" .. host.NAME_MAX .. " lower-case letters, digits and '-',"
+      .. " starting and ending with a letter or a digit")
   end
   if type(body.dockerfile) ~= "string" or body.dockerfile == "" then
     return refuse(400, "dockerfile must be a non-empty string")
@@ -312,9 +328,12 @@ local function validate(body)
   end
   local checks, health_err = health.normalize(body.health)
   if health_err then return refuse(400, health_err) end
-  return { user_id = user_id, dockerfile = body.dockerfile, plan = plan, files = files, env = env,
+  return { user_id = user_id, name = name, dockerfile = body.dockerfile, plan = plan, files = files, env = env,
     limits = limits, network = network, restart_policy = body.restart_policy, proxy = proxy, health = checks }
 end
+
+-- The client's `hersh plan` and `apply` check a whole file with the same rules first.
+host.validate = validate
 
 local function write_files(dir, files)
   for rel, content in pairs(files) do
@@ -341,6 +360,8 @@ end
 function Host:create(body)
   local req, err = validate(body)
   if not req then return nil, err end
+  local holder = req.name and (self.by_name[req.name] or self.programs[req.name])
+  if holder then return refuse(409, "the name " .. req.name .. " is taken by program " .. holder.id) end
   local bid = build_id.compute(req.dockerfile, req.files)
   local id = req.user_id .. "-" .. bid .. "-" .. random_hex(4)
   local port, fd_or_err = self.ports:take()
@@ -355,8 +376,8 @@ function Host:create(body)
     return storage_failure("cannot store the program", fs_err, fs_code)
   end
   local now = iso_time(core.now())
-  local row = { program_id = id, user_id = req.user_id, build_id = bid, publish_port = port, desired = "stopped",
-    state = "Created", created_at = now, updated_at = now,
+  local row = { program_id = id, name = req.name, user_id = req.user_id, build_id = bid, publish_port = port,
+    desired = "stopped", state = "Created", created_at = now, updated_at = now, files = req.files,
     spec = { dockerfile = req.dockerfile, env = req.env, limits = req.limits, network = req.network,
       restart_policy = req.restart_policy, proxy = req.proxy, health = req.health } }
   local p, attach_err = self:attach(row)
@@ -368,19 +389,21 @@ function Host:create(body)
   local stored, db_err, db_code = self.registry:insert(row)
   if not stored then
     self.programs[id] = nil
+    if req.name then self.by_name[req.name] = nil end
     table.remove(self.order)
     fs.remove_tree(dirs.root)
     self.ports:release(port)
     return storage_failure("cannot record the program", db_err, db_code)
   end
   self:emit(p, "created", { user_id = req.user_id, build_id = bid })
-  return { program_id = id, build_id = bid, state = "Created", proxy_url = "http://127.0.0.1:" .. port,
-    publish_port = port, created_at = now }
+  return { program_id = id, name = req.name or json.null, revision = 1, build_id = bid, state = "Created",
+    proxy_url = "http://127.0.0.1:" .. port, publish_port = port, created_at = now }
 end
 
-function Host:get(id)
-  local p = self.programs[id]
-  if not p then return refuse(404, "no program " .. tostring(id)) end
+-- A program by its id or its name.
+function Host:get(ref)
+  local p = self.programs[ref] or self.by_name[ref]
+  if not p then return refuse(404, "no program with the id or name " .. tostring(ref)) end
   return p
 end
 
@@ -423,7 +446,7 @@ function Host:act(id, action)
   if not p then return nil, err end
   local ok, why = self:request(p, DESIRED[action], action)
   if not ok then return nil, why end
-  return { program_id = id, state = p.sup.record.state, message = MESSAGES[action] }
+  return { program_id = p.id, state = p.sup.record.state, message = MESSAGES[action] }
 end
 
 -- Deletes; `done` is called once the processes are gone, the port free and the files
@@ -444,14 +467,14 @@ end
 function Host:source(id)
   local p, err = self:get(id)
   if not p then return nil, err end
-  local src = self:dirs(id).src
+  local src = self:dirs(p.id).src
   local files = {}
   for path in pairs(build.list_files(src)) do
     local content, read_err = fs.read_file(src .. "/" .. path)
     if not content then return refuse(500, "cannot read the source: " .. tostring(read_err)) end
     files[path] = content
   end
-  return { program_id = id, dockerfile = p.spec.dockerfile, files = files, retrieved_at = iso_time(core.now()) }
+  return { program_id = p.id, revision = p.revision, dockerfile = p.spec.dockerfile, files = files, retrieved_at = iso_time(core.now()) }
 end
 
 function Host:log_path(id, kind)
@@ -460,7 +483,149 @@ function Host:log_path(id, kind)
   if kind ~= "runtime" and kind ~= "build" then
     return refuse(400, "type must be \"runtime\" or \"build\", not \"" .. tostring(kind) .. "\"")
   end
-  return self:dirs(id).logs .. "/" .. kind .. ".log", p
+  return self:dirs(p.id).logs .. "/" .. kind .. ".log", p
+end
+
+-- ---- update in place, revisions, rollback ---------------------------------------------
+
+-- The fields an update may not change; a PUT may leave them out.
+local FIXED = { user_id = "user_id", name = "name", network = "network" }
+
+-- Deploys req (validated as at create) as the next revision of p: from Ready, beside
+-- the running one (supervisor update); from Created, Stopped or Error, for the next
+-- start. `rollback_of`: the kept revision it re-deploys. -> 202's body | nil, refusal.
+function Host:deploy(p, req, rollback_of)
+  if p.updating then
+    return refuse(409, "revision " .. p.updating .. " of " .. p.id .. " is being deployed", p.sup.record.state)
+  end
+  local policy, policy_err = program.new{ policy = req.restart_policy }
+  if not policy then return refuse(400, "restart_policy: " .. tostring(policy_err)) end
+  local rev = p.latest + 1
+  local bid = build_id.compute(req.dockerfile, req.files)
+  local spec = { dockerfile = req.dockerfile, env = req.env, limits = req.limits, network = req.network,
+    restart_policy = req.restart_policy, proxy = req.proxy, health = req.health }
+  local staged = self:dirs(p.id).root .. "/src." .. rev
+  local ok, err, code = fs.mkdir_p(staged, host.PRIVATE_DIR)
+  if ok then ok, err, code = write_files(staged, req.files) end
+  if ok then
+    ok, err, code = self.registry:add_revision(p.id, { revision = rev, build_id = bid, spec = spec, files = req.files,
+      created_at = iso_time(core.now()) })
+  end
+  if not ok then
+    fs.remove_tree(staged)
+    return storage_failure("cannot store revision " .. rev, err, code)
+  end
+  p.latest, p.updating = rev, rev
+  self:emit(p, "updating", { revision = rev, from_revision = p.revision, rollback_of = rollback_of })
+  local started, why = p.sup:update{ revision = rev, plan = req.plan, build_id = bid, spec = spec, src_dir = staged,
+    on_step = function(kind, details) self:emit(p, kind, details) end,
+    on_done = function(done, reason)
+      self:updated(p, { revision = rev, build_id = bid, spec = spec, staged = staged, policy = policy.policy,
+        rollback_of = rollback_of }, done, reason)
+    end }
+  if not started then
+    p.updating = nil
+    fs.remove_tree(staged)
+    self:emit(p, "update_failed", { revision = rev, reason = why, running_revision = p.revision })
+    return refuse(409, why, p.sup.record.state)
+  end
+  return { program_id = p.id, name = p.name or json.null, revision = rev, state = p.sup.record.state,
+    message = (p.updating and "revision " .. rev .. " is being deployed" or "revision " .. rev .. " is in place") }
+end
+
+-- The end of a deploy: the new revision runs (its sources become src/), or the old one
+-- keeps running and the failed revision is recorded with why.
+function Host:updated(p, rev, ok, reason)
+  p.updating = nil
+  if p.sup.record.state == "Deleted" then return fs.remove_tree(rev.staged) end -- its files go anyway
+  if ok then
+    local src = self:dirs(p.id).src
+    fs.remove_tree(src)
+    local moved, move_err = os.rename(rev.staged, src)
+    if not moved then io.stderr:write("hersh host: cannot keep the sources of ", p.id, ": ", tostring(move_err), "\n") end
+    p.revision, p.build_id, p.spec = rev.revision, rev.build_id, rev.spec
+    p.failed_revision, p.failed_reason = nil, nil
+    local r = {}
+    for k, v in pairs(p.sup.record) do r[k] = v end
+    r.policy = rev.policy
+    p.sup.record = r
+  else
+    fs.remove_tree(rev.staged)
+    p.failed_revision, p.failed_reason = rev.revision, reason
+  end
+  local row = { revision = p.revision, build_id = p.build_id, spec = p.spec, failed_revision = p.failed_revision,
+    failed_reason = p.failed_reason }
+  self:write("revision " .. p.id, function() return self.registry:set_revision(p.id, row) end)
+  if not ok then
+    self:emit(p, "update_failed", { revision = rev.revision, reason = reason, running_revision = p.revision })
+  elseif rev.rollback_of then
+    self:emit(p, "rolled_back", { revision = rev.revision, rollback_of = rev.rollback_of })
+  else
+    self:emit(p, "updated", { revision = rev.revision })
+  end
+end
+
+-- PUT /programs/{id}: the body of a create; user_id, name and network cannot change.
+function Host:update(ref, body)
+  local p, err = self:get(ref)
+  if not p then return nil, err end
+  if type(body) == "table" and body.user_id == nil then body.user_id = p.user_id end
+  local req, req_err = validate(body)
+  if not req then return nil, req_err end
+  local now = { user_id = p.user_id, name = p.name, network = p.spec.network or "none" }
+  for field in pairs(FIXED) do
+    if req[field] ~= nil and req[field] ~= now[field] then
+      return refuse(400, field .. " cannot change in an update (it is " .. tostring(now[field] or "unset")
+        .. "): create a new program instead")
+    end
+  end
+  return self:deploy(p, req)
+end
+
+-- The kept revisions of a program, newest first, without their sources or env (the
+-- record never shows env: it may hold secrets).
+function Host:revisions(ref)
+  local p, err = self:get(ref)
+  if not p then return nil, err end
+  local rows, db_err = self.registry:revisions(p.id)
+  if not rows then return refuse(500, "cannot read the revisions: " .. tostring(db_err)) end
+  local list = {}
+  for i, row in ipairs(rows) do
+    local paths = {}
+    for path in pairs(row.files) do paths[#paths + 1] = path end
+    table.sort(paths)
+    list[i] = { revision = row.revision, build_id = row.build_id, created_at = row.created_at,
+      running = row.revision == p.revision, failed = row.revision == p.failed_revision,
+      dockerfile = row.spec.dockerfile, files = json.array(paths), limits = row.spec.limits or json.null,
+      restart_policy = row.spec.restart_policy or json.null, health = row.spec.health or json.null,
+      proxy = row.spec.proxy or json.null }
+  end
+  return { program_id = p.id, name = p.name or json.null, revision = p.revision, keep = registry.KEEP_REVISIONS,
+    revisions = json.array(list) }
+end
+
+-- POST /programs/{id}/rollback?revision=N: deploys kept revision N again, as a new one.
+function Host:rollback(ref, n)
+  local p, err = self:get(ref)
+  if not p then return nil, err end
+  local want = type(n) == "string" and n:match("^%d+$") and math.tointeger(tonumber(n))
+  if not want then return refuse(400, "revision: give the number of a kept revision (see GET /programs/"
+    .. (p.name or p.id) .. "/revisions)") end
+  local rows, db_err = self.registry:revisions(p.id)
+  if not rows then return refuse(500, "cannot read the revisions: " .. tostring(db_err)) end
+  local kept = {}
+  for _, row in ipairs(rows) do
+    if row.revision == want then
+      local s = row.spec
+      local req, req_err = validate{ user_id = p.user_id, dockerfile = s.dockerfile, src_files = row.files,
+        env = s.env, limits = s.limits, network = s.network, restart_policy = s.restart_policy, proxy = s.proxy,
+        health = s.health }
+      if not req then return nil, req_err end
+      return self:deploy(p, req, want)
+    end
+    kept[#kept + 1] = tostring(row.revision)
+  end
+  return refuse(404, "revision " .. want .. " of " .. p.id .. " is not kept (kept: " .. table.concat(kept, ", ") .. ")")
 end
 
 -- ---- start-up ----------------------------------------------------------------------
@@ -526,7 +691,13 @@ local function remove_leftovers(storage, known)
     local path = storage .. "/programs/" .. name
     local entries = fs.list(path)
     local kept_state = entries and #entries == 1 and entries[1] == "state"
-    if not known[name] and not kept_state then fs.remove_tree(path) end
+    if not known[name] and not kept_state then
+      fs.remove_tree(path)
+    else -- the staged sources of an update the Host did not finish
+      for _, entry in ipairs(entries or {}) do
+        if entry:match("^src%.%d+$") then fs.remove_tree(path .. "/" .. entry) end
+      end
+    end
   end
   for _, name in ipairs(fs.list(storage .. "/images") or {}) do
     if name:find(".tmp-", 1, true) then fs.remove_tree(storage .. "/images/" .. name) end
@@ -548,7 +719,7 @@ function host.open(opts)
   local self = setmetatable({
     storage = storage, driver = driver, runtime = opts.runtime, user = opts.user or host.SANDBOX_USER,
     ports = ports.new(opts.ports or {}), registry = reg, events = ev, build_timeout = opts.build_timeout,
-    programs = {}, order = {}, pending = {},
+    programs = {}, by_name = {}, order = {}, pending = {},
   }, Host)
   local rows, rows_err = reg:all()
   if not rows then return nil, rows_err end
@@ -565,6 +736,8 @@ function host.open(opts)
   end
   remove_leftovers(storage, known)
   for _, row in ipairs(live) do
+    local revs = reg:revisions(row.program_id) -- the newest number given, kept or failed
+    row.latest = math.max(row.revision or 1, revs and revs[1] and revs[1].revision or 1)
     local port, port_err = self.ports:take(row.publish_port)
     -- Whatever ran before the Host stopped is gone: a program comes back Stopped (or in
     -- Error), and starts again if it was meant to run.

@@ -12,7 +12,8 @@ host_metrics.BUILD_BUCKETS = { 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60
 host_metrics.READY_BUCKETS = { 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60 }
 host_metrics.PROXY_BUCKETS = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30 }
 
-local ACTIONS = { start = true, stop = true, restart = true, logs = true, source = true, events = true }
+local ACTIONS = { start = true, stop = true, restart = true, logs = true, source = true, events = true,
+  revisions = true, rollback = true }
 local TOP = { ["/health"] = true, ["/metrics"] = true, ["/programs"] = true, ["/events"] = true }
 
 -- The route pattern of a path: a label with a bounded set of values, whatever the path.

@@ -8,6 +8,9 @@
 -- down, attach a locked filter, change its options or flags. So a socket that was
 -- handed out is never used again: before the Host answers on the port or hands it to
 -- the next process, it is replaced by a fresh one bound to the same port (renew).
+-- The one exception is an update in place (host.supervisor): the new revision gets the
+-- socket the running one serves, so that no connection waits on a socket nobody
+-- accepts from; both are the same program's, which can only spoil its own port.
 local sys = require "hersh.os"
 local json = require "hersh.json"
 

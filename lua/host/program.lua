@@ -48,6 +48,7 @@
 --                                         Stopped (policy)
 --   Ready                unhealthy        Restarting | Error       kill_process, schedule_restart
 --                                         (policy)                 if Restarting
+--   Ready                swapped{pid}     Ready (A+1, pid)         stop_process of attempt A
 --   Stopping             spawned          Stopping (pid)           - (stop_process covers it)
 --   Stopping             exited,          Stopped, or with the     -, or spawn (A+1)
 --                        spawn_failed     intent Starting (A+1)
@@ -70,7 +71,10 @@
 --
 -- Result events (built, build_failed, spawned, spawn_failed, ready, not_ready, exited,
 -- unhealthy, backoff_elapsed) are never refused: they report facts, and races make late
--- ones normal. One of an older attempt, or one that has no row above for the current
+-- ones normal. swapped says that an update's new process, started beside the running
+-- one on the same socket, answered its own readiness probe: it becomes the next attempt
+-- (already Ready) and the old process is stopped; its exit, of an older attempt, is
+-- ignored. One of an older attempt, or one that has no row above for the current
 -- state, is IGNORED: reduce returns the very same record table and no effects. Also
 -- ignored: a second spawned, and ready/not_ready before spawned. A result of a NEWER
 -- attempt than the record's, a missing attempt, an unknown event type or a missing
@@ -113,7 +117,7 @@ program.STATES = {
 program.USER_EVENTS = { "start", "stop", "restart", "delete" }
 program.RESULT_EVENTS = {
   "built", "build_failed", "spawned", "spawn_failed", "ready", "not_ready", "exited",
-  "unhealthy", "backoff_elapsed",
+  "unhealthy", "backoff_elapsed", "swapped",
 }
 
 local function set_of(list)
@@ -179,7 +183,7 @@ end
 
 -- One line saying what ended the process (an exited event: code, signal, oom_killed,
 -- memory_limit, error = the sandbox's own complaint, e.g. the file an exec did not find).
-local function describe_exit(e)
+function program.describe_exit(e)
   if e.error ~= nil then return "cannot start: " .. tostring(e.error) end
   local text, notes
   if e.signal ~= nil then
@@ -315,7 +319,7 @@ local function starting_failed(kind)
     local exit = { kind = kind, code = e.code, signal = e.signal, error = e.error }
     if kind == "exited" then
       record_exit(r, e)
-      exit.message = describe_exit(e)
+      exit.message = program.describe_exit(e)
       if probing then push(effects, { type = "cancel_probe", attempt = r.attempt }) end
     elseif kind == "spawn_failed" then
       if probing then return "ignore" end
@@ -372,7 +376,7 @@ on.Ready = {
     leave_ready(r, e.now)
     record_exit(r, e)
     failed(r, e.now, { kind = "exited", code = e.code, signal = e.signal, error = e.error,
-      message = describe_exit(e) }, effects)
+      message = program.describe_exit(e) }, effects)
   end,
   -- Alive but failing its health checks: killed now (its exit will be ignored), then
   -- the policy decides as for a crash.
@@ -381,6 +385,13 @@ on.Ready = {
     leave_ready(r, e.healthy_until or r.ready_since)
     push(effects, { type = "kill_process", attempt = r.attempt, pid = r.pid })
     failed(r, e.now, { kind = "unhealthy", message = program.describe_unhealthy(e.failures, e.error) }, effects)
+  end,
+  swapped = function(r, e, effects)
+    push(effects, stop_effect(r))
+    r.attempt = r.attempt + 1
+    r.pid = e.pid
+    r.ready_since, r.ready_at = e.now, e.now
+    r.restarts = 0
   end,
 }
 

@@ -29,12 +29,27 @@ CREATE TABLE IF NOT EXISTS programs (
   updated_at   TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS programs_by_creation ON programs (created_at, program_id);
+-- The kept revisions of each program (registry.KEEP_REVISIONS, newest): what a rollback
+-- deploys again.
+CREATE TABLE IF NOT EXISTS revisions (
+  program_id TEXT NOT NULL,
+  revision   INTEGER NOT NULL,
+  build_id   TEXT NOT NULL,
+  spec       TEXT NOT NULL,     -- JSON, as programs.spec
+  files      TEXT NOT NULL,     -- JSON: {path: content}, the sources
+  created_at TEXT NOT NULL,
+  PRIMARY KEY (program_id, revision)
+);
 ]]
+
+registry.KEEP_REVISIONS = 5
 
 -- Columns added since the first schema: a database made before gets them (ALTER TABLE).
 local ADDED = {
   { "exit_signal", "INTEGER" }, { "oom_killed", "INTEGER NOT NULL DEFAULT 0" },
   { "last_exit_at", "REAL" }, { "ready_at", "REAL" },
+  { "name", "TEXT" }, { "revision", "INTEGER NOT NULL DEFAULT 1" }, -- name: NULL or unique (index below)
+  { "failed_revision", "INTEGER" }, { "failed_reason", "TEXT" },
 }
 
 local function migrate(db)
@@ -80,6 +95,9 @@ function registry.open(path)
   if not db then return nil, err, code end
   local ok, schema_err, schema_code = db:exec(SCHEMA)
   if ok then ok, schema_err, schema_code = migrate(db) end
+  if ok then -- after migrate: an older database has the name column only then
+    ok, schema_err, schema_code = db:exec("CREATE UNIQUE INDEX IF NOT EXISTS programs_by_name ON programs (name)")
+  end
   if not ok then
     db:close()
     return nil, schema_err, schema_code
@@ -99,11 +117,46 @@ local function written(changes, err, code)
   return true
 end
 
+-- A new program and its first revision (r.files: its sources), in one transaction.
 function Registry:insert(r)
-  return written(self.db:run([[INSERT INTO programs (program_id, user_id, build_id, publish_port, spec, desired,
-    state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)]],
-    r.program_id, r.user_id, r.build_id, r.publish_port, json.encode(r.spec), r.desired or "stopped",
-    r.state, r.created_at, r.updated_at))
+  return written(self.db:transaction(function()
+    local ok, err, code = self.db:run([[INSERT INTO programs (program_id, user_id, build_id, publish_port, spec,
+      desired, state, created_at, updated_at, name, revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)]],
+      r.program_id, r.user_id, r.build_id, r.publish_port, json.encode(r.spec), r.desired or "stopped",
+      r.state, r.created_at, r.updated_at, r.name)
+    if not ok then return nil, err, code end
+    return self:add_revision(r.program_id, { revision = 1, build_id = r.build_id, spec = r.spec, files = r.files,
+      created_at = r.created_at })
+  end))
+end
+
+-- Keeps revision rev {revision, build_id, spec, files, created_at} of program id, and
+-- drops those older than the newest KEEP_REVISIONS.
+function Registry:add_revision(id, rev)
+  local ok, err, code = self.db:run([[INSERT INTO revisions (program_id, revision, build_id, spec, files, created_at)
+    VALUES (?, ?, ?, ?, ?, ?)]], id, rev.revision, rev.build_id, json.encode(rev.spec), json.encode(rev.files),
+    rev.created_at)
+  if not ok then return nil, err, code end
+  return written(self.db:run("DELETE FROM revisions WHERE program_id = ? AND revision <= ?", id,
+    rev.revision - registry.KEEP_REVISIONS))
+end
+
+-- The kept revisions of program id, newest first ({revision, build_id, spec, files, created_at}).
+function Registry:revisions(id)
+  local rows, err, code = self.db:query("SELECT * FROM revisions WHERE program_id = ? ORDER BY revision DESC", id)
+  if not rows then return nil, err, code end
+  for _, row in ipairs(rows) do
+    row.spec, row.files = assert(json.decode(row.spec)), assert(json.decode(row.files))
+  end
+  return rows
+end
+
+-- The running revision: its number, build and spec; or a failed one (failed_revision,
+-- failed_reason; nil: none).
+function Registry:set_revision(id, r)
+  return written(self.db:run([[UPDATE programs SET revision = ?, build_id = ?, spec = ?, failed_revision = ?,
+    failed_reason = ? WHERE program_id = ?]], r.revision, r.build_id, json.encode(r.spec), r.failed_revision,
+    r.failed_reason, id))
 end
 
 function Registry:update_state(id, s)
@@ -119,7 +172,11 @@ function Registry:set_desired(id, desired)
 end
 
 function Registry:delete(id)
-  return written(self.db:run("DELETE FROM programs WHERE program_id = ?", id))
+  return written(self.db:transaction(function()
+    local ok, err, code = self.db:run("DELETE FROM revisions WHERE program_id = ?", id)
+    if not ok then return nil, err, code end
+    return self.db:run("DELETE FROM programs WHERE program_id = ?", id)
+  end))
 end
 
 -- Every program, oldest first.

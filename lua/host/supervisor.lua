@@ -5,6 +5,7 @@
 -- quickly an effect answered.
 local core = require "hersh.core"
 local http = require "hersh.http"
+local json = require "hersh.json"
 local sys = require "hersh.os"
 local build = require "host.build"
 local dockerfile = require "host.dockerfile"
@@ -73,6 +74,8 @@ function Sup:report(before, event, effects)
     emit("ready", { time_to_ready = event.now - self.spawned_at })
   elseif r.state == "Error" then
     emit("error", { reason = r.error_msg })
+  elseif r.state == "Stopping" then -- said at once: a client sees the stop begin, not only its end
+    emit("stopping", { restart = r.restart_intent or false })
   elseif r.state == "Stopped" then
     emit("stopped", {})
   end
@@ -81,6 +84,9 @@ end
 function Sup:apply(record, effects, event)
   local before = self.record
   self.record = record
+  if self.candidate and record.state ~= "Ready" then
+    self:end_update(false, "the running revision left Ready (" .. record.state .. ") during the update")
+  end
   self:report(before, event, effects)
   for _, effect in ipairs(effects) do
     local perform = self["perform_" .. effect.type]
@@ -150,32 +156,40 @@ function Sup:perform_cancel_build()
   self.build_job = nil
 end
 
--- The process of an attempt, in the sandbox, with the published socket as fd 3.
-function Sup:spawn(attempt)
-  local image, err = build.load_image(self.images_dir, self.build_id)
+-- The process of an attempt, in the sandbox, with the published socket as fd 3. `rev`
+-- ({build_id, spec, revision}; nil: the current one) is what it runs; `slot` {key,
+-- attempt, candidate} is where it is kept in procs: an update's new process is kept
+-- apart (candidate) until it takes over the attempt after the running one.
+function Sup:spawn(attempt, rev, slot)
+  rev = rev or self
+  slot = slot or { key = attempt, attempt = attempt }
+  local image, err = build.load_image(self.images_dir, rev.build_id)
   if not image then return nil, "no image: " .. tostring(err) end
   local argv, cmd_err = dockerfile.command(image)
   if not argv then return nil, cmd_err end
   local user = tostring(image.user or "0")
   local uid, gid = user:match("^(%d+):?(%d*)$")
   local env = build.env_list(
-    build.RUNTIME_ENV, { HOME = "/state" }, image.env, self.spec.env,
+    build.RUNTIME_ENV, { HOME = "/state" }, image.env, rev.spec.env,
     { HERSH_PROGRAM_ID = self.id, HERSH_STATE_DIR = "/state", LISTEN_FDS = self.listen_fd and "1" or nil })
   return self.driver.spawn({
-    rootfs = build.image_dir(self.images_dir, self.build_id) .. "/rootfs", base = image.base,
-    state_dir = self.dirs.state, network = self.spec.network or "none", tmp_size = supervisor.TMP_SIZE,
+    rootfs = build.image_dir(self.images_dir, rev.build_id) .. "/rootfs", base = image.base,
+    state_dir = self.dirs.state, network = rev.spec.network or "none", tmp_size = supervisor.TMP_SIZE,
     uid = tonumber(uid), gid = tonumber(gid) or tonumber(uid), workdir = image.workdir or "/",
     runtime = self.runtime, argv = argv, env = env,
   }, {
     uid = self.user.uid, gid = self.user.gid,
     fds = self.listen_fd and { [3] = self.listen_fd } or nil,
-    log = self.dirs.logs .. "/runtime.log", limits = self.spec.limits, cgroup = self.id,
+    -- a cgroup of each revision: stopping (or killing) the old one spares the new one
+    log = self.dirs.logs .. "/runtime.log", limits = rev.spec.limits,
+    cgroup = self.id .. ((rev.revision or 1) > 1 and ".r" .. rev.revision or ""),
     on_line = self.on_line,
     on_exit = function(exit) -- the driver's exit report: exit_code, exit_signal, oom_killed, error
-      if self.procs[attempt] then self.procs[attempt] = nil end
+      if self.procs[slot.key] then self.procs[slot.key] = nil end
       if self.pending_release then return self:perform_release(self.pending_release) end
-      self:post{ type = "exited", attempt = attempt, code = exit.exit_code, signal = exit.exit_signal,
-        oom_killed = exit.oom_killed, error = exit.error, memory_limit = (self.spec.limits or {}).memory }
+      if slot.candidate then return self:candidate_exited(slot, exit) end
+      self:post{ type = "exited", attempt = slot.attempt, code = exit.exit_code, signal = exit.exit_signal,
+        oom_killed = exit.oom_killed, error = exit.error, memory_limit = (rev.spec.limits or {}).memory }
     end,
   })
 end
@@ -271,6 +285,118 @@ function Sup:perform_release(effect)
   if self.on_release then self.on_release(effect.keep_state) end
 end
 
+-- ---- update in place ------------------------------------------------------------------
+--
+-- A running (Ready) program is updated beside itself: the new revision's image builds
+-- while the old process serves; its process then starts on the same listening socket
+-- (both accept from it: a connection waits in the one queue until either takes it),
+-- and is probed on its own; only once it answers does it take over the attempt
+-- (program.lua: swapped) and the old process get its SIGTERM, draining what it took.
+-- A failed build, a new process that exits or is not Ready in time, or the running one
+-- leaving Ready first: the new process is killed and the old one is untouched.
+
+-- Whether a /watcher/status answer came from the candidate and not from the process it
+-- replaces, which shares the socket: the WatcherAPI's uptime ("6.501s", "1m5.000s")
+-- counts from its own start, so only a process started after the candidate's spawn
+-- has an uptime below the time since then. The old one was Ready before the update
+-- began; an uptime of a minute or more (not a bare "<s>.<ms>s") is never a candidate's.
+function supervisor.answered_by_candidate(body, spawned_at, at)
+  local status = type(body) == "string" and json.decode(body)
+  local up = type(status) == "table" and type(status.uptime) == "string" and status.uptime:match("^(%d+%.%d+)s$")
+  return up and tonumber(up) <= at - spawned_at or false
+end
+
+-- update{revision, plan, build_id, spec, src_dir, on_done(ok, reason), on_step(kind, details)}:
+-- from Ready, the swap above; in Created, Stopped or Error the next start runs it; in
+-- any other state, or with an update under way, refused: nil, why.
+function Sup:update(rev)
+  if self.candidate then return nil, "an update of this program is under way" end
+  local state = self.record.state
+  if state == "Created" or state == "Stopped" or state == "Error" then
+    self:take(rev)
+    rev.on_done(true)
+    return true
+  end
+  if state ~= "Ready" then return nil, "cannot update a program in state " .. state .. " (wait for Ready, or stop it)" end
+  local c = { rev = rev, slot = { key = "next", candidate = true } }
+  self.candidate = c
+  rev.on_step("build_started", { revision = rev.revision })
+  local started = now()
+  c.build = build.start{
+    plan = rev.plan, build_id = rev.build_id, src_dir = rev.src_dir, images_dir = self.images_dir,
+    log_path = self.dirs.logs .. "/build.log", driver = self.driver, runtime = self.runtime,
+    user = self.user, timeout = self.build_timeout,
+    on_done = function(ok, err, cached)
+      if self.candidate ~= c then return end
+      c.build = nil
+      rev.on_step("build_finished", { ok = ok, duration = now() - started, cached = cached or false, error = err,
+        revision = rev.revision })
+      if not ok then return self:end_update(false, "build failed: " .. tostring(err)) end
+      self:start_candidate(c)
+    end,
+  }
+  return true
+end
+
+-- The revision the supervisor runs from now on.
+function Sup:take(rev)
+  self.plan, self.build_id, self.spec, self.revision = rev.plan, rev.build_id, rev.spec, rev.revision
+end
+
+function Sup:start_candidate(c)
+  c.rev.on_step("starting", { attempt = self.record.attempt + 1, revision = c.rev.revision })
+  c.spawned_at = now() -- before: its WatcherAPI cannot have started earlier
+  local proc, err = self:spawn(nil, c.rev, c.slot)
+  if not proc then return self:end_update(false, "spawn failed: " .. tostring(err)) end
+  c.proc = proc
+  self.procs[c.slot.key] = proc
+  local url = string.format("http://127.0.0.1:%d/watcher/status", self.port)
+  local deadline, in_flight = c.spawned_at + program.READY_TIMEOUT, false
+  c.probe = core.timer(0, function()
+    if self.candidate ~= c or in_flight then return end
+    if now() > deadline then
+      return self:end_update(false, string.format("not ready within %g s", program.READY_TIMEOUT))
+    end
+    in_flight = true
+    http.request({ method = "GET", url = url, timeout = 1, headers = { Connection = "close" } }, function(res)
+      in_flight = false
+      if self.candidate ~= c or not res or res.status ~= 200 then return end
+      if supervisor.answered_by_candidate(res.body, c.spawned_at, now()) then self:promote(c) end
+    end)
+  end, supervisor.PROBE_INTERVAL)
+end
+
+-- The candidate answered: it becomes the running attempt, the old one is stopped.
+function Sup:promote(c)
+  local attempt = self.record.attempt + 1
+  self.procs[c.slot.key] = nil
+  c.slot.key, c.slot.attempt, c.slot.candidate = attempt, attempt, false
+  self.procs[attempt] = c.proc
+  self:take(c.rev)
+  self:post{ type = "swapped", attempt = self.record.attempt, pid = c.proc:pid() }
+  self:end_update(true)
+end
+
+function Sup:candidate_exited(slot, exit)
+  local c = self.candidate
+  if not c or c.slot ~= slot then return end
+  self:end_update(false, program.describe_exit{ code = exit.exit_code, signal = exit.exit_signal,
+    oom_killed = exit.oom_killed, error = exit.error, memory_limit = (c.rev.spec.limits or {}).memory }
+    .. " before it was ready")
+end
+
+-- Ends the update under way: on failure the new process (if any) is killed and the
+-- build cancelled. Then on_done(ok, reason).
+function Sup:end_update(ok, reason)
+  local c = self.candidate
+  if not c then return end
+  self.candidate = nil
+  if c.probe then c.probe:stop() end
+  if c.build then c.build:cancel() end
+  if not ok and c.proc and c.proc:running() then c.proc:kill("KILL") end
+  c.rev.on_done(ok, reason)
+end
+
 -- A line of the Host's in the program's runtime log: through the running process's
 -- writer when there is one, so that it lands in order with that process's output.
 function Sup:note(text)
@@ -299,6 +425,7 @@ function supervisor.new(opts)
     user = opts.user or { uid = 65534, gid = 65534 }, port = opts.port, listen_fd = opts.listen_fd,
     build_timeout = opts.build_timeout, on_change = opts.on_change, on_line = opts.on_line,
     on_release = opts.on_release, on_event = opts.on_event, publish = opts.publish, queue = {}, procs = {},
+    revision = opts.revision,
     draining = false,
   }, Sup)
   local record, err, code = opts.record, nil, nil

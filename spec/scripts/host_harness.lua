@@ -39,13 +39,16 @@ local function bindable(port)
   return true
 end
 
--- `n` consecutive ports nobody holds, from a random place in 20000-28999.
-local function free_range(n)
+-- `n` consecutive ports nobody holds, from a random place in 20000-28999 (or in
+-- lo-hi: a long range taken apart from the short ones of the other specs).
+local function free_range(n, lo, hi)
+  lo, hi = lo or 20000, hi or 28999
   local f = assert(io.open("/dev/urandom", "rb"))
   local r = f:read(2)
   f:close()
-  local base = 20000 + ((r:byte(1) * 256 + r:byte(2)) % 900) * 10
-  for first = base, 28999 - n, n do
+  local base = lo + ((r:byte(1) * 256 + r:byte(2)) % ((hi - lo + 1) // 10)) * 10
+  if base > hi - n then base = lo end
+  for first = base, hi - n, n do
     local ok = true
     for p = first, first + n - 1 do ok = ok and bindable(p) end
     if ok then return first, first + n - 1 end
@@ -101,7 +104,8 @@ end
 
 -- Starts `hersh host` on a free port: {proc, port, storage, ports = {first, last}}.
 -- opts: storage (default: a new temporary one, removed by stop_host), ports =
--- {first, last} (default: 8 free ones), token_file, args (more arguments).
+-- {first, last} (default: 8 free ones), token_file, args (more arguments), env
+-- ({NAME = value} for the Host's environment).
 local function start_host(opts)
   opts = opts or {}
   local h = {}
@@ -123,6 +127,7 @@ local function start_host(opts)
     argv[#argv + 1] = opts.token_file
   end
   for _, a in ipairs(opts.args or {}) do argv[#argv + 1] = a end
+  argv.env = opts.env
   h.proc = P.start(argv)
   local port = P.wait_for(function()
     local p = P.stderr(h.proc):match("hersh host: serving http://127%.0%.0%.1:(%d+)")
@@ -158,7 +163,7 @@ end
 
 -- Ends the Host with SIGTERM; returns a function that checks it ended well (no
 -- program process left behind, exit 0, no sanitizer report), to call when convenient.
--- Programs created some other way than create() (a deploy.sh) are found by the
+-- Programs created some other way than create() (`hersh deploy`) are found by the
 -- storage path on their sandbox's command line.
 local function terminate(h)
   assert.is_true(P.signal(h.proc, "TERM"))

@@ -4,6 +4,7 @@
 **   hersh run FILE.lua [--port N] [--bind ADDR] [ARGS...]
 **   hersh host [--bind ADDR] [--port N] [--storage DIR] [--token-file FILE] ...
 **   hersh version
+**   hersh COMMAND ...   (deploy, ps, logs, ...: the client of a Host, lua/cli/main.lua)
 **
 ** `run` executes the script, which creates and starts watchers; the first watcher it
 ** creates serves the WatcherAPI (on --port/--bind, or on the listening socket inherited
@@ -36,9 +37,7 @@
 enum { EXIT_STOPPED = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 
 static int usage(void) {
-  fprintf(stderr, "usage: hersh run FILE.lua [--port N] [--bind ADDR] [ARGS...]\n"
-                  "       hersh host [--bind ADDR] [--port N] [--storage DIR] [--token-file FILE]\n"
-                  "       hersh version\n");
+  fprintf(stderr, "usage: hersh run FILE.lua [--port N] [--bind ADDR] [ARGS...] (hersh run --help)\n");
   return EXIT_USAGE;
 }
 
@@ -199,14 +198,37 @@ static void on_signal(uv_signal_t *h, int signum) {
   hersh_loop_watchers(h->data, end_watcher, NULL);
 }
 
-static void watch_signals(hersh_loop *loop, uv_signal_t sigs[2]) {
+/* Started before the script runs: a script that drives the loop itself (hersh.run())
+** must stop its watchers on SIGTERM too, not die with requests in flight. */
+static int watch_signals(hersh_loop *loop, uv_signal_t sigs[2]) {
   int which[2] = {SIGINT, SIGTERM};
   for (int i = 0; i < 2; i++) {
-    uv_signal_init(hersh_loop_uv(loop), &sigs[i]);
-    sigs[i].data = loop;
-    uv_signal_start(&sigs[i], on_signal, which[i]);
-    uv_unref((uv_handle_t *)&sigs[i]); /* signals alone do not keep the program running */
+    int rc = uv_signal_init(hersh_loop_uv(loop), &sigs[i]);
+    if (rc == 0) {
+      sigs[i].data = loop;
+      uv_unref((uv_handle_t *)&sigs[i]); /* signals alone do not keep the program running */
+      rc = uv_signal_start(&sigs[i], on_signal, which[i]);
+      if (rc != 0) uv_close((uv_handle_t *)&sigs[i], NULL);
+    }
+    if (rc != 0) {
+      fprintf(stderr, "hersh: cannot watch %s: %s\n", strsignal(which[i]), uv_strerror(rc));
+      for (int j = 0; j < i; j++) uv_close((uv_handle_t *)&sigs[j], NULL);
+      return -1;
+    }
   }
+  return 0;
+}
+
+/* The script (or the runner's preparation) raised: says why, closes L. */
+static int script_failed(lua_State *L) {
+  if (lua_istable(L, -1)) { /* a usage error, as the handler let it through */
+    lua_getfield(L, -1, "usage");
+    fprintf(stderr, "hersh run: %s\n", lua_tostring(L, -1));
+  } else {
+    fprintf(stderr, "hersh: %s\n", lua_tostring(L, -1));
+  }
+  lua_close(L);
+  return EXIT_USAGE;
 }
 
 static int cmd_run(int argc, char **argv) {
@@ -230,19 +252,17 @@ static int cmd_run(int argc, char **argv) {
   lua_pushcfunction(L, traceback);
   lua_pushcfunction(L, prepare_runner);
   lua_pushlightuserdata(L, &o);
-  if (lua_pcall(L, 1, 0, 1) != LUA_OK || luaL_loadfile(L, o.file) != LUA_OK || lua_pcall(L, 0, 0, 1) != LUA_OK) {
-    if (lua_istable(L, -1)) { /* a usage error, as the handler let it through */
-      lua_getfield(L, -1, "usage");
-      fprintf(stderr, "hersh run: %s\n", lua_tostring(L, -1));
-    } else {
-      fprintf(stderr, "hersh: %s\n", lua_tostring(L, -1));
-    }
+  uv_signal_t sigs[2];
+  if (lua_pcall(L, 1, 0, 1) != LUA_OK) return script_failed(L);
+  if (watch_signals(hersh_lmod_get(L)->loop, sigs) != 0) {
     lua_close(L);
     return EXIT_USAGE;
   }
+  if (luaL_loadfile(L, o.file) != LUA_OK || lua_pcall(L, 0, 0, 1) != LUA_OK) {
+    for (int i = 0; i < 2; i++) uv_close((uv_handle_t *)&sigs[i], NULL);
+    return script_failed(L); /* closing L frees the loop, which finishes the closes */
+  }
   hersh_lmod *m = hersh_lmod_get(L);
-  uv_signal_t sigs[2];
-  watch_signals(m->loop, sigs);
   if (hersh_loop_run(m->loop) != HERSH_OK) {
     fprintf(stderr, "hersh: %s\n", hersh_errmsg());
     status = EXIT_FAILED;
@@ -255,6 +275,30 @@ static int cmd_run(int argc, char **argv) {
   return status;
 }
 
+/* Runs `script` (a Lua main of the Host's role) with `...` = argv[first..] as a list and
+** the value on the top of L's stack; closes L. Its exit status, or EXIT_USAGE when it
+** cannot load or raises (said on stderr, after `who`). */
+static int run_lua_main(lua_State *L, const char *who, const char *script, int argc, char **argv, int first) {
+  int extra = lua_gettop(L);
+  lua_pushcfunction(L, traceback);
+  int handler = lua_gettop(L);
+  int status = EXIT_USAGE;
+  if (luaL_loadstring(L, script) == LUA_OK) {
+    lua_createtable(L, argc - first, 0);
+    for (int i = first; i < argc; i++) {
+      lua_pushstring(L, argv[i]);
+      lua_rawseti(L, -2, i - first + 1);
+    }
+    lua_pushvalue(L, extra);
+    if (lua_pcall(L, 2, 1, handler) == LUA_OK) status = (int)lua_tointeger(L, -1);
+    else fprintf(stderr, "%s: %s\n", who, lua_tostring(L, -1));
+  } else {
+    fprintf(stderr, "%s: %s\n", who, lua_tostring(L, -1));
+  }
+  lua_close(L);
+  return status;
+}
+
 /* The Host is Lua (lua/host/main.lua); this hands it its arguments and the path of
 ** this executable, which sandboxes of FROM hersh images run. */
 static int cmd_host(int argc, char **argv) {
@@ -263,31 +307,32 @@ static int cmd_host(int argc, char **argv) {
   char exe[4096];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
   exe[n > 0 ? n : 0] = '\0';
-  lua_pushcfunction(L, traceback);
-  int handler = lua_gettop(L);
-  const char *script = "local exe, args = ...\n"
-                       "return require('host.main').run(args, exe ~= '' and exe or nil)\n";
-  int status = EXIT_USAGE;
-  if (luaL_loadstring(L, script) == LUA_OK) {
-    lua_pushstring(L, exe);
-    lua_createtable(L, argc - 2, 0);
-    for (int i = 2; i < argc; i++) {
-      lua_pushstring(L, argv[i]);
-      lua_rawseti(L, -2, i - 1);
-    }
-    if (lua_pcall(L, 2, 1, handler) == LUA_OK) status = (int)lua_tointeger(L, -1);
-    else fprintf(stderr, "hersh host: %s\n", lua_tostring(L, -1));
-  } else {
-    fprintf(stderr, "hersh host: %s\n", lua_tostring(L, -1));
-  }
-  lua_close(L);
-  return status;
+  lua_pushstring(L, exe);
+  return run_lua_main(L, "hersh host",
+                      "local args, exe = ...\n"
+                      "return require('host.main').run(args, exe ~= '' and exe or nil)\n",
+                      argc, argv, 2);
+}
+
+/* Every other command, and --help of any, is the client's (lua/cli): its parser is
+** the one source of the help texts, the man page and the completions. */
+static int cmd_client(int argc, char **argv) {
+  lua_State *L = new_state(HERSH_LUA_HOST);
+  if (!L) return EXIT_USAGE;
+  lua_pushboolean(L, isatty(STDOUT_FILENO));
+  return run_lua_main(L, "hersh", "local args, tty = ...\nreturn require('cli.main').run(args, {tty = tty})\n",
+                      argc, argv, 1);
+}
+
+static bool asks_help(int argc, char **argv) {
+  return argc > 2 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0);
 }
 
 int main(int argc, char **argv) {
-  if (argc < 2) return usage();
-  if (strcmp(argv[1], "run") == 0) return cmd_run(argc, argv);
-  if (strcmp(argv[1], "host") == 0) return cmd_host(argc, argv);
-  if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) return cmd_version();
-  return usage();
+  if (argc >= 2 && !asks_help(argc, argv)) {
+    if (strcmp(argv[1], "run") == 0) return cmd_run(argc, argv);
+    if (strcmp(argv[1], "host") == 0) return cmd_host(argc, argv);
+    if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) return cmd_version();
+  }
+  return cmd_client(argc, argv);
 }

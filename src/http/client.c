@@ -27,13 +27,15 @@ enum {
 #define DEFAULT_MAX_RESPONSE ((size_t)16 << 20)
 #define LOOPBACK_NOPROXY "localhost,127.0.0.1,::1"
 
-typedef struct http_req http_req;
+typedef struct hersh_http_req http_req;
 typedef struct sock_ctx sock_ctx;
 
 struct hersh_http_client {
   hersh_loop *loop;
   CURLM *multi;
   uv_timer_t timer;
+  uv_timer_t sweep;   /* ends cancelled requests outside curl's callbacks */
+  int open_handles;   /* of timer and sweep: c is freed when both closed */
   bool closing;
   http_req *active;   /* requests in the multi handle */
   sock_ctx *socks;    /* the sockets being polled */
@@ -50,13 +52,15 @@ struct sock_ctx {
   sock_ctx *prev, *next;
 };
 
-struct http_req {
+struct hersh_http_req {
   hersh_http_client *c;
   CURL *easy;
   struct curl_slist *headers;
   hersh_buf head, body;
   size_t max;
   bool too_large;
+  bool streaming, head_sent, cancelled;
+  hersh_http_stream_cbs cbs; /* when streaming */
   hersh_http_done done;
   void *ud;
   http_req *prev, *next;
@@ -172,7 +176,10 @@ static void client_release(hersh_http_client *c) {
   free(c);
 }
 
-static void client_closed(uv_handle_t *h) { client_release(h->data); }
+static void client_closed(uv_handle_t *h) {
+  hersh_http_client *c = h->data;
+  if (--c->open_handles == 0) client_release(c);
+}
 
 static void client_free_cb(void *c) { hersh_http_client_free(c); }
 
@@ -233,6 +240,15 @@ hersh_http_client *hersh_http_client_get(hersh_loop *loop) {
     return NULL;
   }
   c->timer.data = c;
+  c->open_handles = 1;
+  if ((rc = uv_timer_init(hersh_loop_uv(loop), &c->sweep)) != 0) {
+    curl_multi_cleanup(c->multi);
+    uv_close((uv_handle_t *)&c->timer, client_closed); /* frees c */
+    hersh_fail_with(HERSH_E_SYS, "uv_timer_init: %s", uv_strerror(rc));
+    return NULL;
+  }
+  c->sweep.data = c;
+  c->open_handles = 2;
   if (hersh_loop_on_free(loop, client_free_cb, c) != HERSH_OK) {
     hersh_http_client_free(c);
     return NULL;
@@ -242,9 +258,26 @@ hersh_http_client *hersh_http_client_get(hersh_loop *loop) {
 
 /* ---- one request ------------------------------------------------------------------------ */
 
+/* A stream's status and headers, once, before its first chunk. */
+static void send_head(http_req *r) {
+  long status = 0;
+  if (curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK) status = 0;
+  hersh_http_result res = {.status = (int)status, .headers = r->head.p ? r->head.p : "",
+                           .headers_len = r->head.len, .body = ""};
+  r->head_sent = true;
+  r->cbs.head(&res, r->ud);
+}
+
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud) {
   http_req *r = ud;
   size_t n = size * nmemb;
+  if (r->cancelled) return 0; /* CURLE_WRITE_ERROR: the sweep reports it */
+  if (r->streaming) {
+    if (!r->head_sent) send_head(r);
+    if (r->cancelled) return 0;
+    r->cbs.chunk(ptr, n, r->ud);
+    return n;
+  }
   if (n > r->max - r->body.len) {
     r->too_large = true;
     return 0; /* CURLE_WRITE_ERROR */
@@ -317,6 +350,11 @@ static void req_finish(http_req *r, CURLcode cc) {
   hersh_http_result res = {0};
   long status = 0, os_errno = 0;
   char text[CURL_ERROR_SIZE + 64];
+  if (cc == CURLE_OK && r->streaming && !r->head_sent) send_head(r); /* an empty body */
+  if (r->cancelled) {
+    req_fail(r, "cancelled", "ECANCELLED");
+    return;
+  }
   switch (cc) {
   case CURLE_OK:
     if (curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK) status = 0;
@@ -457,7 +495,7 @@ static long timeout_ms(double seconds) {
 
 static int set_options(http_req *r, const hersh_http_call *call, const char *method) {
   CURL *e = r->easy;
-  long whole_ms = call->timeout > 0 ? timeout_ms(call->timeout) : DEFAULT_TIMEOUT_MS;
+  long whole_ms = call->timeout > 0 ? timeout_ms(call->timeout) : r->streaming ? 0 : DEFAULT_TIMEOUT_MS;
   long connect_ms = call->connect_timeout > 0 ? timeout_ms(call->connect_timeout) : 0; /* 0: curl's own (300 s) */
   bool ok = SETOPT(e, CURLOPT_URL, call->url) && SETOPT(e, CURLOPT_PRIVATE, (void *)r) &&
             SETOPT(e, CURLOPT_NOSIGNAL, 1L) && SETOPT(e, CURLOPT_PROTOCOLS_STR, "http,https") &&
@@ -465,7 +503,7 @@ static int set_options(http_req *r, const hersh_http_call *call, const char *met
             SETOPT(e, CURLOPT_WRITEFUNCTION, on_body) && SETOPT(e, CURLOPT_WRITEDATA, (void *)r) &&
             SETOPT(e, CURLOPT_HEADERFUNCTION, on_header) && SETOPT(e, CURLOPT_HEADERDATA, (void *)r) &&
             SETOPT(e, CURLOPT_TIMEOUT_MS, whole_ms) && SETOPT(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms) &&
-            SETOPT(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max) &&
+            SETOPT(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)(r->streaming ? 0 : r->max)) &&
             SETOPT(e, CURLOPT_HTTPHEADER, r->headers);
   bool has_body = call->body_len > 0 || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
                   strcmp(method, "PATCH") == 0;
@@ -482,23 +520,12 @@ static int set_options(http_req *r, const hersh_http_call *call, const char *met
   return ok ? HERSH_OK : hersh_fail_with(HERSH_E_SYS, "curl_easy_setopt failed for %s %s", method, call->url);
 }
 
-int hersh_http_request(hersh_http_client *c, const hersh_http_call *call, hersh_http_done done, void *ud) {
-  if (!c || !call || !done) return hersh_fail_with(HERSH_E_INVAL, "hersh_http_request: NULL argument");
-  if (c->closing) return hersh_fail_with(HERSH_E_STATE, "the HTTP client is closing");
-  if (!hersh_loop_on_thread(c->loop))
-    return hersh_fail_with(HERSH_E_INVAL, "HTTP requests can only be made on the loop thread");
+/* Starts r's transfer (r is filled in but for its easy handle); frees r on failure. */
+static int start(hersh_http_client *c, const hersh_http_call *call, http_req *r) {
   const char *method = call->method ? call->method : "GET";
-  if (!is_token(method)) return hersh_fail_with(HERSH_E_INVAL, "bad HTTP method '%s'", method);
-  if (call->body_len && !call->body) return hersh_fail_with(HERSH_E_INVAL, "hersh_http_request: NULL body");
-  int rc = check_url(call->url);
-  if (rc) return rc;
-  http_req *r = calloc(1, sizeof *r);
-  if (!r) return hersh_fail_with(HERSH_E_NOMEM, "out of memory starting an HTTP request");
   r->c = c;
-  r->done = done;
-  r->ud = ud;
   r->max = call->max_response ? call->max_response : DEFAULT_MAX_RESPONSE;
-  rc = build_headers(r, call->headers);
+  int rc = build_headers(r, call->headers);
   if (rc) {
     req_free(r);
     return rc;
@@ -522,6 +549,66 @@ int hersh_http_request(hersh_http_client *c, const hersh_http_call *call, hersh_
   return HERSH_OK;
 }
 
+/* What every request must pass before it is made. */
+static int check_call(hersh_http_client *c, const hersh_http_call *call) {
+  if (c->closing) return hersh_fail_with(HERSH_E_STATE, "the HTTP client is closing");
+  if (!hersh_loop_on_thread(c->loop))
+    return hersh_fail_with(HERSH_E_INVAL, "HTTP requests can only be made on the loop thread");
+  const char *method = call->method ? call->method : "GET";
+  if (!is_token(method)) return hersh_fail_with(HERSH_E_INVAL, "bad HTTP method '%s'", method);
+  if (call->body_len && !call->body) return hersh_fail_with(HERSH_E_INVAL, "hersh_http_request: NULL body");
+  return check_url(call->url);
+}
+
+int hersh_http_request(hersh_http_client *c, const hersh_http_call *call, hersh_http_done done, void *ud) {
+  if (!c || !call || !done) return hersh_fail_with(HERSH_E_INVAL, "hersh_http_request: NULL argument");
+  int rc = check_call(c, call);
+  if (rc) return rc;
+  http_req *r = calloc(1, sizeof *r);
+  if (!r) return hersh_fail_with(HERSH_E_NOMEM, "out of memory starting an HTTP request");
+  r->done = done;
+  r->ud = ud;
+  return start(c, call, r);
+}
+
+int hersh_http_stream_request(hersh_http_client *c, const hersh_http_call *call, const hersh_http_stream_cbs *cbs,
+                              void *ud, hersh_http_req **out) {
+  if (!c || !call || !cbs || !cbs->head || !cbs->chunk || !cbs->done || !out)
+    return hersh_fail_with(HERSH_E_INVAL, "hersh_http_stream_request: NULL argument");
+  int rc = check_call(c, call);
+  if (rc) return rc;
+  http_req *r = calloc(1, sizeof *r);
+  if (!r) return hersh_fail_with(HERSH_E_NOMEM, "out of memory starting an HTTP request");
+  r->streaming = true;
+  r->cbs = *cbs;
+  r->done = cbs->done;
+  r->ud = ud;
+  rc = start(c, call, r);
+  if (rc == HERSH_OK) *out = r;
+  return rc;
+}
+
+/* Ends the cancelled requests; done may start or cancel others meanwhile. */
+static void on_sweep(uv_timer_t *t) {
+  hersh_http_client *c = t->data;
+  for (http_req *r = c->active; r;) {
+    if (r->cancelled) {
+      req_fail(r, "cancelled", "ECANCELLED");
+      r = c->active;
+    } else {
+      r = r->next;
+    }
+  }
+}
+
+/* Only marks it: curl may be inside one of r's callbacks, where removing r is not allowed. */
+void hersh_http_cancel(hersh_http_req *r) {
+  if (!r || r->cancelled) return;
+  r->cancelled = true;
+  int rc = uv_timer_start(&r->c->sweep, on_sweep, 0, 0);
+  if (rc != 0) fprintf(stderr, "hersh: http: cannot schedule a cancel: %s\n", uv_strerror(rc));
+}
+
 /* ---- freeing ------------------------------------------------------------------------------ */
 
 void hersh_http_client_free(hersh_http_client *c) {
@@ -540,5 +627,6 @@ void hersh_http_client_free(hersh_http_client *c) {
   CURLMcode mc = curl_multi_cleanup(c->multi);
   if (mc != CURLM_OK) fprintf(stderr, "hersh: http: curl_multi_cleanup: %s\n", curl_multi_strerror(mc));
   c->multi = NULL;
-  uv_close((uv_handle_t *)&c->timer, client_closed); /* frees c */
+  uv_close((uv_handle_t *)&c->timer, client_closed);
+  uv_close((uv_handle_t *)&c->sweep, client_closed); /* the second close frees c */
 }

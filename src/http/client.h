@@ -49,6 +49,29 @@ typedef void (*hersh_http_done)(const hersh_http_result *r, void *ud);
 ** HERSH_E_INVAL for a bad method, URL or header, HERSH_E_NOMEM, HERSH_E_SYS. */
 int hersh_http_request(hersh_http_client *c, const hersh_http_call *call, hersh_http_done done, void *ud);
 
+/* A streamed request: the body is handed out as it arrives instead of collected. */
+typedef struct hersh_http_req hersh_http_req;
+
+typedef struct hersh_http_stream_cbs {
+  /* Once, before the first chunk (also for an empty body): status and headers, body "". */
+  void (*head)(const hersh_http_result *r, void *ud);
+  /* Each piece of the body as it arrives. curl reads no more of the socket until it
+  ** returns, so a slow consumer slows the sender (TCP back-pressure); nothing queues. */
+  void (*chunk)(const char *data, size_t len, void *ud);
+  /* Exactly once: the end (body "", no error), or the error ("cancelled", ...). */
+  hersh_http_done done;
+} hersh_http_stream_cbs;
+
+/* Starts a streamed request, as hersh_http_request does; *out is its handle until done.
+** call->max_response bounds the headers only; call->timeout 0 means no deadline. */
+int hersh_http_stream_request(hersh_http_client *c, const hersh_http_call *call, const hersh_http_stream_cbs *cbs,
+                              void *ud, hersh_http_req **out);
+
+/* Stops a streamed request: no chunk comes after this, and done soon gets "cancelled"
+** (ECANCELLED) from the loop, never from inside this call. Any time before done, also
+** from its own callbacks; again is harmless. */
+void hersh_http_cancel(hersh_http_req *r);
+
 /* Cancels pending requests (done gets error "cancelled", code "ECANCELLED") and frees
 ** the client. Not from inside a done callback. */
 void hersh_http_client_free(hersh_http_client *c);

@@ -60,6 +60,7 @@ struct hersh_http_server {
   unsigned char token[HERSH_HTTP_TOKEN_MAX]; /* zero-padded */
   size_t token_len;
   char *public_path;
+  char *public_prefix;
   int port;
   pthread_mutex_t mu; /* stopping and the list below */
   bool stopping;
@@ -619,11 +620,46 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 
 /* ---- the MHD callbacks ----------------------------------------------------------------- */
 
+static int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* MHD's own decoding of the path and query, but "%00" stays as it is: a decoded NUL
+** would end the C string there, and "/ui/a.js%00.html" would be read as "/ui/a.js". */
+static size_t unescape(void *cls, struct MHD_Connection *conn, char *s) {
+  (void)cls;
+  (void)conn;
+  char *w = s;
+  for (const char *r = s; *r;) {
+    int hi = r[0] == '%' ? hex_value(r[1]) : -1, lo = hi >= 0 ? hex_value(r[2]) : -1;
+    if (lo >= 0 && (hi | lo) != 0) {
+      *w++ = (char)(hi * 16 + lo);
+      r += 3;
+    } else {
+      *w++ = *r++;
+    }
+  }
+  *w = '\0';
+  return (size_t)(w - s);
+}
+
 /* Whether the request may go on without the token, or carries it. The token is
 ** compared over HERSH_HTTP_TOKEN_MAX bytes whatever its length, so the time taken
 ** tells nothing about it (not even its length). */
-static bool authorized(const hersh_http_server *s, struct MHD_Connection *conn, const char *url) {
-  if (!s->has_token || (s->public_path && strcmp(url, s->public_path) == 0)) return true;
+/* Whether the request reads the public prefix or a path under it ("/ui", "/ui/x"; not
+** "/uix"): GET and HEAD only, so no one without the token can make the server hold a body. */
+static bool reads_public_prefix(const hersh_http_server *s, const char *method, const char *url) {
+  if (!s->public_prefix || (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)) return false;
+  size_t n = strlen(s->public_prefix);
+  return strncmp(url, s->public_prefix, n) == 0 && (url[n] == '\0' || url[n] == '/');
+}
+
+static bool authorized(const hersh_http_server *s, struct MHD_Connection *conn, const char *method, const char *url) {
+  if (!s->has_token || (s->public_path && strcmp(url, s->public_path) == 0) || reads_public_prefix(s, method, url))
+    return true;
   const char *v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
   if (!v || strncmp(v, "Bearer ", 7) != 0) return false;
   size_t n = strlen(v + 7);
@@ -638,9 +674,10 @@ static bool authorized(const hersh_http_server *s, struct MHD_Connection *conn, 
 /* What can be refused from the headers alone, into res (status 0 when nothing): a
 ** missing or wrong token, a Content-Length over max_body, or over what the server may
 ** still hold (counted for the request from here on). */
-static void refuse_early(request_state *st, struct MHD_Connection *conn, const char *url, hersh_http_response *res) {
+static void refuse_early(request_state *st, struct MHD_Connection *conn, const char *method, const char *url,
+                         hersh_http_response *res) {
   hersh_http_server *s = st->server;
-  if (!authorized(s, conn, url)) {
+  if (!authorized(s, conn, method, url)) {
     res->headers = hersh_strdup("WWW-Authenticate: Bearer\r\n");
     return early_error(res, 401, "Unauthorized", "missing or wrong bearer token");
   }
@@ -652,6 +689,21 @@ static void refuse_early(request_state *st, struct MHD_Connection *conn, const c
   if (errno || end == cl || *end || len > s->max_body) /* MHD has refused what does not parse */
     return early_error(res, 413, "Payload Too Large", "request body over %zu bytes", s->max_body);
   if (len && !reserve(st, (size_t)len + 1)) over_cap_error(res, s);
+}
+
+/* Once the server is stopping, an answer closes its connection: a kept-alive client
+** goes on with the process that serves the same socket next (an update in place),
+** not with this one, about to exit. */
+static char *close_if_stopping(hersh_http_server *s, char *headers) {
+  pthread_mutex_lock(&s->mu);
+  bool stopping = s->stopping;
+  pthread_mutex_unlock(&s->mu);
+  if (!stopping) return headers;
+  hersh_buf b = {0};
+  if (headers) hersh_buf_puts(&b, headers);
+  hersh_buf_puts(&b, "Connection: close\r\n");
+  free(headers);
+  return hersh_buf_take(&b); /* NULL when out of memory: the answer goes without it */
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -668,7 +720,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     st->clock = info ? info->socket_context : NULL;
     *con_cls = st;
     hersh_http_response res = {0};
-    refuse_early(st, conn, url, &res);
+    refuse_early(st, conn, method, url, &res);
     if (!res.status) return MHD_YES;
     /* Answered now, the body unread: MHD sends this and closes the connection. */
     st->refused = true;
@@ -698,6 +750,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
       return answer_pending(conn, st->pending);
     }
   }
+  res.headers = close_if_stopping(s, res.headers);
   return send_response(conn, &res);
 }
 
@@ -755,6 +808,7 @@ static void server_free(hersh_http_server *s) {
   pthread_mutex_destroy(&s->clocks_mu);
   pthread_mutex_destroy(&s->mu);
   free(s->public_path);
+  free(s->public_prefix);
   free(s);
 }
 
@@ -781,7 +835,8 @@ static int take_options(hersh_http_server *s, const hersh_http_options *opts) {
     s->token_len = n;
     s->has_token = true;
   }
-  if (opts->public_path && !(s->public_path = hersh_strdup(opts->public_path)))
+  if ((opts->public_path && !(s->public_path = hersh_strdup(opts->public_path))) ||
+      (opts->public_prefix && !(s->public_prefix = hersh_strdup(opts->public_prefix))))
     return hersh_fail_with(HERSH_E_NOMEM, "out of memory starting the HTTP server");
   return HERSH_OK;
 }
@@ -807,6 +862,7 @@ int hersh_http_server_start(const hersh_http_options *opts, hersh_http_handler h
   struct MHD_OptionItem limits[] = {
       {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s},
       {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, s},
+      {MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)unescape, NULL},
       {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)max_conn, NULL},
       {MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)(per_client < max_conn ? per_client : max_conn), NULL},
       {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)(opts->idle_timeout ? opts->idle_timeout : HERSH_HTTP_IDLE_TIMEOUT),
@@ -893,10 +949,15 @@ void hersh_http_server_stop(hersh_http_server *s) {
     pthread_mutex_unlock(&p->mu);
   }
   pthread_mutex_unlock(&s->mu);
+  /* The connections it took go on to their answer too: another process may serve the
+  ** same socket (an update in place), and a client must not lose what it sent here. */
   for (int waited = 0; waited < STOP_DRAIN_MS; waited += 2) { /* each leaves the list when done */
     pthread_mutex_lock(&s->mu);
     bool done = s->pending == NULL;
     pthread_mutex_unlock(&s->mu);
+    pthread_mutex_lock(&s->clocks_mu);
+    done = done && s->clocks == NULL;
+    pthread_mutex_unlock(&s->clocks_mu);
     if (done) break;
     nanosleep(&(struct timespec){0, 2000000L}, NULL);
   }

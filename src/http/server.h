@@ -51,10 +51,12 @@ typedef struct hersh_http_options {
   /* The bodies held at once, over all connections; a body that would pass it gets
   ** 503. 0: 4 * max_body. */
   size_t max_buffered;
-  /* Non-NULL: every request but those for public_path needs "Authorization: Bearer
-  ** <token>"; the others get 401 from the headers, before their body is read. */
+  /* Non-NULL: every request but those for public_path, and the GETs and HEADs of
+  ** public_prefix or a path under it (public_prefix "/"...), needs "Authorization:
+  ** Bearer <token>"; the others get 401 from the headers, before their body is read. */
   const char *token;
   const char *public_path;
+  const char *public_prefix;
   unsigned max_connections; /* open connections in all */
   unsigned max_per_client;  /* open connections from one client address */
   unsigned idle_timeout;    /* seconds a connection may stay silent */

@@ -174,8 +174,9 @@ void hersh_ltask_push_skip(lua_State *L); /* the hersh.SKIP sentinel */
 int hersh_ltask_start_flow(lua_State *L, int producer_idx, hersh_flow *flow, hersh_watcher *w, double timeout);
 int hersh_ltask_sleep(lua_State *L);
 
-/* lhttp.c: hersh.http.request(opts, callback). */
+/* lhttp.c: hersh.http.request(opts, callback), hersh.http.stream(opts, handlers). */
 int hersh_lhttp_request(lua_State *L);
+int hersh_lhttp_stream(lua_State *L);
 int hersh_lhttpd_open(lua_State *L);   /* lhttpd.c: hersh.httpd.serve */
 int hersh_lfswatch_open(lua_State *L); /* lfswatch.c: hersh.os.fs_watch, file_id */
 

@@ -1,10 +1,12 @@
 /*
-** lhttp.c -- hersh.core.http_request(opts, callback): the loop's HTTP client for Lua.
+** lhttp.c -- hersh.http.request(opts, callback) and hersh.http.stream(opts, handlers):
+** the loop's HTTP client for Lua.
 **
-** The callback waits in the registry until the answer comes in, then is called
-** through the one pcall wrapper, with no deadline. Pending requests are listed in a
-** per-state userdata: when the Lua state closes before the loop frees its client,
-** its __gc orphans them, and they finish later without touching Lua.
+** The callback (or the handlers) waits in the registry until the answer comes in (or
+** each piece of it), then is called through the one pcall wrapper, with no deadline.
+** Pending requests are listed in a per-state userdata: when the Lua state closes before
+** the loop frees its client, its __gc orphans them (and cancels the streams), and they
+** finish later without touching Lua.
 */
 #include <ctype.h>
 #include <stdint.h>
@@ -16,6 +18,7 @@
 #include "lhersh.h"
 
 #define HERSH_HTTP_STATE_MT "hersh.HttpState"
+#define HERSH_HTTP_STREAM_MT "hersh.HttpClientStream"
 
 typedef struct lhttp_req lhttp_req;
 
@@ -27,9 +30,18 @@ typedef struct lhttp_state {
 
 struct lhttp_req {
   lhttp_state *st; /* NULL once the Lua state is gone */
-  int cb_ref;
+  int cb_ref;      /* the callback, or a stream's handlers */
   lhttp_req *prev, *next;
+  /* a stream only: its handle, and its Lua object (anchored by self_ref until done) */
+  hersh_http_req *handle;
+  struct lhttp_stream *obj;
+  int self_ref;
 };
+
+/* The object hersh.http.stream returns; q is NULL once the stream has ended. */
+typedef struct lhttp_stream {
+  lhttp_req *q;
+} lhttp_stream;
 
 static const char state_key = 'h';
 
@@ -41,7 +53,10 @@ static void unlink_req(lhttp_state *st, lhttp_req *q) {
 
 static int l_http_state_gc(lua_State *L) {
   lhttp_state *st = luaL_checkudata(L, 1, HERSH_HTTP_STATE_MT);
-  for (lhttp_req *q = st->pending; q; q = q->next) q->st = NULL;
+  for (lhttp_req *q = st->pending; q; q = q->next) {
+    q->st = NULL;
+    if (q->handle) hersh_http_cancel(q->handle); /* a stream may never end by itself */
+  }
   st->pending = NULL;
   return 0;
 }
@@ -126,6 +141,28 @@ static int deliver(lua_State *L) {
   return 0;
 }
 
+/* Calls fn(payload, the callback or handlers of ref) through the pcall wrapper;
+** false (said on stderr) when it raised. */
+static bool invoke(hersh_lmod *m, int ref, lua_CFunction fn, void *payload) {
+  lua_State *L = m->L;
+  int top = lua_gettop(L);
+  if (!lua_checkstack(L, 4)) {
+    fprintf(stderr, "hersh: http callback: Lua stack overflow\n");
+    return false;
+  }
+  hersh_lua_push_handler(L);
+  lua_pushcfunction(L, fn);
+  lua_pushlightuserdata(L, payload);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+  hersh_lua_status rc = hersh_lua_pcall(m, L, 2, 0, 0);
+  if (rc != HERSH_LUA_OK) {
+    const char *msg = rc == HERSH_LUA_NOMEM ? "out of memory" : lua_tostring(L, -1);
+    fprintf(stderr, "hersh: http callback: %s\n", msg ? msg : "(error object is not a string)");
+  }
+  lua_settop(L, top);
+  return rc == HERSH_LUA_OK;
+}
+
 static void on_done(const hersh_http_result *r, void *ud) {
   lhttp_req *q = ud;
   lhttp_state *st = q->st;
@@ -133,26 +170,97 @@ static void on_done(const hersh_http_result *r, void *ud) {
   if (st) unlink_req(st, q);
   free(q);
   if (!st) return; /* the Lua state closed: nobody to tell */
-  hersh_lmod *m = st->m;
-  lua_State *L = m->L;
-  int top = lua_gettop(L);
-  if (!lua_checkstack(L, 4)) {
-    fprintf(stderr, "hersh: http callback: Lua stack overflow\n");
-    luaL_unref(L, LUA_REGISTRYINDEX, ref);
-    return;
-  }
-  hersh_lua_push_handler(L);
-  lua_pushcfunction(L, deliver);
-  lua_pushlightuserdata(L, (void *)r);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-  luaL_unref(L, LUA_REGISTRYINDEX, ref); /* the stack holds the callback now */
-  hersh_lua_status rc = hersh_lua_pcall(m, L, 2, 0, 0);
-  if (rc != HERSH_LUA_OK) {
-    const char *msg = rc == HERSH_LUA_NOMEM ? "out of memory" : lua_tostring(L, -1);
-    fprintf(stderr, "hersh: http callback: %s\n", msg ? msg : "(error object is not a string)");
-  }
-  lua_settop(L, top);
+  invoke(st->m, ref, deliver, (void *)r);
+  luaL_unref(st->m->L, LUA_REGISTRYINDEX, ref);
 }
+
+/* ---- a stream's pieces ------------------------------------------------------------------ */
+
+/* handlers[name] pushed, or false when it is not set (nothing to call). */
+static bool get_handler(lua_State *L, const char *name) {
+  if (lua_getfield(L, 2, name) == LUA_TFUNCTION) return true;
+  lua_pop(L, 1);
+  return false;
+}
+
+/* (result, handlers) -> handlers.head({status, headers}). */
+static int deliver_head(lua_State *L) {
+  const hersh_http_result *r = lua_touserdata(L, 1);
+  if (!get_handler(L, "head")) return 0;
+  lua_createtable(L, 0, 2);
+  lua_pushinteger(L, r->status);
+  lua_setfield(L, -2, "status");
+  push_headers(L, r->headers, r->headers_len);
+  lua_setfield(L, -2, "headers");
+  lua_call(L, 1, 0);
+  return 0;
+}
+
+typedef struct piece {
+  const char *data;
+  size_t len;
+} piece;
+
+/* (piece, handlers) -> handlers.data(text). */
+static int deliver_chunk(lua_State *L) {
+  const piece *p = lua_touserdata(L, 1);
+  if (!get_handler(L, "data")) return 0;
+  lua_pushlstring(L, p->data, p->len);
+  lua_call(L, 1, 0);
+  return 0;
+}
+
+/* (result, handlers) -> handlers.done(true), or handlers.done(nil, err, code). */
+static int deliver_end(lua_State *L) {
+  const hersh_http_result *r = lua_touserdata(L, 1);
+  if (!get_handler(L, "done")) return 0;
+  if (r->error) {
+    lua_pushnil(L);
+    lua_pushstring(L, r->error);
+    lua_pushstring(L, r->code ? r->code : "EHTTP");
+    lua_call(L, 3, 0);
+  } else {
+    lua_pushboolean(L, 1);
+    lua_call(L, 1, 0);
+  }
+  return 0;
+}
+
+/* A handler that raises ends its stream: nobody is reading what follows. */
+static void on_stream_head(const hersh_http_result *r, void *ud) {
+  lhttp_req *q = ud;
+  if (q->st && !invoke(q->st->m, q->cb_ref, deliver_head, (void *)r)) hersh_http_cancel(q->handle);
+}
+
+static void on_stream_chunk(const char *data, size_t len, void *ud) {
+  lhttp_req *q = ud;
+  piece p = {data, len};
+  if (q->st && !invoke(q->st->m, q->cb_ref, deliver_chunk, &p)) hersh_http_cancel(q->handle);
+}
+
+static void on_stream_done(const hersh_http_result *r, void *ud) {
+  lhttp_req *q = ud;
+  lhttp_state *st = q->st;
+  int ref = q->cb_ref, self_ref = q->self_ref;
+  if (st) {
+    unlink_req(st, q);
+    q->obj->q = NULL;
+  }
+  free(q);
+  if (!st) return; /* the Lua state closed: nobody to tell */
+  invoke(st->m, ref, deliver_end, (void *)r);
+  luaL_unref(st->m->L, LUA_REGISTRYINDEX, ref);
+  luaL_unref(st->m->L, LUA_REGISTRYINDEX, self_ref);
+}
+
+/* stream:cancel(): no piece comes after it; done follows with "cancelled". */
+static int l_stream_cancel(lua_State *L) {
+  lhttp_stream *s = luaL_checkudata(L, 1, HERSH_HTTP_STREAM_MT);
+  if (s->q) hersh_http_cancel(s->q->handle);
+  return 0;
+}
+
+static const luaL_Reg stream_meth[] = {{"cancel", l_stream_cancel}, {NULL, NULL}};
 
 /* ---- the request ----------------------------------------------------------------------- */
 
@@ -243,24 +351,36 @@ static int push_failure(lua_State *L, const char *msg, const char *code) {
   return 3;
 }
 
-/* hersh.core.http_request(opts, callback): true, or nil, message, code when the
-** request cannot be started. Raises for a caller's bug (bad opts). */
+/* The request of opts (at 1), its strings anchored on the stack. Raises for a caller's
+** bug (bad opts). */
+static void read_call(lua_State *L, hersh_http_call *call) HERSH_MAY_RAISE {
+  size_t method_len;
+  call->method = opt_string(L, "method", "GET", &method_len);
+  if (!is_token(call->method, method_len)) luaL_error(L, "http_request: bad method '%s'", call->method);
+  call->url = opt_string(L, "url", NULL, NULL);
+  if (!call->url) luaL_error(L, "http_request: opts.url is required");
+  call->body = opt_string(L, "body", NULL, &call->body_len);
+  call->timeout = opt_number(L, "timeout");
+  call->connect_timeout = opt_number(L, "connect_timeout");
+  double max = opt_number(L, "max_response");
+  call->max_response = max >= (double)SIZE_MAX ? SIZE_MAX : (size_t)max;
+  call->headers = collect_headers(L);
+}
+
+static void link_req(lhttp_state *st, lhttp_req *q) {
+  q->next = st->pending;
+  if (st->pending) st->pending->prev = q;
+  st->pending = q;
+}
+
+/* hersh.http.request(opts, callback): true, or nil, message, code when the request
+** cannot be started. */
 int hersh_lhttp_request(lua_State *L) HERSH_MAY_RAISE {
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   lua_settop(L, 2);
   hersh_http_call call = {0};
-  size_t method_len;
-  call.method = opt_string(L, "method", "GET", &method_len);
-  if (!is_token(call.method, method_len)) luaL_error(L, "http_request: bad method '%s'", call.method);
-  call.url = opt_string(L, "url", NULL, NULL);
-  if (!call.url) luaL_error(L, "http_request: opts.url is required");
-  call.body = opt_string(L, "body", NULL, &call.body_len);
-  call.timeout = opt_number(L, "timeout");
-  call.connect_timeout = opt_number(L, "connect_timeout");
-  double max = opt_number(L, "max_response");
-  call.max_response = max >= (double)SIZE_MAX ? SIZE_MAX : (size_t)max;
-  call.headers = collect_headers(L);
+  read_call(L, &call);
   lhttp_state *st = get_state(L);
   lua_pushvalue(L, 2);
   int ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -282,9 +402,53 @@ int hersh_lhttp_request(lua_State *L) HERSH_MAY_RAISE {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
     return push_failure(L, hersh_errmsg(), hersh_errcode(rc));
   }
-  q->next = st->pending;
-  if (st->pending) st->pending->prev = q;
-  st->pending = q;
+  link_req(st, q);
   lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* hersh.http.stream(opts, {head = fn(res), data = fn(text), done = fn(ok, err, code)}):
+** a stream object (:cancel()), or nil, message, code when it cannot be started. */
+int hersh_lhttp_stream(lua_State *L) HERSH_MAY_RAISE {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  for (const char *const *k = (const char *const[]){"head", "data", "done", NULL}; *k; k++) {
+    int t = lua_getfield(L, 2, *k);
+    if (t != LUA_TNIL && t != LUA_TFUNCTION) luaL_error(L, "http.stream: handlers.%s must be a function", *k);
+    lua_pop(L, 1);
+  }
+  hersh_http_call call = {0};
+  read_call(L, &call);
+  lhttp_state *st = get_state(L);
+  hersh_lclass_register(L, HERSH_HTTP_STREAM_MT, stream_meth, NULL);
+  lhttp_stream *obj = lua_newuserdatauv(L, sizeof *obj, 0);
+  obj->q = NULL;
+  luaL_setmetatable(L, HERSH_HTTP_STREAM_MT);
+  int obj_idx = lua_gettop(L);
+  lua_pushvalue(L, 2);
+  int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, obj_idx);
+  int self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  /* Nothing below raises: the request and the references are released on every path. */
+  hersh_http_client *c = hersh_http_client_get(st->m->loop);
+  lhttp_req *q = c ? malloc(sizeof *q) : NULL;
+  int rc = HERSH_OK;
+  if (q) {
+    *q = (lhttp_req){.st = st, .cb_ref = ref, .obj = obj, .self_ref = self_ref};
+    hersh_http_stream_cbs cbs = {on_stream_head, on_stream_chunk, on_stream_done};
+    rc = hersh_http_stream_request(c, &call, &cbs, q, &q->handle);
+  }
+  if (!q || rc != HERSH_OK) {
+    free(q);
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, self_ref);
+    if (!c) return push_failure(L, hersh_errmsg(), "ESYS");
+    if (!q) return push_failure(L, "out of memory", "ENOMEM");
+    return push_failure(L, hersh_errmsg(), hersh_errcode(rc));
+  }
+  obj->q = q;
+  link_req(st, q);
+  lua_pushvalue(L, obj_idx);
   return 1;
 }

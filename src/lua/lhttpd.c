@@ -399,7 +399,7 @@ static const char *opt_string(lua_State *L, const char *key) HERSH_MAY_RAISE {
   return lua_tostring(L, -1);
 }
 
-/* core.http_serve{bind, port, fd, max_body, max_buffered, token, public_path, max_connections,
+/* core.http_serve{bind, port, fd, max_body, max_buffered, token, public_path, public_prefix, max_connections,
 ** max_per_client, idle_timeout, request_timeout, handler} -> server | nil, err, code
 ** (the limits as in hersh_http_options; 0 or nil: the default) */
 static int l_httpd_serve(lua_State *L) {
@@ -411,6 +411,7 @@ static int l_httpd_serve(lua_State *L) {
   o.bind = opt_string(L, "bind");               /* 3 */
   o.token = opt_string(L, "token");             /* 4 */
   o.public_path = opt_string(L, "public_path"); /* 5 */
+  o.public_prefix = opt_string(L, "public_prefix"); /* 6 */
   o.port = opt_int(L, "port", 0, 0, 65535);
   o.listen_fd = opt_int(L, "fd", -1, 0, 1 << 30);
   o.max_body = (size_t)opt_int(L, "max_body", DEFAULT_MAX_BODY, 0, 1 << 30);
@@ -420,7 +421,7 @@ static int l_httpd_serve(lua_State *L) {
   o.idle_timeout = (unsigned)opt_int(L, "idle_timeout", 0, 0, 1 << 20);
   o.request_timeout = (unsigned)opt_int(L, "request_timeout", 0, 0, 1 << 20);
   hersh_lmod *m = hersh_lmod_get(L);
-  lserver *ls = lua_newuserdatauv(L, sizeof *ls, 0); /* 6 */
+  lserver *ls = lua_newuserdatauv(L, sizeof *ls, 0); /* 7 */
   *ls = (lserver){0};
   luaL_setmetatable(L, HERSH_HTTPD_MT);
   bridge *b = calloc(1, sizeof *b);
@@ -445,9 +446,9 @@ static int l_httpd_serve(lua_State *L) {
   ls->port = hersh_http_server_port(b->http);
   lua_pushvalue(L, 2);
   b->handler_ref = hersh_lhandle_keep(b->wake, L);
-  lua_pushvalue(L, 6);
+  lua_pushvalue(L, 7);
   b->self_ref = hersh_lhandle_keep(b->wake, L); /* serving keeps it alive until close() */
-  lua_settop(L, 6);
+  lua_settop(L, 7);
   return 1;
 }
 

@@ -181,7 +181,7 @@ int luaopen_hersh_httpd(lua_State *L) {
 
 int luaopen_hersh_http(lua_State *L) {
   open_lmod(L);
-  static const luaL_Reg http_funcs[] = {{"request", hersh_lhttp_request}, {NULL, NULL}};
+  static const luaL_Reg http_funcs[] = {{"request", hersh_lhttp_request}, {"stream", hersh_lhttp_stream}, {NULL, NULL}};
   luaL_newlib(L, http_funcs);
   return 1;
 }

@@ -1,6 +1,7 @@
 /*
 ** The HTTP client (src/http/client.c) against a real server on loopback: the project's
-** own libmicrohttpd server, with a handler that echoes what it got. Every wait is
+** own libmicrohttpd server, with a handler that echoes what it got, and for streams an
+** endless SSE answer written by a thread on a plain socket. Every wait is
 ** bounded; no test asserts how long something took.
 */
 #include <arpa/inet.h>
@@ -441,6 +442,178 @@ static void cancelled_requests(double run_first) {
 TEST(loop_freed_with_requests_in_flight) { cancelled_requests(0.2); }
 TEST(loop_freed_before_requests_ran) { cancelled_requests(0); }
 
+/* ---- streams ---------------------------------------------------------------------------------- */
+
+/* An SSE endpoint that never ends, on a thread of its own: it answers one connection with
+** the head and one event, then reads until the client goes, and records that it went. */
+typedef struct endless {
+  int lfd, port;
+  pthread_t thread;
+  atomic_bool client_left;
+} endless;
+
+static void *endless_serve(void *ud) {
+  endless *e = ud;
+  int fd = accept(e->lfd, NULL, NULL);
+  if (fd < 0) return NULL;
+  char buf[4096];
+  size_t have = 0;
+  ssize_t n;
+  while (have < sizeof buf - 1 && (n = read(fd, buf + have, sizeof buf - 1 - have)) > 0) { /* the request */
+    have += (size_t)n;
+    buf[have] = '\0';
+    if (strstr(buf, "\r\n\r\n")) break;
+  }
+  static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                             "Transfer-Encoding: chunked\r\n\r\n"
+                             "f\r\nid: 1\ndata: a\n\n\r\n";
+  if (write(fd, head, sizeof head - 1) == (ssize_t)(sizeof head - 1)) {
+    while ((n = read(fd, buf, sizeof buf)) > 0) {
+    }
+    atomic_store(&e->client_left, n == 0);
+  }
+  close(fd);
+  return NULL;
+}
+
+static bool endless_start(endless *e) {
+  memset(e, 0, sizeof *e);
+  e->lfd = silent_listener(&e->port);
+  if (e->lfd < 0) return false;
+  if (pthread_create(&e->thread, NULL, endless_serve, e) != 0) {
+    close(e->lfd);
+    return false;
+  }
+  return true;
+}
+
+static void endless_stop(endless *e) {
+  shutdown(e->lfd, SHUT_RDWR); /* ends an accept still waiting */
+  pthread_join(e->thread, NULL);
+  close(e->lfd);
+}
+
+/* What a stream's callbacks saw. */
+typedef struct streamed {
+  int heads, head_status, chunks_before_head;
+  char text[256];
+  size_t len;
+  got end;
+  hersh_http_req *req;
+  bool cancel_in_chunk;
+} streamed;
+
+static void on_stream_head(const hersh_http_result *r, void *ud) {
+  streamed *s = ud;
+  s->heads++;
+  s->head_status = r->status;
+}
+
+static void on_stream_chunk(const char *data, size_t len, void *ud) {
+  streamed *s = ud;
+  if (s->heads == 0) s->chunks_before_head++;
+  if (len > sizeof s->text - 1 - s->len) len = sizeof s->text - 1 - s->len;
+  memcpy(s->text + s->len, data, len);
+  s->len += len;
+  s->text[s->len] = '\0';
+  if (s->cancel_in_chunk) hersh_http_cancel(s->req);
+}
+
+static void on_stream_done(const hersh_http_result *r, void *ud) { on_got(r, &((streamed *)ud)->end); }
+
+static bool first_event(void *ud) { return strstr(((streamed *)ud)->text, "\n\n") != NULL; }
+static bool stream_ended(void *ud) { return ((streamed *)ud)->end.calls > 0; }
+static bool left(void *ud) { return atomic_load(&((endless *)ud)->client_left); }
+
+static const hersh_http_stream_cbs stream_cbs = {on_stream_head, on_stream_chunk, on_stream_done};
+
+/* The first event arrives while the answer is still open; cancel ends it once, with
+** ECANCELLED, and closes the connection (from outside the callbacks, or inside one). */
+static void endless_then_cancel(bool in_chunk) {
+  endless e;
+  REQUIRE(endless_start(&e));
+  hersh_loop *loop = hersh_loop_new();
+  REQUIRE(loop);
+  hersh_http_client *c = hersh_http_client_get(loop);
+  REQUIRE(c);
+  streamed s = {.cancel_in_chunk = in_chunk};
+  hersh_http_call call = {.url = url_of(e.port, "/events")};
+  CHECK_EQ_INT(hersh_http_stream_request(c, &call, &stream_cbs, &s, &s.req), HERSH_OK);
+  hersh_loop_run_until(loop, first_event, &s, WAIT_S);
+  CHECK_EQ_STR(s.text, "id: 1\ndata: a\n\n");
+  CHECK_EQ_INT(s.heads, 1);
+  CHECK_EQ_INT(s.head_status, 200);
+  CHECK_EQ_INT(s.chunks_before_head, 0);
+  if (!in_chunk) {
+    CHECK_EQ_INT(s.end.calls, 0); /* the answer has not ended: the event came as it was sent */
+    hersh_http_cancel(s.req);
+    hersh_http_cancel(s.req); /* again: harmless */
+    CHECK_EQ_INT(s.end.calls, 0); /* never from inside cancel */
+  }
+  hersh_loop_run_until(loop, stream_ended, &s, WAIT_S);
+  CHECK_EQ_INT(s.end.calls, 1);
+  CHECK_EQ_STR(s.end.code, "ECANCELLED");
+  hersh_loop_run_until(loop, left, &e, WAIT_S); /* the connection is closed, not kept alive */
+  CHECK(atomic_load(&e.client_left));
+  hersh_loop_free(loop);
+  CHECK_EQ_INT(s.end.calls, 1);
+  got_free(&s.end);
+  endless_stop(&e);
+}
+
+TEST(stream_delivers_before_the_end_and_cancels) { endless_then_cancel(false); }
+TEST(stream_cancelled_from_its_chunk_callback) { endless_then_cancel(true); }
+
+/* A stream still open when the loop is freed: done once, ECANCELLED, nothing left (ASan). */
+TEST(stream_open_when_the_loop_is_freed) {
+  endless e;
+  REQUIRE(endless_start(&e));
+  hersh_loop *loop = hersh_loop_new();
+  REQUIRE(loop);
+  hersh_http_client *c = hersh_http_client_get(loop);
+  REQUIRE(c);
+  streamed s = {0};
+  hersh_http_call call = {.url = url_of(e.port, "/events")};
+  CHECK_EQ_INT(hersh_http_stream_request(c, &call, &stream_cbs, &s, &s.req), HERSH_OK);
+  hersh_loop_run_until(loop, first_event, &s, WAIT_S);
+  CHECK_EQ_INT(s.end.calls, 0);
+  hersh_http_cancel(s.req); /* its sweep never runs: the loop goes first */
+  hersh_loop_free(loop);
+  CHECK_EQ_INT(s.end.calls, 1);
+  CHECK_EQ_STR(s.end.code, "ECANCELLED");
+  got_free(&s.end);
+  endless_stop(&e);
+}
+
+/* A finished stream: head, every chunk, then done with no error; an empty body gets its head too. */
+TEST(stream_of_a_whole_answer) {
+  hersh_loop *loop = hersh_loop_new();
+  REQUIRE(loop);
+  hersh_http_client *c = hersh_http_client_get(loop);
+  REQUIRE(c);
+  streamed s = {0};
+  hersh_http_call call = {.url = url("/missing?q=1")};
+  CHECK_EQ_INT(hersh_http_stream_request(c, &call, &stream_cbs, &s, &s.req), HERSH_OK);
+  hersh_loop_run_until(loop, stream_ended, &s, WAIT_S);
+  CHECK_EQ_INT(s.heads, 1);
+  CHECK_EQ_INT(s.head_status, 404);
+  CHECK_EQ_STR(s.text, "GET /missing\nq=1\nx-test=\n");
+  CHECK_EQ_INT(s.end.calls, 1);
+  CHECK(s.end.error == NULL);
+  CHECK_EQ_INT((int)s.end.body_len, 0);
+  got_free(&s.end);
+  streamed h = {0};
+  hersh_http_call head = {.method = "HEAD", .url = url("/x")};
+  CHECK_EQ_INT(hersh_http_stream_request(c, &head, &stream_cbs, &h, &h.req), HERSH_OK);
+  hersh_loop_run_until(loop, stream_ended, &h, WAIT_S);
+  CHECK_EQ_INT(h.heads, 1);
+  CHECK_EQ_INT(h.head_status, 200);
+  CHECK_EQ_INT((int)h.len, 0);
+  CHECK(h.end.error == NULL);
+  got_free(&h.end);
+  hersh_loop_free(loop);
+}
+
 int main(void) {
   server = start_server();
   if (!server) return printf("0 passed, 1 failed\n"), 1;
@@ -453,6 +626,10 @@ int main(void) {
   RUN(bad_requests_are_refused_at_once);
   RUN(loop_freed_with_requests_in_flight);
   RUN(loop_freed_before_requests_ran);
+  RUN(stream_delivers_before_the_end_and_cancels);
+  RUN(stream_cancelled_from_its_chunk_callback);
+  RUN(stream_open_when_the_loop_is_freed);
+  RUN(stream_of_a_whole_answer);
   hersh_http_server_stop(server);
   return check_summary();
 }

@@ -57,5 +57,31 @@ LUA
 )"
 grep -v "^hersh: WatcherAPI of" "$work/run.err" >&2
 
+check "installs the man page and the bash and zsh completions" "yes" \
+  "$([ -s "$prefix/share/man/man1/hersh.1" ] && [ -s "$prefix/share/bash-completion/completions/hersh" ] &&
+     [ -s "$prefix/share/zsh/site-functions/_hersh" ] && echo yes)"
+check "the installed man page is the one hersh prints" "same" \
+  "$(HERSH_LUA_DIR="$prefix/share/lua/5.4" "$prefix/bin/hersh" man | cmp -s - "$prefix/share/man/man1/hersh.1" && echo same)"
+check "the installed bash completion parses and completes hersh's commands" "yes" \
+  "$(bash -c "source '$prefix/share/bash-completion/completions/hersh' && complete -p hersh" >/dev/null 2>&1 && echo yes)"
+
+# The installed Host finds the dashboard in share/hersh/ui (lua/host/ui.lua), without
+# the notes of ui/*.md. The sandbox user must reach its storage: $work is made 0700.
+chmod 755 "$work"
+HERSH_LUA_DIR="$prefix/share/lua/5.4" "$prefix/bin/hersh" host --port 0 --storage "$work/storage" \
+  --ports 29990-29991 2>"$work/host.err" &
+host_pid=$!
+port=""
+for _ in $(seq 100); do
+  port=$(sed -n 's/.*serving http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$work/host.err")
+  [ -n "$port" ] && break
+  sleep 0.1
+done
+check "the installed Host serves the dashboard from share/hersh/ui" "yes" \
+  "$([ -n "$port" ] && curl -s --max-time 10 "http://127.0.0.1:$port/ui/programs" | cmp -s - "$root/ui/index.html" &&
+     [ ! -e "$prefix/share/hersh/ui/CONTRACT.md" ] && echo yes)"
+kill -TERM "$host_pid" 2>/dev/null
+wait "$host_pid"
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -1,0 +1,197 @@
+-- The command line of `hersh`: one table (COMMANDS) from which lua-argparse builds the
+-- parser, and from which --help, the man page (cli.manpage) and the bash and zsh
+-- completions are made, so that none of them can list a flag the parser does not take.
+local argparse = require "argparse"
+
+local args = {}
+
+args.PROGRAM = "hersh"
+args.SUMMARY = "run Lua watchers, host sandboxed programs, and drive a Host from the command line"
+
+-- The exit codes of the client subcommands (docs/cli.md).
+args.EXIT = { ok = 0, failed = 1, usage = 2, unreachable = 3, auth = 4, not_found = 5, changes = 6 }
+args.EXIT_TEXT = {
+  { 0, "success (deploy, start, restart: the program is Ready)" },
+  { 1, "the Host refused the request, or the program failed (not Ready, build failed)" },
+  { 2, "usage: a bad argument, flag or file given to hersh" },
+  { 3, "the Host cannot be reached at its URL" },
+  { 4, "the Host refused the token (auth)" },
+  { 5, "no such program on the Host" },
+  { 6, "plan: changes are pending (apply would make them)" },
+}
+
+-- The options every client subcommand takes.
+local CONNECTION = {
+  { "--host", "URL", "the Host's REST API (default $HERSH_HOST, else http://127.0.0.1:9000)" },
+  { "--token-file", "FILE", "a file holding the bearer token (default $HERSH_TOKEN_FILE)" },
+  { "--json", nil, "print JSON for scripts instead of tables" },
+}
+
+-- name, summary, arguments {name, description, optional?}, options {flag, metavar or nil
+-- for a flag, description}, client = takes CONNECTION.
+args.COMMANDS = {
+  { name = "run", summary = "run a Lua script's watchers, the first one serving its WatcherAPI",
+    arguments = { { "file", "the Lua script" }, { "args", "the script's own arguments (arg[1..n])", many = true } },
+    options = {
+      { "--port", "N", "port of the WatcherAPI (0: any free one; default 8080)" },
+      { "--bind", "ADDR", "address of the WatcherAPI (default 127.0.0.1)" },
+    } },
+  { name = "host", summary = "serve the Host's REST API: build, run and supervise sandboxed programs",
+    options = {
+      { "--bind", "ADDR", "address of the REST API (default 127.0.0.1)" },
+      { "--port", "N", "port of the REST API (0: any free one; default 9000)" },
+      { "--storage", "DIR", "registry, sources, state, logs and images (default ./var)" },
+      { "--token-file", "FILE", "require this bearer token on every route but /health" },
+      { "--sandbox", "NAME", "the sandbox driver (bwrap, the only one)" },
+      { "--ports", "FIRST-LAST", "range of the publish ports (default 19001-29999)" },
+      { "--policy", "FILE", "a Lua restart policy module for every program" },
+      { "--allow-host", "NAME", "one more name the API answers to; repeatable", many = true },
+      { "--max-connections", "N", "connections in all (default 1024)" },
+      { "--max-per-client", "N", "connections per client address (default 256)" },
+      { "--idle-timeout", "S", "seconds of silence before a connection is closed (default 10)" },
+      { "--request-timeout", "S", "seconds for a request to come in (default 30)" },
+      { "--events-heartbeat", "S", "seconds between keep-alive comments of GET /events (default 15)" },
+      { "--events-max", "N", "lifecycle events kept (default 10000)" },
+    } },
+  { name = "version", summary = "print the versions of hersh and its libraries" },
+  { name = "deploy", client = true,
+    summary = "create or update a program from DIR (its Dockerfile and files), start it, wait until Ready",
+    arguments = { { "dir", "the folder holding the Dockerfile and the files it copies" } },
+    options = {
+      { "--name", "NAME", "the program's name (default: DIR's base name)" },
+      { "--user", "USER", "the owner at create (default $USER, else hersh)" },
+      { "--env", "NAME=VALUE", "an environment variable of the program; repeatable", many = true },
+      { "--timeout", "S", "seconds to wait for Ready (default 120)" },
+    } },
+  { name = "ps", client = true, summary = "list the programs", options = {
+      { "--state", "STATE", "only the programs in this state" },
+    } },
+  { name = "inspect", client = true, summary = "show a program's whole record",
+    arguments = { { "name", "the program's name or id" } } },
+  { name = "logs", client = true, summary = "print a program's logs",
+    arguments = { { "name", "the program's name or id" } },
+    options = {
+      { "--follow", nil, "keep printing new lines until interrupted", short = "-f" },
+      { "--build", nil, "the build's log instead of the runtime log" },
+      { "--tail", "N", "the last N lines (default 200)" },
+    } },
+  { name = "events", client = true, summary = "print the Host's lifecycle events",
+    arguments = { { "name", "only this program's events", optional = true } },
+    options = {
+      { "--follow", nil, "keep printing new events until interrupted", short = "-f" },
+      { "--since", "ID", "only the events after this id" },
+    } },
+  { name = "start", client = true, summary = "start a program and wait until it is Ready",
+    arguments = { { "name", "the program's name or id" } },
+    options = { { "--timeout", "S", "seconds to wait for Ready (default 120; 0: do not wait)" } } },
+  { name = "stop", client = true, summary = "stop a program and wait until it is Stopped",
+    arguments = { { "name", "the program's name or id" } },
+    options = { { "--timeout", "S", "seconds to wait for Stopped (default 60; 0: do not wait)" } } },
+  { name = "restart", client = true, summary = "restart a Ready program and wait until it is Ready again",
+    arguments = { { "name", "the program's name or id" } },
+    options = { { "--timeout", "S", "seconds to wait for Ready (default 120; 0: do not wait)" } } },
+  { name = "rm", client = true, summary = "delete a program (its processes, files and port)",
+    arguments = { { "name", "the program's name or id" } },
+    options = { { "--keep-state", nil, "keep the program's state folder" } } },
+  { name = "send", client = true, summary = "send a message to a program's watcher (POST /watcher/message)",
+    arguments = { { "name", "the program's name or id" }, { "message", "the message's text" } } },
+  { name = "watch", client = true, summary = "show a watcher's status, vars and recent logs, refreshed",
+    arguments = { { "name", "the program's name or id" } },
+    options = {
+      { "--interval", "S", "seconds between refreshes (default 1)" },
+      { "--count", "N", "stop after N refreshes (default: until interrupted)" },
+    } },
+  { name = "rollback", client = true, summary = "run a kept revision of a program again, as a new revision",
+    arguments = { { "name", "the program's name or id" } },
+    options = { { "--revision", "N", "the revision to go back to" } } },
+  { name = "plan", client = true,
+    summary = "show what apply would change: per program of FILE create, update (which fields), start, delete",
+    arguments = { { "file", "the Lua file listing the programs (docs/cli.md, apply)" } },
+    options = { { "--prune", nil, "also list the programs an apply of FILE created that FILE no longer has" } } },
+  { name = "apply", client = true,
+    summary = "create, update in place, start and (--prune) delete programs to match FILE; wait until all are Ready",
+    arguments = { { "file", "the Lua file listing the programs (docs/cli.md, apply)" } },
+    options = {
+      { "--prune", nil, "delete the programs an apply of FILE created that FILE no longer has" },
+      { "--timeout", "S", "seconds to wait for each program to be Ready (default 120)" },
+    } },
+  { name = "completion", summary = "print a shell completion script",
+    arguments = { { "shell", "bash or zsh", choices = { "bash", "zsh" } } } },
+  { name = "man", summary = "print this manual page (roff), made from the same table as --help" },
+}
+
+function args.command(name)
+  for _, c in ipairs(args.COMMANDS) do
+    if c.name == name then return c end
+  end
+end
+
+-- Every option of a command, its connection options included, in help order.
+function args.options(c)
+  local out = {}
+  for _, o in ipairs(c.options or {}) do out[#out + 1] = o end
+  if c.client then
+    for _, o in ipairs(CONNECTION) do out[#out + 1] = o end
+  end
+  return out
+end
+
+local function add_option(cmd, o)
+  local flag = o.short and (o.short .. " " .. o[1]) or o[1]
+  local e = o[2] and cmd:option(flag, o[3]):argname(o[2]) or cmd:flag(flag, o[3])
+  if o.many then e:count("*") end
+end
+
+-- The parser. A help flag records which (sub)command asked and stops the parse, so that
+-- `hersh deploy --help` needs no DIR; parse() turns that into {help = text}.
+function args.parser()
+  local state = {}
+  local function help_of(cmd)
+    cmd:add_help { action = function()
+      state.help = cmd
+      error("help", 0)
+    end }
+  end
+  local p = argparse(args.PROGRAM, args.SUMMARY)
+  p:command_target("command")
+  p:help_max_width(90)
+  p:epilog("Run `hersh COMMAND --help` for a command's flags. Exit codes: "
+    .. "0 ok, 1 failed, 2 usage, 3 Host unreachable, 4 auth refused, 5 no such program, "
+    .. "6 plan: changes pending.")
+  help_of(p)
+  for _, c in ipairs(args.COMMANDS) do
+    local cmd = p:command(c.name, c.summary)
+    help_of(cmd)
+    for _, a in ipairs(c.arguments or {}) do
+      local e = cmd:argument(a[1], a[2])
+      if a.many then e:args("*") elseif a.optional then e:args("?") end
+      if a.choices then e:choices(a.choices) end
+    end
+    for _, o in ipairs(args.options(c)) do add_option(cmd, o) end
+  end
+  return p, state
+end
+
+-- args.parse(argv) -> {command = name, <options>...} | {help = text} | nil, usage message.
+function args.parse(argv)
+  local p, state = args.parser()
+  local ok, ok_parse, result = pcall(p.pparse, p, argv)
+  if state.help then return { help = state.help:get_help() } end
+  if not ok then error(ok_parse, 0) end
+  if not ok_parse then
+    local which = argv[1] and args.command(argv[1]) and p._commands
+    local usage = p:get_usage()
+    for _, cmd in ipairs(which or {}) do
+      if cmd._name == argv[1] then usage = cmd:get_usage() end
+    end
+    return nil, result .. "\n" .. usage .. "\n(hersh " .. (which and argv[1] .. " " or "") .. "--help for more)"
+  end
+  return result
+end
+
+function args.completion(shell)
+  local p = args.parser()
+  return shell == "zsh" and p:get_zsh_complete() or p:get_bash_complete()
+end
+
+return args
