@@ -89,6 +89,15 @@ describe("the dashboard in a real browser", function()
     run_flow("error", H.test_host())
   end)
 
+  it("shows Stopping on the dashboard and the program page from the Host's stopping event", function()
+    run_flow("stopping", H.test_host())
+  end)
+
+  it("shows attacker text (file names and contents, env, a build error, logs, events, watcher values) "
+    .. "as text on every page: no element made from it, no dialog", function()
+    run_flow("xss", H.test_host())
+  end)
+
   it("renders and filters 300 and 1,000 programs", function()
     local first, last = H.free_range(1010, 30000, 32000) -- apart from the other specs' ports
     run_flow("many", H.test_host{ ports = { first, last } })

@@ -1,6 +1,6 @@
 // The dashboard in a real browser: Debian's /usr/bin/chromium, headless, driven by
 // playwright-core against a real Host that spec/ui_spec.lua started. One flow a run:
-//   node tests/ui/e2e.mjs lifecycle|auth|error|many
+//   node tests/ui/e2e.mjs lifecycle|auth|error|many|xss|stopping
 // Environment: HERSH_URL (the Host), HERSH_TOKEN (when it has one), UI_FIXTURE (a
 // folder with the counter's Dockerfile and main.lua), UI_SCREENS (where the
 // screenshots go), UI_WAIT (ms a state may take; the sanitizer build is slow),
@@ -197,9 +197,12 @@ async function lifecycle(page) {
   await page.evaluate((pid) => {
     const sel = `[data-testid=program-row][data-id="${pid}"] [data-testid=state-badge]`;
     window.__e2e_badge_changed = 0;
+    window.__e2e_badge_states = [];
     new MutationObserver(() => {
       const b = document.querySelector(sel);
-      if (!window.__e2e_badge_changed && b && b.dataset.state !== "Ready") window.__e2e_badge_changed = Date.now();
+      if (!b) return;
+      if (!window.__e2e_badge_changed && b.dataset.state !== "Ready") window.__e2e_badge_changed = Date.now();
+      if (window.__e2e_badge_states.at(-1) !== b.dataset.state) window.__e2e_badge_states.push(b.dataset.state);
     }).observe(document.body, { subtree: true, childList: true, attributes: true, characterData: true });
   }, id);
   const t0 = Date.now();
@@ -207,12 +210,14 @@ async function lifecycle(page) {
   check(stop.status === 202, `stop: ${stop.status} ${stop.text}`);
   await page.waitForFunction(() => window.__e2e_badge_changed > 0);
   const changed = await page.evaluate(() => window.__e2e_badge_changed);
-  // The Host has no "stopping" event: the badge moves on the first event of the stop.
+  // The badge moves on the first event of the stop: "stopping", which the Host emits
+  // as the program enters Stopping (not only "exited", once it is gone).
   const evs = await api("GET", `/programs/${id}/events?follow=false`);
   const first = (evs.json?.events || []).find((e) => e.at * 1000 >= t0 - 5);
   say(`badge delay: ${changed - t0} ms from the stop request to the badge leaving Ready; `
     + (first ? `${Math.round(changed - first.at * 1000)} ms from the Host's "${first.kind}" event` : "no event found"));
   await waitBadge(row(page, id), "Stopped");
+  say(`badge states after the stop: ${(await page.evaluate(() => window.__e2e_badge_states)).join(" -> ")}`);
 
   // Start and restart from the row's buttons.
   await row(page, id).locator("button[data-action=start]").click();
@@ -315,7 +320,160 @@ async function many(page) {
   }
 }
 
-const FLOWS = { lifecycle, auth, error, many };
+// A stop made through the API shows Stopping on the dashboard and the program page
+// from the Host's "stopping" event alone: the program ignores SIGTERM (its shell
+// does, and sleeps after the counter exits), so it stays Stopping until the SIGKILL
+// 10 s later, and nothing but the event tells the pages.
+async function stopping(page) {
+  const body = counterBody("slow-stop", "carol");
+  body.dockerfile = "FROM hersh\nWORKDIR /app\nCOPY main.lua /app/\n"
+    + `CMD ["/bin/sh", "-c", "trap '' TERM; hersh run /app/main.lua; sleep 60"]\n`;
+  const created = await api("POST", "/programs", body);
+  check(created.status === 201, `create: ${created.status} ${created.text}`);
+  const id = created.json.program_id;
+  const started = await api("POST", `/programs/${id}/start`);
+  check(started.status === 202, `start: ${started.status} ${started.text}`);
+  await until(async () => (await api("GET", `/programs/${id}`)).json?.state === "Ready", "the program did not get Ready");
+  const programPage = await page.context().newPage();
+  await programPage.goto(`${URL}/ui/programs/${id}`);
+  await waitBadge(programPage, "Ready");
+  await dashboard(page);
+  await waitBadge(row(page, id), "Ready");
+  const t0 = Date.now();
+  const stop = await api("POST", `/programs/${id}/stop`);
+  check(stop.status === 202 && stop.json.state === "Stopping", `stop: ${stop.status} ${stop.text}`);
+  await waitBadge(row(page, id), "Stopping");
+  const onDashboard = Date.now() - t0;
+  await waitBadge(programPage, "Stopping");
+  const onProgram = Date.now() - t0;
+  say(`badge delay (Stopping, a stop through the API): dashboard ${onDashboard} ms, program page ${onProgram} ms or less`);
+  const now = (await api("GET", `/programs/${id}`)).json?.state;
+  check(now === "Stopping", `the program left Stopping before the pages were checked (${now}): this check proved nothing`);
+  await programPage.locator("[data-testid=event][data-kind=stopping]").first().waitFor({ state: "attached" });
+  await waitBadge(row(page, id), "Stopped");
+  await waitBadge(programPage, "Stopped");
+  await programPage.close();
+}
+
+// Markup an attacker can put into what the dashboard shows. Each payload would open a
+// dialog if it ever ran, and each makes an element (img, script, svg) if it is ever
+// parsed as HTML.
+const XSS = ["<img src=x onerror=alert(1)>", "<script>alert(2)</script>", "<svg onload=alert(3)>"];
+const XSS_TEXT = XSS.join(" ");
+
+// A program that prints the payloads (in its log, from its environment and from each
+// message) and keeps them in its watcher: a context key and value, and a memo.
+const XSS_MAIN = `
+local hersh = require "hersh"
+io.stdout:setvbuf("line")
+local X = ${JSON.stringify(XSS_TEXT)}
+print("log: " .. X)
+print("env: " .. tostring(os.getenv("XSS")))
+local w = hersh.watcher{ id = "xss" }
+w:manage(function(msg, ctx)
+  ctx:set(X, X)
+  ctx:memo(X, function() return X end)
+  if msg then ctx:print("message: " .. tostring(msg.content)) end
+end)
+assert(w:start())
+hersh.run()
+`;
+
+// The elements the page did not make itself: index.html and the pages make no img,
+// script (in the body), svg, iframe, object or embed, and set no on* attribute.
+function injected(page) {
+  return page.evaluate(() => {
+    const tags = [...document.body.querySelectorAll("img, script, svg, iframe, object, embed")];
+    const handlers = [...document.body.querySelectorAll("*")]
+      .filter((el) => [...el.attributes].some((a) => a.name.startsWith("on")));
+    return [...new Set([...tags, ...handlers])].map((el) => el.outerHTML.slice(0, 80));
+  });
+}
+
+async function noInjection(page, where) {
+  const found = await injected(page);
+  say(`xss: ${found.length} injected elements on ${where}`);
+  check(found.length === 0, `markup from a program was parsed on ${where}: ${found.join(" | ")}`);
+}
+
+// Waits until `scope` shows `marker` (plain text next to a payload), then checks that
+// no element was made from the payloads and that they show as text.
+async function shownAsText(page, scope, marker, where) {
+  const target = scope.filter({ hasText: marker }).first();
+  await target.waitFor({ state: "attached" });
+  await noInjection(page, where);
+  check((await target.textContent()).includes(XSS[0]), `${where} does not show the payload as text`);
+}
+
+async function waitState(id, state) {
+  await until(async () => (await api("GET", `/programs/${id}`)).json?.state === state,
+    `program ${id} did not reach ${state}`);
+}
+
+// Attacker text (file names and contents, environment, a build error from a Dockerfile
+// line, log lines, events, watcher values) shows as text on every page: no element
+// made from it and no dialog opened. Names and user ids cannot carry markup (the Host
+// refuses them: [a-z0-9-]).
+async function xss(page) {
+  const dialogs = [];
+  page.on("dialog", (d) => { dialogs.push(d.message()); d.dismiss().catch(() => {}); });
+  const run = counterBody("xss-run", "mallory");
+  run.dockerfile = "FROM hersh\nWORKDIR /app\nCOPY main.lua /app/\nCMD [\"hersh\", \"run\", \"/app/main.lua\"]\n";
+  run.src_files = { "main.lua": XSS_MAIN, [`${XSS[0]}.txt`]: `content: ${XSS_TEXT}`, [XSS[2]]: `content: ${XSS_TEXT}` };
+  run.env = { XSS: XSS_TEXT };
+  const broken = counterBody("xss-broken", "mallory");
+  broken.dockerfile = `FROM hersh\nWORKDIR /app\nCOPY main.lua /app/\nRUN echo '${XSS_TEXT}' && false\nCMD ["hersh", "run", "/app/main.lua"]\n`;
+  const ids = {};
+  for (const [name, body] of [["run", run], ["broken", broken]]) {
+    const created = await api("POST", "/programs", body);
+    check(created.status === 201, `create xss-${name}: ${created.status} ${created.text}`);
+    ids[name] = created.json.program_id;
+    const started = await api("POST", `/programs/${ids[name]}/start`);
+    check(started.status === 202, `start xss-${name}: ${started.status} ${started.text}`);
+  }
+  await waitState(ids.run, "Ready");
+  await waitState(ids.broken, "Error");
+  const sent = await api("POST", `/programs/${ids.run}/proxy/watcher/message`, { content: XSS_TEXT });
+  check(sent.status < 300, `message through the proxy: ${sent.status} ${sent.text}`);
+  await until(async () => (await api("GET", `/programs/${ids.run}/logs?tail=50`)).text.includes("message: <img"),
+    "the program did not print the message");
+  const reason = (await api("GET", `/programs/${ids.broken}`)).json.error_msg || "";
+  say(`xss: the broken build's error: ${reason.slice(0, 120)}`);
+
+  // The dashboard: the build error. Each check first waits for plain text next to a
+  // payload, then counts the elements, then asks for the payload as text.
+  await dashboard(page);
+  await shownAsText(page, row(page, ids.broken).locator("[data-testid=error]"), "build failed", "the dashboard");
+
+  // The running program: its log, its file names and contents, its events.
+  await page.goto(`${URL}/ui/programs/${ids.run}`);
+  await page.locator("[data-testid=event][data-kind=ready]").first().waitFor({ state: "attached" });
+  await shownAsText(page, page.locator("[data-testid=logs-text]").filter({ hasText: "env: " }), "message: ",
+    "the program page's log");
+  const names = await page.locator("[data-testid=source-file]").allTextContents();
+  for (const file of [`${XSS[0]}.txt`, XSS[2]]) {
+    check(names.includes(file), `the file ${file} is not listed by its name: ${names.join(", ")}`);
+    await page.locator("[data-testid=source-file]").filter({ hasText: file }).click();
+    await shownAsText(page, page.locator("[data-testid=source-view]"), "content: ", `the program page, viewing ${file}`);
+  }
+
+  // The broken one: its record, its error event, its build log.
+  await page.goto(`${URL}/ui/programs/${ids.broken}`);
+  await shownAsText(page, page.locator("[data-testid=record]"), "build failed", "the broken program's record");
+  await shownAsText(page, page.locator("[data-testid=event][data-kind=error]"), "build failed", "the broken program's events");
+  await page.selectOption("[data-testid=log-type]", "build");
+  await shownAsText(page, page.locator("[data-testid=logs-text]"), "RUN (line 4)", "the broken program's build log");
+
+  // The watcher page: context, memo and watcher logs hold the payloads.
+  await page.goto(`${URL}/ui/programs/${ids.run}/watcher`);
+  await shownAsText(page, page.locator("[data-testid=context]"), "alert(2)", "the watcher's context");
+  await shownAsText(page, page.locator("[data-testid=memo]"), "alert(2)", "the watcher's memo");
+  await shownAsText(page, page.locator("[data-testid=watcher-logs]"), "message: ", "the watcher's logs");
+  await shot(page, "xss-watcher");
+  check(dialogs.length === 0, `a payload ran: dialogs ${dialogs.join(", ")}`);
+}
+
+const FLOWS = { lifecycle, auth, error, many, xss, stopping };
 
 async function main() {
   const flow = FLOWS[process.argv[2]];

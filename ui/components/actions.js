@@ -12,7 +12,7 @@ const ALLOWED = {
 };
 
 // Buttons for `record`; onError(message) shows a refusal, onDeleted() after a delete,
-// onChanged() after another action (a Stopping has no event of its own: read the record).
+// onChanged() after another action (the record is read at once, before its event comes).
 export function actionButtons(record, { onError, onDeleted, onChanged }) {
   const box = h("span", { class: "actions" });
   for (const action of Object.keys(ALLOWED)) {

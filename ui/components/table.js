@@ -8,6 +8,10 @@ import { actionButtons, updateActions } from "./actions.js";
 
 const COLUMNS = ["Name / id", "User", "State", "Build", "Rev.", "Proxy URL", "Restarts", "Error", "Actions"];
 
+// The rows are laid out as grids (style.css), which takes a table's own roles away in
+// some browsers: they are given back explicitly.
+const cell = (attrs, ...children) => h("td", { role: "cell", ...attrs }, ...children);
+
 export class ProgramTable {
   constructor({ onError, onChange, onAction }) {
     this.rows = new Map(); // program_id -> {tr, cells, record}
@@ -17,9 +21,9 @@ export class ProgramTable {
     this.onAction = onAction;
     this.query = "";
     this.state = "";
-    this.body = h("tbody");
-    this.node = h("table", { class: "programs", dataset: { testid: "programs" } },
-      h("thead", {}, h("tr", {}, COLUMNS.map((c) => h("th", { scope: "col" }, c)))),
+    this.body = h("tbody", { role: "rowgroup" });
+    this.node = h("table", { class: "programs", role: "table", dataset: { testid: "programs" } },
+      h("thead", { role: "rowgroup" }, h("tr", { role: "row" }, COLUMNS.map((c) => h("th", { scope: "col", role: "columnheader" }, c)))),
       this.body);
   }
 
@@ -77,22 +81,22 @@ export class ProgramTable {
     const cells = {
       link: h("a", { class: "name", dataset: { route: "" } }),
       id: h("div", { class: "id muted" }),
-      user: h("td"),
+      user: cell(),
       badge: badge(record.state),
-      build: h("td", { class: "mono" }),
-      revision: h("td", { class: "num" }),
-      proxy: h("td", { class: "mono" }),
-      restarts: h("td", { class: "num" }),
-      error: h("td", { class: "error-cell" }),
+      build: cell({ class: "mono" }),
+      revision: cell({ class: "num" }),
+      proxy: cell({ class: "mono" }),
+      restarts: cell({ class: "num" }),
+      error: cell({ class: "error-cell" }),
       actions: actionButtons(record, {
         onError: this.onError,
         onDeleted: (id) => this.remove(id),
         onChanged: (id) => this.onAction(id),
       }),
     };
-    const tr = h("tr", { dataset: { testid: "program-row" } },
-      h("td", {}, cells.link, cells.id), cells.user, h("td", {}, cells.badge), cells.build,
-      cells.revision, cells.proxy, cells.restarts, cells.error, h("td", {}, cells.actions));
+    const tr = h("tr", { role: "row", dataset: { testid: "program-row" } },
+      cell({}, cells.link, cells.id), cells.user, cell({}, cells.badge), cells.build,
+      cells.revision, cells.proxy, cells.restarts, cells.error, cell({}, cells.actions));
     const row = { tr, cells, record };
     this.rows.set(record.program_id, row);
     this.order.push(row);

@@ -127,7 +127,7 @@ function showBuild(box, created, close, closers) {
   const log = logView(id, { type: "build", testid: "build-log" });
   const stream = followEvents(programPath(id, "/events"), {
     onEvent: (event) => {
-      const next = { build_started: "Building", starting: "Starting", ready: "Ready", error: "Error", stopped: "Stopped", restarting: "Restarting" }[event.kind];
+      const next = { build_started: "Building", starting: "Starting", ready: "Ready", error: "Error", stopping: "Stopping", stopped: "Stopped", restarting: "Restarting" }[event.kind];
       if (next) setBadge(state, next);
     },
   });

@@ -72,13 +72,8 @@ export function mountProgram(root, { id }) {
   });
 
   const loadRevisions = coalesce(async () => {
-    let answer;
-    try {
-      answer = await get(programPath(id, "/revisions"));
-    } catch (err) {
-      if (err.status !== 404 && !(err instanceof AuthError)) showNotice(err.message);
-      return;
-    }
+    const answer = await readPart(programPath(id, "/revisions"), showNotice);
+    if (!answer) return;
     fill(revisions, answer.revisions.map((rev) => h("li", { dataset: { revision: String(rev.revision) } },
       h("strong", {}, `revision ${rev.revision}`), " ",
       h("span", { class: "mono" }, rev.build_id), " ", time(rev.created_at), " ",
@@ -155,6 +150,17 @@ function eventItem(event) {
     d.oom_killed ? h("span", { class: "tag bad" }, "OOM") : null);
 }
 
+// GET of a part of the program (revisions, sources): its answer, or undefined when the
+// program is gone (the record says so) or the token form is open; other refusals shown.
+async function readPart(path, showNotice) {
+  try {
+    return await get(path);
+  } catch (err) {
+    if (err.status !== 404 && !(err instanceof AuthError)) showNotice(err.message);
+    return undefined;
+  }
+}
+
 // The Dockerfile and every source file: a list, a viewer and a copy button.
 function sourcesPanel(id, showNotice) {
   const list = h("ul", { class: "files", role: "list" });
@@ -175,13 +181,8 @@ function sourcesPanel(id, showNotice) {
     h("div", { class: "toolbar" }, h("h2", {}, "Sources"), copy, status),
     h("div", { class: "sources" }, list, view));
   async function load() {
-    let src;
-    try {
-      src = await get(programPath(id, "/source"));
-    } catch (err) {
-      if (err.status !== 404 && !(err instanceof AuthError)) showNotice(err.message);
-      return;
-    }
+    const src = await readPart(programPath(id, "/source"), showNotice);
+    if (!src) return;
     const files = [["Dockerfile", src.dockerfile], ...Object.keys(src.files).sort().map((p) => [p, src.files[p]])];
     const open = (button, content) => {
       list.querySelectorAll("button").forEach((b) => b.removeAttribute("aria-current"));
