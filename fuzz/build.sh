@@ -35,6 +35,7 @@ declare -A sources=(
   [lua_host]="fuzz/lua_host.c fuzz/lua_embed.c"
   [watcher_http]="fuzz/watcher_http.c fuzz/http_check.c"
   [host_http]="fuzz/host_http.c fuzz/http_check.c fuzz/lua_embed.c"
+  [proxy_headers]="fuzz/proxy_headers.c"
 )
 for name in "${!sources[@]}"; do
   out="$build/fuzz_$name"

@@ -333,6 +333,7 @@ typedef struct hersh_run_stats {
 typedef struct hersh_snapshot {
   hersh_state state;
   bool started;               /* hersh_watcher_start was called */
+  bool waiting;               /* the Lua run (or cleanup) in progress waits: hersh.sleep, hersh.http */
   int failures;               /* consecutive failures */
   double next_retry;          /* epoch s of the next retry or recover, 0 if none */
   hersh_queue_counts pending; /* signals waiting in each queue */

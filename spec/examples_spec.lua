@@ -164,7 +164,8 @@ describe("examples/trading-sim", function()
     local h = start_host()
     local id, port = deploy(h, "trading-sim")
     wait_log(h, id, "Trading simulator: BTC ETH SOL, $10000 cash, seed 42")
-    -- The price watch polls the market client (a memo) twice a second.
+    -- The price watch fetches from the exchange (over loopback HTTP, inside the sandbox)
+    -- with the market client (a memo) twice a second.
     assert.is_truthy(P.poll_json(port, "/watcher/context", function(doc)
       return doc.context.book and doc.context.book.quotes >= 2
     end, WAIT), "no quotes")
@@ -175,7 +176,7 @@ describe("examples/trading-sim", function()
     -- The rebalance comes while trading is paused, so no crossover trades after it.
     local answers = {
       { "status", " Status" }, { "portfolio", " Portfolio" }, { "trades", " Trades (last " },
-      { "prices", " Prices (quote " }, { "pause", "Trading paused" }, { "rebalance", "(rebalance)" },
+      { "prices", " Prices (quote " }, { "live", " Live quote (exchange step " }, { "pause", "Trading paused" }, { "rebalance", "(rebalance)" },
       { "resume", "Trading resumed" }, { "help", " Commands" }, { "bogus", "Unknown command: bogus" },
     }
     for _, a in ipairs(answers) do

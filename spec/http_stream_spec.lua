@@ -134,7 +134,7 @@ describe("hersh.http.stream", function()
 
   it("refuses bad handlers and bad requests with a clear error", function()
     assert.has_error(function() http.stream({ url = "http://127.0.0.1:1/" }, { data = 3 }) end,
-      "http.stream: handlers.data must be a function")
+      "hersh.http.stream: handlers.data must be a function")
     local s, err = http.stream({ url = "ftp://127.0.0.1/" }, {})
     assert.is_nil(s)
     assert.matches("only http and https", err)

@@ -1,5 +1,5 @@
 -- hersh.httpd.serve: Lua handlers on the loop answering requests that libmicrohttpd
--- serves on its own thread. Requests come from the project's client (hersh.http.request,
+-- serves on the same loop, with no thread of its own. Requests come from the project's client (hersh.http.request,
 -- on this same loop) and from the curl command line (hersh.os.spawn) for streams. Every
 -- wait is bounded.
 local core = require "hersh.core"
@@ -85,6 +85,80 @@ describe("httpd.serve", function()
     assert.equal("", seen.body)
     assert.same({}, seen.query)
     assert.equal(200, plain.status)
+  end)
+
+  -- The threads of this process (the kernel's count: what any thread can observe).
+  local function threads()
+    local f = assert(io.open("/proc/self/status"))
+    local n = tonumber(f:read("a"):match("\nThreads:%s*(%d+)"))
+    f:close()
+    return n
+  end
+
+  it("serves on the loop thread: no thread starts for it, none runs while it answers", function()
+    local before = threads()
+    local during
+    local srv = serve(function(_, res)
+      during = threads()
+      res:send(200, "{}")
+    end)
+    assert.equal(before, threads())
+    for _ = 1, 3 do assert.equal(200, fetch({ url = url(srv, "/") }).status) end
+    assert.equal(before, during)
+    srv:close()
+    assert.equal(before, threads())
+  end)
+
+  it("a handler may close its own server: its answer still goes out", function()
+    local srv
+    srv = serve(function(_, res)
+      res:send(200, "bye")
+      srv:close()
+    end)
+    local res = fetch({ url = url(srv, "/") })
+    assert.equal(200, res.status)
+    assert.equal("bye", res.body)
+    local port, again = srv:port(), nil
+    assert(http.request({ url = "http://127.0.0.1:" .. port .. "/", timeout = 5 },
+      function(...) again = table.pack(...) end))
+    assert.is_true(h.wait(function() return again ~= nil end))
+    assert.is_nil(again[1])
+  end)
+
+  it("on_headers sees a request before its body: it answers it, or leaves it to the handler", function()
+    local early, handled = {}, {}
+    local srv = serve(function(req, res)
+      handled[#handled + 1] = req.path
+      res:send(200, "handler:" .. req.body)
+    end, {
+      on_headers = function(req, res)
+        early[#early + 1] = req.path .. ":" .. req.body
+        if req.path == "/early" then res:send(201, "early") end
+        if req.path == "/later" then
+          core.timer(0.05, function() res:send(202, "later") end)
+          return true
+        end
+        if req.path == "/broken" then error("on_headers broke") end
+      end,
+    })
+    local function post(path)
+      return fetch({ method = "POST", url = url(srv, path), body = "the body" })
+    end
+    local res = post("/early")
+    assert.equal(201, res.status)
+    assert.equal("early", res.body)
+    res = post("/later")
+    assert.equal(202, res.status)
+    assert.equal("later", res.body)
+    res = post("/usual")
+    assert.equal(200, res.status)
+    assert.equal("handler:the body", res.body)
+    res = post("/broken")
+    assert.equal(500, res.status)
+    assert.is_truthy(cjson.decode(res.body).error:find("on_headers broke", 1, true))
+    assert.same({ "/early:", "/later:", "/usual:", "/broken:" }, early)
+    assert.same({ "/usual" }, handled)
+    assert.has_error(function() httpd.serve({ handler = function() end, on_headers = 1 }) end)
   end)
 
   it("answers later, from a timer", function()

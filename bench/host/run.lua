@@ -17,6 +17,12 @@
 --       threads per request, and hersh.http.request from this script's own hersh loop to
 --       proxy_url (the client hop the proxy makes). Then wrk --latency (-t2 -c16 -d5s)
 --       through both, for the rate and the latency under load.
+--       nginx (Debian's nginx-light, `scripts/setup --bench`) proxies the same program in
+--       the same run (one worker, keep-alive upstream, its own prefix and conf in the tmp
+--       dir, on loopback, stopped by its pid): its sequential blocks alternate with the
+--       two others, and its wrk run follows theirs; all three are printed side by side.
+--       (a) runs the minimal libmicrohttpd server (bench/api/minimal_server.c) beside
+--       GET /health and GET /programs/{id}.
 --   (c) resident memory with RUNNING (50) programs started and Ready and idle: the Host's
 --       own VmRSS (also with 0 programs and with the 100 registered), and the VmRSS and
 --       Pss of every program's processes, found as the Host's descendants (the Host ->
@@ -116,6 +122,93 @@ local function descendants(root)
   return out
 end
 
+-- ---- the servers beside the Host: minimal libmicrohttpd, nginx ---------------------------
+
+local sys = require "hersh.os"
+local extra = {} -- pids of the servers started here, stopped at the end (run.sh too, from extra.pids)
+
+local function background(cmd, out)
+  local pid = assert(tonumber(sh(string.format("%s </dev/null >%s 2>&1 & echo $!", cmd, sh_quote(out))):match("%d+")))
+  extra[#extra + 1] = pid
+  write(tmp .. "/extra.pids", table.concat(extra, "\n") .. "\n")
+  return pid
+end
+
+local function stop_extra()
+  for _, pid in ipairs(extra) do
+    if alive(pid) then os.execute("kill -TERM " .. pid) end
+  end
+  for _, pid in ipairs(extra) do
+    for _ = 1, 100 do
+      if not alive(pid) then break end
+      sleep(0.05)
+    end
+    if alive(pid) then os.execute("kill -KILL " .. pid) end
+  end
+end
+
+local function free_port()
+  for port = 29800, 29899 do
+    local fd = sys.listen("127.0.0.1", port)
+    if fd then
+      sys.close_fd(fd)
+      return port
+    end
+  end
+  error("no free port in 29800-29899")
+end
+
+-- until `find` (reading `file`) answers, 5 s at most
+local function wait_file(file, find)
+  for _ = 1, 100 do
+    local v = find(read(file) or "")
+    if v then return v end
+    sleep(0.05)
+  end
+  error("timed out waiting for " .. file .. ":\n" .. (read(file) or ""))
+end
+
+local function start_minimal()
+  local out = tmp .. "/minimal.out"
+  background(sh_quote(abs_path(build_dir .. "/bench_minimal_server")) .. " 0", out)
+  return "http://127.0.0.1:" .. wait_file(out, function(text) return text:match("^(%d+)\n") end)
+end
+
+-- nginx proxying everything to 127.0.0.1:upstream; its base URL.
+local function start_nginx(upstream)
+  local prefix = tmp .. "/nginx"
+  sh("mkdir -p " .. sh_quote(prefix .. "/logs"))
+  local port = free_port()
+  write(prefix .. "/nginx.conf", string.format([[
+daemon off;
+master_process off;
+worker_processes 1;
+pid %s/nginx.pid;
+error_log %s/logs/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path %s/body; proxy_temp_path %s/proxy; fastcgi_temp_path %s/fastcgi;
+  uwsgi_temp_path %s/uwsgi; scgi_temp_path %s/scgi;
+  upstream program { server 127.0.0.1:%d; keepalive 32; }
+  server {
+    listen 127.0.0.1:%d;
+    location / { proxy_pass http://program; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+]], prefix, prefix, prefix, prefix, prefix, prefix, prefix, upstream, port))
+  local nginx = (run("command -v nginx || echo /usr/sbin/nginx")):gsub("%s+$", "")
+  assert(sh("test -x " .. sh_quote(nginx) .. " && echo yes"):match("yes"),
+    "no nginx: install it with scripts/setup --bench (nginx-light)")
+  background(string.format("%s -p %s -e %s -c %s", sh_quote(nginx), sh_quote(prefix), sh_quote(prefix .. "/logs/error.log"),
+    sh_quote(prefix .. "/nginx.conf")), prefix .. "/out")
+  local url = "http://127.0.0.1:" .. port
+  wait_file(prefix .. "/out", function()
+    return run("curl -s -o /dev/null -w '%{http_code}' " .. sh_quote(url .. "/watcher/status")) == "200"
+  end)
+  return url
+end
+
 -- ---- wrk -------------------------------------------------------------------------------
 
 local function wrk(url, script, latency)
@@ -178,8 +271,10 @@ local ok, err = pcall(function()
   write(script, "local paths = {" .. table.concat(quoted, ",") .. "}\nlocal i = 0\n"
     .. "request = function() i = i % #paths + 1 return wrk.format('GET', paths[i]) end\n")
   wrk(base .. "/health", nil) -- warm-up
-  r.get, r.health = {}, {}
+  local minimal = start_minimal()
+  r.get, r.health, r.minimal = {}, {}, {}
   for _ = 1, ROUNDS do
+    table.insert(r.minimal, wrk(minimal .. "/").rate)
     table.insert(r.health, wrk(base .. "/health").rate)
     table.insert(r.get, wrk(base .. "/", script).rate)
   end
@@ -212,6 +307,7 @@ local ok, err = pcall(function()
   local _, first = api("GET", "/programs/" .. ids[1])
   local proxied = base .. "/programs/" .. ids[1] .. "/proxy/watcher/status"
   local direct = first.proxy_url .. "/watcher/status"
+  local via_nginx = start_nginx(first.publish_port) .. "/watcher/status"
   -- The program's `hersh run`, for its context switches.
   local prog_pid
   for _, p in ipairs(descendants(host_pid)) do
@@ -221,7 +317,7 @@ local ok, err = pcall(function()
   -- n sequential requests on one connection: their times (ms), and the context switches
   -- of the Host's and the program's threads meanwhile.
   local switches = {}
-  for _, kind in ipairs{ "direct", "proxy", "health" } do switches[kind] = { host = 0, prog = 0 } end
+  for _, kind in ipairs{ "direct", "proxy", "nginx", "health" } do switches[kind] = { host = 0, prog = 0 } end
   local function block(url, n, kind)
     local lines = {}
     for i = 1, n do lines[i] = string.format('url = "%s"\noutput = "/dev/null"', url) end
@@ -241,11 +337,13 @@ local ok, err = pcall(function()
   end
   block(proxied, 100) -- warm-up
   block(direct, 100)
-  r.lat_proxy, r.lat_direct, r.lat_health = {}, {}, {}
+  block(via_nginx, 100)
+  r.lat_proxy, r.lat_direct, r.lat_health, r.lat_nginx = {}, {}, {}, {}
   local blocks = math.max(1, LATENCY_N // LATENCY_BLOCK)
   for _ = 1, blocks do
     for _, v in ipairs(block(direct, LATENCY_BLOCK, "direct")) do table.insert(r.lat_direct, v) end
     for _, v in ipairs(block(proxied, LATENCY_BLOCK, "proxy")) do table.insert(r.lat_proxy, v) end
+    for _, v in ipairs(block(via_nginx, LATENCY_BLOCK, "nginx")) do table.insert(r.lat_nginx, v) end
     for _, v in ipairs(block(base .. "/health", LATENCY_BLOCK, "health")) do table.insert(r.lat_health, v) end
   end
   for _, sw in pairs(switches) do
@@ -269,6 +367,7 @@ local ok, err = pcall(function()
   end
   r.wrk_direct = wrk(direct, nil, true)
   r.wrk_proxy = wrk(proxied, nil, true)
+  r.wrk_nginx = wrk(via_nginx, nil, true)
 
   -- (c) RUNNING programs Ready and idle.
   t0 = now()
@@ -307,8 +406,10 @@ local ok, err = pcall(function()
   r.left = left
 end)
 
--- Clean-up: whatever happened, the Host (and with it every sandbox) is gone.
+-- Clean-up: whatever happened, the Host (and with it every sandbox) is gone, and the
+-- servers started beside it.
 stop_host()
+stop_extra()
 if not ok then
   io.stderr:write("bench/host: ", tostring(err), "\n")
   local log = read(the_host.err)
@@ -340,6 +441,10 @@ print(string.format("  %-36s %8.0f   rounds: %s", "GET /health", median(r.health
 print(string.format("  %-36s %8.0f   rounds: %s", "GET /programs/{id} (" .. PROGRAMS .. " ids)",
   median(r.get), table.concat(r.get, " ")))
 print(string.format("  %-36s %8.0f", "GET /programs (" .. PROGRAMS .. " records, 1 round)", r.list))
+print(string.format("  %-36s %8.0f   rounds: %s", "minimal libmicrohttpd server", median(r.minimal),
+  table.concat(r.minimal, " ")))
+print(string.format("  ratio to the minimal server: GET /health %.2f, GET /programs/{id} %.2f   (goal >= 0.8)",
+  median(r.health) / median(r.minimal), median(r.get) / median(r.minimal)))
 
 print(string.format("(b) GET /watcher/status of one Ready program: %d sequential requests each, in blocks"
   .. " of %d", #r.lat_proxy, LATENCY_BLOCK))
@@ -352,6 +457,7 @@ local function lat_row(name, list, sw)
 end
 lat_row("direct: proxy_url/watcher/status", r.lat_direct, r.switches.direct)
 lat_row("Host: /programs/{id}/proxy/watcher/status", r.lat_proxy, r.switches.proxy)
+lat_row("nginx (1 worker, keep-alive upstream)", r.lat_nginx, r.switches.nginx)
 print("  where the time goes:")
 lat_row("  Host: GET /health (no proxy)", r.lat_health, r.switches.health)
 lat_row("  http.request -> proxy_url (a loop)", r.lat_client)
@@ -360,9 +466,14 @@ local ratio = pm / dm
 print(string.format("  ratio proxy / direct: median %.2f, p99 %.2f   target <= %d: %s", ratio,
   quantile(r.lat_proxy, 0.99) / quantile(r.lat_direct, 0.99), TARGET_RATIO,
   ratio <= TARGET_RATIO and "met" or "MISSED"))
-print(string.format("  under load, %s --latency:   req/s   p50 ms   p99 ms", WRK))
-for _, row in ipairs{ { "direct", r.wrk_direct }, { "through the Host", r.wrk_proxy } } do
-  print(string.format("    %-36s %8.0f %8.3f %8.3f", row[1], row[2].rate, row[2].p50, row[2].p99))
+print(string.format("  side by side, %s --latency, and the sequential median above:", WRK))
+print(string.format("    %-20s %8s %8s %8s %8s   %s", "", "req/s", "p50 ms", "p99 ms", "seq ms", "x direct: req/s, p50, seq"))
+local d = r.wrk_direct
+for _, row in ipairs{ { "direct", r.wrk_direct, r.lat_direct }, { "the Host's proxy", r.wrk_proxy, r.lat_proxy },
+  { "nginx", r.wrk_nginx, r.lat_nginx } } do
+  local w, seq = row[2], median(row[3])
+  print(string.format("    %-20s %8.0f %8.3f %8.3f %8.3f   %.2f, %.2f, %.2f", row[1], w.rate, w.p50, w.p99, seq,
+    w.rate / d.rate, w.p50 / d.p50, seq / median(r.lat_direct)))
 end
 
 local runs, sandboxes = r.hersh, r.bwrap

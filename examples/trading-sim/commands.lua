@@ -33,6 +33,7 @@ function handlers.help()
     "portfolio (p)   positions, cash and value",
     "trades (t)      the last 10 trades",
     "prices          the latest quote",
+    "live (l)        a fresh quote, fetched from the exchange now",
     "pause, resume   stop and restart trading (prices go on)",
     "rebalance (r)   equal weights for every symbol and the cash",
   })
@@ -86,6 +87,19 @@ function handlers.prices(ctx)
   return framed(string.format("Prices (quote %d)", book.quotes), lines)
 end
 
+-- The reducer waits here on the exchange (hersh.http): polls, ticks and the WatcherAPI
+-- go on meanwhile, and messages sent now are handled after this one.
+function handlers.live(ctx)
+  local client = ctx:memo("market", function() error("no market") end)
+  local quote, err = client:quote()
+  if not quote then return { "Live quote: " .. (err or "no quote yet") } end
+  local lines = {}
+  for _, sym in ipairs(client.symbols) do
+    lines[#lines + 1] = string.format("%-6s %14s", sym, money(quote.prices[sym]))
+  end
+  return framed(string.format("Live quote (exchange step %d)", quote.tick), lines)
+end
+
 function handlers.pause(ctx)
   ctx:set("paused", true)
   return { "Trading paused: prices go on, no trades until resume" }
@@ -109,7 +123,7 @@ function handlers.rebalance(ctx)
 end
 
 commands.ALIASES = { s = "status", p = "portfolio", t = "trades", price = "prices", r = "rebalance",
-  h = "help", ["?"] = "help" }
+  l = "live", h = "help", ["?"] = "help" }
 
 -- The lines answering `text` (a command name or alias, blanks around it ignored).
 function commands.handle(ctx, text)

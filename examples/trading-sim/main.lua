@@ -1,8 +1,10 @@
--- trading-sim: a trading simulator on simulated prices. A watch polls the market
--- client (a memo: made once per watcher) for a quote twice a second; each quote moves
--- the moving averages of the book kept in the context and may trade. A tick prints a
--- stats line every 10 seconds. Commands sent to /watcher/message print their answer
--- to stdout, that is into the program's logs: GET /programs/{id}/logs.
+-- trading-sim: a trading simulator on simulated prices. The exchange (market.lua) runs
+-- in this program and publishes quotes over HTTP on a loopback port; a watch fetches a
+-- quote twice a second with hersh.http (the poll waits, the loop does not); each quote
+-- moves the moving averages of the book kept in the context and may trade. A tick prints
+-- a stats line every 10 seconds. Commands sent to /watcher/message print their answer
+-- to stdout, that is into the program's logs: GET /programs/{id}/logs; `live` waits in
+-- the reducer on a fresh quote from the exchange.
 package.path = "/app/?.lua;" .. package.path
 local hersh = require "hersh"
 local market = require "market"
@@ -12,10 +14,12 @@ local commands = require "commands"
 local SEED = math.tointeger(tonumber(os.getenv("SEED") or "")) or 42
 local CASH = 10000
 
+-- The trader first: it gets the WatcherAPI `hersh run` serves (the exchange has its own).
 local w = hersh.watcher{ id = "trading-sim" }
+local EXCHANGE = market.start_exchange{ seed = SEED }
 
 w:manage(function(msg, ctx)
-  local client = ctx:memo("market", function() return market.new{ seed = SEED } end)
+  local client = ctx:memo("market", function() return market.client(EXCHANGE) end)
   if ctx:trigger().reason == "init" then
     ctx:set("book", trader.new_book(CASH, client.symbols))
     ctx:set("paused", false)
@@ -23,7 +27,11 @@ w:manage(function(msg, ctx)
       table.concat(client.symbols, " "), CASH, SEED))
   end
 
-  local quote = ctx:watch_call("prices", 0.5, function() return client:quote() end)
+  local quote = ctx:watch_call("prices", 0.5, function()
+    local q, err = client:quote()
+    if err then error(err) end -- the watch's error, logged; trading goes on at the next quote
+    return q or hersh.SKIP
+  end)
   local stats = ctx:watch_tick("stats", 10)
 
   if quote:triggered() and quote.value then

@@ -1,6 +1,11 @@
--- A simulated market client: prices of a few symbols, each a random walk from its
--- opening price, drawn from a seeded generator of its own (the same SEED gives the
--- same prices on every machine). No network: a real client would fetch quotes here.
+-- The simulated exchange and its client. The exchange is a watcher of its own in this
+-- program: every quarter second it moves each price one step of a random walk from its
+-- opening price, drawn from a seeded generator (the same SEED gives the same walk on
+-- every machine), and publishes the latest quote over HTTP on a loopback port of the
+-- program (its WatcherAPI: GET /watcher/context). The client reads it with hersh.http,
+-- as it would read a real price feed; nothing leaves the program: it needs no network.
+local hersh = require "hersh"
+
 local market = {}
 
 local Market = {}
@@ -45,6 +50,37 @@ function Market:quote()
     prices[sym] = p
   end
   return { tick = self.ticks, time = os.time(), prices = prices }
+end
+
+-- Starts the exchange (a watcher stepping every `interval` seconds, serving on a free
+-- loopback port); returns the URL of its quotes.
+function market.start_exchange(opts)
+  local walk = market.new(opts)
+  local exchange = assert(hersh.watcher{ id = "exchange", api = { port = 0 } })
+  exchange:manage(function(_, ctx)
+    if ctx:watch_tick("step", opts.interval or 0.25):triggered() then ctx:set("quote", walk:quote()) end
+  end)
+  assert(exchange:start())
+  return string.format("http://127.0.0.1:%d/watcher/context", exchange:api_port())
+end
+
+local Client = {}
+Client.__index = Client
+
+-- A client of the exchange at `url`.
+function market.client(url)
+  return setmetatable({ url = url, symbols = market.SYMBOLS, opening = market.OPENING }, Client)
+end
+
+-- The latest quote (nil before the first step), or nil, err. It waits on the exchange:
+-- call it in a poll or a reducer, where waiting blocks nothing else.
+function Client:quote()
+  local res, err = hersh.http.get(self.url, { timeout = 2 })
+  if not res then return nil, "exchange: " .. err end
+  if res.status ~= 200 then return nil, "exchange: HTTP " .. res.status end
+  local doc, bad = res:json()
+  if not doc then return nil, "exchange: " .. bad end
+  return doc.context.quote
 end
 
 return market

@@ -1,6 +1,7 @@
 -- The hersh module: the engine (hersh.core) plus the parts best said in Lua.
 local core = require "hersh.core"
 local recovery = require "hersh.recovery"
+local fetch = require "hersh.fetch"
 
 local hersh = {
   VERSION = core.VERSION,
@@ -10,6 +11,9 @@ local hersh = {
   run_for = core.run_for,
   wait = core.wait,
   sleep = core.sleep,
+  timer = core.timer,
+  http = fetch,
+  flow = core.flow,
   now = core.now,
   stop = core.stop,
   kill = core.kill,

@@ -71,6 +71,14 @@ local function is_json(content_type)
   return t:match("^%s*application/json%s*$") ~= nil or t:match("^%s*application/json%s*;") ~= nil
 end
 
+-- Whether the request has a body: the one read, or one still to come (a proxied request
+-- taken on its headers: see api.serve).
+local function has_body(req)
+  if not req.body_follows then return req.body ~= "" end
+  local length = req.headers["content-length"]
+  return req.headers["transfer-encoding"] ~= nil or (length ~= nil and length ~= "0")
+end
+
 -- Refuses (answers, and returns true) a request for an unexpected Host name, a
 -- cross-origin write (a web page's form or fetch: browsers send Origin with those),
 -- and a body that is not JSON (a page may send text/plain without asking first).
@@ -87,7 +95,7 @@ local function refuse_foreign(hosts, req, res)
     return true
   end
   local ctype = req.headers["content-type"]
-  if (req.body ~= "" or ctype) and not is_json(ctype) then
+  if (has_body(req) or ctype) and not is_json(ctype) then
     send_error(res, 415, "a request body must come with Content-Type: application/json, not "
       .. (ctype and "'" .. ctype .. "'" or "none"))
     return true
@@ -203,10 +211,8 @@ local function route_logs(h, res, id, query)
 end
 
 -- ---- the proxy ------------------------------------------------------------------------
-
-local HOP_BY_HOP = { connection = true, ["keep-alive"] = true, ["transfer-encoding"] = true, te = true,
-  trailer = true, upgrade = true, ["proxy-authorization"] = true, ["proxy-authenticate"] = true,
-  host = true, ["content-length"] = true, authorization = true }
+-- Lua decides (the program, its state, what cannot be forwarded); the forwarding itself,
+-- headers, streaming and the 502/504 answers are C's (src/http/proxy.c, hersh.http.proxy).
 
 local function escape(s)
   return (s:gsub("[^%w%-._~]", function(c) return string.format("%%%02X", c:byte()) end))
@@ -246,36 +252,13 @@ local function route_proxy(h, res, req, id, rest, m)
   end
   local why = unforwardable(req, rest)
   if why then return send_error(res, 400, "cannot forward this request: " .. why) end
-  local headers = {}
-  for k, v in pairs(req.headers) do
-    if not HOP_BY_HOP[k] then headers[k] = v end
-  end
   local limits = h:proxy_timeouts(p)
   local started = core.now()
-  local ok, start_err, code = http.request({ method = req.method,
+  res:proxy({ method = req.method, program = id,
     url = "http://127.0.0.1:" .. p.port .. "/" .. encode_path(rest) .. encode_query(req.query),
-    headers = headers, body = req.body, timeout = limits.timeout, connect_timeout = limits.connect_timeout },
-    function(r, http_err, http_code)
-      m:proxied(core.now() - started)
-      if not r then
-        if http_code ~= "ETIMEOUT" then
-          return send_error(res, 502, "program " .. id .. " did not answer: " .. tostring(http_err))
-        elseif http_err == "connect timeout" then
-          return send_error(res, 504, string.format("program %s did not accept the connection within %g s"
-            .. " (its proxy.connect_timeout)", id, limits.connect_timeout))
-        end
-        return send_error(res, 504, string.format("program %s did not answer within %g s (its proxy.timeout)",
-          id, limits.timeout))
-      end
-      local out = {}
-      for k, v in pairs(r.headers or {}) do
-        if not HOP_BY_HOP[k] then out[k] = v end
-      end
-      res:send(r.status, r.body or "", out)
-    end)
-  if not ok then
-    send_error(res, code == "EINVAL" and 400 or 502, "cannot forward this request: " .. tostring(start_err))
-  end
+    headers = req.headers, body = not req.body_follows and req.body or nil, stream_body = req.body_follows,
+    timeout = limits.timeout, connect_timeout = limits.connect_timeout },
+    function() m:proxied(core.now() - started) end)
 end
 
 -- ---- dispatch -------------------------------------------------------------------------
@@ -447,6 +430,22 @@ local function route_events(h, req, res, heartbeat, program)
   send_json(res, 200, { events = json.array(list), last_id = last })
 end
 
+-- GET /programs: every program, or a page of `limit` with the cursor of the next.
+local LIST_MAX = 1000
+local function route_list(h, req, res)
+  local q = req.query
+  local limit = q.limit
+  if limit ~= nil then
+    limit = tostring(limit):match("^%d%d?%d?%d?$") and math.tointeger(tonumber(limit))
+    if not limit or limit < 1 or limit > LIST_MAX then
+      return send_error(res, 400, "limit must be a whole number from 1 to " .. LIST_MAX)
+    end
+  end
+  local list, next_or_err = h:list{ user_id = q.user_id, state = q.state, name = q.name, after = q.after, limit = limit }
+  if not list then return answer(res, nil, nil, next_or_err) end
+  res:send(200, h.cache:listing(list, { count = #list, next = next_or_err }) .. "\n", JSON)
+end
+
 -- The token was checked already (httpd.serve, on the headers: /health needs none).
 local function handle(h, hosts, req, res, m, heartbeat)
   local path, method = req.path, req.method
@@ -475,8 +474,7 @@ local function handle(h, hosts, req, res, m, heartbeat)
       local created, cerr = h:create(body)
       return answer(res, 201, created, cerr)
     elseif method == "GET" or method == "HEAD" then
-      local list = h:list{ user_id = req.query.user_id, state = req.query.state }
-      return send_json(res, 200, { programs = json.array(list), count = #list })
+      return route_list(h, req, res)
     end
     return method_not_allowed(res, "GET, POST")
   end
@@ -485,7 +483,8 @@ local function handle(h, hosts, req, res, m, heartbeat)
   if rest == "" then
     if method == "GET" or method == "HEAD" then
       local p, err = h:get(id)
-      return answer(res, 200, p and h:view(p), err)
+      if not p then return answer(res, nil, nil, err) end
+      return res:send(200, h.cache:get(p) .. "\n", JSON) -- encoded once per change
     elseif method == "PUT" then
       local body, err = decode_body(req)
       if body == nil then return send_error(res, 400, err) end
@@ -536,6 +535,15 @@ local function counted(res, m, route)
   return {
     send = function(_, status, ...) count(status) return res:send(status, ...) end,
     stream = function(_, status, ...) count(status) return res:stream(status, ...) end,
+    -- done(status) when the answer is over; a request the proxy refused at once is
+    -- counted with what it answered (400 or 502)
+    proxy = function(_, opts, done)
+      local ok, _, code = http.proxy(opts, res, function(status)
+        count(status)
+        done(status)
+      end)
+      if not ok then count(code == "EINVAL" and 400 or 502) end
+    end,
   }
 end
 
@@ -558,6 +566,17 @@ function api.serve(h, opts)
       hosts = hosts or allowed_hosts(bind, server:port(), opts.allow_hosts)
       handle(h, hosts, req, counted(res, m, host_metrics.route(req.path)), m,
         opts.events_heartbeat or api.HEARTBEAT)
+    end,
+    -- A request for the proxy is taken on its headers, so that its body goes to the
+    -- program as it comes (hersh.http.proxy), never held here; the others wait for theirs.
+    on_headers = function(req, res)
+      local route = host_metrics.route(req.path)
+      if route ~= "/programs/{id}/proxy" then return end
+      req.query = req.query or {}
+      req.headers = req.headers or {}
+      req.body, req.body_follows = "", true
+      hosts = hosts or allowed_hosts(bind, server:port(), opts.allow_hosts)
+      handle(h, hosts, req, counted(res, m, route), m, opts.events_heartbeat or api.HEARTBEAT)
     end,
   }
   return server, err, code

@@ -12,6 +12,7 @@ local events = require "host.events"
 local paths = require "host.paths"
 local program = require "host.program"
 local ports = require "host.ports"
+local record_cache = require "host.record_cache"
 local registry = require "host.registry"
 local sandbox = require "host.sandbox"
 local supervisor = require "host.supervisor"
@@ -138,7 +139,13 @@ local RESTORED = { "error_msg", "exit_code", "exit_signal", "oom_killed", "last_
 -- Host restart brings back (state and the RESTORED fields).
 function Host:attach(row, restored)
   local id = row.program_id
-  local plan = assert(dockerfile.parse(row.spec.dockerfile)) -- checked at create
+  -- Parsed once per text: most programs of a Host share a few Dockerfiles, and parsing
+  -- each of 10,000 at start took half of the start-up. A plan is never changed.
+  local plan = self.plans[row.spec.dockerfile]
+  if not plan then
+    plan = assert(dockerfile.parse(row.spec.dockerfile)) -- checked at create
+    self.plans[row.spec.dockerfile] = plan
+  end
   local p = { id = id, name = row.name, revision = row.revision or 1, latest = row.latest or row.revision or 1,
     failed_revision = row.failed_revision, failed_reason = row.failed_reason,
     user_id = row.user_id, build_id = row.build_id, port = row.publish_port,
@@ -165,12 +172,14 @@ function Host:attach(row, restored)
   self.programs[id] = p
   if p.name then self.by_name[p.name] = p end
   self.order[#self.order + 1] = p
+  p.slot = #self.order
   return p
 end
 
 -- Records a lifecycle event of p (host.events) and says it in p's runtime log as the
 -- Host's line, "hersh: <message>" (a deleted program has no log left).
 function Host:emit(p, kind, details)
+  self:touch(p) -- an update's steps change what the record shows (its processes) with no state change
   details = details or {}
   details.name = p.name
   local event, err = self.events:record(p.id, kind, details)
@@ -183,12 +192,23 @@ end
 -- The states in which no process serves the program's port: the Host answers on it.
 local QUIET = { Created = true, Stopped = true, Error = true, Restarting = true }
 
-function Host:changed(p, record)
-  if record.state == "Deleted" then return end
-  p.updated_at = iso_time(record.updated_at or core.now())
+-- What p's record shows changed: its cached JSON is stale.
+function Host:touch(p)
+  self.cache:drop(p)
+end
+
+-- Writes the state of p's record to the registry (retried when the disk refuses).
+function Host:store_state(p, record)
   local s = { state = record.state, restarts = record.restarts, updated_at = p.updated_at }
   for _, k in ipairs(RESTORED) do s[k] = record[k] end
   self:write("state " .. p.id, function() return self.registry:update_state(p.id, s) end)
+end
+
+function Host:changed(p, record)
+  if record.state == "Deleted" then return end
+  self:touch(p)
+  p.updated_at = iso_time(record.updated_at or core.now())
+  self:store_state(p, record)
   if QUIET[record.state] then self.ports:answer(p.port) end
 end
 
@@ -212,14 +232,21 @@ function Host:forget(id, port, keep_state)
   end)
 end
 
+-- Takes p out of self.order in O(1): the last program takes its slot (the order of
+-- self.order means nothing; listings follow the registry's).
+function Host:unlist(p)
+  local last = self.order[#self.order]
+  self.order[p.slot], last.slot = last, p.slot
+  self.order[#self.order] = nil
+  self:touch(p)
+end
+
 function Host:released(p, keep_state)
   self:forget(p.id, p.port, keep_state)
   self:emit(p, "deleted", { keep_state = keep_state or false })
   self.programs[p.id] = nil
   if p.name then self.by_name[p.name] = nil end
-  for i, q in ipairs(self.order) do
-    if q == p then table.remove(self.order, i) break end
-  end
+  self:unlist(p)
   for _, done in ipairs(p.on_deleted or {}) do done() end
 end
 
@@ -390,7 +417,7 @@ function Host:create(body)
   if not stored then
     self.programs[id] = nil
     if req.name then self.by_name[req.name] = nil end
-    table.remove(self.order)
+    self:unlist(p)
     fs.remove_tree(dirs.root)
     self.ports:release(port)
     return storage_failure("cannot record the program", db_err, db_code)
@@ -407,14 +434,42 @@ function Host:get(ref)
   return p
 end
 
-function Host:list(filter)
-  local out = {}
-  for _, p in ipairs(self.order) do
-    if (not filter.user_id or p.user_id == filter.user_id) and (not filter.state or p.sup.record.state == filter.state) then
-      out[#out + 1] = self:view(p)
-    end
+-- A listing's cursor: the position {created_at, program_id} of its last program, which
+-- stays valid when that program is deleted. Opaque to clients.
+local CURSOR = "^(%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ)~([a-z0-9][a-z0-9_-]*)$"
+
+-- The programs of q {user_id, state, name, limit (nil: all), after (a cursor)}, oldest
+-- first, filtered in the registry; and the cursor of the next page when there may be
+-- more. -> list of programs, next | nil, refusal.
+local KNOWN_STATE = {}
+for _, state in ipairs(program.STATES) do KNOWN_STATE[state] = true end
+
+function Host:list(q)
+  if q.state ~= nil and not KNOWN_STATE[q.state] then
+    return refuse(400, "state must be one of " .. table.concat(program.STATES, ", "))
   end
-  return out
+  local after
+  if q.after ~= nil then
+    local created_at, id = tostring(q.after):match(CURSOR)
+    if not created_at then return refuse(400, "after must be the next cursor of a previous page") end
+    after = { created_at = created_at, program_id = id }
+  end
+  local rows, err = self.registry:page{ user_id = q.user_id, state = q.state, name = q.name, after = after,
+    limit = q.limit and q.limit + 1 } -- one more: is there a next page
+  if not rows then return refuse(500, "cannot read the registry: " .. tostring(err)) end
+  local out, next_cursor = {}, nil
+  for i, row in ipairs(rows) do
+    if q.limit and i > q.limit then
+      local last = rows[q.limit]
+      next_cursor = last.created_at .. "~" .. last.program_id
+      break
+    end
+    local p = self.programs[row.program_id] -- nil: a deleted program whose record is not gone yet
+    -- The state column follows the record at each change; a write the disk refused
+    -- (retried) leaves it behind: the record itself decides.
+    if p and (q.state == nil or p.sup.record.state == q.state) then out[#out + 1] = p end
+  end
+  return out, next_cursor
 end
 
 -- Records `desired` (nil: no change), then asks the supervisor for `action`. A write
@@ -516,6 +571,7 @@ function Host:deploy(p, req, rollback_of)
     return storage_failure("cannot store revision " .. rev, err, code)
   end
   p.latest, p.updating = rev, rev
+  self:touch(p)
   self:emit(p, "updating", { revision = rev, from_revision = p.revision, rollback_of = rollback_of })
   local started, why = p.sup:update{ revision = rev, plan = req.plan, build_id = bid, spec = spec, src_dir = staged,
     on_step = function(kind, details) self:emit(p, kind, details) end,
@@ -525,6 +581,7 @@ function Host:deploy(p, req, rollback_of)
     end }
   if not started then
     p.updating = nil
+    self:touch(p)
     fs.remove_tree(staged)
     self:emit(p, "update_failed", { revision = rev, reason = why, running_revision = p.revision })
     return refuse(409, why, p.sup.record.state)
@@ -537,6 +594,7 @@ end
 -- keeps running and the failed revision is recorded with why.
 function Host:updated(p, rev, ok, reason)
   p.updating = nil
+  self:touch(p)
   if p.sup.record.state == "Deleted" then return fs.remove_tree(rev.staged) end -- its files go anyway
   if ok then
     local src = self:dirs(p.id).src
@@ -721,6 +779,8 @@ function host.open(opts)
     ports = ports.new(opts.ports or {}), registry = reg, events = ev, build_timeout = opts.build_timeout,
     programs = {}, by_name = {}, order = {}, pending = {},
   }, Host)
+  self.cache = record_cache.new(function(p) return self:view(p) end)
+  self.plans = setmetatable({}, { __mode = "v" }) -- dockerfile text -> its plan, while a program uses it
   local rows, rows_err = reg:all()
   if not rows then return nil, rows_err end
   local known, live = {}, {}
@@ -735,9 +795,10 @@ function host.open(opts)
     end
   end
   remove_leftovers(storage, known)
+  local latest, latest_err = reg:latest_revisions() -- the newest number given, kept or failed
+  if not latest then return nil, latest_err end
   for _, row in ipairs(live) do
-    local revs = reg:revisions(row.program_id) -- the newest number given, kept or failed
-    row.latest = math.max(row.revision or 1, revs and revs[1] and revs[1].revision or 1)
+    row.latest = math.max(row.revision or 1, latest[row.program_id] or 1)
     local port, port_err = self.ports:take(row.publish_port)
     -- Whatever ran before the Host stopped is gone: a program comes back Stopped (or in
     -- Error), and starts again if it was meant to run.
@@ -748,6 +809,9 @@ function host.open(opts)
       restored = { state = "Error", error_msg = "cannot hold port " .. row.publish_port .. ": " .. port_err }
     end
     local p = self:attach(row, restored)
+    if p and restored.state ~= row.state then -- the state filter of a listing reads the registry
+      self:store_state(p, p.sup.record)
+    end
     if p and not port then self:emit(p, "error", { reason = restored.error_msg }) end
     if p and port and row.desired == "running" then p.sup:start() end
   end

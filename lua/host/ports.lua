@@ -20,7 +20,10 @@ local Ports = {}
 Ports.__index = Ports
 
 function ports.new(opts)
-  return setmetatable({ first = opts.first or 19001, last = opts.last or 29999,
+  local first = opts.first or 19001
+  -- lowest: every port of first..lowest-1 is held, so a new program's search starts
+  -- there instead of walking past every registered program's port.
+  return setmetatable({ first = first, last = opts.last or 29999, lowest = first,
     host = opts.host or "127.0.0.1", held = {}, answering = {}, handed = {} }, Ports)
 end
 
@@ -37,7 +40,8 @@ function Ports:take(port)
     fd, bound_or_err, code = sys.listen(self.host, port)
     if not fd then return nil, bound_or_err, code end
   else
-    for p = self.first, self.last do
+    while self.held[self.lowest] do self.lowest = self.lowest + 1 end
+    for p = self.lowest, self.last do
       if not self.held[p] then
         fd = sys.listen(self.host, p) -- busy on the machine: try the next one
         if fd then port = p break end
@@ -89,6 +93,7 @@ function Ports:release(port)
   if fd then sys.close_fd(fd) end
   self.held[port] = nil
   self.handed[port] = nil
+  if port >= self.first and port < self.lowest then self.lowest = port end
 end
 
 return ports

@@ -29,6 +29,9 @@ CREATE TABLE IF NOT EXISTS programs (
   updated_at   TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS programs_by_creation ON programs (created_at, program_id);
+-- A filtered page reads its rows in listing order from one of these, never the whole table.
+CREATE INDEX IF NOT EXISTS programs_by_user ON programs (user_id, created_at, program_id);
+CREATE INDEX IF NOT EXISTS programs_by_state ON programs (state, created_at, program_id);
 -- The kept revisions of each program (registry.KEEP_REVISIONS, newest): what a rollback
 -- deploys again.
 CREATE TABLE IF NOT EXISTS revisions (
@@ -185,6 +188,39 @@ function Registry:all()
   if not rows then return nil, err, code end
   for _, row in ipairs(rows) do decode(row) end
   return rows
+end
+
+-- The newest revision number given to each program, kept or failed: {[id] = n}.
+function Registry:latest_revisions()
+  local rows, err, code = self.db:query("SELECT program_id, MAX(revision) AS latest FROM revisions GROUP BY program_id")
+  if not rows then return nil, err, code end
+  local latest = {}
+  for _, row in ipairs(rows) do latest[row.program_id] = row.latest end
+  return latest
+end
+
+-- One page of the listing, oldest first: {program_id, created_at} of at most `limit`
+-- programs (nil: all) after the position `after` {created_at, program_id} (nil: from
+-- the first), with the given user_id, state and name (nil: any).
+local FILTERS = { "user_id", "state", "name" } -- column names, never input
+function Registry:page(q)
+  local sql, args = { "SELECT program_id, created_at FROM programs WHERE 1" }, {}
+  for _, col in ipairs(FILTERS) do
+    if q[col] ~= nil then
+      sql[#sql + 1] = "AND " .. col .. " = ?"
+      args[#args + 1] = q[col]
+    end
+  end
+  if q.after then
+    sql[#sql + 1] = "AND (created_at, program_id) > (?, ?)"
+    args[#args + 1], args[#args + 2] = q.after.created_at, q.after.program_id
+  end
+  sql[#sql + 1] = "ORDER BY created_at, program_id"
+  if q.limit then
+    sql[#sql + 1] = "LIMIT ?"
+    args[#args + 1] = q.limit
+  end
+  return self.db:query(table.concat(sql, " "), table.unpack(args, 1, #args))
 end
 
 function Registry:close()

@@ -8,6 +8,7 @@
 --   "quit"        returns hersh.stop; "die" returns hersh.kill
 --   "watch"       registers two watches: answer_var (42) and broken_var (poll error)
 --   "hold:NAME"   keeps the run busy until the file DIR/NAME exists (at most 60 s)
+--   "wait:NAME"   the run waits (hersh.sleep, the loop stays free) until DIR/NAME exists
 --   "long"        keeps the run busy for 5 seconds
 --   "double-stop" calls w:stop() twice (the second is refused: a state fault)
 -- The cleanup, when the file DIR/hold-cleanup exists, waits for DIR/release-cleanup.
@@ -97,6 +98,13 @@ w:manage(function(msg, ctx)
     mark("HOLD-START " .. hold)
     wait_file(dir .. "/" .. hold, 60)
     mark("HOLD-END " .. hold)
+    return
+  end
+  local wait = c:match("^wait:(.+)$")
+  if wait then
+    mark("WAIT-START " .. wait)
+    while not exists(dir .. "/" .. wait) do hersh.sleep(0.01) end
+    mark("WAIT-END " .. wait)
     return
   end
   if c == "long" then

@@ -9,6 +9,7 @@ int hersh_watcher_snapshot(hersh_watcher *w, hersh_snapshot *out) {
   *out = (hersh_snapshot){
       .state = (hersh_state)atomic_load(&w->state),
       .started = atomic_load(&w->started),
+      .waiting = atomic_load(&w->waiting),
       .failures = atomic_load(&w->failures),
       .next_retry = atomic_load(&w->next_retry),
       .pending = hersh_watcher_pending(w),

@@ -70,6 +70,14 @@ void hersh_watcher_on_free(hersh_watcher *w, void (*fn)(void *ud), void *ud);
 bool hersh_ctx_active(const hersh_ctx *ctx);
 /* The monotonic deadline (hersh_mono_ns) of the run or cleanup in progress. */
 int64_t hersh_ctx_deadline_ns(const hersh_ctx *ctx);
+/* A Lua reducer or cleanup whose coroutine waits (ltask.c) calls this before it returns
+** to the engine: the run stays open (still one at a time), the engine watches its
+** deadline with a loop timer, and abort(ud) ends the waiting code without a result
+** (deadline, kill, the watcher freed); abort must not call hersh_ctx_wait_done. */
+void hersh_ctx_wait(hersh_ctx *ctx, void (*abort)(void *ud), void *ud);
+/* The waiting code ended with `rc` (what the reducer would have returned): the engine
+** finishes the run (or cleanup) as if it had returned now. Loop thread. */
+void hersh_ctx_wait_done(hersh_ctx *ctx, int rc);
 bool hersh_watch_exists(hersh_watcher *w, const char *name);
 const char *hersh_flow_name(const hersh_flow *flow); /* the watch that feeds on it */
 /* The log of an effect: effect-log line with printf formatting. */

@@ -218,7 +218,20 @@ struct hersh_ctx {
   /* set by hersh_stop/kill/crash/fail and by limit violations during a run */
   hersh_outcome outcome;
   char *outcome_text;
+  /* The run or cleanup's Lua code waits (hersh_ctx_wait): abort ends that code. */
+  bool waiting;
+  void (*wait_abort)(void *ud);
+  void *wait_ud;
 };
+
+/* A run whose code waits: what its reduce entry needs once it ends (watcher.c). */
+typedef struct hersh_open_run {
+  hersh_state prev;
+  const char *signal, *reason; /* static names */
+  char *detail;                /* owned */
+  hersh_message *msg;          /* a reference, or NULL */
+  uint64_t started_ns;
+} hersh_open_run;
 
 struct hersh_watcher {
   hersh_loop *loop;
@@ -244,6 +257,7 @@ struct hersh_watcher {
   _Atomic int failures;
   _Atomic double next_retry;
   _Atomic bool started; /* read by the WatcherAPI thread */
+  _Atomic bool waiting; /* a run or cleanup waits (ctx.waiting, published) */
   bool cleanup_done, freed;
 
   pthread_mutex_t mu; /* queues, accepting, the stop waiters */
@@ -262,6 +276,10 @@ struct hersh_watcher {
   uint64_t batch_seq;
   size_t batch_cap;
   int open_handles; /* closed-callback count still to come */
+  hersh_open_run open_run; /* the run in progress */
+  uv_timer_t wait_timer;   /* the deadline of a run or cleanup that waits */
+  bool ending;             /* a waiting cleanup holds back the end in ending_state */
+  hersh_state ending_state;
 
   hersh_ctx ctx;
   hersh_logs logs;

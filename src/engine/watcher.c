@@ -5,7 +5,9 @@
 ** them from an idle handle: a watcher signal in any state; otherwise, only in Ready,
 ** one user message per run, then every pending var update as one batched run. Each
 ** run's outcome goes through one table (finish_run): success, failure (the recovery
-** policy), stop, kill, or a broken engine limit.
+** policy), stop, kill, or a broken engine limit. A Lua run or cleanup may wait (its
+** coroutine yields, ltask.c): it then stays open, nothing else runs on this watcher
+** but a kill, and it ends later through hersh_ctx_wait_done or its deadline timer.
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,8 +85,11 @@ typedef struct signal_note {
   hersh_message *msg;
 } signal_note;
 
+/* The state a handled signal leads to: the final one already while a cleanup waits. */
+static hersh_state next_state(const hersh_watcher *w) { return w->ending ? w->ending_state : state_of(w); }
+
 static void log_reduce(hersh_watcher *w, double time, hersh_state prev, const signal_note *note) {
-  hersh_log_entry e = {.time = time, .u.reduce = {prev, state_of(w), note->signal, note->reason, note->detail}};
+  hersh_log_entry e = {.time = time, .u.reduce = {prev, next_state(w), note->signal, note->reason, note->detail}};
   hersh_logs_add(&w->logs, HERSH_LOG_REDUCE, &e, note->msg);
 }
 
@@ -173,47 +178,85 @@ static void ctx_reset_outcome(hersh_ctx *ctx) {
   ctx->outcome_text = NULL;
 }
 
-/* Runs fn with a deadline; true if it ended after it. C code polls
-** hersh_ctx_cancelled(); the Lua binding arms the watchdog for its own calls. */
-static bool run_with_deadline(hersh_watcher *w, double seconds, void (*fn)(hersh_watcher *w, void *arg), void *arg) {
-  int64_t deadline = hersh_mono_ns() + (int64_t)(seconds * 1e9);
-  w->ctx.deadline_ns = deadline;
-  fn(w, arg);
-  return hersh_mono_ns() >= deadline;
+/* The deadline of the run or cleanup about to start. C code polls hersh_ctx_cancelled();
+** the Lua binding arms the watchdog while its code executes, and while it waits the
+** wait timer below keeps the same deadline. */
+static void set_deadline(hersh_watcher *w, double seconds) {
+  w->ctx.deadline_ns = hersh_mono_ns() + (int64_t)(seconds * 1e9);
 }
 
-typedef struct reducer_call {
-  const hersh_msg *msg;
-  int rc;
-} reducer_call;
+/* ---- waiting runs and cleanups ------------------------------------------------------ */
 
-static void call_reducer(hersh_watcher *w, void *arg) {
-  reducer_call *call = arg;
-  call->rc = w->reducer(&w->ctx, call->msg, w->reducer_ud);
+static void wait_deadline_cb(uv_timer_t *t);
+
+void hersh_ctx_wait(hersh_ctx *ctx, void (*abort)(void *ud), void *ud) {
+  ctx->waiting = true;
+  ctx->wait_abort = abort;
+  ctx->wait_ud = ud;
 }
 
-static void call_cleanup(hersh_watcher *w, void *arg) {
-  (void)arg;
-  w->cleanup(&w->ctx, w->cleanup_ud);
+/* After the code said it waits: its deadline becomes a loop timer, as the loop is free. */
+static void start_wait_timer(hersh_watcher *w) {
+  int64_t left = w->ctx.deadline_ns - hersh_mono_ns();
+  uint64_t ms = left > 0 ? (uint64_t)((left + 999999) / 1000000) : 0;
+  uv_timer_start(&w->wait_timer, wait_deadline_cb, ms, 0);
+  atomic_store_explicit(&w->waiting, true, memory_order_release); /* for snapshots */
 }
 
-static void run_cleanup(hersh_watcher *w) {
-  if (w->cleanup_done) return;
-  w->cleanup_done = true; /* at most once, whatever happens inside */
-  if (!w->cleanup) return; /* nothing ran: nothing to log */
+/* Ends the wait; with abort, the waiting code is ended too (it reports nothing). */
+static void clear_wait(hersh_watcher *w, bool abort) {
   hersh_ctx *ctx = &w->ctx;
-  ctx_reset_outcome(ctx);
-  ctx->in_cleanup = true;
-  ctx->msg = NULL;
-  bool late = run_with_deadline(w, w->cfg.cleanup_timeout, call_cleanup, NULL);
+  void (*fn)(void *ud) = ctx->wait_abort;
+  void *ud = ctx->wait_ud;
+  ctx->waiting = false;
+  ctx->wait_abort = NULL;
+  ctx->wait_ud = NULL;
+  uv_timer_stop(&w->wait_timer);
+  atomic_store_explicit(&w->waiting, false, memory_order_release);
+  if (abort && fn) fn(ud);
+}
+
+static void release_open_run(hersh_watcher *w) {
+  free(w->open_run.detail);
+  if (w->open_run.msg) hersh_message_unref(w->open_run.msg);
+  w->open_run.detail = NULL;
+  w->open_run.msg = NULL;
+}
+
+/* ---- cleanup ------------------------------------------------------------------------ */
+
+/* Logs how the cleanup ended: `forced` is its error when it was cut short. */
+static void end_cleanup(hersh_watcher *w, const char *forced) {
+  hersh_ctx *ctx = &w->ctx;
+  bool late = hersh_mono_ns() >= ctx->deadline_ns;
   ctx->in_cleanup = false;
-  const char *err = late                     ? "timeout"
+  const char *err = forced                   ? forced
+                    : late                   ? "timeout"
                     : ctx->outcome == OUT_OK ? NULL
                     : ctx->outcome_text      ? ctx->outcome_text
                                              : "cleanup failed";
   log_result(w, "cleanup", !err, err);
   if (err) hersh_report_cleanup_failed(w, err);
   ctx_reset_outcome(ctx);
+}
+
+/* Runs the cleanup once; true when it waits (it ends the watcher when it is done). */
+static bool run_cleanup(hersh_watcher *w) {
+  if (w->cleanup_done) return false;
+  w->cleanup_done = true; /* at most once, whatever happens inside */
+  if (!w->cleanup) return false; /* nothing ran: nothing to log */
+  hersh_ctx *ctx = &w->ctx;
+  ctx_reset_outcome(ctx);
+  ctx->in_cleanup = true;
+  ctx->msg = NULL;
+  set_deadline(w, w->cfg.cleanup_timeout);
+  w->cleanup(ctx, w->cleanup_ud);
+  if (ctx->waiting) {
+    start_wait_timer(w);
+    return true;
+  }
+  end_cleanup(w, NULL);
+  return false;
 }
 
 /* Tells the observer what the signal just handled changed. */
@@ -233,14 +276,39 @@ static void notify_reduced(hersh_watcher *w) {
   w->observer->reduced(w, dirty, w->observer_ud);
 }
 
-/* Ends the watcher in a terminal state: nothing is left running afterwards. */
+static void finish_terminate(hersh_watcher *w, hersh_state final);
+
+/* Drops a wait the watcher cannot finish (it is freed, or killed during a run). */
+static void abandon_wait(hersh_watcher *w, const char *why) {
+  clear_wait(w, true);
+  if (w->ctx.in_cleanup) {
+    end_cleanup(w, why);
+  } else {
+    release_open_run(w);
+    w->ctx.in_run = false;
+  }
+}
+
+/* Ends the watcher in a terminal state: nothing is left running afterwards. A cleanup
+** that waits holds the end back (`ending`): the end of its wait finishes the work. */
 static void terminate(hersh_watcher *w, hersh_state final, bool with_cleanup) {
+  if (w->ctx.waiting) abandon_wait(w, "the watcher was freed during the cleanup");
+  if (w->ending) final = w->ending_state;
   cancel_retry(w);
   pthread_mutex_lock(&w->mu);
   w->accepting = false;
   pthread_mutex_unlock(&w->mu);
   hersh_watch_close_all(w);
-  if (with_cleanup) run_cleanup(w);
+  if (with_cleanup && run_cleanup(w)) {
+    w->ending = true;
+    w->ending_state = final;
+    return;
+  }
+  finish_terminate(w, final);
+}
+
+static void finish_terminate(hersh_watcher *w, hersh_state final) {
+  w->ending = false;
   w->cleanup_done = true;
   pthread_mutex_lock(&w->mu);
   for (int k = 0; k < SIG_KINDS; k++) hersh_queue_free(&w->queues[k]); /* refused from now on */
@@ -250,6 +318,7 @@ static void terminate(hersh_watcher *w, hersh_state final, bool with_cleanup) {
   close_handle(w, (uv_handle_t *)&w->wake);
   close_handle(w, (uv_handle_t *)&w->drain);
   close_handle(w, (uv_handle_t *)&w->retry_timer);
+  close_handle(w, (uv_handle_t *)&w->wait_timer);
   if (hersh_state_terminal(final)) w->loop->ended[final - HERSH_STOPPED]++;
   notify_reduced(w);
   if (w->observer) w->observer->terminal(w, w->observer_ud);
@@ -356,23 +425,17 @@ static void finish_run(hersh_watcher *w, hersh_outcome outcome, const char *text
   }
 }
 
-static void run(hersh_watcher *w, const hersh_trigger *trigger, hersh_message *message, const signal_note *note) {
-  hersh_state prev = state_of(w);
+/* Ends the open run as its reducer returned `rc` (or its wait timed out): one outcome
+** through classify, whether it waited or not. */
+static void end_run(hersh_watcher *w, int rc, bool timed_out, const signal_note *note) {
   hersh_ctx *ctx = &w->ctx;
-  set_state(w, prev == HERSH_NOT_RUN ? HERSH_INIT_RUN : HERSH_RUNNING);
-  if (w->retry_pending) set_next_retry(w, 0.0); /* this run is the retry, or replaces it */
-  ctx_reset_outcome(ctx);
-  ctx->trigger = *trigger;
-  ctx->msg = message ? &message->msg : NULL;
-  ctx->in_run = true;
-  reducer_call call = {ctx->msg, 0};
-  uint64_t started_ns = uv_hrtime(); /* precise, unlike the deadline's coarse clock */
-  bool late = run_with_deadline(w, w->cfg.timeout, call_reducer, &call);
-  double took = (double)(uv_hrtime() - started_ns) / 1e9;
+  hersh_state prev = w->open_run.prev;
+  bool late = timed_out || hersh_mono_ns() >= ctx->deadline_ns;
+  double took = (double)(uv_hrtime() - w->open_run.started_ns) / 1e9;
   ctx->in_run = false;
   const char *text;
-  hersh_outcome outcome = classify(ctx, call.rc, late, &text);
-  hersh_stats_count_run(&w->stats, trigger, counted_outcome(outcome, late), took);
+  hersh_outcome outcome = classify(ctx, rc, late, &text);
+  hersh_stats_count_run(&w->stats, &ctx->trigger, counted_outcome(outcome, late), took);
   double done_at = hersh_wall_now();
   finish_run(w, outcome, text, done_at);
   ctx->msg = NULL;
@@ -385,6 +448,76 @@ static void run(hersh_watcher *w, const hersh_trigger *trigger, hersh_message *m
   }
   ctx_reset_outcome(ctx);
   if (!hersh_state_terminal(state_of(w))) notify_reduced(w); /* terminate told it already */
+}
+
+static void run(hersh_watcher *w, const hersh_trigger *trigger, hersh_message *message, const signal_note *note) {
+  hersh_state prev = state_of(w);
+  hersh_ctx *ctx = &w->ctx;
+  set_state(w, prev == HERSH_NOT_RUN ? HERSH_INIT_RUN : HERSH_RUNNING);
+  if (w->retry_pending) set_next_retry(w, 0.0); /* this run is the retry, or replaces it */
+  ctx_reset_outcome(ctx);
+  ctx->trigger = *trigger;
+  ctx->msg = message ? &message->msg : NULL;
+  ctx->in_run = true;
+  /* started_ns is precise, unlike the deadline's coarse clock */
+  w->open_run = (hersh_open_run){prev, note->signal, note->reason, NULL, NULL, uv_hrtime()};
+  set_deadline(w, w->cfg.timeout);
+  int rc = w->reducer(ctx, ctx->msg, w->reducer_ud);
+  if (!ctx->waiting) {
+    end_run(w, rc, false, note);
+    return;
+  }
+  /* The run waits: what its reduce entry needs outlives the signal. A detail lost to
+  ** memory only shortens that entry. */
+  w->open_run.detail = note->detail ? hersh_strdup(note->detail) : NULL;
+  if ((w->open_run.msg = note->msg)) note->msg->refs++;
+  start_wait_timer(w);
+}
+
+/* Ends the open run after its wait: `rc` from its code, or a timeout, or a kill. */
+static void end_waiting_run(hersh_watcher *w, int rc, bool timed_out) {
+  hersh_open_run *r = &w->open_run;
+  signal_note note = {r->signal, r->reason, r->detail, r->msg};
+  end_run(w, rc, timed_out, &note);
+  release_open_run(w);
+  if (!hersh_state_terminal(state_of(w))) uv_idle_start(&w->drain, drain_cb); /* what queued meanwhile */
+}
+
+void hersh_ctx_wait_done(hersh_ctx *ctx, int rc) {
+  hersh_watcher *w = ctx->w;
+  if (!ctx->waiting) return;
+  clear_wait(w, false);
+  if (ctx->in_cleanup) {
+    end_cleanup(w, NULL);
+    finish_terminate(w, w->ending_state);
+  } else {
+    end_waiting_run(w, rc, false);
+  }
+}
+
+static void wait_deadline_cb(uv_timer_t *t) {
+  hersh_watcher *w = t->data;
+  bool cleanup = w->ctx.in_cleanup;
+  clear_wait(w, true); /* cancels what the code waited on */
+  if (cleanup) {
+    end_cleanup(w, "timeout");
+    finish_terminate(w, w->ending_state);
+  } else {
+    end_waiting_run(w, HERSH_R_FAIL, true);
+  }
+}
+
+/* A kill during a wait ends it at once: a run as Killed (no cleanup); a cleanup (the
+** watcher was ending) is cut short, and the watcher ends Killed. */
+static void kill_waiting(hersh_watcher *w) {
+  bool cleanup = w->ctx.in_cleanup;
+  clear_wait(w, true);
+  if (cleanup) {
+    end_cleanup(w, "killed");
+    finish_terminate(w, HERSH_KILLED);
+  } else {
+    end_waiting_run(w, hersh_kill(&w->ctx, "killed during a wait"), false);
+  }
 }
 
 /* ---- handling signals ------------------------------------------------------------- */
@@ -474,6 +607,12 @@ static bool step(hersh_watcher *w) {
   size_t n = 0;
   pthread_mutex_lock(&w->mu);
   hersh_state st = state_of(w);
+  if (w->ctx.waiting) { /* one run at a time: signals wait in their queues, but a kill */
+    bool kill = w->kill_requested;
+    pthread_mutex_unlock(&w->mu);
+    if (kill) kill_waiting(w);
+    return kill;
+  }
   if (hersh_queue_pop(&w->queues[SIG_WATCHER], &s)) {
     pthread_mutex_unlock(&w->mu);
     handle_watcher_signal(w, &s);
@@ -622,8 +761,9 @@ int hersh_watcher_new(hersh_loop *loop, const hersh_config *cfg, hersh_watcher *
   uv_async_init(loop->uv, &w->wake, wake_cb);
   uv_idle_init(loop->uv, &w->drain);
   uv_timer_init(loop->uv, &w->retry_timer);
-  w->wake.data = w->drain.data = w->retry_timer.data = w;
-  w->open_handles = 3;
+  uv_timer_init(loop->uv, &w->wait_timer);
+  w->wake.data = w->drain.data = w->retry_timer.data = w->wait_timer.data = w;
+  w->open_handles = 4;
   uv_unref((uv_handle_t *)&w->wake); /* a watcher keeps the loop alive only once started */
   *out = w;
   return HERSH_OK;
@@ -689,12 +829,20 @@ static int request_end(hersh_watcher *w, hersh_wsig what, const char *reason) {
   bool refused = hersh_state_terminal(st) || (what == WSIG_KILL ? w->kill_requested : w->stop_requested);
   w->stop_requested = true;
   if (what == WSIG_KILL) w->kill_requested = true;
+  /* Not accepting, not terminal: a cleanup waits (ending). A kill cuts it short: no
+  ** signal can be queued, so the flag alone wakes the loop (wake is open until the
+  ** state turns terminal, under this lock). */
+  bool cut_cleanup = !refused && what == WSIG_KILL && !w->accepting;
+  if (cut_cleanup) {
+    if (hersh_loop_on_thread(w->loop)) uv_idle_start(&w->drain, drain_cb);
+    else uv_async_send(&w->wake);
+  }
   pthread_mutex_unlock(&w->mu);
   if (refused) {
     log_fault(w, st, what == WSIG_STOP ? HERSH_STOPPED : HERSH_KILLED, "already stopped");
     return hersh_fail_with(HERSH_E_STOPPED, "already stopped");
   }
-  int rc = push_watcher_signal(w, what, 0, reason);
+  int rc = cut_cleanup ? HERSH_OK : push_watcher_signal(w, what, 0, reason);
   if (rc) return rc;
   if (!hersh_loop_on_thread(w->loop)) {
     pthread_mutex_lock(&w->mu);

@@ -20,6 +20,9 @@
 
 enum {
   MAX_CONNECTS = 64,  /* idle keep-alive connections the cache keeps: a burst of polls */
+  /* Seconds an idle connection may be reused: below the WatcherAPI's idle timeout (10 s),
+  ** so a request is never sent on a connection the server is closing. */
+  MAX_IDLE_S = 5,
   MAX_POOLED = 64,    /* idle easy handles kept for reuse */
   DEFAULT_TIMEOUT_MS = 30000,
   MAX_TIMEOUT_S = 1000000, /* longer is "forever", and must still fit a long of ms */
@@ -38,6 +41,7 @@ struct hersh_http_client {
   int open_handles;   /* of timer and sweep: c is freed when both closed */
   bool closing;
   http_req *active;   /* requests in the multi handle */
+  http_req *touched;  /* got head or body in this drive: their `settled` is due */
   sock_ctx *socks;    /* the sockets being polled */
   CURL *pool[MAX_POOLED];
   size_t n_pool;
@@ -59,8 +63,11 @@ struct hersh_http_req {
   hersh_buf head, body;
   size_t max;
   bool too_large;
-  bool streaming, head_sent, cancelled;
-  hersh_http_stream_cbs cbs; /* when streaming */
+  const hersh_http_stream_fns *fns; /* NULL: the answer is collected */
+  bool aborted;                     /* a stream callback said HERSH_HTTP_ABORT */
+  bool cancelled;                   /* hersh_http_cancel: the sweep ends it */
+  bool touched;                     /* in c->touched */
+  http_req *next_touched;
   hersh_http_done done;
   void *ud;
   http_req *prev, *next;
@@ -104,12 +111,27 @@ static void sock_close(hersh_http_client *c, sock_ctx *sc) {
   uv_close((uv_handle_t *)&sc->poll, sock_closed);
 }
 
-/* Tells curl about activity (or a timeout), then hands out what finished. */
+/* A streamed request got something: its `settled` comes after this drive. */
+static void touch(http_req *r) {
+  if (r->touched || !r->fns->settled) return;
+  r->touched = true;
+  r->next_touched = r->c->touched;
+  r->c->touched = r;
+}
+
+/* Tells curl about activity (or a timeout), then hands out what finished, then what
+** goes on. */
 static void drive(hersh_http_client *c, curl_socket_t fd, int flags) {
   int running = 0;
   CURLMcode mc = curl_multi_socket_action(c->multi, fd, flags, &running);
   /* BAD_SOCKET: curl dropped the socket before our poll event came in: harmless. */
   collect_done(c);
+  while (c->touched) { /* settled may cancel any request: each leaves the list first */
+    http_req *r = c->touched;
+    c->touched = r->next_touched;
+    r->touched = false;
+    if (!r->cancelled) r->fns->settled(r->ud);
+  }
   if (mc != CURLM_OK && mc != CURLM_BAD_SOCKET) fail_all(c, "curl_multi_socket_action", mc);
 }
 
@@ -258,25 +280,18 @@ hersh_http_client *hersh_http_client_get(hersh_loop *loop) {
 
 /* ---- one request ------------------------------------------------------------------------ */
 
-/* A stream's status and headers, once, before its first chunk. */
-static void send_head(http_req *r) {
-  long status = 0;
-  if (curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK) status = 0;
-  hersh_http_result res = {.status = (int)status, .headers = r->head.p ? r->head.p : "",
-                           .headers_len = r->head.len, .body = ""};
-  r->head_sent = true;
-  r->cbs.head(&res, r->ud);
-}
-
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud) {
   http_req *r = ud;
   size_t n = size * nmemb;
-  if (r->cancelled) return 0; /* CURLE_WRITE_ERROR: the sweep reports it */
-  if (r->streaming) {
-    if (!r->head_sent) send_head(r);
+  if (r->cancelled) return 0; /* CURLE_WRITE_ERROR: done says "cancelled" */
+  if (r->fns) {
+    touch(r);
+    hersh_http_take t = r->fns->data(ptr, n, r->ud);
     if (r->cancelled) return 0;
-    r->cbs.chunk(ptr, n, r->ud);
-    return n;
+    if (t == HERSH_HTTP_TAKEN) return n;
+    if (t == HERSH_HTTP_PAUSE) return CURL_WRITEFUNC_PAUSE;
+    r->aborted = true;
+    return 0; /* CURLE_WRITE_ERROR */
   }
   if (n > r->max - r->body.len) {
     r->too_large = true;
@@ -286,17 +301,43 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud) {
   return r->body.oom ? 0 : n;
 }
 
+static size_t on_read(char *buf, size_t size, size_t nitems, void *ud) {
+  http_req *r = ud;
+  if (r->cancelled) return CURL_READFUNC_ABORT;
+  size_t n = r->fns->read(buf, size * nitems, r->ud);
+  if (r->cancelled) return CURL_READFUNC_ABORT;
+  if (n == HERSH_HTTP_READ_PAUSE) return CURL_READFUNC_PAUSE;
+  if (n == HERSH_HTTP_READ_ABORT) {
+    r->aborted = true;
+    return CURL_READFUNC_ABORT;
+  }
+  return n;
+}
+
 /* Keeps the header block of the last response only (a 100 Continue comes first). */
 static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud) {
   http_req *r = ud;
   size_t n = size * nmemb;
+  if (r->cancelled) return 0;
   if (n >= 5 && memcmp(ptr, "HTTP/", 5) == 0) r->head.len = 0;
   if (n > r->max - r->head.len) {
     r->too_large = true;
     return 0;
   }
   hersh_buf_put(&r->head, ptr, n);
-  return r->head.oom ? 0 : n;
+  if (r->head.oom) return 0;
+  bool blank = (n == 2 && ptr[0] == '\r' && ptr[1] == '\n') || (n == 1 && ptr[0] == '\n');
+  long status = 0;
+  if (r->fns && blank && curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK && status >= 200) {
+    touch(r);
+    hersh_http_take t = r->fns->head((int)status, r->head.p, r->head.len, r->ud);
+    if (r->cancelled) return 0;
+    if (t != HERSH_HTTP_TAKEN) {
+      r->aborted = true;
+      return 0;
+    }
+  }
+  return n;
 }
 
 static void req_free(http_req *r) {
@@ -317,18 +358,29 @@ static void easy_recycle(hersh_http_client *c, CURL *easy) {
   c->pool[c->n_pool++] = easy;
 }
 
-/* Takes the request out of the multi handle and the active list, gives its easy
-** handle back, calls done with `res`, and frees it. */
-static void req_end(http_req *r, hersh_http_result *res) {
+/* Takes the request out of the multi handle and the active list and gives its easy
+** handle back. An unfinished transfer's connection is closed, never reused. */
+static void req_detach(http_req *r) {
   hersh_http_client *c = r->c;
   CURLMcode mc = curl_multi_remove_handle(c->multi, r->easy);
   LIST_UNLINK(c->active, r);
+  if (r->touched) {
+    http_req **t = &c->touched;
+    while (*t != r) t = &(*t)->next_touched;
+    *t = r->next_touched;
+    r->touched = false;
+  }
   if (mc == CURLM_OK) {
     easy_recycle(c, r->easy);
   } else { /* it may still be attached: never reuse or free it under the multi */
     fprintf(stderr, "hersh: http: curl_multi_remove_handle: %s\n", curl_multi_strerror(mc));
   }
   r->easy = NULL;
+}
+
+/* Detaches the request, calls done with `res`, and frees it. */
+static void req_end(http_req *r, hersh_http_result *res) {
+  req_detach(r);
   if (res->error) {
     res->status = 0;
     res->headers = "";
@@ -350,8 +402,7 @@ static void req_finish(http_req *r, CURLcode cc) {
   hersh_http_result res = {0};
   long status = 0, os_errno = 0;
   char text[CURL_ERROR_SIZE + 64];
-  if (cc == CURLE_OK && r->streaming && !r->head_sent) send_head(r); /* an empty body */
-  if (r->cancelled) {
+  if (r->cancelled) { /* whatever came meanwhile, it was cancelled first */
     req_fail(r, "cancelled", "ECANCELLED");
     return;
   }
@@ -395,8 +446,15 @@ static void req_finish(http_req *r, CURLcode cc) {
     res.error = "out of memory";
     res.code = "ENOMEM";
     break;
+  case CURLE_TOO_MANY_REDIRECTS:
+    res.error = "too many redirects";
+    res.code = "EREDIRECT";
+    break;
   default:
-    if (cc == CURLE_WRITE_ERROR && r->too_large) {
+    if (r->aborted) { /* a write error, or aborted by the read callback */
+      res.error = "aborted";
+      res.code = "ECANCELLED";
+    } else if (cc == CURLE_WRITE_ERROR && r->too_large) {
       res.error = "response too large";
       res.code = "ETOOLARGE";
     } else if (cc == CURLE_WRITE_ERROR && (r->head.oom || r->body.oom)) {
@@ -433,10 +491,10 @@ static void fail_all(hersh_http_client *c, const char *what, CURLMcode mc) {
 
 /* ---- starting a request ----------------------------------------------------------------- */
 
-static bool is_token(const char *s) {
-  if (!s || !*s) return false;
-  for (; *s; s++) {
-    unsigned char ch = (unsigned char)*s;
+bool hersh_http_is_token(const char *s, size_t n) {
+  if (!s || n == 0) return false;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)s[i];
     if (ch <= 32 || ch >= 127 || strchr("\"(),/:;<=>?@[\\]{}", ch)) return false;
   }
   return true;
@@ -495,7 +553,7 @@ static long timeout_ms(double seconds) {
 
 static int set_options(http_req *r, const hersh_http_call *call, const char *method) {
   CURL *e = r->easy;
-  long whole_ms = call->timeout > 0 ? timeout_ms(call->timeout) : r->streaming ? 0 : DEFAULT_TIMEOUT_MS;
+  long whole_ms = call->timeout > 0 ? timeout_ms(call->timeout) : r->fns ? 0 : DEFAULT_TIMEOUT_MS;
   long connect_ms = call->connect_timeout > 0 ? timeout_ms(call->connect_timeout) : 0; /* 0: curl's own (300 s) */
   bool ok = SETOPT(e, CURLOPT_URL, call->url) && SETOPT(e, CURLOPT_PRIVATE, (void *)r) &&
             SETOPT(e, CURLOPT_NOSIGNAL, 1L) && SETOPT(e, CURLOPT_PROTOCOLS_STR, "http,https") &&
@@ -503,11 +561,19 @@ static int set_options(http_req *r, const hersh_http_call *call, const char *met
             SETOPT(e, CURLOPT_WRITEFUNCTION, on_body) && SETOPT(e, CURLOPT_WRITEDATA, (void *)r) &&
             SETOPT(e, CURLOPT_HEADERFUNCTION, on_header) && SETOPT(e, CURLOPT_HEADERDATA, (void *)r) &&
             SETOPT(e, CURLOPT_TIMEOUT_MS, whole_ms) && SETOPT(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms) &&
-            SETOPT(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)(r->streaming ? 0 : r->max)) &&
-            SETOPT(e, CURLOPT_HTTPHEADER, r->headers);
+            SETOPT(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)(r->fns ? 0 : r->max)) &&
+            SETOPT(e, CURLOPT_MAXAGE_CONN, (long)MAX_IDLE_S) && SETOPT(e, CURLOPT_HTTPHEADER, r->headers);
+  if (ok && call->max_redirects > 0)
+    ok = SETOPT(e, CURLOPT_FOLLOWLOCATION, 1L) && SETOPT(e, CURLOPT_MAXREDIRS, (long)call->max_redirects) &&
+         SETOPT(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   bool has_body = call->body_len > 0 || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
                   strcmp(method, "PATCH") == 0;
-  if (ok && strcmp(method, "HEAD") == 0) {
+  if (ok && r->fns && r->fns->read) { /* POST's way of sending a body, with the method named */
+    ok = SETOPT(e, CURLOPT_POST, 1L) && SETOPT(e, CURLOPT_READFUNCTION, on_read) &&
+         SETOPT(e, CURLOPT_READDATA, (void *)r) &&
+         SETOPT(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(call->stream_len < 0 ? -1 : call->stream_len)) &&
+         (strcmp(method, "POST") == 0 || SETOPT(e, CURLOPT_CUSTOMREQUEST, method));
+  } else if (ok && strcmp(method, "HEAD") == 0) {
     ok = SETOPT(e, CURLOPT_NOBODY, 1L);
   } else if (ok && has_body) {
     /* The size first: COPYPOSTFIELDS then copies exactly that many bytes. */
@@ -520,12 +586,25 @@ static int set_options(http_req *r, const hersh_http_call *call, const char *met
   return ok ? HERSH_OK : hersh_fail_with(HERSH_E_SYS, "curl_easy_setopt failed for %s %s", method, call->url);
 }
 
-/* Starts r's transfer (r is filled in but for its easy handle); frees r on failure. */
-static int start(hersh_http_client *c, const hersh_http_call *call, http_req *r) {
+static int start(hersh_http_client *c, const hersh_http_call *call, const hersh_http_stream_fns *fns,
+                 hersh_http_done done, void *ud, http_req **out) {
+  if (!c || !call || !done) return hersh_fail_with(HERSH_E_INVAL, "hersh_http_request: NULL argument");
+  if (c->closing) return hersh_fail_with(HERSH_E_STATE, "the HTTP client is closing");
+  if (!hersh_loop_on_thread(c->loop))
+    return hersh_fail_with(HERSH_E_INVAL, "HTTP requests can only be made on the loop thread");
   const char *method = call->method ? call->method : "GET";
+  if (!hersh_http_is_token(method, strlen(method))) return hersh_fail_with(HERSH_E_INVAL, "bad HTTP method '%s'", method);
+  if (call->body_len && !call->body) return hersh_fail_with(HERSH_E_INVAL, "hersh_http_request: NULL body");
+  int rc = check_url(call->url);
+  if (rc) return rc;
+  http_req *r = calloc(1, sizeof *r);
+  if (!r) return hersh_fail_with(HERSH_E_NOMEM, "out of memory starting an HTTP request");
   r->c = c;
+  r->done = done;
+  r->ud = ud;
+  r->fns = fns;
   r->max = call->max_response ? call->max_response : DEFAULT_MAX_RESPONSE;
-  int rc = build_headers(r, call->headers);
+  rc = build_headers(r, call->headers);
   if (rc) {
     req_free(r);
     return rc;
@@ -546,46 +625,29 @@ static int start(hersh_http_client *c, const hersh_http_call *call, http_req *r)
     return rc;
   }
   LIST_LINK(c->active, r);
+  if (out) *out = r;
   return HERSH_OK;
 }
 
-/* What every request must pass before it is made. */
-static int check_call(hersh_http_client *c, const hersh_http_call *call) {
-  if (c->closing) return hersh_fail_with(HERSH_E_STATE, "the HTTP client is closing");
-  if (!hersh_loop_on_thread(c->loop))
-    return hersh_fail_with(HERSH_E_INVAL, "HTTP requests can only be made on the loop thread");
-  const char *method = call->method ? call->method : "GET";
-  if (!is_token(method)) return hersh_fail_with(HERSH_E_INVAL, "bad HTTP method '%s'", method);
-  if (call->body_len && !call->body) return hersh_fail_with(HERSH_E_INVAL, "hersh_http_request: NULL body");
-  return check_url(call->url);
-}
-
 int hersh_http_request(hersh_http_client *c, const hersh_http_call *call, hersh_http_done done, void *ud) {
-  if (!c || !call || !done) return hersh_fail_with(HERSH_E_INVAL, "hersh_http_request: NULL argument");
-  int rc = check_call(c, call);
-  if (rc) return rc;
-  http_req *r = calloc(1, sizeof *r);
-  if (!r) return hersh_fail_with(HERSH_E_NOMEM, "out of memory starting an HTTP request");
-  r->done = done;
-  r->ud = ud;
-  return start(c, call, r);
+  return start(c, call, NULL, done, ud, NULL);
 }
 
-int hersh_http_stream_request(hersh_http_client *c, const hersh_http_call *call, const hersh_http_stream_cbs *cbs,
-                              void *ud, hersh_http_req **out) {
-  if (!c || !call || !cbs || !cbs->head || !cbs->chunk || !cbs->done || !out)
-    return hersh_fail_with(HERSH_E_INVAL, "hersh_http_stream_request: NULL argument");
-  int rc = check_call(c, call);
-  if (rc) return rc;
-  http_req *r = calloc(1, sizeof *r);
-  if (!r) return hersh_fail_with(HERSH_E_NOMEM, "out of memory starting an HTTP request");
-  r->streaming = true;
-  r->cbs = *cbs;
-  r->done = cbs->done;
-  r->ud = ud;
-  rc = start(c, call, r);
-  if (rc == HERSH_OK) *out = r;
-  return rc;
+int hersh_http_request_stream(hersh_http_client *c, const hersh_http_call *call, const hersh_http_stream_fns *fns,
+                              hersh_http_done done, void *ud, hersh_http_req **out) {
+  if (!fns || !fns->head || !fns->data) return hersh_fail_with(HERSH_E_INVAL, "hersh_http_request_stream: NULL fns");
+  /* Each response's head would reach fns: the streamed answer is the first one. */
+  if (call && call->max_redirects > 0)
+    return hersh_fail_with(HERSH_E_INVAL, "a streamed request does not follow redirects");
+  return start(c, call, fns, done, ud, out);
+}
+
+int hersh_http_resume(hersh_http_req *r) {
+  if (r->cancelled) return hersh_fail_with(HERSH_E_STATE, "cancelled");
+  /* curl offers the paused piece again at once, and asks (on_timer) to be driven. */
+  CURLcode cc = curl_easy_pause(r->easy, CURLPAUSE_CONT);
+  if (cc == CURLE_OK) return HERSH_OK;
+  return hersh_fail_with(HERSH_E_SYS, "%s", r->aborted ? "aborted" : curl_easy_strerror(cc));
 }
 
 /* Ends the cancelled requests; done may start or cancel others meanwhile. */
@@ -601,7 +663,8 @@ static void on_sweep(uv_timer_t *t) {
   }
 }
 
-/* Only marks it: curl may be inside one of r's callbacks, where removing r is not allowed. */
+/* Only marks it: curl may be inside one of r's callbacks (or another request's), where
+** removing r is not allowed; its callbacks see the mark and stop the transfer. */
 void hersh_http_cancel(hersh_http_req *r) {
   if (!r || r->cancelled) return;
   r->cancelled = true;
@@ -609,7 +672,17 @@ void hersh_http_cancel(hersh_http_req *r) {
   if (rc != 0) fprintf(stderr, "hersh: http: cannot schedule a cancel: %s\n", uv_strerror(rc));
 }
 
-/* ---- freeing ------------------------------------------------------------------------------ */
+/* ---- abandoning and freeing --------------------------------------------------------------- */
+
+void hersh_http_abandon(hersh_http_client *c, hersh_http_done done, void *ud) {
+  if (!c) return;
+  for (http_req *r = c->active; r; r = r->next) {
+    if (r->done != done || r->ud != ud) continue;
+    req_detach(r);
+    req_free(r);
+    return;
+  }
+}
 
 void hersh_http_client_free(hersh_http_client *c) {
   if (!c) return;

@@ -14,6 +14,7 @@
 #define HERSH_CURL_FUNCTIONS(X)                                                                   \
   X(curl_global_init) X(curl_easy_init) X(curl_easy_cleanup) X(curl_easy_reset)                     \
   X(curl_easy_setopt) X(curl_easy_getinfo) X(curl_easy_strerror) X(curl_free) X(curl_multi_init)    \
+  X(curl_easy_pause)                                                                                \
   X(curl_multi_add_handle) X(curl_multi_remove_handle) X(curl_multi_assign) X(curl_multi_cleanup)   \
   X(curl_multi_info_read) X(curl_multi_setopt) X(curl_multi_socket_action) X(curl_multi_strerror)   \
   X(curl_slist_append) X(curl_slist_free_all) X(curl_url) X(curl_url_cleanup) X(curl_url_get)       \
@@ -40,6 +41,7 @@ int hersh_curl_load(void);
 #define curl_easy_reset hersh_curl.curl_easy_reset
 #define curl_easy_setopt hersh_curl.curl_easy_setopt
 #define curl_easy_getinfo hersh_curl.curl_easy_getinfo
+#define curl_easy_pause hersh_curl.curl_easy_pause
 #define curl_easy_strerror hersh_curl.curl_easy_strerror
 #define curl_free hersh_curl.curl_free
 #define curl_multi_init hersh_curl.curl_multi_init

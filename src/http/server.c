@@ -12,16 +12,22 @@
 ** (from any thread): whoever clears `suspended` has resumed by the time it unlocks,
 ** which lets stop resume every connection before MHD_stop_daemon, as MHD requires.
 **
+** On the loop (on_loop), MHD has no thread: hersh_http_server_run is MHD_run, so the
+** handler runs in the same call that read the request and its answer is queued
+** without a thread hand-off; the mutexes are then uncontended.
+**
 ** What a client may take is bounded: connections (in all and per address), a silent
-** connection's life, the time its request may take to come in (a sweeper thread cuts
-** the slow ones: libmicrohttpd's timeout counts silence only, and a client trickling a
-** byte now and then is never silent), and the bodies held at once. A bearer token is
+** connection's life, the time its request may take to come in (a sweeper thread, or
+** each run on the loop, cuts the slow ones: libmicrohttpd's timeout counts silence
+** only, and a client trickling a byte now and then is never silent), and the bodies
+** held at once. A bearer token is
 ** checked on the headers, before any body is read.
 */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -53,6 +59,8 @@ struct hersh_http_server {
   struct MHD_Daemon *daemon;
   hersh_http_handler handler;
   void *ud;
+  hersh_http_handler on_headers;
+  void (*wake)(void *ud);
   size_t max_body;
   size_t max_buffered;
   atomic_size_t buffered; /* bytes allocated for bodies, over all connections */
@@ -74,11 +82,14 @@ struct hersh_http_server {
   bool sweeper_stop, has_sweeper;
   pthread_t sweeper;
   uint64_t request_timeout_ms;
+  bool on_loop;           /* no thread: its owner runs it (hersh_http_server_run) */
+  uint64_t next_sweep_ms; /* on the loop: when run sweeps next */
 };
 
 struct hersh_http_pending {
   pthread_mutex_t mu;
   atomic_int refs;
+  hersh_http_server *server;
   struct MHD_Connection *conn;
   int fd;                                /* the client socket, looked at while suspended */
   hersh_http_pending *prev, *next;       /* in the server's list (server->mu) */
@@ -97,6 +108,10 @@ struct hersh_http_pending {
   size_t off, len, cap;
   hersh_http_close_fn on_close;
   void *on_close_ud;
+  hersh_http_close_fn on_drain;
+  void *on_drain_ud;
+  hersh_http_body_fn on_body; /* the taker of a body deferred on its headers */
+  void *on_body_ud;
 };
 
 /* Per request: the body as it arrives, and the pending request once deferred. */
@@ -109,6 +124,7 @@ typedef struct request_state {
   bool too_large;
   bool refused; /* answered from the headers (401) */
   bool over_cap; /* the server holds max_buffered already: refused, the rest discarded */
+  bool body_done; /* deferred on its headers: its taker was told the body is all in */
   hersh_http_pending *pending; /* the connection's reference */
 } request_state;
 
@@ -290,11 +306,14 @@ static void pending_release(hersh_http_pending *p) {
 void hersh_http_stream_retain(hersh_http_stream *s) { atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed); }
 void hersh_http_stream_release(hersh_http_stream *s) { pending_release(s); }
 
-/* With p->mu held. */
+/* With p->mu held. Without a thread of its own, MHD does not wake itself for a resumed
+** connection: its owner is asked to run it. */
 static void resume_locked(hersh_http_pending *p) {
   if (!p->suspended) return;
   p->suspended = false;
   MHD_resume_connection(p->conn);
+  hersh_http_server *s = p->server;
+  if (s->on_loop && s->wake) s->wake(s->ud);
 }
 
 /* Whether the client of a suspended connection has closed its end (or reset it). A
@@ -320,6 +339,7 @@ hersh_http_pending *hersh_http_defer(const hersh_http_request *req) {
   }
   pthread_mutex_init(&p->mu, NULL);
   atomic_init(&p->refs, 2); /* the connection's and the owner's */
+  p->server = s;
   p->conn = req->conn;
   const union MHD_ConnectionInfo *info = MHD_get_connection_info(p->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
   p->fd = info ? info->connect_fd : -1;
@@ -493,11 +513,39 @@ void hersh_http_stream_on_close(hersh_http_stream *s, hersh_http_close_fn fn, vo
   if (now && fn) fn(s, ud);
 }
 
+void hersh_http_body_take(hersh_http_pending *p, hersh_http_body_fn fn, void *ud) {
+  pthread_mutex_lock(&p->mu);
+  p->on_body = fn;
+  p->on_body_ud = ud;
+  pthread_mutex_unlock(&p->mu);
+}
+
+void hersh_http_body_resume(hersh_http_pending *p) {
+  pthread_mutex_lock(&p->mu);
+  resume_locked(p);
+  pthread_mutex_unlock(&p->mu);
+}
+
+void hersh_http_stream_on_drain(hersh_http_stream *s, hersh_http_close_fn fn, void *ud) {
+  pthread_mutex_lock(&s->mu);
+  s->on_drain = fn;
+  s->on_drain_ud = ud;
+  pthread_mutex_unlock(&s->mu);
+}
+
+struct MHD_Connection *hersh_http_pending_conn(hersh_http_pending *p) {
+  pthread_mutex_lock(&p->mu);
+  struct MHD_Connection *conn = p->gone ? NULL : p->conn;
+  pthread_mutex_unlock(&p->mu);
+  return conn;
+}
+
 /* The content reader of a stream (server thread; MHD holds the response's lock). */
 static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max) {
   (void)pos;
   hersh_http_pending *s = cls;
   ssize_t n;
+  hersh_http_close_fn drained = NULL;
   pthread_mutex_lock(&s->mu);
   if (s->cut) {
     n = MHD_CONTENT_READER_END_WITH_ERROR;
@@ -505,7 +553,10 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max) {
     size_t k = s->len - s->off < max ? s->len - s->off : max;
     memcpy(out, s->buf + s->off, k);
     s->off += k;
-    if (s->off == s->len) s->off = s->len = 0;
+    if (s->off == s->len) {
+      s->off = s->len = 0;
+      drained = s->ended ? NULL : s->on_drain;
+    }
     n = (ssize_t)k;
   } else if (s->ended) {
     n = MHD_CONTENT_READER_END_OF_STREAM;
@@ -514,11 +565,31 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max) {
     MHD_suspend_connection(s->conn);
     n = 0;
   }
+  void *drained_ud = s->on_drain_ud;
   pthread_mutex_unlock(&s->mu);
+  if (drained) drained(s, drained_ud); /* unlocked: it may write at once */
   return n;
 }
 
 static void stream_free(void *cls) { pending_release(cls); }
+
+/* A piece of the body of a request deferred on its headers, to its taker (len 0: the
+** end); what it leaves waits, suspended, for hersh_http_body_resume. */
+static enum MHD_Result body_piece(hersh_http_pending *p, struct MHD_Connection *conn, const char *data, size_t *len) {
+  pthread_mutex_lock(&p->mu);
+  hersh_http_body_fn fn = p->on_body;
+  void *ud = p->on_body_ud;
+  pthread_mutex_unlock(&p->mu);
+  size_t took = fn ? fn(ud, data, *len) : *len; /* no taker: dropped */
+  *len -= took < *len ? took : *len;
+  if (*len) {
+    pthread_mutex_lock(&p->mu);
+    p->suspended = true;
+    MHD_suspend_connection(conn);
+    pthread_mutex_unlock(&p->mu);
+  }
+  return MHD_YES;
+}
 
 /* A later call for a deferred request: queue its answer, or wait for it suspended. */
 static enum MHD_Result answer_pending(struct MHD_Connection *conn, hersh_http_pending *p) {
@@ -567,9 +638,24 @@ static void clock_set(hersh_http_server *s, conn_clock *c, bool reading) {
 
 /* Shuts down the connections whose request has been coming in for too long: MHD then
 ** sees their end and closes them. */
+static uint64_t sweep_step(const hersh_http_server *s) {
+  return s->request_timeout_ms / 4 < SWEEP_MAX_MS ? s->request_timeout_ms / 4 : SWEEP_MAX_MS;
+}
+
+/* With clocks_mu held. */
+static void sweep_locked(hersh_http_server *s) {
+  uint64_t now = now_ms();
+  for (conn_clock *c = s->clocks; c; c = c->next) {
+    if (!c->reading || c->cut || now - c->since_ms < s->request_timeout_ms) continue;
+    c->cut = true;
+    shutdown(c->fd, SHUT_RDWR); /* it may have gone already: then there is nothing to do */
+  }
+}
+
+/* The sweeper thread of a server with its own thread (on the loop, run sweeps). */
 static void *sweep(void *arg) {
   hersh_http_server *s = arg;
-  uint64_t step = s->request_timeout_ms / 4 < SWEEP_MAX_MS ? s->request_timeout_ms / 4 : SWEEP_MAX_MS;
+  uint64_t step = sweep_step(s);
   pthread_mutex_lock(&s->clocks_mu);
   while (!s->sweeper_stop) {
     struct timespec until;
@@ -578,12 +664,7 @@ static void *sweep(void *arg) {
     until.tv_sec += (time_t)(step / 1000) + until.tv_nsec / 1000000000L;
     until.tv_nsec %= 1000000000L;
     pthread_cond_timedwait(&s->clocks_cond, &s->clocks_mu, &until);
-    uint64_t now = now_ms();
-    for (conn_clock *c = s->clocks; c; c = c->next) {
-      if (!c->reading || c->cut || now - c->since_ms < s->request_timeout_ms) continue;
-      c->cut = true;
-      shutdown(c->fd, SHUT_RDWR); /* it may have gone already: then there is nothing to do */
-    }
+    sweep_locked(s);
   }
   pthread_mutex_unlock(&s->clocks_mu);
   return NULL;
@@ -721,18 +802,34 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     *con_cls = st;
     hersh_http_response res = {0};
     refuse_early(st, conn, method, url, &res);
+    if (!res.status && s->on_headers) {
+      hersh_http_request req = {conn, method, url, NULL, 0, st};
+      s->on_headers(&req, &res, s->ud);
+      if (st->pending) { /* deferred: its body goes to its taker, not held here */
+        drop_body(st);
+        free(res.body);
+        free(res.headers);
+        return MHD_YES;
+      }
+    }
     if (!res.status) return MHD_YES;
     /* Answered now, the body unread: MHD sends this and closes the connection. */
     st->refused = true;
     clock_set(s, st->clock, false);
     return send_response(conn, &res);
   }
+  if (*upload_size && st->pending) return body_piece(st->pending, conn, upload_data, upload_size);
   if (*upload_size) {
     bool ok = st->refused || append_body(st, upload_data, *upload_size);
     *upload_size = 0;
     return ok ? MHD_YES : MHD_NO;
   }
   if (st->refused) return MHD_YES; /* its answer is queued already */
+  if (st->pending && !st->body_done) { /* deferred on its headers: its body is all in */
+    st->body_done = true;
+    clock_set(s, st->clock, false);
+    body_piece(st->pending, conn, NULL, &(size_t){0});
+  }
   if (st->pending) return answer_pending(conn, st->pending);
   clock_set(s, st->clock, false); /* all in: what follows is the server's time */
   hersh_http_response res = {.status = 200};
@@ -742,6 +839,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     over_cap_error(&res, s);
   } else {
     hersh_http_request req = {conn, method, url, st->body, st->len, st};
+    st->body_done = true; /* read whole: a deferral here takes no body */
     s->handler(&req, &res, s->ud);
     drop_body(st); /* the handler copied what it keeps */
     if (st->pending) { /* deferred: whatever it put in res is not the answer */
@@ -847,6 +945,8 @@ int hersh_http_server_start(const hersh_http_options *opts, hersh_http_handler h
   hersh_http_server *s = calloc(1, sizeof *s);
   if (!s) return hersh_fail_with(HERSH_E_NOMEM, "out of memory starting the HTTP server");
   s->handler = handler;
+  s->on_headers = opts->on_headers;
+  s->wake = opts->wake;
   s->ud = ud;
   atomic_init(&s->buffered, 0);
   pthread_mutex_init(&s->mu, NULL);
@@ -870,8 +970,11 @@ int hersh_http_server_start(const hersh_http_options *opts, hersh_http_handler h
       {MHD_OPTION_END, 0, NULL},
   };
   /* ITC lets stop quiesce the daemon (see hersh_http_server_stop) and wakes the
-  ** server's thread when a deferred request is resumed; suspend/resume implies it. */
-  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME;
+  ** server's thread (on the loop: its epoll fd) when a deferred request is resumed;
+  ** suspend/resume implies it. */
+  s->on_loop = opts->on_loop;
+  unsigned flags = MHD_USE_EPOLL | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME;
+  if (!s->on_loop) flags |= MHD_USE_INTERNAL_POLLING_THREAD;
   struct sockaddr_storage addr;
   memset(&addr, 0, sizeof addr);
   const char *bind = opts->bind && *opts->bind ? opts->bind : "127.0.0.1";
@@ -900,7 +1003,8 @@ int hersh_http_server_start(const hersh_http_options *opts, hersh_http_handler h
                                  (struct sockaddr *)&addr, MHD_OPTION_ARRAY, limits, MHD_OPTION_END);
     if (!s->daemon) rc = hersh_fail_with(HERSH_E_SYS, "cannot listen on %s:%d (in use, or not allowed)", bind, opts->port);
   }
-  if (!rc) {
+  s->next_sweep_ms = now_ms() + sweep_step(s);
+  if (!rc && !s->on_loop) {
     int err = pthread_create(&s->sweeper, NULL, sweep, s);
     s->has_sweeper = err == 0;
     if (err) {
@@ -919,6 +1023,30 @@ int hersh_http_server_start(const hersh_http_options *opts, hersh_http_handler h
 }
 
 int hersh_http_server_port(const hersh_http_server *s) { return s ? s->port : 0; }
+
+int hersh_http_server_fd(const hersh_http_server *s) {
+  const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+  return info ? info->epoll_fd : -1;
+}
+
+int hersh_http_server_run(hersh_http_server *s) {
+  uint64_t now = now_ms();
+  if (now >= s->next_sweep_ms) {
+    pthread_mutex_lock(&s->clocks_mu);
+    sweep_locked(s);
+    pthread_mutex_unlock(&s->clocks_mu);
+    s->next_sweep_ms = now + sweep_step(s);
+  }
+  (void)MHD_run(s->daemon); /* MHD_NO only for a daemon not started for it: never here */
+  pthread_mutex_lock(&s->clocks_mu);
+  bool open = s->clocks != NULL; /* without connections, nothing to sweep: no wake-up */
+  pthread_mutex_unlock(&s->clocks_mu);
+  uint64_t after = now_ms();
+  int64_t wait = !open ? -1 : s->next_sweep_ms > after ? (int64_t)(s->next_sweep_ms - after) : 0;
+  MHD_UNSIGNED_LONG_LONG mhd;
+  if (MHD_get_timeout(s->daemon, &mhd) == MHD_YES && (wait < 0 || mhd < (uint64_t)wait)) wait = (int64_t)mhd;
+  return wait > SWEEP_MAX_MS ? SWEEP_MAX_MS : (int)wait;
+}
 
 /* MHD_stop_daemon would shutdown() the listening socket, which also breaks it for the
 ** process that handed it over (and for the next program it hands it to). Quiesced,
@@ -951,7 +1079,7 @@ void hersh_http_server_stop(hersh_http_server *s) {
   pthread_mutex_unlock(&s->mu);
   /* The connections it took go on to their answer too: another process may serve the
   ** same socket (an update in place), and a client must not lose what it sent here. */
-  for (int waited = 0; waited < STOP_DRAIN_MS; waited += 2) { /* each leaves the list when done */
+  for (uint64_t until = now_ms() + STOP_DRAIN_MS; now_ms() < until;) { /* each leaves the list when done */
     pthread_mutex_lock(&s->mu);
     bool done = s->pending == NULL;
     pthread_mutex_unlock(&s->mu);
@@ -959,7 +1087,13 @@ void hersh_http_server_stop(hersh_http_server *s) {
     done = done && s->clocks == NULL;
     pthread_mutex_unlock(&s->clocks_mu);
     if (done) break;
-    nanosleep(&(struct timespec){0, 2000000L}, NULL);
+    if (s->on_loop) { /* nobody else runs it: wait for its sockets here */
+      struct pollfd pfd = {.fd = hersh_http_server_fd(s), .events = POLLIN};
+      (void)poll(&pfd, 1, 2); /* a wait only: what is ready, MHD_run finds */
+      hersh_http_server_run(s);
+    } else {
+      nanosleep(&(struct timespec){0, 2000000L}, NULL);
+    }
   }
   MHD_stop_daemon(s->daemon); /* no lock held: its last callbacks take them */
   if (fd != MHD_INVALID_SOCKET) close(fd);

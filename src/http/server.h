@@ -1,11 +1,20 @@
 /*
-** server.h -- a small HTTP server on libmicrohttpd. Handlers run on the server's own
-** thread; they answer from state that is safe to read there (a snapshot, an atomic,
-** a queue that takes pushes from any thread).
+** server.h -- a small HTTP server on libmicrohttpd, in one of two threading modes:
 **
-** A handler that cannot answer there (Lua code on the loop thread) defers instead:
-** hersh_http_defer suspends the connection, and the answer comes later from any
-** thread, whole (hersh_http_complete) or as a stream of chunks (hersh_http_stream_*).
+** - its own thread (on_loop false; the WatcherAPI): handlers run on the server's
+**   thread and answer from state that is safe to read there (a snapshot, an atomic, a
+**   queue that takes pushes from any thread), so they answer while the loop is busy;
+** - on the loop (on_loop true; the Host): no thread. The owner watches
+**   hersh_http_server_fd for reading and calls hersh_http_server_run then and when the
+**   time it returned has passed; every callback (handlers, stream readers, close
+**   callbacks) runs inside hersh_http_server_run, on the owner's thread.
+**
+** A handler that cannot answer at once defers: hersh_http_defer suspends the
+** connection, and the answer comes later, whole (hersh_http_complete) or as a stream of
+** chunks (hersh_http_stream_*), from any thread (on the loop: from the loop thread, at
+** any moment; the resumed connection calls the wake option, and the run the owner then
+** makes sends the answer).
+** Never stop a server from one of its own callbacks.
 */
 #ifndef HERSH_HTTP_SERVER_H
 #define HERSH_HTTP_SERVER_H
@@ -63,11 +72,26 @@ typedef struct hersh_http_options {
   /* Seconds a request's headers and body may take to come in (counted from the end of
   ** the previous answer on a kept-alive connection): a client that trickles them is cut. */
   unsigned request_timeout;
+  bool on_loop; /* no thread of its own: see the top of this file */
+  /* On the loop: called (with the handler's ud) when a suspended connection resumes:
+  ** the owner runs the server soon (MHD does not wake its fd for that). */
+  void (*wake)(void *ud);
+  /* Non-NULL: called (with the handler's ud) on each request's headers, before its body
+  ** is read (req->body NULL), once the token and Content-Length checks passed. It may
+  ** answer (fill res), or defer and take the body as a stream (hersh_http_body_take),
+  ** or leave res alone: the body is then read and the handler called as usual. */
+  void (*on_headers)(const hersh_http_request *req, hersh_http_response *res, void *ud);
 } hersh_http_options;
 
 int hersh_http_server_start(const hersh_http_options *opts, hersh_http_handler handler, void *ud,
                             hersh_http_server **out);
 int hersh_http_server_port(const hersh_http_server *s);
+/* On the loop: the descriptor to watch for reading (MHD's epoll fd), and one run of the
+** server (every callback runs in it) that returns the milliseconds after which it must
+** run again if the descriptor stays quiet (at most a second), or -1: only when the
+** descriptor wakes (no connection is open). */
+int hersh_http_server_fd(const hersh_http_server *s);
+int hersh_http_server_run(hersh_http_server *s);
 /* Stops accepting, answers the deferred requests still waiting with 503, cuts the open
 ** streams (their close callbacks run), lets the answers go out (waiting at most a
 ** second), ends the connections, and frees the server. Deferred requests and streams
@@ -93,6 +117,16 @@ hersh_http_pending *hersh_http_defer(const hersh_http_request *req);
 /* Answers and gives up the hold; takes res->body and res->headers in every case.
 ** HERSH_E_STATE when the request had already ended (its client left, the server stopped). */
 int hersh_http_complete(hersh_http_pending *p, hersh_http_response *res);
+
+/* A request deferred by on_headers gives its body, as it arrives, to fn(ud, data, len),
+** which returns how many bytes it took; fewer than len stops reading from the client
+** (the connection is suspended) until hersh_http_body_resume, and the rest comes again.
+** len 0 (data NULL): the body is all in, once. Without a taker, the body is dropped.
+** Such a body is not held, so not counted in max_buffered; Content-Length over
+** max_body is still refused and the request timeout still counts. Server's run/thread. */
+typedef size_t (*hersh_http_body_fn)(void *ud, const char *data, size_t len);
+void hersh_http_body_take(hersh_http_pending *p, hersh_http_body_fn fn, void *ud);
+void hersh_http_body_resume(hersh_http_pending *p);
 
 /* A write that finds this much already waiting for a slow client fails (HERSH_E_LIMIT). */
 #define HERSH_HTTP_STREAM_MAX_BUFFER ((size_t)1 << 20)
@@ -121,6 +155,14 @@ bool hersh_http_stream_closed(hersh_http_stream *s);
 ** until then or until the server is stopped. */
 typedef void (*hersh_http_close_fn)(hersh_http_stream *s, void *ud);
 void hersh_http_stream_on_close(hersh_http_stream *s, hersh_http_close_fn fn, void *ud);
+/* fn(s, ud) runs each time the client has taken every byte written so far (the buffer
+** emptied; not after stream_end), in the server's run (on_loop) or on its thread: a
+** writer that paused for a slow client goes on. NULL stops it. */
+void hersh_http_stream_on_drain(hersh_http_stream *s, hersh_http_close_fn fn, void *ud);
+/* The MHD connection of a pending request or stream (its headers, client address...),
+** NULL once it ended (its on_close has run or is running). */
+struct MHD_Connection;
+struct MHD_Connection *hersh_http_pending_conn(hersh_http_pending *p);
 /* Extra holds, for owners that hand the stream to another thread or keep it after end. */
 void hersh_http_stream_retain(hersh_http_stream *s);
 void hersh_http_stream_release(hersh_http_stream *s);

@@ -186,6 +186,10 @@ static void route_state(hersh_api *api, const hersh_http_request *req, hersh_htt
   hersh_json_cstr(j, hersh_state_name(hersh_watcher_state(w)));
   hersh_json_key(j, "failures");
   hersh_json_int(j, hersh_watcher_failures(w));
+  hersh_snapshot snap;
+  hersh_watcher_snapshot(w, &snap);
+  hersh_json_key(j, "waiting"); /* the run in progress waits on the loop (hersh.sleep, hersh.http) */
+  hersh_json_bool(j, snap.waiting);
   hersh_json_key(j, "nextRetryAt");
   double next = hersh_watcher_next_retry(w);
   if (next > 0) json_time(j, next);

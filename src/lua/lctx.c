@@ -244,10 +244,12 @@ static int l_ctx_watch_call(lua_State *L) {
   return 1;
 }
 
+/* ctx:watch_flow(name, producer | hersh.Flow [, init]) */
 static int l_ctx_watch_flow(lua_State *L) {
   hersh_ctx *ctx = check_ctx(L);
   const char *name = luaL_checkstring(L, 2);
-  luaL_checktype(L, 3, LUA_TFUNCTION);
+  bool fed = hersh_lflow_test(L, 3) != NULL; /* fed from Lua by f:push */
+  if (!fed && !lua_isfunction(L, 3)) luaL_typeerror(L, 3, "function or hersh.Flow");
   hersh_watcher *w = hersh_ctx_watcher(ctx);
   bool fresh = !hersh_watch_exists(w, name);
   hersh_value init;
@@ -257,7 +259,8 @@ static int l_ctx_watch_flow(lua_State *L) {
   int rc = hersh_ctx_watch_flow(ctx, name, &init, &flow, &out);
   hersh_value_free(&init);
   if (rc) return raise_errmsg(L);
-  if (fresh) hersh_ltask_start_flow(L, 3, flow, w, hersh_watcher_config(w)->timeout);
+  if (fresh && fed) hersh_lflow_watch(L, 3, flow, w, hersh_watcher_config(w)->timeout);
+  else if (fresh) hersh_ltask_start_flow(L, 3, flow, w, hersh_watcher_config(w)->timeout);
   hersh_lctx_push_watch_value(L, &out);
   return 1;
 }

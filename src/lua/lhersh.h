@@ -73,6 +73,7 @@ struct hersh_lhandle {
     uv_signal_t signal;
     uv_fs_event_t fs_event;
     uv_async_t async;
+    uv_poll_t poll;
   } uv;
   hersh_lmod *m;
   hersh_lhandle **slot;          /* the owner's pointer to it: NULL once closed */
@@ -173,11 +174,46 @@ void hersh_ltask_cancel(hersh_ltask *t);
 void hersh_ltask_push_skip(lua_State *L); /* the hersh.SKIP sentinel */
 int hersh_ltask_start_flow(lua_State *L, int producer_idx, hersh_flow *flow, hersh_watcher *w, double timeout);
 int hersh_ltask_sleep(lua_State *L);
+/* How a reducer or cleanup run ended: its one result, or its error text, on co's top;
+** co NULL when its task ends (cancelled, failed, the state closing): forget it then. */
+typedef void (*hersh_ltask_done)(void *ud, lua_State *co, hersh_lua_status st);
+/* Runs the function under its nargs arguments on the main thread's top (popped) as a
+** run with one `deadline` (hersh_mono_ns) for all its resumes, on the task in *slot (a
+** parked one, whose last run returned) or a new one stored there. Resumed at once:
+** true when it waits; false when it ended there (done was called). */
+bool hersh_ltask_start_run(hersh_lmod *m, hersh_watcher *w, hersh_ltask **slot, int nargs, int64_t deadline,
+                           hersh_ltask_done done, void *ud);
+/* The yield protocol of helpers (hersh.sleep, hersh.http), docs/architecture.md:
+** the task whose coroutine L is being resumed now, or NULL (the helper raises); */
+hersh_ltask *hersh_ltask_running(lua_State *L);
+/* what it is about to yield on: cancel(ud) is called once if the task ends first; */
+void hersh_ltask_wait(hersh_ltask *t, void (*cancel)(void *ud), void *ud);
+/* its answer: push n values on hersh_ltask_thread(t), then wake: the wait is cleared and
+** the task resumes on the next loop turn, the n values the results of its yield. */
+lua_State *hersh_ltask_thread(hersh_ltask *t);
+void hersh_ltask_wake(hersh_ltask *t, int n);
 
-/* lhttp.c: hersh.http.request(opts, callback), hersh.http.stream(opts, handlers). */
+/* lhttp.c: hersh.http.request(opts, callback), hersh.http.stream(opts, handlers) and
+** hersh.http.proxy(opts, res, callback) of the Host; hersh.core.fetch(opts), the yielding
+** request under the user-facing hersh.http (lua/hersh/fetch.lua). */
 int hersh_lhttp_request(lua_State *L);
 int hersh_lhttp_stream(lua_State *L);
+int hersh_lhttp_proxy(lua_State *L);
+int hersh_lhttp_fetch(lua_State *L);
+
+/* lflow.c: hersh.Flow, a flow fed from Lua (f:push); open adds core.flow(). */
+typedef struct hersh_lflow hersh_lflow;
+int hersh_lflow_open(lua_State *L);
+hersh_lflow *hersh_lflow_test(lua_State *L, int idx); /* the flow at idx, or NULL */
+/* ctx:watch_flow(name, f) registered a new watch: f (at idx) feeds it from now on. */
+void hersh_lflow_watch(lua_State *L, int idx, hersh_flow *flow, hersh_watcher *w, double timeout) HERSH_MAY_RAISE;
 int hersh_lhttpd_open(lua_State *L);   /* lhttpd.c: hersh.httpd.serve */
+/* lhttpd.c: takes the hold of the res (a request's answer) at idx for C code (loop thread):
+** the caller answers through exactly one hersh_http_complete or hersh_http_stream_start
+** (src/http/server.h); from Lua the res is answered. Raises if it was answered; NULL when
+** the server is stopping (hersh_errmsg). */
+struct hersh_http_pending;
+struct hersh_http_pending *hersh_lhttpd_take(lua_State *L, int idx) HERSH_MAY_RAISE;
 int hersh_lfswatch_open(lua_State *L); /* lfswatch.c: hersh.os.fs_watch, file_id */
 
 #endif

@@ -2,15 +2,18 @@
 ** lhttpd.c -- core.http_serve: HTTP requests served by libmicrohttpd, answered by a
 ** Lua handler on the loop thread.
 **
-** The server's thread copies each request, defers it (server.c) and queues it; a
-** uv_async_t wakes the loop, which calls handler(req, res) through the one pcall
-** wrapper. Nothing on the server's thread waits for Lua: a busy loop only delays the
-** answers. `res` answers once, now or later: res:send, or res:stream for a chunked
-** body. A handler that raises gets a 500; a `res` collected unanswered gets a 500.
+** The server runs on the loop (server.c's on_loop mode): a uv_poll watches its fd and
+** a uv_timer its next deadline, and both run it; the request reaches
+** handler(req, res) (through the one pcall wrapper) inside that run, with no thread
+** hand-off, and an answer given there is queued in the same run. `res` answers once,
+** now or later: res:send, or res:stream for a chunked body. A handler that raises gets
+** a 500; a `res` collected unanswered gets a 500. A handler that closes the server
+** closes it once the run is over (a server cannot stop inside its own callbacks).
 **
 ** A stream learns that its client left from the server (its connection ended): the
-** close callback queues that for the loop too. Quiet streams are suspended, and MHD
-** does not watch suspended sockets, so a timer looks at them while any stream is open.
+** close callback queues that and a uv_async_t delivers it outside the run. Quiet
+** streams are suspended, and MHD does not watch suspended sockets, so a timer looks at
+** them while any stream is open.
 */
 #include <ctype.h>
 #include <microhttpd.h>
@@ -32,8 +35,8 @@ typedef struct lstream lstream;
 
 typedef enum { EV_REQUEST, EV_CLOSED } event_kind;
 
-/* A request (with the owner's hold on it) or the end of a stream's connection (with
-** a hold on the stream), on its way from the server's thread to the loop. */
+/* A request (with the owner's hold on it) on its way to its handler, or the end of a
+** stream's connection (with a hold on the stream) on its way to its on_close. */
 typedef struct event {
   struct event *next;
   event_kind kind;
@@ -43,23 +46,32 @@ typedef struct event {
   char *body;
   size_t body_len;
   int res_ref; /* the res made for it, while its handler runs */
+  /* on_headers: the request, deferred only if the Lua side answers or takes it, and
+  ** the answer server.c sends from the headers (a 500 when on_headers raised) */
+  const hersh_http_request *early;
+  hersh_http_response *early_res;
 } event;
 
 typedef struct lserver lserver;
 
-/* Shared by the server's thread (the queue) and the loop; freed at shutdown, once no
-** handler of its is running. */
+/* The server's side of the loop; freed at shutdown, once no handler of its is running. */
 typedef struct bridge {
   pthread_mutex_t mu; /* head, tail */
   event *head, *tail;
   hersh_lhandle *wake;  /* owns handler_ref and self_ref */
   hersh_lhandle *check; /* looks at the sockets of quiet streams */
+  hersh_lhandle *poll;  /* the server's fd: runs it */
+  hersh_lhandle *tick;  /* the server's next deadline: runs it */
   hersh_http_server *http;
   hersh_lmod *m;
   lserver *server; /* its Lua object, until shutdown */
   int handler_ref, self_ref;
+  int on_headers_ref; /* owned by tick */
   bool closed;
   bool dispatching; /* on_wake is calling handlers: it frees the bridge if one closed it */
+  bool running;     /* in hersh_http_server_run: a close waits for its end */
+  bool rerun;       /* a connection resumed: run the server again at once */
+  bool close_later; /* close() came during the run */
   lstream *streams; /* open Lua streams (loop thread) */
 } bridge;
 
@@ -69,7 +81,8 @@ struct lserver {
 };
 
 typedef struct lres {
-  hersh_http_pending *p; /* the owner's hold; NULL once answered */
+  hersh_http_pending *p;           /* the owner's hold; NULL once answered */
+  const hersh_http_request *early; /* in on_headers, not deferred yet (see take_hold) */
 } lres;
 
 struct lstream {
@@ -120,7 +133,7 @@ static void drop_event(event *ev) {
   free(ev);
 }
 
-/* ---- the server's thread -------------------------------------------------------------- */
+/* ---- requests, inside the server's run (loop thread) ---------------------------------- */
 
 static enum MHD_Result copy_value(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
   hersh_buf *meta = cls;
@@ -137,8 +150,10 @@ static enum MHD_Result copy_value(void *cls, enum MHD_ValueKind kind, const char
   return MHD_YES;
 }
 
-static void on_http(const hersh_http_request *req, hersh_http_response *res, void *ud) {
-  bridge *b = ud;
+static void deliver_request(bridge *b, event *ev, int handler_ref);
+
+/* The event of a request (its headers, query and body copied); NULL when out of memory. */
+static event *new_event(const hersh_http_request *req) {
   event *ev = calloc(1, sizeof *ev);
   hersh_buf meta = {0};
   hersh_buf_put(&meta, req->method, strlen(req->method) + 1);
@@ -151,20 +166,41 @@ static void on_http(const hersh_http_request *req, hersh_http_response *res, voi
     free(ev);
     free(text);
     free(body);
-    return hersh_http_error(res, 500, "out of memory");
+    return NULL;
   }
   if (body) memcpy(body, req->body, req->body_len);
   *ev = (event){.kind = EV_REQUEST, .meta = text, .meta_len = meta_len, .body = body, .body_len = req->body_len,
                 .res_ref = LUA_NOREF};
+  return ev;
+}
+
+static void on_http(const hersh_http_request *req, hersh_http_response *res, void *ud) {
+  bridge *b = ud;
+  if (b->closed || b->close_later) return hersh_http_error(res, 503, "the server is closed");
+  event *ev = new_event(req);
+  if (!ev) return hersh_http_error(res, 500, "out of memory");
   ev->p = hersh_http_defer(req);
   if (!ev->p) {
     drop_event(ev);
     return hersh_http_error(res, 503, "the server is stopping");
   }
-  push_event(b, ev);
+  deliver_request(b, ev, b->handler_ref); /* an answer given now goes out when this call returns */
+  drop_event(ev);
 }
 
-/* A stream's connection ended: on the server's thread, or on the loop at registration. */
+/* on_headers(req, res) before the body is read: a res left alone goes on as usual. */
+static void on_http_headers(const hersh_http_request *req, hersh_http_response *res, void *ud) {
+  bridge *b = ud;
+  if (b->closed || b->close_later) return; /* on_http answers 503 */
+  event *ev = new_event(req);
+  if (!ev) return hersh_http_error(res, 500, "out of memory");
+  ev->early = req;
+  ev->early_res = res;
+  deliver_request(b, ev, b->on_headers_ref);
+  drop_event(ev);
+}
+
+/* A stream's connection ended: in the server's run or stop, or at registration. */
 static void on_stream_closed(hersh_http_stream *s, void *ud) {
   bridge *b = ud;
   event *ev = calloc(1, sizeof *ev);
@@ -283,6 +319,7 @@ static int l_dispatch(lua_State *L) {
   lua_pushvalue(L, 2);
   lua_setiuservalue(L, -2, 1); /* the server, for res:stream */
   r->p = ev->p;
+  r->early = ev->early;
   ev->p = NULL;
   int res = lua_gettop(L);
   lua_pushvalue(L, res);
@@ -290,22 +327,36 @@ static int l_dispatch(lua_State *L) {
   lua_pushvalue(L, 3);
   push_request(L, ev);
   lua_pushvalue(L, res);
-  lua_call(L, 2, 0);
-  return 0;
+  lua_call(L, 2, 1);
+  return 1;
 }
 
-/* Answers {"error": text} (its first line: no traceback) and gives up the hold. */
+/* {"error": text} in res, with text's first line only: no traceback. */
+static void error_line(hersh_http_response *res, int status, const char *text) {
+  const char *nl = strchr(text, '\n');
+  int n = nl ? (int)(nl - text) : (int)strlen(text);
+  hersh_http_error(res, status, "%.*s", n, text);
+}
+
+/* Answers {"error": text} and gives up the hold. */
 static int answer_error(lres *r, int status, const char *text) {
   hersh_http_pending *p = r->p;
   r->p = NULL;
-  const char *nl = strchr(text, '\n');
-  int n = nl ? (int)(nl - text) : (int)strlen(text);
   hersh_http_response res = {0};
-  hersh_http_error(&res, status, "%.*s", n, text);
+  error_line(&res, status, text);
   return hersh_http_complete(p, &res);
 }
 
-static void deliver_request(bridge *b, event *ev) {
+/* The res's hold, taken from it: an on_headers request is deferred now. NULL when the
+** server is stopping (hersh_errmsg). */
+static hersh_http_pending *take_hold(lres *r) {
+  hersh_http_pending *p = r->early ? hersh_http_defer(r->early) : r->p;
+  r->early = NULL;
+  r->p = NULL;
+  return p;
+}
+
+static void deliver_request(bridge *b, event *ev, int handler_ref) {
   lua_State *L = b->m->L;
   int top = lua_gettop(L);
   if (!lua_checkstack(L, 8)) return; /* dropped: answered 503 */
@@ -313,18 +364,23 @@ static void deliver_request(bridge *b, event *ev) {
   lua_pushcfunction(L, l_dispatch);
   lua_pushlightuserdata(L, ev);
   lua_rawgeti(L, LUA_REGISTRYINDEX, b->self_ref);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, b->handler_ref);
-  hersh_lua_status rc = hersh_lua_pcall(b->m, L, 3, 0, 0);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, handler_ref);
+  hersh_lua_status rc = hersh_lua_pcall(b->m, L, 3, 1, 0);
+  const char *msg = NULL;
   if (rc != HERSH_LUA_OK) {
-    const char *msg = rc == HERSH_LUA_NOMEM ? "out of memory" : lua_tostring(L, -1);
+    msg = rc == HERSH_LUA_NOMEM ? "out of memory" : lua_tostring(L, -1);
     if (!msg) msg = "(error object is not a string)";
     fprintf(stderr, "hersh: http handler: %s\n", msg);
-    if (ev->res_ref != LUA_NOREF) {
-      lua_rawgeti(L, LUA_REGISTRYINDEX, ev->res_ref);
-      lres *r = lua_touserdata(L, -1);
-      if (r && r->p) answer_error(r, 500, msg);
-    }
   }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ev->res_ref);
+  lres *r = lua_touserdata(L, -1); /* NULL if the dispatch failed before making it */
+  if (msg && r && r->p) answer_error(r, 500, msg);
+  if (msg && (!r || r->early) && ev->early_res) error_line(ev->early_res, 500, msg);
+  if (r && r->early && !msg && lua_toboolean(L, -2)) { /* on_headers keeps it: answered later */
+    r->p = take_hold(r);
+    if (!r->p) error_line(ev->early_res, 503, "the server is stopping");
+  }
+  if (r) r->early = NULL; /* the request is gone once on_headers returns */
   luaL_unref(L, LUA_REGISTRYINDEX, ev->res_ref);
   ev->res_ref = LUA_NOREF;
   lua_settop(L, top);
@@ -341,14 +397,43 @@ static void on_wake(uv_async_t *h) {
   b->dispatching = true;
   while (ev) {
     event *next = ev->next;
-    if (!b->closed && ev->kind == EV_REQUEST) deliver_request(b, ev);
-    else if (!b->closed) deliver_closed(b, ev->p);
+    if (!b->closed) deliver_closed(b, ev->p);
     drop_event(ev);
     ev = next;
   }
   b->dispatching = false;
-  if (b->closed) bridge_free(b); /* a handler closed the server */
+  if (b->closed) bridge_free(b); /* an on_close closed the server */
 }
+
+static void bridge_shutdown(bridge *b, lua_State *L);
+static void on_tick(uv_timer_t *t);
+
+/* Runs the server; then it runs again when its fd wakes or its deadline comes. */
+static void run_server(bridge *b) {
+  b->running = true;
+  b->rerun = false;
+  int ms = hersh_http_server_run(b->http);
+  b->running = false;
+  if (b->close_later) return bridge_shutdown(b, b->m->L);
+  if (b->rerun) ms = 0;
+  if (ms >= 0) uv_timer_start(&b->tick->uv.timer, on_tick, (uint64_t)ms, 0);
+  else uv_timer_stop(&b->tick->uv.timer);
+}
+
+/* A connection resumed (an answer or a stream's data came): the next loop turn runs
+** the server. */
+static void on_resume(void *ud) {
+  bridge *b = ud;
+  b->rerun = true;
+  if (!b->running && b->tick) uv_timer_start(&b->tick->uv.timer, on_tick, 0, 0);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+  (void)status, (void)events; /* an error too: the run finds what it is */
+  run_server(h->data);
+}
+
+static void on_tick(uv_timer_t *t) { run_server(t->data); }
 
 /* ---- the server ------------------------------------------------------------------------ */
 
@@ -356,7 +441,15 @@ static void on_wake(uv_async_t *h) {
 ** state is closing), closes the handles and frees the bridge. */
 static void bridge_shutdown(bridge *b, lua_State *L) {
   if (b->closed) return;
+  if (b->running) { /* in one of its callbacks: after the run */
+    b->close_later = true;
+    if (b->server) b->server->b = NULL;
+    b->server = NULL;
+    return;
+  }
   b->closed = true;
+  hersh_lhandle_close(b->poll); /* while the fd it watches is still open */
+  hersh_lhandle_close(b->tick);
   hersh_http_server_stop(b->http); /* every connection ends: their closes are queued */
   b->http = NULL;
   for (event *ev; (ev = take_events(b)) != NULL;) { /* an on_close may queue more */
@@ -399,9 +492,12 @@ static const char *opt_string(lua_State *L, const char *key) HERSH_MAY_RAISE {
   return lua_tostring(L, -1);
 }
 
-/* core.http_serve{bind, port, fd, max_body, max_buffered, token, public_path, public_prefix, max_connections,
-** max_per_client, idle_timeout, request_timeout, handler} -> server | nil, err, code
-** (the limits as in hersh_http_options; 0 or nil: the default) */
+/* core.http_serve{bind, port, fd, max_body, max_buffered, token, public_path, public_prefix,
+** max_connections, max_per_client, idle_timeout, request_timeout, handler, on_headers} -> server
+** | nil, err, code (the limits as in hersh_http_options; 0 or nil: the default). on_headers(req,
+** res), if given, sees each request before its body is read (req.body ""): if it answers res,
+** hands it to C (hersh_lhttpd_take) or returns true (res answers later; the body is
+** dropped), the handler is not called for it. */
 static int l_httpd_serve(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
@@ -412,6 +508,9 @@ static int l_httpd_serve(lua_State *L) {
   o.token = opt_string(L, "token");             /* 4 */
   o.public_path = opt_string(L, "public_path"); /* 5 */
   o.public_prefix = opt_string(L, "public_prefix"); /* 6 */
+  int early_type = lua_getfield(L, 1, "on_headers");  /* 7 */
+  if (early_type != LUA_TNIL && early_type != LUA_TFUNCTION)
+    luaL_error(L, "http_serve: on_headers must be a function, not %s", luaL_typename(L, -1));
   o.port = opt_int(L, "port", 0, 0, 65535);
   o.listen_fd = opt_int(L, "fd", -1, 0, 1 << 30);
   o.max_body = (size_t)opt_int(L, "max_body", DEFAULT_MAX_BODY, 0, 1 << 30);
@@ -421,7 +520,7 @@ static int l_httpd_serve(lua_State *L) {
   o.idle_timeout = (unsigned)opt_int(L, "idle_timeout", 0, 0, 1 << 20);
   o.request_timeout = (unsigned)opt_int(L, "request_timeout", 0, 0, 1 << 20);
   hersh_lmod *m = hersh_lmod_get(L);
-  lserver *ls = lua_newuserdatauv(L, sizeof *ls, 0); /* 7 */
+  lserver *ls = lua_newuserdatauv(L, sizeof *ls, 0); /* 8 */
   *ls = (lserver){0};
   luaL_setmetatable(L, HERSH_HTTPD_MT);
   bridge *b = calloc(1, sizeof *b);
@@ -429,26 +528,43 @@ static int l_httpd_serve(lua_State *L) {
   pthread_mutex_init(&b->mu, NULL);
   b->m = m;
   b->server = ls;
-  b->handler_ref = b->self_ref = LUA_NOREF;
+  b->handler_ref = b->self_ref = b->on_headers_ref = LUA_NOREF;
   ls->b = b; /* from here its __gc shuts it down */
   uv_loop_t *uv = hersh_loop_uv(m->loop);
   hersh_lhandle *h = hersh_lhandle_new(m, b, bridge_close);
   bool ok = hersh_lhandle_open(h, h ? uv_async_init(uv, &h->uv.async, on_wake) : UV_ENOMEM, &b->wake);
   h = ok ? hersh_lhandle_new(m, b, bridge_close) : NULL;
   ok = ok && hersh_lhandle_open(h, h ? uv_timer_init(uv, &h->uv.timer) : UV_ENOMEM, &b->check);
+  h = ok ? hersh_lhandle_new(m, b, bridge_close) : NULL;
+  ok = ok && hersh_lhandle_open(h, h ? uv_timer_init(uv, &h->uv.timer) : UV_ENOMEM, &b->tick);
+  o.on_loop = true;
+  o.wake = on_resume;
+  if (early_type == LUA_TFUNCTION) o.on_headers = on_http_headers;
   int rc = ok ? hersh_http_server_start(&o, on_http, b, &b->http)
               : hersh_fail_with(HERSH_E_SYS, "cannot make the loop handles of the HTTP server");
+  h = rc ? NULL : hersh_lhandle_new(m, b, bridge_close);
+  if (!rc && !hersh_lhandle_open(h, h ? uv_poll_init(uv, &h->uv.poll, hersh_http_server_fd(b->http)) : UV_ENOMEM,
+                                 &b->poll))
+    rc = hersh_fail_with(HERSH_E_SYS, "cannot watch the HTTP server's descriptor");
+  if (!rc && uv_poll_start(&b->poll->uv.poll, UV_READABLE, on_poll) != 0)
+    rc = hersh_fail_with(HERSH_E_SYS, "cannot watch the HTTP server's descriptor");
   if (rc) {
     bridge_shutdown(b, NULL);
     return hersh_lua_push_failure(L, rc);
   }
-  uv_unref(&b->check->uv.handle); /* the server's own wake-up keeps the loop */
+  uv_unref(&b->check->uv.handle); /* the server's fd keeps the loop */
+  uv_unref(&b->tick->uv.handle);
   ls->port = hersh_http_server_port(b->http);
   lua_pushvalue(L, 2);
   b->handler_ref = hersh_lhandle_keep(b->wake, L);
-  lua_pushvalue(L, 7);
+  lua_pushvalue(L, 8);
   b->self_ref = hersh_lhandle_keep(b->wake, L); /* serving keeps it alive until close() */
-  lua_settop(L, 7);
+  if (early_type == LUA_TFUNCTION) {
+    lua_pushvalue(L, 7);
+    b->on_headers_ref = hersh_lhandle_keep(b->tick, L);
+  }
+  lua_settop(L, 8);
+  run_server(b); /* once the handlers are in: a socket handed over may have requests waiting */
   return 1;
 }
 
@@ -521,7 +637,7 @@ static int l_res_send(lua_State *L) {
   size_t len;
   const char *body = luaL_optlstring(L, 3, "", &len);
   const char *lines = header_lines(L, 4);
-  if (!r->p) return luaL_error(L, "the response was already sent");
+  if (!r->p && !r->early) return luaL_error(L, "the response was already sent");
   char *copy = malloc(len + 1); /* nothing raises from here on */
   char *headers = lines ? hersh_strdup(lines) : NULL;
   if (!copy || (lines && !headers)) {
@@ -532,8 +648,12 @@ static int l_res_send(lua_State *L) {
   memcpy(copy, body, len);
   copy[len] = '\0';
   hersh_http_response res = {.status = status, .body = copy, .body_len = len, .headers = headers};
-  hersh_http_pending *p = r->p;
-  r->p = NULL;
+  hersh_http_pending *p = take_hold(r);
+  if (!p) {
+    free(copy);
+    free(headers);
+    return hersh_lua_push_failure(L, HERSH_E_STOPPED);
+  }
   int rc = hersh_http_complete(p, &res);
   if (rc) return hersh_lua_push_failure(L, rc);
   lua_pushboolean(L, 1);
@@ -546,19 +666,18 @@ static int l_res_stream(lua_State *L) {
   int status = check_status(L, 2);
   lua_settop(L, 3);
   const char *lines = header_lines(L, 3);
-  if (!r->p) return luaL_error(L, "the response was already sent");
+  if (!r->p && !r->early) return luaL_error(L, "the response was already sent");
   lua_getiuservalue(L, 1, 1);
   lserver *server = luaL_testudata(L, -1, HERSH_HTTPD_MT);
   bridge *b = server ? server->b : NULL;
   lstream *ls = lua_newuserdatauv(L, sizeof *ls, 0);
   *ls = (lstream){.on_close_ref = LUA_NOREF};
   luaL_setmetatable(L, HERSH_HTTPD_STREAM_MT);
-  hersh_http_pending *p = r->p; /* nothing raises from here on */
-  r->p = NULL;
-  hersh_http_stream *s = hersh_http_stream_start(p, status, NULL, lines);
+  hersh_http_pending *p = take_hold(r); /* nothing raises from here on */
+  hersh_http_stream *s = p ? hersh_http_stream_start(p, status, NULL, lines) : NULL;
   if (!s) {
     ls->finished = true;
-    return hersh_lua_push_failure(L, HERSH_E_NOMEM);
+    return hersh_lua_push_failure(L, p ? HERSH_E_NOMEM : HERSH_E_STOPPED);
   }
   hersh_http_stream_retain(s);
   ls->s = s;
@@ -569,6 +688,12 @@ static int l_res_stream(lua_State *L) {
     ls->closed = true;
   }
   return 1;
+}
+
+hersh_http_pending *hersh_lhttpd_take(lua_State *L, int idx) HERSH_MAY_RAISE {
+  lres *r = check_res(L, idx);
+  if (!r->p && !r->early) luaL_error(L, "the response was already sent");
+  return take_hold(r);
 }
 
 static int l_res_gc(lua_State *L) {

@@ -1,9 +1,10 @@
 /*
 ** lmodule.c -- the Lua modules and what each holds: hersh.core, the engine a program
-** gets (one loop per Lua state, the functions that drive it, time, timers, watchers
-** and the results a reducer returns); and for the Host only hersh.os (processes,
-** files, sockets, signals, the sandbox), hersh.httpd (the HTTP server), hersh.http (the
-** HTTP client) and hersh.store (SQLite). They share the state's loop.
+** gets (one loop per Lua state, the functions that drive it, time, timers, watchers,
+** the results a reducer returns, the HTTP request a task waits on and flows fed from
+** Lua); and for the Host only hersh.os (processes, files, sockets, signals, the
+** sandbox), hersh.httpd (the HTTP server), hersh.http (the callback HTTP client) and
+** hersh.store (SQLite). They share the state's loop.
 */
 #include <stdlib.h>
 
@@ -117,7 +118,7 @@ static const luaL_Reg core_funcs[] = {
     {"run", l_module_run},     {"run_for", l_module_run_for}, {"wait", l_module_wait},
     {"now", l_module_now},     {"sleep", hersh_ltask_sleep},  {"stop", l_module_stop},
     {"kill", l_module_kill},   {"crash", l_module_crash},     {"watcher", hersh_lwatcher_new},
-    {"runner_api", l_module_runner_api}, {NULL, NULL}};
+    {"runner_api", l_module_runner_api}, {"fetch", hersh_lhttp_fetch}, {NULL, NULL}};
 
 static void open_lmod(lua_State *L) {
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &lmod_key) != LUA_TNIL) {
@@ -153,6 +154,7 @@ int luaopen_hersh_core(lua_State *L) {
   hersh_ltask_open(L);
   luaL_newlib(L, core_funcs);
   hersh_ltimer_open(L);
+  hersh_lflow_open(L);
   lua_pushliteral(L, HERSH_VERSION);
   lua_setfield(L, -2, "VERSION");
   hersh_ltask_push_skip(L);
@@ -181,7 +183,8 @@ int luaopen_hersh_httpd(lua_State *L) {
 
 int luaopen_hersh_http(lua_State *L) {
   open_lmod(L);
-  static const luaL_Reg http_funcs[] = {{"request", hersh_lhttp_request}, {"stream", hersh_lhttp_stream}, {NULL, NULL}};
+  static const luaL_Reg http_funcs[] = {
+    {"request", hersh_lhttp_request}, {"stream", hersh_lhttp_stream}, {"proxy", hersh_lhttp_proxy}, {NULL, NULL}};
   luaL_newlib(L, http_funcs);
   return 1;
 }

@@ -1,6 +1,7 @@
 /*
-** ltask.c -- hersh.Task: a coroutine the loop resumes. Watch polls and flow
-** producers run as tasks, so they can wait (hersh.sleep) without blocking the loop.
+** ltask.c -- hersh.Task: a coroutine the loop resumes. Watch polls, flow producers,
+** reducers and cleanups run as tasks, so they can wait (hersh.sleep, and any helper
+** following the protocol of the "waits" section) without blocking the loop.
 ** A task lives as a userdata anchored in the registry while it runs or sleeps; its
 ** watcher ends all its tasks when it reaches a terminal state.
 */
@@ -21,8 +22,13 @@ struct hersh_ltask {
   ** 0 ms timer: libuv 1.44 runs a timer re-armed at 0 in its own callback again in the
   ** same pass, for ever. An idle handle runs once per turn and keeps poll from blocking. */
   hersh_lhandle *idle;
-  int pending_args; /* arguments waiting on the coroutine's stack for the first resume */
+  int pending_args; /* arguments waiting on the coroutine's stack for the next resume */
   int self_ref;     /* owned by the timer: anchors the userdata and its coroutine */
+  int64_t deadline; /* a run's or cleanup's, for all its resumes; 0: `timeout` per resume */
+  void (*cancel)(void *ud); /* what it waits on, ended if the task ends first */
+  void *cancel_ud;
+  hersh_ltask_done done; /* a run's or cleanup's: told how it ended */
+  void *done_ud;
 };
 
 #define check_task(L, i) ((hersh_ltask *)luaL_checkudata((L), (i), HERSH_TASK_MT))
@@ -39,8 +45,15 @@ typedef struct poll_ud {
 
 /* ---- lifetime ------------------------------------------------------------------------ */
 
-/* Ends a task: it is never resumed again, and may be collected from now on. */
+/* Ends a task: it is never resumed again, and may be collected from now on. What it
+** waited on is cancelled; a run that had not ended hears it with a NULL coroutine. */
 static void task_finish(hersh_ltask *t) {
+  void (*cancel)(void *ud) = t->cancel;
+  hersh_ltask_done done = t->done;
+  t->cancel = NULL;
+  t->done = NULL;
+  if (cancel) cancel(t->cancel_ud);
+  if (done) done(t->done_ud, NULL, HERSH_LUA_ERROR);
   if (t->w) hersh_lwatcher_track_task(t->m->L, t->w, t, false);
   t->w = NULL;
   t->poll = NULL;
@@ -162,6 +175,44 @@ static void task_failed(hersh_ltask *t) {
 
 static bool resume_later(hersh_ltask *t, double seconds);
 
+/* Under lua_pcall: an error object -> its text, as lcall.c's handler words it. */
+static int error_text(lua_State *L) {
+  if (lua_type(L, 1) == LUA_TSTRING || lua_type(L, 1) == LUA_TNUMBER) {
+    lua_tostring(L, 1);
+    lua_settop(L, 1);
+    return 1;
+  }
+  if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
+  lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  return 1;
+}
+
+/* A run's end: one result (or the error with its traceback) on the coroutine's top,
+** as a protected call with one result leaves it. done stays set: a task that returned
+** is parked for its watcher's next run (a coroutine that returned can start another
+** function), which saves making a coroutine and two handles per run. */
+static void end_run(hersh_ltask *t, int rc, bool late, int nres) {
+  lua_State *co = t->co;
+  hersh_lua_status st = HERSH_LUA_OK;
+  if (late) st = HERSH_LUA_TIMEOUT;
+  else if (rc == LUA_ERRMEM) st = HERSH_LUA_NOMEM;
+  else if (rc != LUA_OK) st = HERSH_LUA_ERROR;
+  if (st == HERSH_LUA_ERROR) {
+    lua_State *L = t->m->L; /* a dead coroutine takes no calls: the text is made here */
+    lua_pushcfunction(L, error_text);
+    lua_pushvalue(co, -1);
+    lua_xmove(co, L, 1);
+    const char *msg = lua_pcall(L, 1, 1, 0) == LUA_OK ? lua_tostring(L, -1) : NULL;
+    luaL_traceback(L, co, msg ? msg : "(error object has no text)", 0);
+    lua_xmove(L, co, 1);
+    lua_pop(L, 1);
+  } else if (st == HERSH_LUA_OK) {
+    if (nres == 0) lua_pushnil(co);
+    else lua_pop(co, nres - 1); /* the first result, as lua_pcall(..., 1) keeps it */
+  }
+  t->done(t->done_ud, co, st);
+}
+
 static void task_resume(hersh_ltask *t) {
   if (!t->w || hersh_state_terminal(hersh_watcher_state(t->w))) {
     task_finish(t);
@@ -170,7 +221,7 @@ static void task_resume(hersh_ltask *t) {
   hersh_lmod *m = t->m;
   hersh_ltask *outer = m->current_task;
   m->current_task = t;
-  hersh_lua_guard_begin(m, t->co, hersh_lua_deadline(t->timeout));
+  hersh_lua_guard_begin(m, t->co, t->deadline ? t->deadline : hersh_lua_deadline(t->timeout));
   int nres = 0, nargs = t->pending_args;
   t->pending_args = 0;
   int rc = lua_resume(t->co, m->L, nargs, &nres);
@@ -179,7 +230,18 @@ static void task_resume(hersh_ltask *t) {
   if (rc == LUA_YIELD) {
     lua_pop(t->co, nres);
     /* A yield that is not a sleep (coroutine.yield): go on at the next loop turn. */
-    if (t->w && !uv_is_active(&t->timer->uv.handle) && !uv_is_active(&t->idle->uv.handle)) resume_later(t, 0);
+    if (t->w && !t->cancel && !uv_is_active(&t->timer->uv.handle) && !uv_is_active(&t->idle->uv.handle))
+      resume_later(t, 0);
+    return;
+  }
+  if (t->done) {
+    /* done may end the watcher, which finishes t and drops its anchor: the stack
+    ** keeps t (and its coroutine) alive until this function is through with it. */
+    lua_rawgeti(m->L, LUA_REGISTRYINDEX, t->self_ref);
+    end_run(t, rc, late, nres);
+    if (rc == LUA_OK && !late && t->w && t->done) lua_settop(t->co, 0); /* parked for the next run */
+    else task_finish(t);
+    lua_pop(m->L, 1);
     return;
   }
   if (rc == LUA_OK && !late) {
@@ -259,8 +321,10 @@ static int l_task_emit(lua_State *L) {
 }
 
 int hersh_ltask_start_flow(lua_State *L, int producer_idx, hersh_flow *flow, hersh_watcher *w, double timeout) {
+  hersh_lmod *m = hersh_lmod_get(L);
   lua_pushvalue(L, producer_idx);
-  hersh_ltask *t = task_new(hersh_lmod_get(L), w, timeout);
+  lua_xmove(L, m->L, 1); /* L may be a reducer's coroutine: task_new works on the main thread */
+  hersh_ltask *t = task_new(m, w, timeout);
   if (!t) return luaL_error(L, "out of memory for the flow's task");
   t->flow = flow;
   /* The producer gets emit as its argument: wrap it so the first resume passes it. */
@@ -273,14 +337,67 @@ int hersh_ltask_start_flow(lua_State *L, int producer_idx, hersh_flow *flow, her
   return HERSH_OK;
 }
 
+/* ---- reducers and cleanups ---------------------------------------------------------- */
+
+bool hersh_ltask_start_run(hersh_lmod *m, hersh_watcher *w, hersh_ltask **slot, int nargs, int64_t deadline,
+                           hersh_ltask_done done, void *ud) {
+  lua_State *L = m->L;
+  hersh_ltask *t = *slot;
+  if (t) { /* parked: its coroutine returned, its stack is empty */
+    lua_xmove(L, t->co, nargs + 1);
+  } else {
+    lua_rotate(L, -(nargs + 1), -1); /* the function on top, for task_new */
+    if (!(t = task_new(m, w, 0))) {
+      lua_pop(L, nargs);
+      lua_pushliteral(L, "out of memory for the run's coroutine");
+      done(ud, L, HERSH_LUA_ERROR);
+      lua_pop(L, 1);
+      return false;
+    }
+    lua_xmove(L, t->co, nargs);
+    *slot = t;
+  }
+  t->pending_args = nargs;
+  t->deadline = deadline;
+  t->done = done;
+  t->done_ud = ud;
+  task_resume(t);
+  return *slot == t && lua_status(t->co) == LUA_YIELD; /* done(NULL) clears the slot */
+}
+
+/* ---- waits: the protocol of every yielding helper (docs/architecture.md) ------------ */
+
+hersh_ltask *hersh_ltask_running(lua_State *L) {
+  hersh_ltask *t = hersh_lmod_get(L)->current_task;
+  return t && t->co == L && t->w ? t : NULL;
+}
+
+void hersh_ltask_wait(hersh_ltask *t, void (*cancel)(void *ud), void *ud) {
+  t->cancel = cancel;
+  t->cancel_ud = ud;
+}
+
+lua_State *hersh_ltask_thread(hersh_ltask *t) { return t->co; }
+
+void hersh_ltask_wake(hersh_ltask *t, int n) {
+  t->cancel = NULL;
+  t->cancel_ud = NULL;
+  t->pending_args = n;
+  if (!resume_later(t, 0)) { /* no handle left: the task was finished meanwhile */
+    lua_pop(t->co, n);
+    t->pending_args = 0;
+  }
+}
+
 /* ---- hersh.sleep -------------------------------------------------------------------- */
 
 int hersh_ltask_sleep(lua_State *L) {
   double seconds = luaL_checknumber(L, 1);
   luaL_argcheck(L, seconds >= 0, 1, "must not be negative");
-  hersh_ltask *t = hersh_lmod_get(L)->current_task;
-  if (!t || t->co != L)
-    return luaL_error(L, "hersh.sleep works only in a watch poll or a flow producer (elsewhere it would block the loop)");
+  hersh_ltask *t = hersh_ltask_running(L);
+  if (!t)
+    return luaL_error(L, "hersh.sleep works only in a watch poll, a flow producer, a reducer or a cleanup "
+                         "(elsewhere it would block the loop)");
   if (!resume_later(t, seconds)) return luaL_error(L, "hersh.sleep: no timer for this task");
   return lua_yield(L, 0);
 }

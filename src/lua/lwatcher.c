@@ -1,7 +1,9 @@
 /*
 ** lwatcher.c -- hersh.Watcher: a watcher whose reducer, cleanup and recovery policy
 ** are Lua functions. The Lua functions live in the registry; the engine calls them
-** through the C glue below, which is the same path a C reducer takes.
+** through the C glue below, which is the same path a C reducer takes. A reducer or
+** cleanup runs as a task (ltask.c): when it waits, the engine keeps the run open
+** (hersh_ctx_wait) until the task ends.
 */
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,11 @@ struct hersh_lwatcher {
   int self_ref;      /* keeps a started watcher alive until it is terminal */
   int reduce_ref, cleanup_ref, ctx_ref, decide_ref, policy_ref;
   int tasks_ref; /* {[task pointer] = true}: its polls and producers under way */
+  hersh_ltask *run_task; /* runs the reducer and cleanup: waiting, parked, or NULL */
+  bool run_starting;     /* a run's first resume is under way: its result goes to run_rc */
+  bool run_waits;        /* the run is open in the engine (hersh_ctx_wait) */
+  bool run_cleanup;      /* it is the cleanup: only its errors count */
+  int run_rc;
 };
 
 #define check_lwatcher(L, i) ((hersh_lwatcher *)luaL_checkudata((L), (i), HERSH_WATCHER_MT))
@@ -63,12 +70,49 @@ static int result_of(lua_State *L, hersh_ctx *ctx, hersh_lua_status st) {
   return hersh_crash(ctx, reason, cause);
 }
 
+/* A run or cleanup ended (co: its result), or its task did (co NULL: forget it; a run
+** still open then was aborted by the engine, or ends at its deadline). */
+static void run_done(void *ud, lua_State *co, hersh_lua_status st) {
+  hersh_lwatcher *lw = ud;
+  if (!co) {
+    lw->run_task = NULL;
+    return;
+  }
+  if (!lw->w) return;
+  hersh_ctx *ctx = hersh_watcher_ctx(lw->w);
+  int rc = lw->run_cleanup && st == HERSH_LUA_OK ? HERSH_R_OK : result_of(co, ctx, st);
+  if (lw->run_starting) {
+    lw->run_rc = rc;
+  } else if (lw->run_waits) {
+    lw->run_waits = false;
+    hersh_ctx_wait_done(ctx, rc);
+  }
+}
+
+/* The engine ends the wait (deadline, kill): the task, and what it waited on, end. */
+static void run_abort(void *ud) {
+  hersh_lwatcher *lw = ud;
+  lw->run_waits = false;
+  if (lw->run_task) hersh_ltask_cancel(lw->run_task); /* run_done clears run_task */
+}
+
+/* Runs the function and its nargs arguments on L's top as the run's task. */
+static int start_run(hersh_lwatcher *lw, hersh_ctx *ctx, int nargs, bool cleanup) {
+  lw->run_rc = HERSH_R_OK;
+  lw->run_cleanup = cleanup;
+  lw->run_starting = true;
+  bool waits = hersh_ltask_start_run(lw->m, lw->w, &lw->run_task, nargs, hersh_ctx_deadline_ns(ctx), run_done, lw);
+  lw->run_starting = false;
+  if (!waits) return lw->run_rc;
+  lw->run_waits = true;
+  hersh_ctx_wait(ctx, run_abort, lw);
+  return HERSH_R_OK; /* not the result: the run goes on */
+}
+
 static int lua_reducer(hersh_ctx *ctx, const hersh_msg *msg, void *ud) {
   hersh_lwatcher *lw = ud;
   lua_State *L = lw->m->L;
-  int top = lua_gettop(L);
   if (!lua_checkstack(L, 8)) return hersh_fail(ctx, "Lua stack overflow");
-  hersh_lua_push_handler(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, lw->reduce_ref);
   if (msg) {
     lua_createtable(L, 0, 2);
@@ -82,28 +126,21 @@ static int lua_reducer(hersh_ctx *ctx, const hersh_msg *msg, void *ud) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, lw->ctx_ref);
   lua_pushvalue(L, -2);
   lua_setiuservalue(L, -2, 1); /* ctx:message() */
-  hersh_lua_status st = hersh_lua_pcall(lw->m, L, 2, 1, hersh_ctx_deadline_ns(ctx));
-  int rc = result_of(L, ctx, st);
-  lua_settop(L, top);
-  return rc;
+  return start_run(lw, ctx, 2, false);
 }
 
 static void lua_cleanup(hersh_ctx *ctx, void *ud) {
   hersh_lwatcher *lw = ud;
   lua_State *L = lw->m->L;
-  int top = lua_gettop(L);
   if (!lua_checkstack(L, 4)) {
     hersh_fail(ctx, "Lua stack overflow");
     return;
   }
-  hersh_lua_push_handler(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, lw->cleanup_ref);
   lua_rawgeti(L, LUA_REGISTRYINDEX, lw->ctx_ref);
   lua_pushnil(L);
   lua_setiuservalue(L, -2, 1);
-  hersh_lua_status st = hersh_lua_pcall(lw->m, L, 1, 0, hersh_ctx_deadline_ns(ctx));
-  if (st != HERSH_LUA_OK) result_of(L, ctx, st);
-  lua_settop(L, top);
+  start_run(lw, ctx, 1, true);
 }
 
 /* The Lua policy: decide(n, err, policy) -> {action = "retry"|"recover"|"crash", delay}. */
@@ -245,7 +282,7 @@ static void forget_watcher(void *ud) { ((hersh_lwatcher *)ud)->w = NULL; }
 static int new_glue(lua_State *L, hersh_watcher *w, bool owns) {
   hersh_lwatcher *lw = lua_newuserdatauv(L, sizeof *lw, 0);
   *lw = (hersh_lwatcher){w, hersh_lmod_get(L), owns, LUA_NOREF, LUA_NOREF, LUA_NOREF,
-                         LUA_NOREF, LUA_NOREF, LUA_NOREF, LUA_NOREF};
+                         LUA_NOREF, LUA_NOREF, LUA_NOREF, LUA_NOREF, .run_task = NULL};
   luaL_setmetatable(L, HERSH_WATCHER_MT);
   hersh_lctx_push_new(L, hersh_watcher_ctx(w));
   lw->ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -585,6 +622,9 @@ static int l_watcher_gc(lua_State *L) {
     if (lw->owns_watcher) {
       hersh_watcher_free(lw->w); /* ends its tasks through lua_on_terminal */
     } else { /* the C embedder keeps its watcher: it forgets us */
+      if (lw->run_waits) hersh_ctx_wait(hersh_watcher_ctx(lw->w), NULL, NULL); /* ends at its deadline */
+      lw->run_waits = false;
+      if (lw->run_task) hersh_ltask_cancel(lw->run_task);
       hersh_watcher_on_terminal(lw->w, NULL, NULL);
       hersh_watcher_set_userdata(lw->w, NULL);
       hersh_watcher_on_free(lw->w, NULL, NULL);

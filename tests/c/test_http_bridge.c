@@ -1,13 +1,16 @@
 /*
 ** Deferred answers and streams of the HTTP server (src/http/server.c), against raw
-** sockets on loopback: a handler defers, another thread answers. Every wait is bounded;
+** sockets on loopback: a handler defers, another thread answers; and a server on the loop
+** (no thread of its own) run by the test's thread. Every wait is bounded;
 ** no test asserts how long something took.
 */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -548,6 +551,130 @@ TEST(stop_answers_what_waits) {
   close(streaming);
 }
 
+/* ---- on the loop: no thread; the test's thread runs the server --------------------------- */
+
+#define UPLOAD 100000
+
+static struct {
+  pthread_t driver;   /* the thread that runs the server */
+  atomic_int foreign; /* callbacks that ran on another thread */
+  atomic_int calls;   /* handler and on_headers calls */
+  bool wake;          /* a connection resumed: run again at once */
+  hersh_http_pending *upload; /* its body is being taken */
+  bool paused;        /* the taker left some: resume after the run */
+  char body[UPLOAD];
+  size_t got, offers;
+} lp;
+
+static void note_thread(void) {
+  atomic_fetch_add(&lp.calls, 1);
+  if (!pthread_equal(pthread_self(), lp.driver)) atomic_fetch_add(&lp.foreign, 1);
+}
+
+static void loop_handler(const hersh_http_request *req, hersh_http_response *res, void *ud) {
+  (void)ud;
+  note_thread();
+  *res = text_response(200, req->path);
+}
+
+/* Takes at most 1000 bytes of each piece and nothing from every other offer, so the
+** body comes in many suspended-and-resumed steps; answers with the count at the end. */
+static size_t take_body(void *ud, const char *data, size_t len) {
+  (void)ud;
+  note_thread();
+  if (len == 0) {
+    char text[32];
+    snprintf(text, sizeof text, "%zu", lp.got);
+    hersh_http_response res = text_response(200, text);
+    hersh_http_complete(lp.upload, &res);
+    return 0;
+  }
+  size_t take = lp.offers++ % 2 ? 0 : len < 1000 ? len : 1000;
+  if (lp.got + take > UPLOAD) take = UPLOAD - lp.got;
+  memcpy(lp.body + lp.got, data, take);
+  lp.got += take;
+  lp.paused = take < len;
+  return take;
+}
+
+static void loop_on_headers(const hersh_http_request *req, hersh_http_response *res, void *ud) {
+  (void)res, (void)ud;
+  note_thread();
+  if (strcmp(req->path, "/upload") != 0) return; /* read whole, then loop_handler */
+  lp.upload = hersh_http_defer(req);
+  if (lp.upload) hersh_http_body_take(lp.upload, take_body, NULL);
+}
+
+static void loop_wake(void *ud) {
+  (void)ud;
+  lp.wake = true;
+}
+
+static atomic_int client_done;
+static char upload_reply[4096], now_reply[4096];
+
+/* The client, on its own thread: an upload with a body, then a plain request. */
+static void *loop_client(void *arg) {
+  int port = (int)(intptr_t)arg;
+  static char req[UPLOAD + 256];
+  int n = snprintf(req, sizeof req, "POST /upload HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: %d\r\n\r\n",
+                   UPLOAD);
+  for (int i = 0; i < UPLOAD; i++) req[n + i] = (char)('a' + i % 26);
+  int fd = connect_to(port);
+  if (fd >= 0 && send_all(fd, req, (size_t)n + UPLOAD)) {
+    char *resp = read_all(fd, NULL);
+    snprintf(upload_reply, sizeof upload_reply, "%s", resp);
+    free(resp);
+  }
+  if (fd >= 0) close(fd);
+  fd = connect_to(port);
+  if (fd >= 0 && send_get(fd, "/now")) {
+    char *resp = read_all(fd, NULL);
+    snprintf(now_reply, sizeof now_reply, "%s", resp);
+    free(resp);
+  }
+  if (fd >= 0) close(fd);
+  atomic_store(&client_done, 1);
+  return NULL;
+}
+
+TEST(on_the_loop_every_callback_runs_on_the_driving_thread) {
+  lp.driver = pthread_self();
+  hersh_http_options o = {.port = 0, .listen_fd = -1, .max_body = 1 << 20, .on_loop = true,
+                          .on_headers = loop_on_headers, .wake = loop_wake};
+  hersh_http_server *s = NULL;
+  REQUIRE(hersh_http_server_start(&o, loop_handler, NULL, &s) == HERSH_OK);
+  int fd = hersh_http_server_fd(s);
+  REQUIRE(fd >= 0);
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, loop_client, (void *)(intptr_t)hersh_http_server_port(s)) == 0);
+  int ms = 0;
+  for (int turns = 0; !atomic_load(&client_done) && turns < WAIT_MS; turns++) {
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    (void)poll(&pfd, 1, lp.wake ? 0 : ms < 1 ? 1 : ms); /* bounded: 1 ms per turn at least */
+    lp.wake = false;
+    ms = hersh_http_server_run(s);
+    if (lp.paused) {
+      lp.paused = false;
+      hersh_http_body_resume(lp.upload);
+    }
+  }
+  CHECK(atomic_load(&client_done));
+  pthread_join(t, NULL);
+  hersh_http_server_stop(s);
+  CHECK_EQ_INT(status_of(upload_reply), 200);
+  CHECK_EQ_STR(body_of(upload_reply), "100000");
+  CHECK(lp.got == UPLOAD);
+  bool same = true;
+  for (size_t i = 0; i < lp.got; i++) same = same && lp.body[i] == (char)('a' + i % 26);
+  CHECK(same);
+  CHECK(lp.offers > UPLOAD / 1000); /* it was paused and resumed, many times */
+  CHECK_EQ_INT(status_of(now_reply), 200);
+  CHECK_EQ_STR(body_of(now_reply), "/now");
+  CHECK(atomic_load(&lp.calls) >= 4);
+  CHECK_EQ_INT(atomic_load(&lp.foreign), 0);
+}
+
 int main(void) {
   RUN(deferred_completion_from_another_thread);
   RUN(deferred_answers_on_a_keep_alive_connection);
@@ -559,5 +686,6 @@ int main(void) {
   RUN(many_concurrent_deferred_requests);
   RUN(max_body_still_answers_413);
   RUN(stop_answers_what_waits);
+  RUN(on_the_loop_every_callback_runs_on_the_driving_thread);
   return check_summary();
 }

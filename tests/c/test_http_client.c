@@ -501,15 +501,18 @@ typedef struct streamed {
   got end;
   hersh_http_req *req;
   bool cancel_in_chunk;
+  struct streamed *cancel_other; /* cancelled from this one's chunk callback */
 } streamed;
 
-static void on_stream_head(const hersh_http_result *r, void *ud) {
+static hersh_http_take on_stream_head(int status, const char *headers, size_t len, void *ud) {
+  (void)headers, (void)len;
   streamed *s = ud;
   s->heads++;
-  s->head_status = r->status;
+  s->head_status = status;
+  return HERSH_HTTP_TAKEN;
 }
 
-static void on_stream_chunk(const char *data, size_t len, void *ud) {
+static hersh_http_take on_stream_chunk(const char *data, size_t len, void *ud) {
   streamed *s = ud;
   if (s->heads == 0) s->chunks_before_head++;
   if (len > sizeof s->text - 1 - s->len) len = sizeof s->text - 1 - s->len;
@@ -517,6 +520,8 @@ static void on_stream_chunk(const char *data, size_t len, void *ud) {
   s->len += len;
   s->text[s->len] = '\0';
   if (s->cancel_in_chunk) hersh_http_cancel(s->req);
+  if (s->cancel_other) hersh_http_cancel(s->cancel_other->req);
+  return HERSH_HTTP_TAKEN;
 }
 
 static void on_stream_done(const hersh_http_result *r, void *ud) { on_got(r, &((streamed *)ud)->end); }
@@ -525,7 +530,7 @@ static bool first_event(void *ud) { return strstr(((streamed *)ud)->text, "\n\n"
 static bool stream_ended(void *ud) { return ((streamed *)ud)->end.calls > 0; }
 static bool left(void *ud) { return atomic_load(&((endless *)ud)->client_left); }
 
-static const hersh_http_stream_cbs stream_cbs = {on_stream_head, on_stream_chunk, on_stream_done};
+static const hersh_http_stream_fns stream_fns = {.head = on_stream_head, .data = on_stream_chunk};
 
 /* The first event arrives while the answer is still open; cancel ends it once, with
 ** ECANCELLED, and closes the connection (from outside the callbacks, or inside one). */
@@ -538,7 +543,7 @@ static void endless_then_cancel(bool in_chunk) {
   REQUIRE(c);
   streamed s = {.cancel_in_chunk = in_chunk};
   hersh_http_call call = {.url = url_of(e.port, "/events")};
-  CHECK_EQ_INT(hersh_http_stream_request(c, &call, &stream_cbs, &s, &s.req), HERSH_OK);
+  CHECK_EQ_INT(hersh_http_request_stream(c, &call, &stream_fns, on_stream_done, &s, &s.req), HERSH_OK);
   hersh_loop_run_until(loop, first_event, &s, WAIT_S);
   CHECK_EQ_STR(s.text, "id: 1\ndata: a\n\n");
   CHECK_EQ_INT(s.heads, 1);
@@ -574,7 +579,7 @@ TEST(stream_open_when_the_loop_is_freed) {
   REQUIRE(c);
   streamed s = {0};
   hersh_http_call call = {.url = url_of(e.port, "/events")};
-  CHECK_EQ_INT(hersh_http_stream_request(c, &call, &stream_cbs, &s, &s.req), HERSH_OK);
+  CHECK_EQ_INT(hersh_http_request_stream(c, &call, &stream_fns, on_stream_done, &s, &s.req), HERSH_OK);
   hersh_loop_run_until(loop, first_event, &s, WAIT_S);
   CHECK_EQ_INT(s.end.calls, 0);
   hersh_http_cancel(s.req); /* its sweep never runs: the loop goes first */
@@ -585,6 +590,58 @@ TEST(stream_open_when_the_loop_is_freed) {
   endless_stop(&e);
 }
 
+static bool both_ended(void *ud) {
+  streamed *s = ud;
+  return s[0].end.calls > 0 && s[1].end.calls > 0;
+}
+
+/* Cancel is safe from inside another request's callback (curl is driving then): the
+** other one ends once, ECANCELLED, its connection closed; the caller's goes on. */
+TEST(stream_cancelled_from_another_streams_callback) {
+  endless ea, eb;
+  REQUIRE(endless_start(&ea));
+  REQUIRE(endless_start(&eb));
+  hersh_loop *loop = hersh_loop_new();
+  REQUIRE(loop);
+  hersh_http_client *c = hersh_http_client_get(loop);
+  REQUIRE(c);
+  streamed s[2] = {{0}, {0}};
+  s[0].cancel_other = &s[1];
+  hersh_http_call cb = {.url = url_of(eb.port, "/events")};
+  CHECK_EQ_INT(hersh_http_request_stream(c, &cb, &stream_fns, on_stream_done, &s[1], &s[1].req), HERSH_OK);
+  hersh_http_call ca = {.url = url_of(ea.port, "/events")};
+  CHECK_EQ_INT(hersh_http_request_stream(c, &ca, &stream_fns, on_stream_done, &s[0], &s[0].req), HERSH_OK);
+  hersh_loop_run_until(loop, left, &eb, WAIT_S);
+  CHECK(atomic_load(&eb.client_left));
+  CHECK_EQ_INT(s[1].end.calls, 1);
+  CHECK_EQ_STR(s[1].end.code, "ECANCELLED");
+  CHECK_EQ_INT(s[0].end.calls, 0); /* the canceller's own stream is still open */
+  hersh_http_cancel(s[0].req);
+  hersh_loop_run_until(loop, both_ended, s, WAIT_S);
+  CHECK_EQ_INT(s[0].end.calls, 1);
+  CHECK_EQ_STR(s[0].end.code, "ECANCELLED");
+  hersh_loop_free(loop);
+  CHECK_EQ_INT(s[0].end.calls + s[1].end.calls, 2);
+  got_free(&s[0].end);
+  got_free(&s[1].end);
+  endless_stop(&ea);
+  endless_stop(&eb);
+}
+
+/* A streamed answer is the first response: following redirects is refused at once. */
+TEST(stream_refuses_redirects) {
+  hersh_loop *loop = hersh_loop_new();
+  REQUIRE(loop);
+  hersh_http_client *c = hersh_http_client_get(loop);
+  REQUIRE(c);
+  streamed s = {0};
+  hersh_http_call call = {.url = url("/x"), .max_redirects = 3};
+  CHECK_EQ_INT(hersh_http_request_stream(c, &call, &stream_fns, on_stream_done, &s, &s.req), HERSH_E_INVAL);
+  CHECK(strstr(hersh_errmsg(), "redirects") != NULL);
+  hersh_loop_free(loop);
+  CHECK_EQ_INT(s.end.calls, 0);
+}
+
 /* A finished stream: head, every chunk, then done with no error; an empty body gets its head too. */
 TEST(stream_of_a_whole_answer) {
   hersh_loop *loop = hersh_loop_new();
@@ -593,7 +650,7 @@ TEST(stream_of_a_whole_answer) {
   REQUIRE(c);
   streamed s = {0};
   hersh_http_call call = {.url = url("/missing?q=1")};
-  CHECK_EQ_INT(hersh_http_stream_request(c, &call, &stream_cbs, &s, &s.req), HERSH_OK);
+  CHECK_EQ_INT(hersh_http_request_stream(c, &call, &stream_fns, on_stream_done, &s, &s.req), HERSH_OK);
   hersh_loop_run_until(loop, stream_ended, &s, WAIT_S);
   CHECK_EQ_INT(s.heads, 1);
   CHECK_EQ_INT(s.head_status, 404);
@@ -604,7 +661,7 @@ TEST(stream_of_a_whole_answer) {
   got_free(&s.end);
   streamed h = {0};
   hersh_http_call head = {.method = "HEAD", .url = url("/x")};
-  CHECK_EQ_INT(hersh_http_stream_request(c, &head, &stream_cbs, &h, &h.req), HERSH_OK);
+  CHECK_EQ_INT(hersh_http_request_stream(c, &head, &stream_fns, on_stream_done, &h, &h.req), HERSH_OK);
   hersh_loop_run_until(loop, stream_ended, &h, WAIT_S);
   CHECK_EQ_INT(h.heads, 1);
   CHECK_EQ_INT(h.head_status, 200);
@@ -630,6 +687,8 @@ int main(void) {
   RUN(stream_cancelled_from_its_chunk_callback);
   RUN(stream_open_when_the_loop_is_freed);
   RUN(stream_of_a_whole_answer);
+  RUN(stream_cancelled_from_another_streams_callback);
+  RUN(stream_refuses_redirects);
   hersh_http_server_stop(server);
   return check_summary();
 }

@@ -1,0 +1,477 @@
+/*
+** proxy.c -- forwards a Host request to a program and streams its answer back.
+**
+** Upstream is the loop's HTTP client (libcurl multi: it pools keep-alive connections
+** per host:port, bounds them, and keeps the timeouts); downstream is the server's
+** stream of the deferred request. An answer that curl read whole in one go goes out
+** whole (with its length: no chunking, no suspend and resume); otherwise the head
+** starts a stream once curl has read what there was, and each piece of the body is
+** written on as it comes. When the client has not taken
+** HERSH_PROXY_HIGH_WATER bytes, the piece is refused with a pause (curl stops reading
+** the program's socket, so TCP pushes back on it) until the server says the client
+** took it all (on_drain). A client that leaves ends the exchange (on_close). The Host's
+** server runs on the loop, so its callbacks come on the loop thread, as curl's do.
+*/
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "base/buf.h"
+#include "base/json.h"
+#include "engine/binding.h"
+#include "http/proxy.h"
+/* server.h's request type and client.h's request function share a name: the type,
+** unused here, is renamed (a type name never reaches the linker). */
+#define hersh_http_request hersh_http_server_request
+#include "http/server.h"
+#undef hersh_http_request
+#include "http/client.h"
+
+/* ---- header rules ------------------------------------------------------------------------ */
+
+/* RFC 9110 7.6.1's hop-by-hop fields, and those the proxy sets itself. */
+static const char *const HOP[] = {"connection", "keep-alive",     "te",   "trailer",        "transfer-encoding",
+                                  "upgrade",    "proxy-connection", "host", "content-length", "authorization",
+                                  "expect",     NULL};
+
+/* Whether the comma-separated token list `list` holds the n bytes of name. */
+static bool listed(const char *list, const char *name, size_t n) {
+  while (list && *list) {
+    list += strspn(list, " \t,");
+    size_t len = strcspn(list, ",");
+    size_t end = len;
+    while (end > 0 && (list[end - 1] == ' ' || list[end - 1] == '\t')) end--;
+    if (end == n && strncasecmp(list, name, n) == 0) return true;
+    list += len;
+  }
+  return false;
+}
+
+bool hersh_proxy_hop_header(const char *name, size_t n, const char *connection) {
+  for (const char *const *h = HOP; *h; h++)
+    if (strlen(*h) == n && strncasecmp(*h, name, n) == 0) return true;
+  if (n > 6 && strncasecmp(name, "proxy-", 6) == 0) return true; /* Proxy-Authorization, -Authenticate */
+  return listed(connection, name, n);
+}
+
+/* The value of header `name` among "name: value" lines, or NULL. */
+static const char *find_value(const char *const *in, const char *name) {
+  size_t n = strlen(name);
+  for (const char *const *h = in; h && *h; h++) {
+    if (strncasecmp(*h, name, n) == 0 && (*h)[n] == ':') return *h + n + 1 + strspn(*h + n + 1, " \t");
+  }
+  return NULL;
+}
+
+static bool is_forwarded(const char *name, size_t n) {
+  return n > 12 && strncasecmp(name, "x-forwarded-", 12) == 0 &&
+         ((n == 15 && strncasecmp(name + 12, "for", 3) == 0) || (n == 16 && strncasecmp(name + 12, "host", 4) == 0) ||
+          (n == 17 && strncasecmp(name + 12, "proto", 5) == 0));
+}
+
+char **hersh_proxy_request_headers(const char *const *in, const char *client_ip) {
+  const char *connection = find_value(in, "connection");
+  hersh_buf b = {0}; /* the lines, each NUL-terminated */
+  size_t count = 0;
+  for (const char *const *h = in; h && *h; h++) {
+    const char *colon = strchr(*h, ':');
+    size_t n = colon ? (size_t)(colon - *h) : 0;
+    /* A name that is no token ("connection; p") is dropped: curl could read it as another. */
+    if (!colon || !hersh_http_is_token(*h, n) || hersh_proxy_hop_header(*h, n, connection) || is_forwarded(*h, n))
+      continue;
+    if (colon[1 + strspn(colon + 1, " \t")] == '\0') { /* empty: curl's "Name;" sends it, "Name:" would not */
+      hersh_buf_put(&b, *h, n);
+      hersh_buf_put(&b, ";", 2);
+    } else {
+      hersh_buf_put(&b, *h, strlen(*h) + 1);
+    }
+    count++;
+  }
+  const char *xff = find_value(in, "x-forwarded-for");
+  if (xff && *xff && client_ip) hersh_buf_printf(&b, "X-Forwarded-For: %s, %s", xff, client_ip);
+  else if (client_ip) hersh_buf_printf(&b, "X-Forwarded-For: %s", client_ip);
+  else if (xff) hersh_buf_printf(&b, "X-Forwarded-For: %s", xff);
+  if (client_ip || xff) {
+    hersh_buf_put(&b, "", 1);
+    count++;
+  }
+  hersh_buf_puts(&b, "X-Forwarded-Proto: http");
+  hersh_buf_put(&b, "", 1);
+  count++;
+  const char *host = find_value(in, "host");
+  if (host) {
+    hersh_buf_printf(&b, "X-Forwarded-Host: %s", host);
+    hersh_buf_put(&b, "", 1);
+    count++;
+  }
+  char **out = b.oom ? NULL : malloc((count + 1) * sizeof *out + b.len);
+  if (out) {
+    char *text = (char *)(out + count + 1);
+    memcpy(text, b.p, b.len);
+    for (size_t i = 0; i < count; i++) {
+      out[i] = text;
+      text += strlen(text) + 1;
+    }
+    out[count] = NULL;
+  }
+  hersh_buf_free(&b);
+  return out;
+}
+
+/* The next line of [*at, end) without its CR LF; advances *at. */
+static const char *next_line(const char **at, const char *end, size_t *n) {
+  const char *line = *at;
+  const char *lf = memchr(line, '\n', (size_t)(end - line));
+  const char *stop = lf ? lf : end;
+  *at = lf ? lf + 1 : end;
+  *n = (size_t)(stop - line);
+  if (*n > 0 && line[*n - 1] == '\r') (*n)--;
+  return line;
+}
+
+char *hersh_proxy_response_headers(const char *block, size_t len) {
+  const char *end = block + len;
+  hersh_buf connection = {0}; /* the values of every Connection line, comma-joined */
+  hersh_buf_put(&connection, "", 0);
+  size_t n;
+  for (const char *at = block; at < end;) {
+    const char *line = next_line(&at, end, &n);
+    if (n > 11 && strncasecmp(line, "connection:", 11) == 0) {
+      hersh_buf_put(&connection, ",", 1);
+      hersh_buf_put(&connection, line + 11, n - 11);
+    }
+  }
+  hersh_buf_put(&connection, "", 1);
+  hersh_buf out = {0};
+  hersh_buf_put(&out, "", 0);
+  const char *at = block;
+  (void)next_line(&at, end, &n); /* the status line */
+  while (at < end) {
+    const char *line = next_line(&at, end, &n);
+    const char *colon = memchr(line, ':', n);
+    /* An empty line ends the block; an obsolete folded line (SP or HT first) is dropped
+    ** as RFC 9112 5.2 allows, and so is a line that is no field or holds a CR or NUL
+    ** (it would split or cut the line it becomes). */
+    if (n == 0 || line[0] == ' ' || line[0] == '\t' || !colon || !hersh_http_is_token(line, (size_t)(colon - line)) ||
+        memchr(line, '\r', n) || memchr(line, '\0', n))
+      continue;
+    if (connection.oom || hersh_proxy_hop_header(line, (size_t)(colon - line), connection.p)) continue;
+    hersh_buf_put(&out, line, n);
+    hersh_buf_put(&out, "\r\n", 2);
+  }
+  bool oom = connection.oom;
+  hersh_buf_free(&connection);
+  if (oom) {
+    hersh_buf_free(&out);
+    return NULL;
+  }
+  return hersh_buf_take(&out);
+}
+
+/* ---- one exchange ---------------------------------------------------------------------- */
+
+typedef struct fwd {
+  hersh_http_pending *p; /* the hold, until the answer goes out whole or as a stream */
+  hersh_http_stream *s;  /* then the stream's */
+  /* The program's head and the body that came with it, until the answer starts: an
+  ** answer that comes in one go goes out whole (with its length), not as a stream. */
+  bool headed;
+  char *head_lines;
+  hersh_buf held;
+  hersh_http_req *req;   /* until the client's done */
+  bool paused;           /* curl holds a piece until the client drains */
+  bool client_gone;
+  /* A streamed request body: the request it comes from (until the exchange ends), and
+  ** what came of it that the program has not taken, up[off, len). */
+  hersh_http_pending *body_from;
+  char *up;
+  size_t up_off, up_len;
+  bool up_end;      /* the client sent all of it */
+  bool up_waiting;  /* curl paused its sending: nothing was there */
+  bool client_held; /* the client waits (suspended) until there is room */
+  int status;
+  char *program;
+  double timeout, connect_timeout;
+  hersh_proxy_done done;
+  void *ud;
+} fwd;
+
+static void fwd_free(fwd *f) {
+  free(f->head_lines);
+  hersh_buf_free(&f->held);
+  free(f->up);
+  free(f->program);
+  free(f);
+}
+
+/* The proxy's own answer, in the Host's error shape {"code", "error", "message"}; gives
+** up the hold. The status sent. */
+static int answer_error(hersh_http_pending *p, int status, const char *title, const char *message) {
+  hersh_buf b = {0};
+  hersh_json j;
+  hersh_json_init(&j, &b);
+  hersh_json_object(&j);
+  hersh_json_key(&j, "code");
+  hersh_json_int(&j, status);
+  hersh_json_key(&j, "error");
+  hersh_json_cstr(&j, title);
+  hersh_json_key(&j, "message");
+  hersh_json_cstr(&j, message);
+  hersh_json_end(&j);
+  char *body = hersh_json_take(&j);
+  size_t len = body ? strlen(body) : 0;
+  hersh_http_response res = {.status = status, .body = body, .body_len = len};
+  if (!body) hersh_http_error(&res, 500, "out of memory");
+  status = res.status;
+  (void)hersh_http_complete(p, &res); /* a client already gone is no error here */
+  return status;
+}
+
+static void on_done(const hersh_http_result *r, void *ud) {
+  fwd *f = ud;
+  f->req = NULL;
+  if (f->body_from) { /* the rest of the body, if any, is dropped by the server */
+    hersh_http_body_take(f->body_from, NULL, NULL);
+    if (f->client_held) hersh_http_body_resume(f->body_from);
+    f->body_from = NULL;
+  }
+  char message[512];
+  if (f->s) { /* the head went out: the end of the body, or a cut the client sees */
+    hersh_http_stream_on_close(f->s, NULL, NULL);
+    hersh_http_stream_on_drain(f->s, NULL, NULL);
+    if (r->error) hersh_http_stream_cut(f->s);
+    hersh_http_stream_end(f->s);
+    f->s = NULL;
+  } else if (!f->p) { /* the head could not start a stream: answered already */
+  } else if (f->headed && !r->error) { /* all of it came at once */
+    size_t len = f->held.len;
+    hersh_http_response res = {.status = f->status, .body_len = len, .headers = f->head_lines};
+    res.body = hersh_buf_take(&f->held);
+    f->head_lines = NULL;
+    (void)hersh_http_complete(f->p, &res); /* a client already gone is no error here */
+  } else if (r->code && strcmp(r->code, "ETIMEOUT") == 0 && strcmp(r->error, "connect timeout") == 0) {
+    snprintf(message, sizeof message,
+             "program %s did not accept the connection within %g s (its proxy.connect_timeout)", f->program,
+             f->connect_timeout);
+    f->status = answer_error(f->p, 504, "Gateway Timeout", message);
+  } else if (r->code && strcmp(r->code, "ETIMEOUT") == 0) {
+    snprintf(message, sizeof message, "program %s did not answer within %g s (its proxy.timeout)", f->program,
+             f->timeout);
+    f->status = answer_error(f->p, 504, "Gateway Timeout", message);
+  } else {
+    snprintf(message, sizeof message, "program %s did not answer: %s", f->program, r->error ? r->error : "no answer");
+    f->status = answer_error(f->p, 502, "Bad Gateway", message);
+  }
+  f->p = NULL;
+  if (f->done) f->done(f->status, f->ud);
+  fwd_free(f);
+}
+
+/* The client left mid-answer: nobody to read from the program for. */
+static void on_client_closed(hersh_http_stream *s, void *ud) {
+  (void)s;
+  fwd *f = ud;
+  f->client_gone = true;
+  if (f->req) hersh_http_cancel(f->req); /* on_done follows */
+}
+
+/* The client took all that waited: read from the program again. */
+static void on_client_drained(hersh_http_stream *s, void *ud) {
+  (void)s;
+  fwd *f = ud;
+  if (!f->paused || !f->req) return;
+  f->paused = false;
+  if (hersh_http_resume(f->req) != HERSH_OK) hersh_http_cancel(f->req); /* on_done follows */
+}
+
+static hersh_http_take on_head(int status, const char *headers, size_t len, void *ud) {
+  fwd *f = ud;
+  f->head_lines = hersh_proxy_response_headers(headers, len);
+  f->status = status;
+  f->headed = true;
+  if (f->head_lines) return HERSH_HTTP_TAKEN;
+  hersh_http_response res = {0};
+  hersh_http_error(&res, 500, "out of memory");
+  f->status = res.status;
+  (void)hersh_http_complete(f->p, &res);
+  f->p = NULL;
+  return HERSH_HTTP_ABORT;
+}
+
+/* The answer starts as a stream: the head, then what came so far. false when it could
+** not (answered 500) or the client has left; the caller ends the exchange. */
+static bool start_stream(fwd *f) {
+  hersh_http_pending *p = f->p;
+  f->p = NULL;
+  f->s = hersh_http_stream_start(p, f->status, NULL, f->head_lines); /* answers 500 if it fails */
+  free(f->head_lines);
+  f->head_lines = NULL;
+  if (!f->s) {
+    f->status = 500;
+    return false;
+  }
+  hersh_http_stream_on_drain(f->s, on_client_drained, f);
+  hersh_http_stream_on_close(f->s, on_client_closed, f); /* runs at once if the client left */
+  int rc = f->held.len ? hersh_http_stream_write(f->s, f->held.p, f->held.len) : HERSH_OK;
+  hersh_buf_free(&f->held);
+  return rc == HERSH_OK && !f->client_gone;
+}
+
+/* curl has read what there was and the answer goes on: it starts as a stream. */
+static void on_settled(void *ud) {
+  fwd *f = ud;
+  if (f->s || !f->headed || !f->p || !f->req) return;
+  if (!start_stream(f)) hersh_http_cancel(f->req); /* on_done follows */
+}
+
+static hersh_http_take on_data(const char *piece, size_t len, void *ud) {
+  fwd *f = ud;
+  if (f->client_gone) return HERSH_HTTP_ABORT;
+  if (!f->s) { /* held until the drive ends, or as long as it is small */
+    hersh_buf_put(&f->held, piece, len);
+    if (f->held.oom) return HERSH_HTTP_ABORT;
+    if (f->held.len < HERSH_PROXY_HIGH_WATER) return HERSH_HTTP_TAKEN;
+    return start_stream(f) ? HERSH_HTTP_TAKEN : HERSH_HTTP_ABORT;
+  }
+  if (hersh_http_stream_waiting(f->s) >= HERSH_PROXY_HIGH_WATER) {
+    f->paused = true;
+    return HERSH_HTTP_PAUSE;
+  }
+  return hersh_http_stream_write(f->s, piece, len) == HERSH_OK ? HERSH_HTTP_TAKEN : HERSH_HTTP_ABORT;
+}
+
+/* A piece of the client's body (len 0: its end), from the server: what fits is kept for
+** curl, which is woken if it waits; what does not fit holds the client until on_read
+** makes room. */
+static size_t on_body_piece(void *ud, const char *data, size_t len) {
+  fwd *f = ud;
+  if (len == 0) f->up_end = true;
+  size_t taken = 0;
+  for (;;) {
+    if (f->up_off > 0) { /* what curl took makes room */
+      memmove(f->up, f->up + f->up_off, f->up_len - f->up_off);
+      f->up_len -= f->up_off;
+      f->up_off = 0;
+    }
+    size_t room = HERSH_PROXY_BODY_BUFFER - f->up_len;
+    size_t n = len - taken < room ? len - taken : room;
+    if (n) memcpy(f->up + f->up_len, data + taken, n);
+    f->up_len += n;
+    taken += n;
+    if (!f->up_waiting || !f->req) break;
+    f->up_waiting = false;
+    if (hersh_http_resume(f->req) != HERSH_OK) { /* curl may take some at once: then more fits */
+      hersh_http_cancel(f->req);                 /* on_done follows: the rest is dropped */
+      return len;
+    }
+    if (taken == len) break;
+  }
+  f->client_held = taken < len;
+  return taken;
+}
+
+/* curl sends the body: what waits, the end, or a pause until the client sends more. */
+static size_t on_read(char *buf, size_t max, void *ud) {
+  fwd *f = ud;
+  if (f->up_len > f->up_off) {
+    size_t n = f->up_len - f->up_off < max ? f->up_len - f->up_off : max;
+    memcpy(buf, f->up + f->up_off, n);
+    f->up_off += n;
+    if (f->up_off == f->up_len && f->client_held) {
+      f->client_held = false;
+      hersh_http_body_resume(f->body_from);
+    }
+    return n;
+  }
+  if (f->up_end) return 0;
+  f->up_waiting = true;
+  return HERSH_HTTP_READ_PAUSE;
+}
+
+static const hersh_http_stream_fns FNS = {.head = on_head, .data = on_data, .settled = on_settled};
+static const hersh_http_stream_fns FNS_BODY = {.head = on_head, .data = on_data, .read = on_read,
+                                               .settled = on_settled};
+
+/* The length of a body the client is still to send, from its headers: -1 unknown
+** (chunked), 0 none. */
+static long long body_length(const char *const *headers) {
+  const char *te = find_value(headers, "transfer-encoding");
+  if (te) return -1;
+  const char *cl = find_value(headers, "content-length");
+  char *end = NULL;
+  long long n = cl ? strtoll(cl, &end, 10) : 0;
+  return cl && end != cl && n > 0 ? n : 0;
+}
+
+/* The client's address as text in buf, or NULL when unknown. */
+static const char *client_ip(hersh_http_pending *p, char *buf, size_t n) {
+  struct MHD_Connection *conn = hersh_http_pending_conn(p);
+  const union MHD_ConnectionInfo *info =
+      conn ? MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS) : NULL;
+  const struct sockaddr *sa = info ? info->client_addr : NULL;
+  const char *ip = NULL;
+  if (sa && sa->sa_family == AF_INET)
+    ip = inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, buf, (socklen_t)n);
+  else if (sa && sa->sa_family == AF_INET6)
+    ip = inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, buf, (socklen_t)n);
+  return ip;
+}
+
+/* Starts the exchange; on an error, the hold is still the caller's. */
+static int start(hersh_loop *loop, hersh_http_pending *p, const hersh_proxy_call *call, hersh_proxy_done done,
+                 void *ud) {
+  hersh_http_client *c = hersh_http_client_get(loop);
+  if (!c) return HERSH_E_SYS; /* hersh_errmsg says why */
+  fwd *f = calloc(1, sizeof *f);
+  char ip[INET6_ADDRSTRLEN];
+  char **headers = hersh_proxy_request_headers(call->headers, client_ip(p, ip, sizeof ip));
+  char *program = hersh_strdup(call->program ? call->program : "?");
+  if (!f || !headers || !program) {
+    free(f);
+    free(headers);
+    free(program);
+    return hersh_fail_with(HERSH_E_NOMEM, "out of memory forwarding a request");
+  }
+  f->p = p;
+  f->program = program;
+  f->timeout = call->timeout;
+  f->connect_timeout = call->connect_timeout;
+  f->done = done;
+  f->ud = ud;
+  hersh_http_call hc = {.method = call->method, .url = call->url, .headers = (const char *const *)headers,
+                        .body = call->body, .body_len = call->body_len, .timeout = call->timeout,
+                        .connect_timeout = call->connect_timeout};
+  bool streamed = call->stream_body && (hc.stream_len = body_length(call->headers)) != 0;
+  if (streamed && !(f->up = malloc(HERSH_PROXY_BODY_BUFFER))) {
+    free(headers);
+    fwd_free(f);
+    return hersh_fail_with(HERSH_E_NOMEM, "out of memory forwarding a request");
+  }
+  int rc = hersh_http_request_stream(c, &hc, streamed ? &FNS_BODY : &FNS, on_done, f, &f->req);
+  free(headers); /* the client copied them */
+  if (rc) {
+    fwd_free(f); /* the caller keeps the hold */
+    return rc;
+  }
+  if (streamed) {
+    f->body_from = p;
+    hersh_http_body_take(p, on_body_piece, f);
+  }
+  return rc;
+}
+
+int hersh_proxy_forward(hersh_loop *loop, hersh_http_pending *p, const hersh_proxy_call *call, hersh_proxy_done done,
+                        void *ud) {
+  if (!p) return hersh_fail_with(HERSH_E_INVAL, "hersh_proxy_forward: no request");
+  int rc = loop && call && call->url ? start(loop, p, call, done, ud)
+                                     : hersh_fail_with(HERSH_E_INVAL, "hersh_proxy_forward: NULL argument");
+  if (rc == HERSH_OK) return rc;
+  char message[512];
+  snprintf(message, sizeof message, "cannot forward this request: %s", hersh_errmsg());
+  if (rc == HERSH_E_INVAL) answer_error(p, 400, "Bad Request", message);
+  else answer_error(p, 502, "Bad Gateway", message);
+  return rc;
+}
