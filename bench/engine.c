@@ -2,7 +2,10 @@
 ** bench/engine.c -- messages per second through the engine, beside a baseline
 ** measured in the same run: the same no-op Lua function called in a plain loop
 ** through lua_pcall with an equal message table. Each figure is the median of
-** ROUNDS rounds.
+** ROUNDS rounds. The runs through the engine are measured with the trace of runs off
+** and on (the default ring, docs/replay.md), alternating within each round; that cost
+** is also given in the loop thread's CPU time, which a loaded machine disturbs less
+** (everything runs on that thread: the sends and the runs).
 **
 **   build-bench/bench_engine [messages]
 */
@@ -21,6 +24,12 @@ enum { ROUNDS = 5 };
 static double now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double cpu_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
@@ -83,23 +92,25 @@ static bool drained(void *ud) {
 }
 
 /* Messages per second: n sends, then the loop runs until every one is handled. */
-static double through_engine(long n, bool lua) {
+static double through_engine(long n, bool lua, bool traced, double *cpu_rate) {
   hersh_loop *loop = hersh_loop_new();
   if (!loop) die("loop");
   hersh_config cfg;
   hersh_config_init(&cfg);
   cfg.signal_capacity = (size_t)n;
+  if (!traced) cfg.trace_runs = 0;
   hersh_watcher *w;
   if (hersh_watcher_new(loop, &cfg, &w)) die("watcher");
   const char *chunk = "return function(msg, ctx) end";
   int rc = lua ? hersh_watcher_manage_lua(w, chunk, strlen(chunk), "=bench") : hersh_watcher_manage(w, c_noop, NULL);
   if (rc || hersh_watcher_start(w)) die("manage/start");
   if (hersh_loop_run_until(loop, drained, w, 10) != 1) die("init run");
-  double t0 = now();
+  double t0 = now(), c0 = cpu_now();
   for (long i = 0; i < n; i++)
     if (hersh_watcher_send(w, "tick", 4)) die("send");
   if (hersh_loop_run_until(loop, drained, w, 120) != 1) die("drain");
   double t = now() - t0;
+  if (cpu_rate) *cpu_rate = (double)n / (cpu_now() - c0);
   hersh_watcher_free(w);
   hersh_loop_free(loop);
   return (double)n / t;
@@ -146,14 +157,19 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: bench_engine [messages]\n");
     return 2;
   }
-  double base[ROUNDS], lua[ROUNDS], c[ROUNDS], vars[ROUNDS];
+  double base[ROUNDS], lua[ROUNDS], c[ROUNDS], vars[ROUNDS], lua_off[ROUNDS], c_off[ROUNDS];
+  double cpu[4][ROUNDS]; /* Lua off, on; C off, on */
   for (int r = 0; r < ROUNDS; r++) {
     base[r] = baseline(n);
-    lua[r] = through_engine(n, true);
-    c[r] = through_engine(n, false);
+    lua_off[r] = through_engine(n, true, false, &cpu[0][r]);
+    lua[r] = through_engine(n, true, true, &cpu[1][r]);
+    c_off[r] = through_engine(n, false, false, &cpu[2][r]);
+    c[r] = through_engine(n, false, true, &cpu[3][r]);
     vars[r] = var_updates(n);
   }
   double b = median(base, ROUNDS), l = median(lua, ROUNDS), cr = median(c, ROUNDS), v = median(vars, ROUNDS);
+  double loff = median(lua_off, ROUNDS), coff = median(c_off, ROUNDS);
+  double cpu_l = median(cpu[0], ROUNDS) / median(cpu[1], ROUNDS), cpu_c = median(cpu[2], ROUNDS) / median(cpu[3], ROUNDS);
   char note[128];
   printf("bench/engine: %ld messages per round, median of %d rounds\n", n, ROUNDS);
   row("baseline: lua_pcall of the no-op function", b, "");
@@ -161,6 +177,14 @@ int main(int argc, char **argv) {
   row("Lua reducer (no-op) through the engine", l, note);
   snprintf(note, sizeof note, "(target >= 2,000,000 /s)");
   row("C reducer (no-op) through the engine", cr, note);
+  row("Lua reducer, trace off", loff, "");
+  snprintf(note, sizeof note, "recording costs %.1f%% (target <= 15%%)", (loff / l - 1) * 100);
+  row("Lua reducer, trace on (ring of 1,000 runs)", l, note);
+  row("C reducer, trace off", coff, "");
+  snprintf(note, sizeof note, "recording costs %.1f%% (target <= 15%%)", (coff / cr - 1) * 100);
+  row("C reducer, trace on (ring of 1,000 runs)", cr, note);
+  printf("  recording's cost in loop-thread CPU time: Lua reducer %.1f%%, C reducer %.1f%% (target <= 15%%)\n",
+         (cpu_l - 1) * 100, (cpu_c - 1) * 100);
   row("batched var updates (flow pushes, one run)", v, "");
   return 0;
 }

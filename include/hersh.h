@@ -207,7 +207,13 @@ typedef struct hersh_config {
   hersh_recovery_fn decide; /* NULL: hersh_recovery_decide                     */
   void *decide_ud;
   const char *const *env; /* NULL-terminated "KEY=VALUE" strings, copied     */
+  size_t trace_runs;      /* runs the trace keeps (1,000); 0 = none; HERSH_TRACE_ALL */
+  const char *trace_file; /* NULL; else the trace is written there when the watcher
+                             ends (copied). docs/replay.md                      */
 } hersh_config;
+
+/* trace_runs: keep every run (`hersh run --record`). */
+#define HERSH_TRACE_ALL SIZE_MAX
 
 /* Fills every field with its default. Start from this, then change fields. */
 void hersh_config_init(hersh_config *cfg);
@@ -378,6 +384,18 @@ const hersh_trigger *hersh_ctx_trigger(hersh_ctx *ctx);
 bool hersh_ctx_cancelled(const hersh_ctx *ctx);
 const char *hersh_ctx_env(hersh_ctx *ctx, const char *key); /* NULL if absent */
 
+/*
+** Inputs a reducer must take through the engine, not from the OS, so that its trace
+** replays (docs/replay.md): each value is recorded. Loop thread, inside a run; outside a
+** run they work unrecorded.
+** hersh_ctx_now: the run's time, epoch s: read once per run, the same for the whole run.
+** hersh_ctx_random: uniform in [0, 1). hersh_ctx_random_int: uniform in [lo, hi]
+** (lo <= hi, else HERSH_E_INVAL); [INT64_MIN, INT64_MAX] gives all 64 bits.
+*/
+double hersh_ctx_now(hersh_ctx *ctx);
+double hersh_ctx_random(hersh_ctx *ctx);
+int hersh_ctx_random_int(hersh_ctx *ctx, int64_t lo, int64_t hi, int64_t *out);
+
 /* An error buffer for user callbacks (updates, computes, polls). */
 typedef struct hersh_errbuf {
   char msg[256];
@@ -520,6 +538,18 @@ size_t hersh_watcher_log_count(hersh_watcher *w, hersh_log_kind kind); /* any th
 /* A copy of an entry that outlives the callback; release it with hersh_log_entry_free. */
 int hersh_log_entry_copy(hersh_log_kind kind, const hersh_log_entry *src, hersh_log_entry *dst);
 void hersh_log_entry_free(hersh_log_kind kind, hersh_log_entry *e);
+
+/* ---- the trace: deterministic replay (docs/replay.md) ------------------------------------ */
+
+/*
+** The watcher's trace, one JSON line at a time to fn (a header, then its runs oldest
+** first; `line` ends in "\n" and is borrowed for the call). fn returns false to stop
+** early; it runs under the trace's lock, so it must not call into the watcher. Any
+** thread. HERSH_E_NOMEM if a line could not be encoded.
+*/
+int hersh_watcher_trace(hersh_watcher *w, bool (*fn)(const char *line, size_t len, void *ud), void *ud);
+/* The trace written to a file (created or truncated, mode 0600). Any thread. */
+int hersh_watcher_trace_write(hersh_watcher *w, const char *path);
 
 /* ---- reports: failures as they happen ------------------------------------------------- */
 

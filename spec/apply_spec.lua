@@ -11,18 +11,9 @@ local EXIT = require("cli.args").EXIT
 
 local has = H.has
 
--- Runs `hersh ARGV...` against `h` to its end (bounded): exit code, stdout, stderr.
+-- `hersh ARGV...` against `h` (nil: no Host), through the harness's client runner.
 local function hersh(h, argv)
-  local spec = { P.hersh, env = { HERSH_HOST = h and h.url or "http://127.0.0.1:1", NO_COLOR = "" } }
-  for _, a in ipairs(argv) do spec[#spec + 1] = a end
-  local proc = P.start(spec)
-  local code = P.wait_exit(proc, 180)
-  local out, err = P.stdout(proc), P.stderr(proc)
-  P.stop(proc)
-  assert(code, "hersh " .. table.concat(argv, " ") .. " did not end; stderr: " .. err)
-  assert.is_nil(err:find("stack traceback", 1, true), "a traceback: " .. err)
-  assert.is_nil(err:find("Sanitizer", 1, true) or err:find("runtime error:", 1, true), err)
-  return code, out, err
+  return H.client(argv, { host = h })
 end
 
 -- A folder for a file and its programs' folders (two copies of the counter); removed
@@ -213,13 +204,63 @@ describe("hersh plan and apply on a file of 10 programs", function()
   end)
 end)
 
+describe("hersh plan and apply with an isolation per program", function()
+  it("creates with the file's isolation, and refuses to change it: plan and apply name both, nothing changes", function()
+    local h = H.test_host()
+    local dir = stack_dir()
+    local file = dir .. "/stack.lua"
+    P.write(file, "return { { name = 'boxed', dir = 'counter', isolation = 'bwrap' } }")
+    local code, out, err = hersh(h, { "apply", file })
+    assert.equal(EXIT.ok, code, out .. err)
+    host_programs(h)
+    local rec = H.view(h, "boxed")
+    assert.equal("bwrap", rec.isolation)
+    P.write(file, "return { { name = 'boxed', dir = 'counter', isolation = 'gvisor' } }")
+    local want = "program boxed cannot be applied: its isolation is bwrap, the file says gvisor: isolation cannot "
+      .. "change in an update (delete and create it again: hersh rm boxed first)"
+    for _, command in ipairs { "plan", "apply" } do
+      code, out, err = hersh(h, { command, file })
+      assert.equal(EXIT.failed, code, command .. ": " .. out .. err)
+      assert.truthy(has(err, want), command .. ": " .. err)
+    end
+    local after = H.view(h, "boxed")
+    assert.equal(rec.revision, after.revision)
+    assert.equal("bwrap", after.isolation)
+    assert.equal("Ready", after.state)
+    -- no isolation in the file: the program keeps its own, nothing to change
+    P.write(file, "return { { name = 'boxed', dir = 'counter' } }")
+    local _, _, by = plan_json(h, file)
+    assert.equal("unchanged", by.boxed.action)
+  end)
+
+  it("creates a program under gVisor when the file says so", function()
+    local usable, why_not = require("host.sandbox.gvisor").check()
+    if not usable then
+      print("apply_spec: gvisor create pending: " .. why_not)
+      return pending("gVisor cannot run here: " .. why_not)
+    end
+    local h = H.test_host()
+    local dir = stack_dir()
+    local file = dir .. "/stack.lua"
+    P.write(file, "return { { name = 'sentried', dir = 'counter', isolation = 'gvisor' } }")
+    local code, out, err = hersh(h, { "apply", file, "--timeout", "120" })
+    assert.equal(EXIT.ok, code, out .. err)
+    host_programs(h)
+    local rec = H.view(h, "sentried")
+    assert.equal("gvisor", rec.isolation)
+    assert.equal("Ready", rec.state)
+    local _, _, by = plan_json(h, file)
+    assert.equal("unchanged", by.sentried.action)
+  end)
+end)
+
 describe("hersh plan and apply refuse a bad file before any request", function()
   -- Each case: the file's text, what the message must hold. The Host is one that is
   -- not there: a request would be exit 3, not the exit 2 of a refused file.
   local CASES = {
     { "return {\n  { name = 'a', dir = 'counter' }\n  { name = 'b', dir = 'counter' },\n}\n", "stack.lua:3: '}' expected" },
     { "return {\n  { name = 'a', dir = 'counter',\n    evn = { X = '1' } },\n}\n",
-      "stack.lua:3: program 1 (a): unknown key evn (known: dir, env, health, limits, name, network, proxy, restart_policy, user)" },
+      "stack.lua:3: program 1 (a): unknown key evn (known: dir, env, health, isolation, limits, name, network, proxy, restart_policy, user)" },
     { "return {\n  { name = 'a', dir = 'counter' },\n  { name = 'b', dir = 'counter' },\n  { name = 'a', dir = 'counter' },\n}\n",
       "stack.lua:4: program 3: the name a is taken by program 1" },
     { "return { { name = 'a', dir = 'missing' } }", "program 1 (a): " },
@@ -231,6 +272,8 @@ describe("hersh plan and apply refuse a bad file before any request", function()
     { "return { { name = 'a', dir = 'counter', health = { interval = 0 } } }", "health.interval must be a number" },
     { "return { { name = 'a', dir = 'counter', env = { X = function() end } } }", "env.X is a function" },
     { "return { { dir = 'counter' } }", "program 1: name is missing" },
+    { "return { { name = 'a', dir = 'counter', isolation = 'kvm' } }",
+      'program 1 (a): isolation must be "bwrap" or "gvisor", not "kvm"' },
     -- a file is data: no io, os or require, no string methods, bounded work and memory
     { "io.open('/tmp/x', 'w')\nreturn {}", "stack.lua:1: attempt to index a nil value (global 'io')" },
     { "local x = os.execute('true')\nreturn {}", "stack.lua:1: attempt to index a nil value (global 'os')" },

@@ -12,33 +12,7 @@ local args = require "cli.args"
 local has = H.has
 local EXIT = args.EXIT
 
--- Runs `hersh ARGV...` to its end (bounded): exit code, stdout, stderr.
--- opts: host (a harness Host: HERSH_HOST is its URL), env, tty (under script(1)).
-local function hersh(argv, opts)
-  opts = opts or {}
-  local env = { HERSH_HOST = opts.host and opts.host.url or "http://127.0.0.1:1", NO_COLOR = "" }
-  for k, v in pairs(opts.env or {}) do env[k] = v end
-  local spec = { env = env }
-  if opts.tty then
-    local words = { P.quote(P.hersh) }
-    for _, a in ipairs(argv) do words[#words + 1] = P.quote(a) end
-    -- script(1) is a helper: not under the sanitizer runtime lua5.4 may be preloaded with
-    for _, a in ipairs { "env", "-u", "LD_PRELOAD", "script", "-qefc", table.concat(words, " "), "/dev/null" } do
-      spec[#spec + 1] = a
-    end
-  else
-    spec[1] = P.hersh
-    for _, a in ipairs(argv) do spec[#spec + 1] = a end
-  end
-  local proc = P.start(spec)
-  local code = P.wait_exit(proc, 120)
-  local out, err = P.stdout(proc), P.stderr(proc)
-  P.stop(proc)
-  assert(code, "hersh " .. table.concat(argv, " ") .. " did not end; stderr: " .. err)
-  assert.is_nil(err:find("stack traceback", 1, true), "a traceback: " .. err)
-  assert.is_nil(err:find("Sanitizer", 1, true) or err:find("runtime error:", 1, true), err)
-  return code, out, err
-end
+local hersh = H.client
 
 local function json_lines(text)
   local out = {}
@@ -143,7 +117,7 @@ describe("hersh --help, the man page and the completions", function()
     accepted["--help"] = true
     assert.same(sorted(accepted), sorted(flags_in(host_help)))
     local _, run_help = hersh { "run", "--help" }
-    assert.same({ "--bind", "--help", "--port" }, sorted(flags_in(run_help)))
+    assert.same({ "--bind", "--help", "--port", "--record" }, sorted(flags_in(run_help)))
     -- and `hersh run` takes both: it gets as far as loading the (missing) script
     local code, _, err = hersh { "run", "--port", "0", "--bind", "127.0.0.1", "/nonexistent/x.lua" }
     assert.equal(2, code)
@@ -530,6 +504,31 @@ describe("hersh subcommands on a real Host", function()
     table.sort(names)
     assert.same({ "keep.tmp", "main.lua", "sub/top-only.md" }, names)
     hersh({ "rm", "ignoring" }, { host = h })
+  end)
+
+  it("deploy --isolation is sent at create and refused at an update that changes it", function()
+    if not has_names(h) then return pending("the Host has no program names yet (issue 14, engineer P)") end
+    local dir = app_dir { Dockerfile = H.DOCKERFILE, ["main.lua"] = H.MAIN_LUA }
+    local code, _, err = hersh({ "deploy", dir, "--name", "isolated", "--isolation", "bwrap", "--timeout", "60" },
+      { host = h })
+    assert.equal(0, code, err)
+    local rec = record("isolated")
+    assert.equal("bwrap", rec.isolation)
+    -- another isolation: the Host's 400, exit 1, and the program as it was
+    code, _, err = hersh({ "deploy", dir, "--name", "isolated", "--isolation", "gvisor" }, { host = h })
+    assert.equal(EXIT.failed, code, err)
+    assert.truthy(has(err, "isolation cannot change in an update (it is bwrap)"), err)
+    local after = record("isolated")
+    assert.equal(rec.revision, after.revision)
+    assert.equal("bwrap", after.isolation)
+    -- the same one is no change
+    code, _, err = hersh({ "deploy", dir, "--name", "isolated", "--isolation", "bwrap", "--timeout", "60" }, { host = h })
+    assert.equal(0, code, err)
+    code, _, err = hersh({ "deploy", dir, "--name", "iso-bad", "--isolation", "kvm" }, { host = h })
+    assert.equal(EXIT.failed, code, err)
+    assert.truthy(has(err, 'isolation must be "bwrap" or "gvisor", not "kvm"'), err)
+    assert.equal(404, H.call(h, "GET", "/programs/iso-bad").status)
+    hersh({ "rm", "isolated" }, { host = h })
   end)
 
   it("deploy uploads nothing through a link under DIR, and says how to leave it out", function()

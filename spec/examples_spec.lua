@@ -24,15 +24,10 @@ end
 -- Stops the Host: its programs stop with it, it exits 0, no sandbox is left behind.
 local stop_host = H.assert_clean_exit
 
--- `hersh ARGV...` (the client) against the Host, to its end (bounded): exit status,
--- stdout, stderr.
+-- `hersh ARGV...` (the client) against the Host, to its end (bounded, no traceback):
+-- exit status, stdout, stderr.
 local function hersh(h, argv)
-  local spec = { env = { HERSH_HOST = h.url }, P.hersh }
-  for _, a in ipairs(argv) do spec[#spec + 1] = a end
-  local proc = P.start(spec)
-  defer(function() P.stop(proc) end)
-  local status = P.wait_exit(proc, 300)
-  return status, P.stdout(proc), P.stderr(proc)
+  return H.client(argv, { host = h, timeout = 300 })
 end
 
 -- `hersh deploy ROOT/NAME --name NAME ARGS...` against the Host (`root`: where the

@@ -6,8 +6,10 @@ local helpers = {}
 
 local TERMINAL = { Stopped = true, Killed = true, Crashed = true }
 
--- Generous: only a hung engine should ever reach it.
-helpers.TIMEOUT = 5
+-- Generous: only a hung engine should ever reach it. Every bound of these waits grows
+-- with the build's pace (scripts.pace: longer under the sanitizers).
+helpers.PACE = require("scripts.pace").factor
+helpers.TIMEOUT = 5 * helpers.PACE
 
 local live = {}
 
@@ -33,17 +35,20 @@ function helpers.reap()
   end
 end
 
+local function bound(timeout)
+  return timeout and timeout * helpers.PACE or helpers.TIMEOUT
+end
+
 function helpers.wait(pred, timeout)
-  return hersh.wait(pred, timeout or helpers.TIMEOUT)
+  return hersh.wait(pred, bound(timeout))
 end
 
 function helpers.wait_state(w, state, timeout)
-  return hersh.wait(function() return w:state() == state end, timeout or helpers.TIMEOUT)
+  return hersh.wait(function() return w:state() == state end, bound(timeout))
 end
 
 function helpers.wait_terminal(w, timeout)
-  return hersh.wait(function() return TERMINAL[w:state()] == true end,
-    timeout or helpers.TIMEOUT)
+  return hersh.wait(function() return TERMINAL[w:state()] == true end, bound(timeout))
 end
 
 function helpers.copy(list)
@@ -136,7 +141,7 @@ end
 helpers.serialize = serialize
 
 -- Runs `body` (Lua source, with locals hersh and h in scope, returning a table) in a
--- child lua5.4 killed after `timeout` seconds, and returns that table. A test that
+-- child lua5.4 killed after `timeout` seconds (times the pace), and returns that table. A test that
 -- could hang the loop (a deadline that is never enforced) runs this way, so it fails
 -- instead of hanging the suite.
 function helpers.isolated(body, timeout)
@@ -156,7 +161,7 @@ function helpers.isolated(body, timeout)
     "os.exit(0, false)\n")
   f:close()
   local p = assert(io.popen(string.format("timeout -s KILL %d lua5.4 %s 2>%s",
-    timeout or 30, script, errfile)))
+    math.ceil((timeout or 30) * helpers.PACE), script, errfile)))
   local out = p:read("a")
   local _, _, status = p:close()
   local ef = io.open(errfile)

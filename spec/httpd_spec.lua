@@ -310,4 +310,35 @@ describe("httpd.serve", function()
     assert.equal(200, fetch({ url = url(srv, "/") }).status)
     assert.same({ false, false, false, false, false, false }, errors)
   end)
+
+  -- The functions the registry holds (each callback a pending request keeps).
+  local function registry_functions()
+    local n = 0
+    for _, v in pairs(debug.getregistry()) do
+      if type(v) == "function" then n = n + 1 end
+    end
+    return n
+  end
+
+  it("http.proxy raises a caller's bug with hersh.http's prefix and keeps no callback of it", function()
+    local seen = {}
+    local srv = serve(function(_, res)
+      local _, bad_method = pcall(http.proxy, { method = "NO GOOD", url = "http://127.0.0.1:1/" }, res, function() end)
+      local _, no_url = pcall(http.proxy, {}, res, function() end)
+      seen.bad_method, seen.no_url = bad_method, no_url
+      res:send(200, "{}")
+      local before = registry_functions()
+      for _ = 1, 100 do
+        local ok, err = pcall(http.proxy, { url = "http://127.0.0.1:1/" }, res, function() end)
+        seen.answered_ok, seen.answered = ok, err
+      end
+      seen.kept = registry_functions() - before
+    end)
+    assert.equal(200, fetch({ url = url(srv, "/") }).status)
+    assert.truthy(tostring(seen.bad_method):find("hersh.http: bad method 'NO GOOD'", 1, true), seen.bad_method)
+    assert.truthy(tostring(seen.no_url):find("hersh.http: opts.url is required", 1, true), seen.no_url)
+    assert.is_false(seen.answered_ok)
+    assert.truthy(tostring(seen.answered):find("already sent", 1, true), seen.answered)
+    assert.equal(0, seen.kept)
+  end)
 end)

@@ -160,6 +160,15 @@ describe("GET /metrics", function()
 
     local id = 'program_id="' .. run.program_id .. '"'
     local view = ok_json(call(h, "GET", "/programs/" .. run.program_id), 200, "view")
+    -- the counts by state follow a stop and a delete
+    ok_json(act(h, run.program_id, "stop"), 202, "stop")
+    wait_state(h, run.program_id, "Stopped")
+    ok_json(call(h, "DELETE", "/programs/" .. idle.program_id), 200, "delete")
+    local after = scrape(h)
+    assert.equal(0, value(after, 'hersh_programs{state="Created"}'), after)
+    assert.equal(0, value(after, 'hersh_programs{state="Ready"}'), after)
+    assert.equal(1, value(after, 'hersh_programs{state="Stopped"}'), after)
+    assert.equal(1, value(after, 'hersh_programs{state="Error"}'), after)
     H.assert_clean_exit(h) -- the scrapes left no sanitizer report, no process behind
     if not (view.limits_enforced and view.limits_enforced.memory) then
       return pending("no cgroup for the program here (" .. tostring(view.limits_enforced and view.limits_enforced.why)

@@ -1,5 +1,7 @@
 -- bench/programs/run.lua -- the Programs benchmark: how fast the Host brings a
--- sandboxed program to Ready, beside the bare bubblewrap start measured in the same run.
+-- sandboxed program to Ready, beside the bare bubblewrap start measured in the same run;
+-- (a), (b) and (d) once per driver (bwrap, and gvisor where runsc can start here, or
+-- the drivers named in BENCH_PROGRAMS_DRIVERS), (c) with a bare runsc too.
 --
 --   (a) spawn-to-Ready: a FROM hersh Lua counter with a cached image, under the bwrap
 --       driver as the Host runs it (host.supervisor: spawn effect -> bwrap -> `hersh run`
@@ -11,7 +13,10 @@
 --       seccomp filter and environment, bwrap.spawn), with argv {"/bin/true"}, as the same
 --       unprivileged user; spawn to exit. Beside it, for where the time goes: the same sandbox running
 --       `hersh run` of an empty script and of a script that only loads `require "hersh"`,
---       and those two outside the sandbox.
+--       and those two outside the sandbox. Under gvisor: the same spec through
+--       gvisor.spawn (runsc run of /bin/true: bundle, container, delete).
+--   (d) memory of an idle Ready program: the PSS (and RSS) of every host process of
+--       its sandbox (bwrap, hersh-init, hersh; runsc, its Gofer, Sentry and stubs).
 --
 -- Run through bench/programs/run.sh (it passes the build directory and a temporary
 -- directory, and removes that directory afterwards):
@@ -24,6 +29,7 @@ local dockerfile = require "host.dockerfile"
 local supervisor = require "host.supervisor"
 local sandbox = require "host.sandbox"
 local bwrap = require "host.sandbox.bwrap"
+local gvisor = require "host.sandbox.gvisor"
 
 local build_dir, tmp = arg[1] or "build-bench", arg[2]
 assert(tmp, "usage: run.lua BUILD_DIR TMP_DIR")
@@ -67,11 +73,18 @@ local function median(list) return quantile(list, 0.5) end
 -- ---- the program and its image ---------------------------------------------------------
 
 local runtime = { bin = abs_path(build_dir .. "/hersh"), lua = abs_path("lua") }
-local dirs = { src = tmp .. "/src", state = tmp .. "/state", logs = tmp .. "/logs" }
+local dirs = { src = tmp .. "/src", state = tmp .. "/state", logs = tmp .. "/logs", api = tmp .. "/api" }
 local images = tmp .. "/images"
 sh("chmod 755 " .. tmp)
 sh(string.format("mkdir -p %s %s %s %s", dirs.src, dirs.state, dirs.logs, images))
 sh(string.format("chown %d:%d %s", NOBODY.uid, NOBODY.gid, dirs.state))
+
+local DRIVERS = {}
+for name in (os.getenv("BENCH_PROGRAMS_DRIVERS") or "bwrap gvisor"):gmatch("%S+") do
+  local d, why = sandbox.get(name)
+  if d and d.prepare then assert(d.prepare(tmp .. "/" .. name)) end
+  if d then DRIVERS[#DRIVERS + 1] = d else print("bench/programs: no " .. name .. ": " .. why) end
+end
 
 write(dirs.src .. "/main.lua", [[
 -- The counter: counts "tick" messages; the message "crash" ends the process with code 1.
@@ -89,29 +102,75 @@ write(dirs.src .. "/load.lua", "require \"hersh\" -- the runtime's Lua module, t
 
 local plan = assert(dockerfile.parse(
   'FROM hersh\nWORKDIR /app\nCOPY main.lua empty.lua load.lua /app/\nCMD ["hersh", "run", "/app/main.lua"]\n'))
-local driver = assert(sandbox.get("bwrap"))
 local listen_fd, port = assert(sys.listen("127.0.0.1", 0))
 local api = string.format("http://127.0.0.1:%d", port)
 
 -- Times of the supervisor's steps, by hooking its spawn effect and state changes.
 local t = {}
 local sup
-sup = supervisor.new{
-  id = "bench-programs", plan = plan, build_id = "build-bench-programs", dirs = dirs, images_dir = images,
-  driver = driver, runtime = runtime, user = NOBODY, port = port, listen_fd = listen_fd,
-  spec = { restart_policy = POLICY },
-  on_change = function(record)
-    if record.state ~= t.last_state then
-      t[record.state] = core.now()
-      t.last_state = record.state
+-- The supervisor of the program under `driver`; gvisor's port is relayed to the
+-- program's socket, as the Host does (host.ports).
+local relay
+local function new_sup(driver)
+  if relay then relay:stop() end
+  relay = driver.listen_path and assert(sys.relay(listen_fd, dirs.api .. "/api.sock", "{}")) or nil
+  sup = supervisor.new{
+    id = "bench-programs", plan = plan, build_id = "build-bench-programs", dirs = dirs, images_dir = images,
+    driver = driver, runtime = runtime, user = NOBODY, port = port, listen_fd = listen_fd,
+    spec = { restart_policy = POLICY },
+    on_change = function(record)
+      if record.state ~= t.last_state then
+        t[record.state] = core.now()
+        t.last_state = record.state
+      end
+    end,
+  }
+  local perform_spawn = sup.perform_spawn
+  function sup:perform_spawn(effect)
+    t.spawn = core.now()
+    perform_spawn(self, effect)
+    t.spawned = core.now()
+  end
+end
+
+-- (d): the processes under pid (itself included), by their parent links in /proc.
+local function tree(pid)
+  local children = {}
+  for name in assert(io.popen("ls /proc")):lines() do
+    local stat = name:match("^%d+$") and io.open("/proc/" .. name .. "/stat")
+    if stat then
+      local ppid = stat:read("a"):match("^%d+ %(.*%) %a (%d+)")
+      stat:close()
+      if ppid then
+        children[ppid] = children[ppid] or {}
+        table.insert(children[ppid], name)
+      end
     end
-  end,
-}
-local perform_spawn = sup.perform_spawn
-function sup:perform_spawn(effect)
-  t.spawn = core.now()
-  perform_spawn(self, effect)
-  t.spawned = core.now()
+  end
+  local out, todo = {}, { tostring(pid) }
+  while #todo > 0 do
+    local p = table.remove(todo)
+    out[#out + 1] = p
+    for _, c in ipairs(children[p] or {}) do todo[#todo + 1] = c end
+  end
+  return out
+end
+
+-- Sum of PSS and of RSS (kB) of the processes of the running program's sandbox.
+local function memory()
+  local proc = select(2, next(sup.procs))
+  local pss, rss, n = 0, 0, 0
+  for _, p in ipairs(tree(proc:pid())) do
+    local f = io.open("/proc/" .. p .. "/smaps_rollup")
+    if f then
+      local text = f:read("a")
+      f:close()
+      pss = pss + (tonumber(text:match("\nPss:%s+(%d+)")) or 0)
+      rss = rss + (tonumber(text:match("\nRss:%s+(%d+)")) or 0)
+      n = n + 1
+    end
+  end
+  return pss, rss, n
 end
 
 -- Counts the readiness probes that failed (observation only: the supervisor's own probe
@@ -164,11 +223,14 @@ local RUN_ENV = { "PATH=/opt/hersh/bin:/usr/local/bin:/usr/bin:/bin", "HERSH_LUA
 local function run_once(kind)
   local done, code, signal
   local opts = { uid = NOBODY.uid, gid = NOBODY.gid,
-    on_exit = function(c, s) done, code, signal = core.now(), c, s end }
+    on_exit = function(c, s)
+      if type(c) == "table" then c, s = c.exit_code, c.exit_signal end -- a driver's exit report
+      done, code, signal = core.now(), c, s
+    end }
   local t0 = core.now()
   local proc, err
   if kind.sandbox then
-    proc, err = bwrap.spawn(kind.sandbox, opts)
+    proc, err = (kind.driver or bwrap).spawn(kind.sandbox, opts)
   else
     opts.argv, opts.env = kind.argv, RUN_ENV
     proc, err = sys.spawn(opts)
@@ -190,8 +252,12 @@ end
 
 -- ---- the runs --------------------------------------------------------------------------
 
-local results = {}
+local results, by_driver = {}, {}
 local ok, err = pcall(function()
+ for _, driver in ipairs(DRIVERS) do
+  new_sup(driver)
+  results = { driver = driver.name }
+  by_driver[#by_driver + 1] = results
   -- The first start builds the image; every later one is a cache hit.
   start_ready()
   stop()
@@ -228,7 +294,11 @@ local ok, err = pcall(function()
   end
   results.exit_to_ready, results.msg_to_ready = exit_to_ready, msg_to_ready
   results.exit_code = sup.record.exit_code
+  -- (d) idle: Ready, a second after the last restart
+  hersh.wait(function() return false end, 1)
+  results.pss, results.rss, results.nprocs = memory()
   stop()
+ end
 
   -- Bare runs, alternating so that load on the machine falls on all of them alike.
   local kinds = {
@@ -238,6 +308,9 @@ local ok, err = pcall(function()
     { name = "plain_empty", argv = { runtime.bin, "run", dirs.src .. "/empty.lua" } },
     { name = "plain_load", argv = { runtime.bin, "run", dirs.src .. "/load.lua" } },
   }
+  for _, d in ipairs(DRIVERS) do
+    if d.name == "gvisor" then kinds[#kinds + 1] = { name = "runsc", sandbox = sandboxed{ "/bin/true" }, driver = d } end
+  end
   for _, k in ipairs(kinds) do run_once(k); results[k.name] = {} end -- warm-up
   for _ = 1, BARE_ROUNDS do
     for _, k in ipairs(kinds) do table.insert(results[k.name], run_once(k)) end
@@ -253,6 +326,7 @@ for _, proc in pairs(sup.procs) do
   if proc:running() then proc:kill("KILL") end
 end
 hersh.wait(function() return next(sup.procs) == nil end, 5)
+if relay then relay:stop() end
 sys.close_fd(listen_fd)
 if not ok then
   io.stderr:write("bench/programs: ", tostring(err), "\n")
@@ -266,23 +340,31 @@ local function row(name, list)
     ms(math.min(table.unpack(list))), ms(math.max(table.unpack(list))), #list))
 end
 
-print(string.format("bench/programs: bwrap driver, FROM hersh counter, cached image (ms)"))
+local bare = results
+for _, r in ipairs(by_driver) do
+  print(string.format("bench/programs: %s driver, FROM hersh counter, cached image (ms)", r.driver))
+  print(string.format("  %-48s %8s %8s %8s %8s", "", "median", "p90", "min", "max"))
+  row("(a) spawn effect -> Ready", r.to_ready)
+  row("    of which fork+exec of " .. (r.driver == "gvisor" and "runsc" or "bwrap") .. " (spawn returns)", r.fork_exec)
+  row("    sup:start() -> Ready (cache hit)", r.start_to_ready)
+  row("(b) crash: exit seen -> Ready again", r.exit_to_ready)
+  row("    crash: POST \"crash\" -> Ready again", r.msg_to_ready)
+  print(string.format("  (d) idle Ready program: PSS %.1f MiB, RSS %.1f MiB in %d host processes", r.pss / 1024,
+    r.rss / 1024, r.nprocs))
+  print(string.format("  (a) first probes that failed: %d of %d starts%s", r.probe_failures, START_ROUNDS,
+    r.probe_error and (" (\"" .. r.probe_error .. "\"; retried 50 ms later)") or ""))
+  print(string.format("  restart policy for (b): mode %s, base_delay %g s, max_delay %g s, max_restarts %d;"
+    .. " exit code seen %s", POLICY.mode, POLICY.base_delay, POLICY.max_delay, POLICY.max_restarts,
+    tostring(r.exit_code)))
+end
+print("bench/programs: bare runs, spawn -> exit (ms)")
 print(string.format("  %-48s %8s %8s %8s %8s", "", "median", "p90", "min", "max"))
-row("(a) spawn effect -> Ready", results.to_ready)
-row("    of which fork+exec of bwrap (spawn returns)", results.fork_exec)
-row("    sup:start() -> Ready (cache hit)", results.start_to_ready)
-row("(b) crash: exit seen -> Ready again", results.exit_to_ready)
-row("    crash: POST \"crash\" -> Ready again", results.msg_to_ready)
-row("(c) bare bwrap /bin/true, spawn -> exit", results.bare)
-row("    bwrap + hersh run empty.lua, spawn -> exit", results.empty)
-row("    bwrap + hersh run load.lua (require hersh)", results.load)
-row("    hersh run empty.lua, no sandbox", results.plain_empty)
-row("    hersh run load.lua, no sandbox", results.plain_load)
-print(string.format("  (a) first probes that failed: %d of %d starts%s", results.probe_failures, START_ROUNDS,
-  results.probe_error and (" (\"" .. results.probe_error .. "\"; retried 50 ms later)") or ""))
-print(string.format("  restart policy for (b): mode %s, base_delay %g s, max_delay %g s, max_restarts %d;"
-  .. " exit code seen %s", POLICY.mode, POLICY.base_delay, POLICY.max_delay, POLICY.max_restarts,
-  tostring(results.exit_code)))
-local diff = median(results.to_ready) - median(results.bare)
-print(string.format("  spawn-to-Ready - bare bwrap (medians)             %8.1f ms   target <= %d ms: %s",
+row("(c) bare bwrap /bin/true, spawn -> exit", bare.bare)
+row("    bwrap + hersh run empty.lua, spawn -> exit", bare.empty)
+row("    bwrap + hersh run load.lua (require hersh)", bare.load)
+row("    hersh run empty.lua, no sandbox", bare.plain_empty)
+row("    hersh run load.lua, no sandbox", bare.plain_load)
+if bare.runsc then row("    bare runsc run /bin/true (gvisor.spawn)", bare.runsc) end
+local diff = median(by_driver[1].to_ready) - median(bare.bare)
+print(string.format("  spawn-to-Ready (bwrap) - bare bwrap (medians)     %8.1f ms   target <= %d ms: %s",
   ms(diff), TARGET_MS, ms(diff) <= TARGET_MS and "met" or "MISSED"))

@@ -113,7 +113,7 @@ end
 function handlers.rebalance(ctx)
   local made
   ctx:update("book", function(book)
-    made = trader.rebalance(book, os.time())
+    made = trader.rebalance(book, math.floor(ctx:now())) -- the run's recorded time: replays
     return book
   end)
   local lines = {}

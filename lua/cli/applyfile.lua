@@ -1,5 +1,5 @@
 -- The file of `hersh plan` and `hersh apply`: a Lua chunk returning a list of programs,
--- each {name, dir, env, limits, restart_policy, health, proxy, user, network}. It is
+-- each {name, dir, env, limits, restart_policy, health, proxy, user, network, isolation}. It is
 -- data, so it is run as such: text only, an empty environment (no io, os, require, and
 -- no string methods), bounded in lines run and memory. Every program is then checked
 -- with the Host's own rules (host.validate, the restart policy's normalize) before any
@@ -11,7 +11,8 @@ local EXIT = require("cli.args").EXIT
 
 local applyfile = {}
 
-applyfile.KEYS = { "dir", "env", "health", "limits", "name", "network", "proxy", "restart_policy", "user" }
+applyfile.KEYS = { "dir", "env", "health", "isolation", "limits", "name", "network", "proxy", "restart_policy",
+  "user" }
 local KNOWN = {}
 for _, k in ipairs(applyfile.KEYS) do KNOWN[k] = true end
 
@@ -113,7 +114,7 @@ local function check_program(path, text, base, i, p)
   local dockerfile, files, count = deploy.read_dir(dir, label)
   local body = { name = p.name, user_id = p.user or deploy.default_user(), dockerfile = dockerfile, src_files = files,
     env = p.env, limits = p.limits, restart_policy = p.restart_policy, health = p.health, proxy = p.proxy,
-    network = p.network }
+    network = p.network, isolation = p.isolation }
   local req, err = require("host.host").validate(copy(body))
   if not req then fail(label .. ": " .. err.message) end
   local policy_ok, policy_err = require("host.program").new { policy = p.restart_policy }

@@ -35,6 +35,15 @@ args.COMMANDS = {
     options = {
       { "--port", "N", "port of the WatcherAPI (0: any free one; default 8080)" },
       { "--bind", "ADDR", "address of the WatcherAPI (default 127.0.0.1)" },
+      { "--record", "TRACE", "write the first watcher's whole trace to TRACE, for hersh replay" },
+    } },
+  { name = "replay", summary = "run a script's reducer again on a recorded trace, offline, and compare every run",
+    arguments = { { "trace", "the trace file: recorded by hersh run, or served by GET /watcher/trace" },
+                  { "file", "the Lua script whose first watcher made it" } },
+    options = {
+      { "--until", "N", "stop after run N and print the context store and the watch values" },
+      { "--step", nil, "print each run's inputs and results" },
+      { "--strict", nil, "os.time, os.clock, math.random, io.* and the like raise inside a run" },
     } },
   { name = "host", summary = "serve the Host's REST API: build, run and supervise sandboxed programs",
     options = {
@@ -42,7 +51,8 @@ args.COMMANDS = {
       { "--port", "N", "port of the REST API (0: any free one; default 9000)" },
       { "--storage", "DIR", "registry, sources, state, logs and images (default ./var)" },
       { "--token-file", "FILE", "require this bearer token on every route but /health" },
-      { "--sandbox", "NAME", "the sandbox driver (bwrap, the only one)" },
+      { "--sandbox", "NAME", "the Host's sandbox driver (bwrap)" },
+      { "--isolation", "NAME", "a program's sandbox unless its create says: bwrap (default) or gvisor" },
       { "--ports", "FIRST-LAST", "range of the publish ports (default 19001-29999)" },
       { "--policy", "FILE", "a Lua restart policy module for every program" },
       { "--allow-host", "NAME", "one more name the API answers to; repeatable", many = true },
@@ -60,6 +70,7 @@ args.COMMANDS = {
     options = {
       { "--name", "NAME", "the program's name (default: DIR's base name)" },
       { "--user", "USER", "the owner at create (default $USER, else hersh)" },
+      { "--isolation", "NAME", "the sandbox at create: bwrap or gvisor (default: the Host's); fixed after" },
       { "--env", "NAME=VALUE", "an environment variable of the program; repeatable", many = true },
       { "--timeout", "S", "seconds to wait for Ready (default 120)" },
     } },

@@ -188,7 +188,8 @@ function deploy.run(a, c, out)
   end
   local timeout = programs.number_option(a, "timeout", 120, "seconds")
   local dockerfile, files, count = deploy.read_dir(dir)
-  local body = { dockerfile = dockerfile, src_files = files, env = env_of(a.env) }
+  -- isolation is sent at update too: the Host refuses one that differs, with its reason.
+  local body = { dockerfile = dockerfile, src_files = files, env = env_of(a.env), isolation = a.isolation }
   local exists = c:raw("GET", "/programs/" .. name)
   if exists.status ~= 200 and exists.status ~= 404 then
     client.fail(EXIT.failed, "deploy " .. name .. ": GET /programs/" .. name .. ": HTTP " .. exists.status .. ": "

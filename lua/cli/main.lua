@@ -30,7 +30,7 @@ local function handlers()
   }
 end
 
--- Commands that only print what the parser table holds.
+-- Commands that need no Host: what the parser table holds, and replay.
 local function local_command(a)
   if a.command == "completion" then
     io.stdout:write(args.completion(a.shell))
@@ -40,6 +40,7 @@ local function local_command(a)
     io.stdout:write(require("cli.manpage").render())
     return EXIT.ok
   end
+  if a.command == "replay" then return require("cli.replay").run(a) end -- offline, no Host
 end
 
 -- main.run(argv, {tty = bool}) -> exit code.

@@ -84,7 +84,8 @@ local function changes(c, st, want, rec)
   return n > 0 and ch or nil
 end
 
--- What cannot be updated in place: the owner and the network.
+-- What cannot be updated in place: the owner, the network and the isolation (when the
+-- file names one: else the program keeps the one it has).
 local function refusal(want, rec)
   if want.user and want.user ~= rec.user_id then
     return "its user is " .. rec.user_id .. ", the file says " .. want.user .. ": user cannot change "
@@ -94,6 +95,11 @@ local function refusal(want, rec)
   if network ~= (rec.network or "none") then
     return "its network is " .. tostring(rec.network) .. ", the file says " .. network .. ": network cannot change "
       .. "(hersh rm " .. want.name .. " first)"
+  end
+  local isolation = want.req.isolation
+  if isolation and isolation ~= (rec.isolation or "bwrap") then
+    return "its isolation is " .. tostring(rec.isolation or "bwrap") .. ", the file says " .. isolation
+      .. ": isolation cannot change in an update (delete and create it again: hersh rm " .. want.name .. " first)"
   end
 end
 

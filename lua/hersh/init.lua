@@ -78,9 +78,15 @@ function hersh.watcher(config)
   assert(type(config) == "table", "hersh.watcher: config must be a table")
   local normalized = copy_table(config)
   normalized.recovery, normalized.decide = policy_of(config.recovery)
+  local api = api_of(config.api)
+  if api and api.record then -- `hersh run --record FILE`: this watcher's every run, to FILE
+    local f, ferr = io.open(api.record, "w") -- written when the watcher ends: refused now, not then
+    if not f then error(setmetatable({ usage = "--record: " .. ferr }, usage_error)) end
+    f:close()
+    normalized.trace, normalized.record = "all", api.record
+  end
   local w, err, code = core.watcher(normalized)
   if not w then return nil, err, code end
-  local api = api_of(config.api)
   if api then
     local port, serve_err, serve_code = w:serve(api)
     if not port then
@@ -91,8 +97,12 @@ function hersh.watcher(config)
     if api.announce then
       local bind = api.bind or "127.0.0.1"
       if bind:find(":", 1, true) then bind = "[" .. bind .. "]" end
-      io.stderr:write(string.format("hersh: WatcherAPI of %s on http://%s:%d%s\n", w:id(),
-        bind, port, api.fd and " (the inherited socket)" or ""))
+      if api.unix then -- HERSH_LISTEN_UNIX: a unix socket, no address or port
+        io.stderr:write(string.format("hersh: WatcherAPI of %s on unix:%s\n", w:id(), api.unix))
+      else
+        io.stderr:write(string.format("hersh: WatcherAPI of %s on http://%s:%d%s\n", w:id(),
+          bind, port, api.fd and " (the inherited socket)" or ""))
+      end
     end
   end
   return w

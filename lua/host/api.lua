@@ -213,6 +213,8 @@ end
 -- ---- the proxy ------------------------------------------------------------------------
 -- Lua decides (the program, its state, what cannot be forwarded); the forwarding itself,
 -- headers, streaming and the 502/504 answers are C's (src/http/proxy.c, hersh.http.proxy).
+-- src/http/proxy_route.c decides the same in C for the requests it forwards unchanged
+-- (a Ready program, nothing refused): keep the two in step.
 
 local function escape(s)
   return (s:gsub("[^%w%-._~]", function(c) return string.format("%%%02X", c:byte()) end))
@@ -446,6 +448,15 @@ local function route_list(h, req, res)
   res:send(200, h.cache:listing(list, { count = #list, next = next_or_err }) .. "\n", JSON)
 end
 
+-- The body of /health, encoded once per count of programs.
+local health_count, health_text
+local function health_body(n)
+  if n ~= health_count then
+    health_count, health_text = n, json.encode{ status = "ok", programs = n } .. "\n"
+  end
+  return health_text
+end
+
 -- The token was checked already (httpd.serve, on the headers: /health needs none).
 local function handle(h, hosts, req, res, m, heartbeat)
   local path, method = req.path, req.method
@@ -460,7 +471,9 @@ local function handle(h, hosts, req, res, m, heartbeat)
   end
   if path == "/health" then
     if method ~= "GET" and method ~= "HEAD" then return method_not_allowed(res, "GET") end
-    return send_json(res, 200, { status = "ok", programs = #h.order })
+    local text = health_body(#h.order)
+    if h.routes then h.routes:set_health(text) end -- C answers the next ones, until a change
+    return res:send(200, text, JSON)
   end
   if path == "/metrics" then
     if method ~= "GET" and method ~= "HEAD" then return method_not_allowed(res, "GET") end
@@ -484,7 +497,9 @@ local function handle(h, hosts, req, res, m, heartbeat)
     if method == "GET" or method == "HEAD" then
       local p, err = h:get(id)
       if not p then return answer(res, nil, nil, err) end
-      return res:send(200, h.cache:get(p) .. "\n", JSON) -- encoded once per change
+      local text = h.cache:get(p) .. "\n" -- encoded once per change
+      if h.routes then h.routes:set_record(id, text) end -- C answers the next ones, until a change
+      return res:send(200, text, JSON)
     elseif method == "PUT" then
       local body, err = decode_body(req)
       if body == nil then return send_error(res, 400, err) end
@@ -523,28 +538,72 @@ local function handle(h, hosts, req, res, m, heartbeat)
     if method ~= "GET" and method ~= "HEAD" then return method_not_allowed(res, "GET") end
     local src, err = h:source(id)
     return answer(res, 200, src, err)
+  elseif action == "trace" then -- the program's WatcherAPI trace, for hersh replay (docs/replay.md)
+    if method ~= "GET" and method ~= "HEAD" then return method_not_allowed(res, "GET") end
+    return route_proxy(h, res, req, id, "watcher/trace", m)
   end
   local proxied = rest == "/proxy" and "" or rest:match("^/proxy/(.*)$")
   if proxied then return route_proxy(h, res, req, id, proxied, m) end
   send_error(res, 404, "no route for " .. path)
 end
 
--- The answer, counting the status of the request under its route pattern.
-local function counted(res, m, route)
-  local function count(status) m:request(route, status) end
-  return {
-    send = function(_, status, ...) count(status) return res:send(status, ...) end,
-    stream = function(_, status, ...) count(status) return res:stream(status, ...) end,
-    -- done(status) when the answer is over; a request the proxy refused at once is
-    -- counted with what it answered (400 or 502)
-    proxy = function(_, opts, done)
-      local ok, _, code = http.proxy(opts, res, function(status)
-        count(status)
-        done(status)
-      end)
-      if not ok then count(code == "EINVAL" and 400 or 502) end
-    end,
-  }
+-- The answer, counting the status of the request under its route pattern: one small
+-- table per request, its methods shared, and the count a plain tally[route][status]
+-- that GET /metrics takes in (closures and label strings per request cost the fixed
+-- routes as much as their work).
+local Counted = {}
+Counted.__index = Counted
+
+function Counted:count(status)
+  local by_status = self.tally[self.route]
+  if not by_status then
+    by_status = {}
+    self.tally[self.route] = by_status
+  end
+  by_status[status] = (by_status[status] or 0) + 1
+end
+
+function Counted:send(status, ...)
+  self:count(status)
+  return self.res:send(status, ...)
+end
+
+function Counted:stream(status, ...)
+  self:count(status)
+  return self.res:stream(status, ...)
+end
+
+-- done(status) when the answer is over; a request the proxy refused at once is
+-- counted with what it answered (400 or 502)
+function Counted:proxy(opts, done)
+  local ok, _, code = http.proxy(opts, self.res, function(status)
+    self:count(status)
+    done(status)
+  end)
+  if not ok then self:count(code == "EINVAL" and 400 or 502) end
+end
+
+local function counted(res, tally, route)
+  return setmetatable({ res = res, tally = tally, route = route }, Counted)
+end
+
+-- The requests answered since the last scrape, into the metrics: those counted here
+-- (tally), those the proxy's fast path forwarded and the GET /health and GET
+-- /programs/{id} answered in C from the texts given below (none reach the handlers).
+local FAST_ROUTE = "/programs/{id}/proxy"
+local function absorb(m, tally, routes)
+  for route, by_status in pairs(tally) do
+    for status, n in pairs(by_status) do m.http:inc({ route = route, status = tostring(status) }, n) end
+    tally[route] = nil
+  end
+  local statuses, sum, count, le, health, record = routes:take()
+  for status, n in pairs(statuses) do m.http:inc({ route = FAST_ROUTE, status = tostring(status) }, n) end
+  if health > 0 then m.http:inc({ route = "/health", status = "200" }, health) end
+  if record > 0 then m.http:inc({ route = "/programs/{id}", status = "200" }, record) end
+  if count == 0 then return end
+  local s = m.proxy:get(nil)
+  s.sum, s.count = s.sum + sum, s.count + count
+  for i, n in ipairs(le) do s.counts[i] = s.counts[i] + n end
 end
 
 -- api.serve(host, {bind, port, token, allow_hosts = {name...}, max_connections,
@@ -554,21 +613,31 @@ function api.serve(h, opts)
   local bind = opts.bind or "127.0.0.1"
   local server, hosts, err, code
   local m = host_metrics.new(h)
+  local routes = httpd.routes(host_metrics.PROXY_BUCKETS)
+  local tally = {}
+  local render = m.render
+  function m.render(self)
+    absorb(self, tally, routes)
+    return render(self)
+  end
   server, err, code = httpd.serve{
     bind = bind, port = opts.port or 9000, max_body = api.MAX_BODY, max_buffered = api.MAX_BUFFERED,
     token = opts.token, public_path = "/health", public_prefix = ui.PREFIX,
     max_connections = opts.max_connections, max_per_client = opts.max_per_client,
     idle_timeout = opts.idle_timeout, request_timeout = opts.request_timeout,
+    proxy_routes = routes,
     handler = function(req, res)
       req.query = req.query or {}
       req.headers = req.headers or {}
       req.body = req.body or ""
       hosts = hosts or allowed_hosts(bind, server:port(), opts.allow_hosts)
-      handle(h, hosts, req, counted(res, m, host_metrics.route(req.path)), m,
+      handle(h, hosts, req, counted(res, tally, host_metrics.route(req.path)), m,
         opts.events_heartbeat or api.HEARTBEAT)
     end,
     -- A request for the proxy is taken on its headers, so that its body goes to the
     -- program as it comes (hersh.http.proxy), never held here; the others wait for theirs.
+    -- Most proxied requests never come here: C forwards those of a Ready program from
+    -- the routes table (src/http/proxy_route.c); this route answers the rest.
     on_headers = function(req, res)
       local route = host_metrics.route(req.path)
       if route ~= "/programs/{id}/proxy" then return end
@@ -576,10 +645,16 @@ function api.serve(h, opts)
       req.headers = req.headers or {}
       req.body, req.body_follows = "", true
       hosts = hosts or allowed_hosts(bind, server:port(), opts.allow_hosts)
-      handle(h, hosts, req, counted(res, m, route), m, opts.events_heartbeat or api.HEARTBEAT)
+      handle(h, hosts, req, counted(res, tally, route), m, opts.events_heartbeat or api.HEARTBEAT)
     end,
   }
-  return server, err, code
+  if not server then return nil, err, code end
+  hosts = allowed_hosts(bind, server:port(), opts.allow_hosts)
+  local names = {}
+  for name in pairs(hosts) do names[#names + 1] = name end
+  routes:hosts(names)
+  h:use_routes(routes)
+  return server
 end
 
 return api

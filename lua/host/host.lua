@@ -98,7 +98,7 @@ end
 
 function Host:dirs(id)
   local root = self.storage .. "/programs/" .. id
-  return { root = root, src = root .. "/src", state = root .. "/state", logs = root .. "/logs" }
+  return { root = root, src = root .. "/src", state = root .. "/state", logs = root .. "/logs", api = root .. "/api" }
 end
 
 -- The proxy's timeouts for p: its own, else the defaults.
@@ -129,6 +129,7 @@ function Host:view(p)
     next_restart_at = r.next_restart_at and iso_time(r.next_restart_at) or null, pid = r.pid or null,
     limits = p.spec.limits or null, limits_enforced = proc_limits or null, proxy = self:proxy_timeouts(p),
     network = p.spec.network or "none", restart_policy = r.policy, health = p.spec.health or null,
+    isolation = p.isolation,
   }
 end
 
@@ -147,11 +148,19 @@ function Host:attach(row, restored)
     self.plans[row.spec.dockerfile] = plan
   end
   local p = { id = id, name = row.name, revision = row.revision or 1, latest = row.latest or row.revision or 1,
+    isolation = row.isolation or "bwrap",
     failed_revision = row.failed_revision, failed_reason = row.failed_reason,
     user_id = row.user_id, build_id = row.build_id, port = row.publish_port,
     spec = row.spec, created_at = row.created_at, updated_at = row.updated_at, followers = {},
     desired = row.desired or "stopped" }
   local dirs = self:dirs(id)
+  -- A driver this Host cannot run (runsc gone since): the program stays in Error, and
+  -- never runs under another, weaker one.
+  local driver, driver_err = self:driver_of(p.isolation)
+  if not driver then
+    restored = { state = "Error", error_msg = "isolation " .. p.isolation .. " is not available: " .. driver_err }
+    driver = sandbox.unavailable(p.isolation, driver_err)
+  end
   local fields = { state = restored and restored.state, policy = row.spec.restart_policy }
   for _, k in ipairs(RESTORED) do fields[k] = restored and restored[k] end
   local record, record_err = program.new(fields)
@@ -159,16 +168,20 @@ function Host:attach(row, restored)
   local sup, err = supervisor.new{
     record = record,
     id = id, plan = plan, build_id = row.build_id, dirs = dirs, images_dir = self.storage .. "/images",
-    spec = row.spec, driver = self.driver, runtime = self.runtime, user = self.user, port = row.publish_port,
+    spec = row.spec, driver = driver, runtime = self.runtime, user = self.user, port = row.publish_port,
     revision = p.revision,
     build_timeout = self.build_timeout,
-    publish = function() return self.ports:hand_over(p.port) end,
+    publish = function() -- the port's socket to the process, or relayed to its unix socket
+      if not driver.listen_path then return self.ports:hand_over(p.port) end
+      return self.ports:relay(p.port, dirs.api .. "/" .. driver.listen_path:match("[^/]+$"))
+    end,
     on_change = function(record) self:changed(p, record) end,
     on_event = function(kind, details) self:emit(p, kind, details) end,
     on_release = function(keep_state) self:released(p, keep_state) end,
   }
   if not sup then return nil, err end
   p.sup = sup
+  self:count_state(p, record.state)
   self.programs[id] = p
   if p.name then self.by_name[p.name] = p end
   self.order[#self.order + 1] = p
@@ -192,9 +205,38 @@ end
 -- The states in which no process serves the program's port: the Host answers on it.
 local QUIET = { Created = true, Stopped = true, Error = true, Restarting = true }
 
--- What p's record shows changed: its cached JSON is stale.
+-- What p's record shows changed: its cached JSON is stale, its proxy route too.
 function Host:touch(p)
   self.cache:drop(p)
+  self:route(p)
+end
+
+-- ---- the proxy's fast path ----------------------------------------------------------
+-- api.serve hands the Host a route table (hersh.httpd.routes) that its server reads to
+-- forward proxied requests in C, and to answer GET /programs/{id} and /health from the
+-- texts the Lua routes gave last; every change of a program (touch) sets its entries
+-- again from the same truth as Host:get (and forgets those texts), so the table never
+-- answers what Lua would not.
+
+-- The route of one key, an id or a name, as Host:get resolves it (an id first).
+function Host:route_key(key)
+  local p = self.programs[key] or self.by_name[key]
+  if not p then return self.routes:remove(key) end
+  local t = self:proxy_timeouts(p)
+  self.routes:set(key, p.port, p.sup.record.state == "Ready", t.timeout, t.connect_timeout)
+end
+
+function Host:route(p)
+  if not self.routes then return end
+  self:route_key(p.id) -- forgets the record text C answers GET /programs/{id} with
+  if p.name then self:route_key(p.name) end
+  self.routes:set_health(nil) -- its count of programs may have changed
+end
+
+-- From now on the table follows every program.
+function Host:use_routes(routes)
+  self.routes = routes
+  for _, p in ipairs(self.order) do self:route(p) end
 end
 
 -- Writes the state of p's record to the registry (retried when the disk refuses).
@@ -204,8 +246,20 @@ function Host:store_state(p, record)
   self:write("state " .. p.id, function() return self.registry:update_state(p.id, s) end)
 end
 
+-- Moves p's count in self.state_counts (GET /metrics) to `state`; a deleted program
+-- counts nowhere. Kept as states change, so that a scrape never walks the programs.
+function Host:count_state(p, state)
+  if p.counted_state == state then return end
+  local counts = self.state_counts
+  if p.counted_state then counts[p.counted_state] = counts[p.counted_state] - 1 end
+  if state == "Deleted" then state = nil end
+  if state then counts[state] = (counts[state] or 0) + 1 end
+  p.counted_state = state
+end
+
 function Host:changed(p, record)
-  if record.state == "Deleted" then return end
+  self:count_state(p, record.state)
+  if record.state == "Deleted" then return self:route(p) end -- not Ready any more
   self:touch(p)
   p.updated_at = iso_time(record.updated_at or core.now())
   self:store_state(p, record)
@@ -246,6 +300,7 @@ function Host:released(p, keep_state)
   self:emit(p, "deleted", { keep_state = keep_state or false })
   self.programs[p.id] = nil
   if p.name then self.by_name[p.name] = nil end
+  self:count_state(p, "Deleted")
   self:unlist(p)
   for _, done in ipairs(p.on_deleted or {}) do done() end
 end
@@ -254,8 +309,8 @@ end
 
 -- The fields a create request may hold: any other is refused, so that a misspelt or
 -- unsupported one is never silently ignored.
-host.CREATE_FIELDS = { "dockerfile", "env", "health", "limits", "name", "network", "proxy", "restart_policy",
-  "src_files", "user_id" }
+host.CREATE_FIELDS = { "dockerfile", "env", "health", "isolation", "limits", "name", "network", "proxy",
+  "restart_policy", "src_files", "user_id" }
 local KNOWN_FIELD = {}
 for _, name in ipairs(host.CREATE_FIELDS) do KNOWN_FIELD[name] = true end
 
@@ -338,6 +393,11 @@ local function validate(body)
   end
   local network = body.network or "none"
   if network ~= "none" and network ~= "host" then return refuse(400, "network must be \"none\" or \"host\"") end
+  local isolation = body.isolation -- nil: the Host's default (--isolation)
+  if isolation ~= nil and not sandbox.known(isolation) then
+    return refuse(400, "isolation must be \"" .. table.concat(sandbox.names, "\" or \"") .. "\", not "
+      .. (type(isolation) == "string" and "\"" .. isolation:sub(1, 40) .. "\"" or "a " .. type(isolation)))
+  end
   local proxy = body.proxy
   if proxy ~= nil then
     if type(proxy) ~= "table" or json.is_array(proxy) or proxy[1] ~= nil then
@@ -356,7 +416,8 @@ local function validate(body)
   local checks, health_err = health.normalize(body.health)
   if health_err then return refuse(400, health_err) end
   return { user_id = user_id, name = name, dockerfile = body.dockerfile, plan = plan, files = files, env = env,
-    limits = limits, network = network, restart_policy = body.restart_policy, proxy = proxy, health = checks }
+    limits = limits, network = network, restart_policy = body.restart_policy, proxy = proxy, health = checks,
+    isolation = isolation }
 end
 
 -- The client's `hersh plan` and `apply` check a whole file with the same rules first.
@@ -389,6 +450,9 @@ function Host:create(body)
   if not req then return nil, err end
   local holder = req.name and (self.by_name[req.name] or self.programs[req.name])
   if holder then return refuse(409, "the name " .. req.name .. " is taken by program " .. holder.id) end
+  local isolation = req.isolation or self.isolation
+  local usable, unusable = self:driver_of(isolation)
+  if not usable then return refuse(400, "isolation " .. isolation .. " is not available on this Host: " .. unusable) end
   local bid = build_id.compute(req.dockerfile, req.files)
   local id = req.user_id .. "-" .. bid .. "-" .. random_hex(4)
   local port, fd_or_err = self.ports:take()
@@ -405,6 +469,7 @@ function Host:create(body)
   local now = iso_time(core.now())
   local row = { program_id = id, name = req.name, user_id = req.user_id, build_id = bid, publish_port = port,
     desired = "stopped", state = "Created", created_at = now, updated_at = now, files = req.files,
+    isolation = isolation,
     spec = { dockerfile = req.dockerfile, env = req.env, limits = req.limits, network = req.network,
       restart_policy = req.restart_policy, proxy = req.proxy, health = req.health } }
   local p, attach_err = self:attach(row)
@@ -544,7 +609,7 @@ end
 -- ---- update in place, revisions, rollback ---------------------------------------------
 
 -- The fields an update may not change; a PUT may leave them out.
-local FIXED = { user_id = "user_id", name = "name", network = "network" }
+local FIXED = { user_id = "user_id", name = "name", network = "network", isolation = "isolation" }
 
 -- Deploys req (validated as at create) as the next revision of p: from Ready, beside
 -- the running one (supervisor update); from Created, Stopped or Error, for the next
@@ -623,14 +688,15 @@ function Host:updated(p, rev, ok, reason)
   end
 end
 
--- PUT /programs/{id}: the body of a create; user_id, name and network cannot change.
+-- PUT /programs/{id}: the body of a create; user_id, name, network and isolation cannot
+-- change.
 function Host:update(ref, body)
   local p, err = self:get(ref)
   if not p then return nil, err end
   if type(body) == "table" and body.user_id == nil then body.user_id = p.user_id end
   local req, req_err = validate(body)
   if not req then return nil, req_err end
-  local now = { user_id = p.user_id, name = p.name, network = p.spec.network or "none" }
+  local now = { user_id = p.user_id, name = p.name, network = p.spec.network or "none", isolation = p.isolation }
   for field in pairs(FIXED) do
     if req[field] ~= nil and req[field] ~= now[field] then
       return refuse(400, field .. " cannot change in an update (it is " .. tostring(now[field] or "unset")
@@ -688,7 +754,24 @@ end
 
 -- ---- start-up ----------------------------------------------------------------------
 
--- host.open{storage, driver = "bwrap", runtime = {bin, lua}, user = {uid, gid},
+-- The sandbox driver called name, checked and prepared (its folder <storage>/<name>)
+-- at its first use. -> driver, or nil, why it cannot run here.
+function Host:driver_of(name)
+  local driver = self.drivers[name]
+  if driver then return driver end
+  local why
+  driver, why = sandbox.get(name)
+  if not driver then return nil, why end
+  if driver.prepare then
+    local ok, err = driver.prepare(self.storage .. "/" .. name)
+    if not ok then return nil, "cannot prepare its folder: " .. tostring(err) end
+  end
+  self.drivers[name] = driver
+  return driver
+end
+
+-- host.open{storage, driver = "bwrap", isolation = "bwrap" (a create's default),
+-- runtime = {bin, lua}, user = {uid, gid},
 -- ports = {first, last}, build_timeout, events_max} -> Host. Programs found in the registry are
 -- listed again with the same id and port; those meant to run are started.
 -- The sandbox runs as an unprivileged user, which must be able to walk down to the
@@ -762,6 +845,51 @@ local function remove_leftovers(storage, known)
   end
 end
 
+-- The programs meant to run are started once the Host serves, from the loop's first
+-- turn on: host.START_BATCH per turn, while fewer than host.STARTING of them are
+-- Building or Starting. Starting 200 in host.open held the loop (and so the API) for
+-- seconds. Until its turn a program shows the state it came back in (Stopped, ...).
+host.START_BATCH = 8
+host.STARTING = 32
+host.START_PACE = 0.01 -- seconds between turns
+
+local STARTING = { Building = true, Starting = true }
+
+function Host:start_later(queue)
+  if #queue == 0 then return end
+  local next_i, busy = 1, {}
+  self.start_timer = core.timer(0, function()
+    local still = {}
+    for _, p in ipairs(busy) do
+      if STARTING[p.sup.record.state] then still[#still + 1] = p end
+    end
+    busy = still
+    local batch = 0
+    while next_i <= #queue and not self.holding and #busy < host.STARTING and batch < host.START_BATCH do
+      local p = queue[next_i]
+      next_i = next_i + 1
+      -- a program deleted or stopped over the API meanwhile stays as it is now
+      if self.programs[p.id] == p and p.desired == "running" and p.sup:start() then
+        busy[#busy + 1] = p
+        batch = batch + 1
+      end
+    end
+    if next_i > #queue or self.holding then
+      self.start_timer:stop()
+      self.start_timer = nil
+    end
+  end, host.START_PACE)
+end
+
+-- No program waiting for its start is started any more (the Host is shutting down).
+function Host:hold_starts()
+  self.holding = true
+  if self.start_timer then
+    self.start_timer:stop()
+    self.start_timer = nil
+  end
+end
+
 function host.open(opts)
   local storage = opts.storage
   local moded, mode_err = set_modes(storage, opts.user or host.SANDBOX_USER)
@@ -770,20 +898,32 @@ function host.open(opts)
   if not reachable then return nil, why end
   local driver, driver_err = sandbox.get(opts.driver)
   if not driver then return nil, driver_err end
+  local isolation = opts.isolation or "bwrap"
+  if not sandbox.known(isolation) then
+    return nil, "--isolation must be " .. table.concat(sandbox.names, " or ") .. ", not " .. isolation
+  end
   local reg, reg_err = registry.open(storage .. "/host.db")
   if not reg then return nil, reg_err end
   local ev, ev_err = events.open(reg.db, { max = opts.events_max })
   if not ev then return nil, ev_err end
   local self = setmetatable({
-    storage = storage, driver = driver, runtime = opts.runtime, user = opts.user or host.SANDBOX_USER,
+    storage = storage, driver = driver, drivers = { [driver.name] = driver }, isolation = isolation,
+    runtime = opts.runtime, user = opts.user or host.SANDBOX_USER,
     ports = ports.new(opts.ports or {}), registry = reg, events = ev, build_timeout = opts.build_timeout,
-    programs = {}, by_name = {}, order = {}, pending = {},
+    programs = {}, by_name = {}, order = {}, pending = {}, state_counts = {},
   }, Host)
   self.cache = record_cache.new(function(p) return self:view(p) end)
   self.plans = setmetatable({}, { __mode = "v" }) -- dockerfile text -> its plan, while a program uses it
+  if isolation ~= driver.name then -- refused now rather than at each create
+    local ok, why = self:driver_of(isolation)
+    if not ok then return nil, "--isolation " .. isolation .. ": " .. why end
+  end
+  for _, name in ipairs(sandbox.names) do -- what a Host killed with -9 left in a driver's folder
+    if fs.stat(storage .. "/" .. name) then self:driver_of(name) end
+  end
   local rows, rows_err = reg:all()
   if not rows then return nil, rows_err end
-  local known, live = {}, {}
+  local known, live, queue = {}, {}, {}
   for _, row in ipairs(rows) do
     if row.desired == host.DELETED or row.desired == host.DELETED_KEEP_STATE then
       self.ports:take(row.publish_port) -- held until the record is gone
@@ -813,8 +953,9 @@ function host.open(opts)
       self:store_state(p, p.sup.record)
     end
     if p and not port then self:emit(p, "error", { reason = restored.error_msg }) end
-    if p and port and row.desired == "running" then p.sup:start() end
+    if p and port and row.desired == "running" then queue[#queue + 1] = p end
   end
+  self:start_later(queue)
   return self
 end
 

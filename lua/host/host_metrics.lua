@@ -13,7 +13,7 @@ host_metrics.READY_BUCKETS = { 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 host_metrics.PROXY_BUCKETS = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30 }
 
 local ACTIONS = { start = true, stop = true, restart = true, logs = true, source = true, events = true,
-  revisions = true, rollback = true }
+  revisions = true, rollback = true, trace = true }
 local TOP = { ["/health"] = true, ["/metrics"] = true, ["/programs"] = true, ["/events"] = true }
 
 -- The route pattern of a path: a label with a bounded set of values, whatever the path.
@@ -154,14 +154,14 @@ function host_metrics.new(h)
     self.proxy:observe(nil, seconds)
   end
 
-  -- Fills the gauges from the programs as they are now, then writes everything.
+  -- Fills the gauges from the programs as they are now (the counts by state the Host
+  -- keeps as states change), then writes everything.
   function m:render()
-    local counts = {}
-    for _, state in ipairs(program.STATES) do counts[state] = state ~= "Deleted" and 0 or nil end
+    for _, state in ipairs(program.STATES) do
+      if state ~= "Deleted" then self.programs:set({ state = state }, self.host.state_counts[state] or 0) end
+    end
     for _, family in ipairs { self.cpu, self.memory, self.peak, self.pids } do family:clear() end
     for _, p in ipairs(self.host.order) do
-      local state = p.sup.record.state
-      counts[state] = (counts[state] or 0) + 1
       for _, proc in pairs(p.sup.procs) do
         local u = usage(proc)
         if u then
@@ -174,7 +174,6 @@ function host_metrics.new(h)
         end
       end
     end
-    for state, n in pairs(counts) do self.programs:set({ state = state }, n) end
     return self.registry:render()
   end
 

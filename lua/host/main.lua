@@ -1,8 +1,9 @@
 -- `hersh host`: the Host's command line, start-up and shutdown.
 --   hersh host [--bind 127.0.0.1] [--port 9000] [--storage DIR] [--token-file F]
---              [--sandbox bwrap] [--ports FIRST-LAST] [--policy FILE] [--allow-host NAME]...
+--              [--sandbox bwrap] [--isolation bwrap|gvisor] [--ports FIRST-LAST] [--policy FILE] [--allow-host NAME]...
 --              [--max-connections N] [--max-per-client N] [--idle-timeout S] [--request-timeout S]
 --              [--events-heartbeat S] [--events-max N]
+-- --isolation is the sandbox of a program created without "isolation" (default bwrap).
 -- --policy names a Lua file returning a restart policy module (the shape of
 -- host.restart_policy) that replaces the default for every program.
 -- --allow-host adds a name (NAME or NAME:PORT) the API answers to, besides the bind
@@ -19,7 +20,7 @@ local host = require "host.host"
 local main = {}
 
 main.USAGE = "usage: hersh host [--bind ADDR] [--port N] [--storage DIR] [--token-file FILE]"
-  .. " [--sandbox bwrap] [--ports FIRST-LAST] [--policy FILE] [--allow-host NAME]..."
+  .. " [--sandbox bwrap] [--isolation bwrap|gvisor] [--ports FIRST-LAST] [--policy FILE] [--allow-host NAME]..."
   .. " [--max-connections N] [--max-per-client N] [--idle-timeout S] [--request-timeout S]"
   .. " [--events-heartbeat S] [--events-max N]"
 
@@ -39,6 +40,7 @@ local function parse(args)
     elseif a == "--storage" and v then o.storage = v
     elseif a == "--token-file" and v then o.token_file = v
     elseif a == "--sandbox" and v then o.sandbox = v
+    elseif a == "--isolation" and v then o.isolation = v
     elseif a == "--policy" and v then o.policy = v
     elseif a == "--allow-host" and v and v:match("^[%w%.%-%[%]:]+$") then o.allow_hosts[#o.allow_hosts + 1] = v
     elseif LIMITS[a] and v then
@@ -147,7 +149,7 @@ function main.start(args, executable)
   -- Absolute: the sandbox starts in / and would find a relative image path nowhere.
   local storage, storage_err = sys.fs.realpath(o.storage)
   if not storage then return nil, storage_err end
-  local h, host_err = host.open{ storage = storage, driver = o.sandbox, runtime = rt, ports = o.ports,
+  local h, host_err = host.open{ storage = storage, driver = o.sandbox, isolation = o.isolation, runtime = rt, ports = o.ports,
     events_max = o.events_max }
   if not h then return nil, host_err end
   local server, serve_err = api.serve(h, { bind = o.bind, port = o.port, token = token, allow_hosts = o.allow_hosts,
@@ -162,6 +164,7 @@ end
 -- Stops every program (their cleanups run), then the server; `done` afterwards.
 function main.shutdown(h, server, done)
   local waiting = 0
+  h:hold_starts() -- those still waiting for their start (host.open) stay stopped
   for _, p in ipairs(h.order) do
     if p.sup:stop() then waiting = waiting + 1 end
   end

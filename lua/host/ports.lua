@@ -11,6 +11,11 @@
 -- The one exception is an update in place (host.supervisor): the new revision gets the
 -- socket the running one serves, so that no connection waits on a socket nobody
 -- accepts from; both are the same program's, which can only spoil its own port.
+--
+-- A program of a sandbox that cannot be handed the socket (gVisor) listens on a unix
+-- socket instead; the Host keeps the port's socket and relays each connection to it
+-- (relay), answering 503 while nothing listens there. No process ever holds the
+-- port's socket then.
 local sys = require "hersh.os"
 local json = require "hersh.json"
 
@@ -24,7 +29,7 @@ function ports.new(opts)
   -- lowest: every port of first..lowest-1 is held, so a new program's search starts
   -- there instead of walking past every registered program's port.
   return setmetatable({ first = first, last = opts.last or 29999, lowest = first,
-    host = opts.host or "127.0.0.1", held = {}, answering = {}, handed = {} }, Ports)
+    host = opts.host or "127.0.0.1", held = {}, answering = {}, handed = {}, relaying = {} }, Ports)
 end
 
 local function unavailable_body(port)
@@ -67,26 +72,52 @@ function Ports:renew(port)
   return fd, err
 end
 
--- The socket for a process to serve: the Host stops answering on it.
-function Ports:hand_over(port)
+-- The port's socket, fresh, once the Host stops answering on it. -> fd | nil, err.
+local function take_from_answering(self, port)
   if self.answering[port] then
     self.answering[port]:stop()
     self.answering[port] = nil
   end
   local fd, err = self:renew(port)
   if not fd then return nil, "port " .. port .. " is not held" .. (err and ": " .. err or "") end
+  return fd
+end
+
+-- The socket for a process to serve: the Host stops answering on it.
+function Ports:hand_over(port)
+  local fd, err = take_from_answering(self, port)
+  if not fd then return nil, err end
   self.handed[port] = true
   return fd
 end
 
+-- The port relayed to the unix socket at path (its program is starting): the Host
+-- stops answering on it. -> the port's fd, or nil, err.
+function Ports:relay(port, path)
+  self:stop_relay(port)
+  local fd, err = take_from_answering(self, port)
+  if not fd then return nil, err end
+  local relay, relay_err = sys.relay(fd, path, unavailable_body(port))
+  if not relay then return nil, "port " .. port .. ": " .. tostring(relay_err) end
+  self.relaying[port] = relay
+  return fd
+end
+
+function Ports:stop_relay(port)
+  if self.relaying[port] then self.relaying[port]:stop() end
+  self.relaying[port] = nil
+end
+
 -- No process serves the port any more: the Host answers on it again.
 function Ports:answer(port)
+  self:stop_relay(port)
   if self.answering[port] then return end
   local fd = self:renew(port)
   if fd then self.answering[port] = sys.answer_unavailable(fd, unavailable_body(port)) end
 end
 
 function Ports:release(port)
+  self:stop_relay(port)
   if self.answering[port] then self.answering[port]:stop() end
   self.answering[port] = nil
   local fd = self.held[port]

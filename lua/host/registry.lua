@@ -53,6 +53,7 @@ local ADDED = {
   { "last_exit_at", "REAL" }, { "ready_at", "REAL" },
   { "name", "TEXT" }, { "revision", "INTEGER NOT NULL DEFAULT 1" }, -- name: NULL or unique (index below)
   { "failed_revision", "INTEGER" }, { "failed_reason", "TEXT" },
+  { "isolation", "TEXT NOT NULL DEFAULT 'bwrap'" }, -- the sandbox driver, fixed at create
 }
 
 local function migrate(db)
@@ -124,9 +125,9 @@ end
 function Registry:insert(r)
   return written(self.db:transaction(function()
     local ok, err, code = self.db:run([[INSERT INTO programs (program_id, user_id, build_id, publish_port, spec,
-      desired, state, created_at, updated_at, name, revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)]],
+      desired, state, created_at, updated_at, name, revision, isolation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)]],
       r.program_id, r.user_id, r.build_id, r.publish_port, json.encode(r.spec), r.desired or "stopped",
-      r.state, r.created_at, r.updated_at, r.name)
+      r.state, r.created_at, r.updated_at, r.name, r.isolation or "bwrap")
     if not ok then return nil, err, code end
     return self:add_revision(r.program_id, { revision = 1, build_id = r.build_id, spec = r.spec, files = r.files,
       created_at = r.created_at })

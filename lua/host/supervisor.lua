@@ -156,8 +156,9 @@ function Sup:perform_cancel_build()
   self.build_job = nil
 end
 
--- The process of an attempt, in the sandbox, with the published socket as fd 3. `rev`
--- ({build_id, spec, revision}; nil: the current one) is what it runs; `slot` {key,
+-- The process of an attempt, in the sandbox, with the published socket as fd 3 (or
+-- its unix socket in dirs.api, see sandbox/init.lua). `rev` ({build_id, spec,
+-- revision}; nil: the current one) is what it runs; `slot` {key,
 -- attempt, candidate} is where it is kept in procs: an update's new process is kept
 -- apart (candidate) until it takes over the attempt after the running one.
 function Sup:spawn(attempt, rev, slot)
@@ -169,17 +170,21 @@ function Sup:spawn(attempt, rev, slot)
   if not argv then return nil, cmd_err end
   local user = tostring(image.user or "0")
   local uid, gid = user:match("^(%d+):?(%d*)$")
+  -- the published port: fd 3, or a unix socket the Host relays to (sandbox/init.lua)
+  local unix = self.driver.listen_path
+  local fd = not unix and self.listen_fd or nil
   local env = build.env_list(
     build.RUNTIME_ENV, { HOME = "/state" }, image.env, rev.spec.env,
-    { HERSH_PROGRAM_ID = self.id, HERSH_STATE_DIR = "/state", LISTEN_FDS = self.listen_fd and "1" or nil })
+    { HERSH_PROGRAM_ID = self.id, HERSH_STATE_DIR = "/state", LISTEN_FDS = fd and "1" or nil,
+      HERSH_LISTEN_UNIX = unix })
   return self.driver.spawn({
     rootfs = build.image_dir(self.images_dir, rev.build_id) .. "/rootfs", base = image.base,
     state_dir = self.dirs.state, network = rev.spec.network or "none", tmp_size = supervisor.TMP_SIZE,
     uid = tonumber(uid), gid = tonumber(gid) or tonumber(uid), workdir = image.workdir or "/",
-    runtime = self.runtime, argv = argv, env = env,
+    runtime = self.runtime, argv = argv, env = env, api_dir = unix and self.dirs.api,
   }, {
     uid = self.user.uid, gid = self.user.gid,
-    fds = self.listen_fd and { [3] = self.listen_fd } or nil,
+    fds = fd and { [3] = fd } or nil,
     -- a cgroup of each revision: stopping (or killing) the old one spares the new one
     log = self.dirs.logs .. "/runtime.log", limits = rev.spec.limits,
     cgroup = self.id .. ((rev.revision or 1) > 1 and ".r" .. rev.revision or ""),
@@ -412,9 +417,10 @@ function Sup:tail(n)
   return {}
 end
 
--- supervisor.new{id, plan, build_id, dirs = {src, state, logs}, images_dir, spec =
--- {env, limits, network, restart_policy, health}, driver, runtime = {bin, lua}, user = {uid,
--- gid}, port, listen_fd (or publish() -> a listening fd, asked at each spawn),
+-- supervisor.new{id, plan, build_id, dirs = {src, state, logs, api}, images_dir, spec =
+-- {env, limits, network, restart_policy, health}, driver (its sandbox's, for RUN steps
+-- too), runtime = {bin, lua}, user = {uid, gid}, port, listen_fd (or publish() -> a
+-- listening fd, asked at each spawn),
 -- build_timeout, on_change(record), on_event(kind, details) (see host.events),
 -- on_line(stream, text), on_release(keep_state),
 -- record (to resume)} -> supervisor, or nil, err, code for an invalid policy.

@@ -9,7 +9,6 @@
 --   "watch"       registers two watches: answer_var (42) and broken_var (poll error)
 --   "hold:NAME"   keeps the run busy until the file DIR/NAME exists (at most 60 s)
 --   "wait:NAME"   the run waits (hersh.sleep, the loop stays free) until DIR/NAME exists
---   "long"        keeps the run busy for 5 seconds
 --   "double-stop" calls w:stop() twice (the second is refused: a state fault)
 -- The cleanup, when the file DIR/hold-cleanup exists, waits for DIR/release-cleanup.
 local hersh = require "hersh"
@@ -17,23 +16,8 @@ local hersh = require "hersh"
 local dir = assert(arg[1], "usage: api_main.lua DIR [CAPACITY]")
 local capacity = tonumber(arg[2]) or 1000
 
-local function mark(text)
-  io.stderr:write(text, "\n")
-  io.stderr:flush()
-end
-
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
-
--- Busy until `path` exists or `limit` seconds pass (a run keeps the loop busy by design).
-local function wait_file(path, limit)
-  local deadline = hersh.now() + limit
-  while not exists(path) and hersh.now() < deadline do end
-  return exists(path)
-end
+local marks = dofile(arg[0]:match("^(.*)/") .. "/script_marks.lua")
+local mark, exists, wait_file = marks.mark, marks.exists, marks.wait_file
 
 mark("LISTEN_FDS in script: " .. tostring(os.getenv("LISTEN_FDS")))
 
@@ -105,14 +89,6 @@ w:manage(function(msg, ctx)
     mark("WAIT-START " .. wait)
     while not exists(dir .. "/" .. wait) do hersh.sleep(0.01) end
     mark("WAIT-END " .. wait)
-    return
-  end
-  if c == "long" then
-    ctx:set("phase", "long")
-    mark("LONG-START")
-    local deadline = hersh.now() + 5
-    while hersh.now() < deadline do end
-    mark("LONG-END")
     return
   end
   if c == "double-stop" then

@@ -40,20 +40,31 @@ local function bindable(port)
 end
 
 -- `n` consecutive ports nobody holds, from a random place in 20000-28999 (or in
--- lo-hi: a long range taken apart from the short ones of the other specs).
+-- lo-hi: a long range taken apart from the short ones of the other specs). A taken port
+-- moves the search past it, wrapping around once, so one busy port costs one window.
 local function free_range(n, lo, hi)
   lo, hi = lo or 20000, hi or 28999
   local f = assert(io.open("/dev/urandom", "rb"))
   local r = f:read(2)
   f:close()
-  local base = lo + ((r:byte(1) * 256 + r:byte(2)) % ((hi - lo + 1) // 10)) * 10
-  if base > hi - n then base = lo end
-  for first = base, hi - n, n do
-    local ok = true
-    for p = first, first + n - 1 do ok = ok and bindable(p) end
-    if ok then return first, first + n - 1 end
+  local span = hi - lo + 1
+  local start = (r:byte(1) * 256 + r:byte(2)) % span
+  local offset = 0
+  while offset < span do
+    local first = lo + (start + offset) % span
+    local last = first + n - 1
+    local taken
+    if last > hi then
+      taken = hi -- no room before the end: go on from lo
+    else
+      for p = first, last do
+        if not bindable(p) then taken = p break end
+      end
+      if not taken then return first, last end
+    end
+    offset = offset + (taken - first) + 1
   end
-  error("no " .. n .. " free consecutive ports")
+  error("no " .. n .. " free consecutive ports in " .. lo .. "-" .. hi)
 end
 
 -- The pids of the processes of one program, wherever they were reparented: all the
@@ -306,6 +317,38 @@ local function socket_state(pid)
   return nil
 end
 
+-- ---- the client ---------------------------------------------------------------------------
+
+-- Runs the client `hersh ARGV...` to its end (bounded): exit code, stdout, stderr;
+-- fails on a client that does not end, a Lua traceback or a sanitizer report.
+-- opts: host (a Host from start_host: HERSH_HOST is its URL; default a closed port),
+-- env ({NAME = value}, added), tty (under script(1): a pseudo-terminal), timeout.
+local function client(argv, opts)
+  opts = opts or {}
+  local env = { HERSH_HOST = opts.host and opts.host.url or "http://127.0.0.1:1", NO_COLOR = "" }
+  for k, v in pairs(opts.env or {}) do env[k] = v end
+  local spec = { env = env }
+  if opts.tty then
+    local words = { P.quote(P.hersh) }
+    for _, a in ipairs(argv) do words[#words + 1] = P.quote(a) end
+    -- script(1) is a helper: not under the sanitizer runtime lua5.4 may be preloaded with
+    for _, a in ipairs { "env", "-u", "LD_PRELOAD", "script", "-qefc", table.concat(words, " "), "/dev/null" } do
+      spec[#spec + 1] = a
+    end
+  else
+    spec[1] = P.hersh
+    for _, a in ipairs(argv) do spec[#spec + 1] = a end
+  end
+  local proc = P.start(spec)
+  local code = P.wait_exit(proc, opts.timeout or 180)
+  local out, err = P.stdout(proc), P.stderr(proc)
+  P.stop(proc)
+  assert(code, "hersh " .. table.concat(argv, " ") .. " did not end; stderr: " .. err)
+  assert.is_nil(err:find("stack traceback", 1, true), "a traceback: " .. err)
+  assert.is_nil(err:find("Sanitizer", 1, true) or err:find("runtime error:", 1, true), err)
+  return code, out, err
+end
+
 -- A client on 127.0.0.1:port that sends `request` and never reads a byte (bash holds
 -- the socket on fd 3); stopped when the test ends.
 local function never_reading_client(port, request)
@@ -348,6 +391,7 @@ H.act = act
 H.start_ready = start_ready
 H.socket_state = socket_state
 H.never_reading_client = never_reading_client
+H.client = client
 H.logs = logs
 H.wait_log = wait_log
 H.program_dir = program_dir

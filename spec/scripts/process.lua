@@ -11,10 +11,12 @@ P.build = build
 P.hersh = build .. "/hersh"
 P.listen_exec = build .. "/listen_exec"
 
--- Generous bounds: only a hung or broken program should ever reach them (the
--- sanitizer build is several times slower than the normal one).
+-- Generous bounds: only a hung or broken program should ever reach them. Every bound
+-- of a wait here grows with the build's pace (scripts.pace: the sanitizer build is
+-- several times slower than the normal one).
+P.PACE = require("scripts.pace").factor
 P.WAIT = 30
-P.CURL_TIMEOUT = 15
+P.CURL_TIMEOUT = 15 * P.PACE
 
 function P.quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
@@ -103,9 +105,10 @@ function P.tmpdir()
   return dir
 end
 
--- Polls pred() until it returns a true value (returned) or `timeout` seconds pass (nil).
+-- Polls pred() until it returns a true value (returned) or `timeout` seconds (times
+-- the pace) pass (nil).
 function P.wait_for(pred, timeout, interval)
-  local deadline = os.time() + (timeout or P.WAIT) + 1
+  local deadline = os.time() + (timeout or P.WAIT) * P.PACE + 1
   while true do
     local v = pred()
     if v then return v end

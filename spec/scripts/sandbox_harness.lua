@@ -1,5 +1,5 @@
--- Programs run under host.supervisor in the real bubblewrap sandbox, for specs that
--- attack it from inside: images built from spec/programs/<name>/ (or a Dockerfile and
+-- Programs run under host.supervisor in a real sandbox (bubblewrap, or gVisor: see
+-- S.DRIVERS), for specs that attack it from inside: images built from spec/programs/<name>/ (or a Dockerfile and
 -- files given), a temporary root for their directories and one images directory per
 -- spec file. Every wait is bounded; cleanup() stops the programs of a test, runs what
 -- was deferred, and fails if a process of a program outlived its stop.
@@ -93,14 +93,29 @@ end
 
 local live, cleanups, counter = {}, {}, 0
 
--- Makes the temporary root (traversable by the sandbox user) and the images folder.
-function S.setup()
+-- The drivers an attack spec runs its tests against, each in a describe of its own.
+S.DRIVERS = sandbox.names
+
+-- Makes the temporary root (traversable by the sandbox user), the images folder and
+-- the driver's own folder. -> true, or nil, why the driver cannot run here (its tests
+-- are then pending with that reason, never passed).
+function S.setup(driver)
   S.ROOT = S.shell("mktemp -d")
   assert(S.ROOT:match("^/.+"), "mktemp -d failed")
   assert(S.run("chmod 755 '" .. S.ROOT .. "'"))
   S.IMAGES = S.ROOT .. "/images"
   assert(fs.mkdir_p(S.IMAGES))
-  S.DRIVER = assert(sandbox.get("bwrap"))
+  local why
+  S.DRIVER, why = sandbox.get(driver or "bwrap")
+  if S.DRIVER and S.DRIVER.prepare then assert(S.DRIVER.prepare(S.ROOT .. "/" .. S.DRIVER.name)) end
+  S.UNUSABLE = not S.DRIVER and why or nil
+  return S.DRIVER ~= nil, why
+end
+
+-- In a test: false (and the test pending, with the reason) when the driver cannot run.
+function S.need_driver()
+  if S.UNUSABLE then pending("this driver cannot run here: " .. S.UNUSABLE) end
+  return S.UNUSABLE == nil
 end
 
 function S.teardown()
@@ -131,8 +146,10 @@ function S.program(name, opts)
   local text, files = opts.dockerfile, opts.files
   if not text then text, files = S.fixture(name) end
   local dir = string.format("%s/%s-%d", S.ROOT, name, counter)
-  local dirs = { src = dir .. "/src", state = dir .. "/state", logs = dir .. "/logs" }
-  for _, d in pairs(dirs) do assert(fs.mkdir_p(d)) end
+  local dirs = { src = dir .. "/src", state = dir .. "/state", logs = dir .. "/logs", api = dir .. "/api" }
+  for k, d in pairs(dirs) do
+    if k ~= "api" then assert(fs.mkdir_p(d)) end -- api: the driver's own, when it wants one
+  end
   assert(fs.chown(dirs.state, 65534, 65534))
   for file, content in pairs(files or {}) do assert(fs.write_file(dirs.src .. "/" .. file, content)) end
   local plan = assert(dockerfile.parse(text))
@@ -220,9 +237,13 @@ local function shutdown(p)
   S.poll(function() return S.running_procs(p) == 0 end, 5)
   sys.close_fd(p.fd)
   assert(left == 0, p.name .. ": " .. left .. " process(es) still ran after the stop")
-  -- Nothing it started (children, reparented ones) is left either.
+  -- Nothing it started (children, reparented ones) is left either; nor a runsc of its
+  -- containers (gVisor: the program's processes are the Sentry's, not the host's).
+  local bundles = S.ROOT .. "/gvisor/bundles/hersh-" .. sup.id .. "-"
   assert(S.poll(function() return S.count_program_procs(sup.id) == 0 end, 5),
     p.name .. ": " .. S.count_program_procs(sup.id) .. " process(es) of the sandbox outlived it")
+  assert(S.poll(function() return #P.processes_under(bundles) == 0 end, 5),
+    p.name .. ": a runsc outlived it: " .. table.concat(P.processes_under(bundles), "\n"))
 end
 
 -- The `finally` of every test: its programs stopped, its deferred undos run.

@@ -5,24 +5,15 @@ local hersh = require "hersh"
 
 local dir = assert(arg[1], "usage: self_run.lua DIR")
 
-local function mark(text)
-  io.stderr:write(text, "\n")
-  io.stderr:flush()
-end
-
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
+local marks = dofile(arg[0]:match("^(.*)/") .. "/script_marks.lua")
+local mark = marks.mark
 
 local w = assert(hersh.watcher { id = "self-run", timeout = 120, cleanup_timeout = 30 })
 
 w:manage(function(msg)
   if not msg or msg.content ~= "hold" then return end
   mark("HOLD-START")
-  local deadline = hersh.now() + 60
-  while not exists(dir .. "/h") and hersh.now() < deadline do end
+  marks.wait_file(dir .. "/h", 60)
   mark("HOLD-END")
 end)
 

@@ -1,14 +1,15 @@
 /*
 ** main.c -- the hersh executable.
 **
-**   hersh run FILE.lua [--port N] [--bind ADDR] [ARGS...]
+**   hersh run FILE.lua [--port N] [--bind ADDR] [--record TRACE] [ARGS...]
 **   hersh host [--bind ADDR] [--port N] [--storage DIR] [--token-file FILE] ...
 **   hersh version
 **   hersh COMMAND ...   (deploy, ps, logs, ...: the client of a Host, lua/cli/main.lua)
 **
 ** `run` executes the script, which creates and starts watchers; the first watcher it
 ** creates serves the WatcherAPI (on --port/--bind, or on the listening socket inherited
-** as fd 3 with LISTEN_FDS=1). It drives the loop until every watcher is terminal.
+** as fd 3 with LISTEN_FDS=1, or on a unix socket it makes at $HERSH_LISTEN_UNIX). It
+** drives the loop until every watcher is terminal.
 ** SIGTERM or SIGINT stops every watcher (cleanup runs); a second one kills them.
 ** Every failed run, cleanup and watch, and every crash, is printed to stderr as it
 ** happens (hersh_loop_on_report; the format is in docs/lua-api.md).
@@ -26,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -37,7 +39,7 @@
 enum { EXIT_STOPPED = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 
 static int usage(void) {
-  fprintf(stderr, "usage: hersh run FILE.lua [--port N] [--bind ADDR] [ARGS...] (hersh run --help)\n");
+  fprintf(stderr, "usage: hersh run FILE.lua [--port N] [--bind ADDR] [--record TRACE] [ARGS...] (hersh run --help)\n");
   return EXIT_USAGE;
 }
 
@@ -53,6 +55,8 @@ typedef struct run_options {
   const char *bind;
   long port;
   int listen_fd;
+  char unix_path[sizeof ((struct sockaddr_un *)0)->sun_path]; /* HERSH_LISTEN_UNIX's, for the announce */
+  const char *record; /* --record: the first watcher's whole trace goes there (docs/replay.md) */
   const char **args; /* the script's own arguments, arg[1..n_args] */
   int n_args;
 } run_options;
@@ -73,6 +77,31 @@ static int inherited_socket(void) {
   }
   if (fcntl(3, F_SETFD, FD_CLOEXEC) != 0) fprintf(stderr, "hersh: cannot set FD_CLOEXEC on fd 3: %s\n", strerror(errno));
   return 3;
+}
+
+/* A sandbox that cannot hand over a socket (gVisor) names a path instead:
+** HERSH_LISTEN_UNIX=/dev/hersh/api.sock, a directory the Host relays its port to.
+** -1 when not asked, -2 (said) when the socket cannot be made. Taken once, as above;
+** the path is kept in `path` (the variable is gone after). */
+static int unix_socket(char path[static sizeof ((struct sockaddr_un *)0)->sun_path]) {
+  const char *env = getenv("HERSH_LISTEN_UNIX");
+  if (!env) return -1;
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  if (!*env || strlen(env) >= sizeof addr.sun_path) {
+    fprintf(stderr, "hersh: HERSH_LISTEN_UNIX wants a path of 1 to %zu bytes\n", sizeof addr.sun_path - 1);
+    return -2;
+  }
+  strcpy(addr.sun_path, env);
+  strcpy(path, env);
+  unsetenv("HERSH_LISTEN_UNIX");
+  (void)unlink(addr.sun_path); /* a socket left by an earlier run of the program */
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(fd, 128) != 0) {
+    fprintf(stderr, "hersh: cannot listen on %s: %s\n", addr.sun_path, strerror(errno));
+    if (fd >= 0) close(fd);
+    return -2;
+  }
+  return fd;
 }
 
 /* Options may come before or after FILE; what is left after FILE is the script's
@@ -99,6 +128,8 @@ static int parse_run(int argc, char **argv, run_options *o) {
         fprintf(stderr, "hersh: --bind wants an IPv4 or IPv6 address, not '%s'\n", o->bind);
         return -1;
       }
+    } else if (options && strcmp(argv[i], "--record") == 0 && i + 1 < argc) {
+      o->record = argv[++i];
     } else if (options && strncmp(argv[i], "--", 2) == 0) {
       fprintf(stderr, "hersh: unknown option '%s'\n", argv[i]);
       return -1;
@@ -110,6 +141,7 @@ static int parse_run(int argc, char **argv, run_options *o) {
   }
   if (!o->file) return -1;
   o->listen_fd = inherited_socket();
+  if (o->listen_fd == -1) o->listen_fd = unix_socket(o->unix_path);
   return o->listen_fd == -2 ? -1 : 0;
 }
 
@@ -173,8 +205,16 @@ static int prepare_runner(lua_State *L) {
     lua_pushinteger(L, o->listen_fd);
     lua_setfield(L, -2, "fd");
   }
+  if (o->unix_path[0]) {
+    lua_pushstring(L, o->unix_path);
+    lua_setfield(L, -2, "unix");
+  }
   lua_pushboolean(L, 1);
   lua_setfield(L, -2, "announce");
+  if (o->record) {
+    lua_pushstring(L, o->record);
+    lua_setfield(L, -2, "record");
+  }
   lua_pushcfunction(L, l_listen_failure);
   lua_setfield(L, -2, "listen_failure");
   hersh_lmod_set_runner_api(L);

@@ -79,6 +79,10 @@ void hersh_ctx_wait(hersh_ctx *ctx, void (*abort)(void *ud), void *ud);
 ** finishes the run (or cleanup) as if it had returned now. Loop thread. */
 void hersh_ctx_wait_done(hersh_ctx *ctx, int rc);
 bool hersh_watch_exists(hersh_watcher *w, const char *name);
+/* True while a run is open and traced: then what a wait resumes the run's code with is
+** one of its inputs, recorded by hersh_ctx_record_resume (`values`: a list). */
+bool hersh_ctx_tracing(const hersh_ctx *ctx);
+void hersh_ctx_record_resume(hersh_ctx *ctx, const hersh_value *values);
 const char *hersh_flow_name(const hersh_flow *flow); /* the watch that feeds on it */
 /* The log of an effect: effect-log line with printf formatting. */
 void hersh_watcher_effect(hersh_watcher *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -93,6 +93,67 @@ int hersh_ctx_print(hersh_ctx *ctx, const char *text) {
   return hersh_ctx_log(ctx, text);
 }
 
+/* ---- inputs: time and random numbers, recorded (trace.c) -------------------------- */
+
+/* Records {"<kind>": number} as one input of the open run. */
+static void record_number(hersh_ctx *ctx, const char *kind, bool integer, int64_t i, double d) {
+  if (!ctx->in_run || !hersh_trace_on(&ctx->w->trace)) return;
+  hersh_buf b = {0};
+  hersh_json j;
+  hersh_json_init(&j, &b);
+  hersh_json_object(&j);
+  hersh_json_key(&j, kind);
+  if (integer) hersh_json_int(&j, i);
+  else hersh_json_number(&j, d);
+  hersh_json_end(&j);
+  hersh_trace_input(&ctx->w->trace, hersh_json_take(&j));
+}
+
+double hersh_ctx_now(hersh_ctx *ctx) {
+  if (!ctx->in_run) return hersh_wall_now();
+  if (!ctx->now_set) {
+    ctx->now = hersh_wall_now();
+    ctx->now_set = true;
+    record_number(ctx, "now", false, 0, ctx->now);
+  }
+  return ctx->now;
+}
+
+double hersh_ctx_random(hersh_ctx *ctx) {
+  double d = (double)(hersh_trace_rand64(&ctx->w->trace) >> 11) * 0x1.0p-53;
+  record_number(ctx, "random", false, 0, d);
+  return d;
+}
+
+int hersh_ctx_random_int(hersh_ctx *ctx, int64_t lo, int64_t hi, int64_t *out) {
+  if (!out || lo > hi) return hersh_fail_with(HERSH_E_INVAL, "hersh_ctx_random_int: the interval is empty");
+  uint64_t n = (uint64_t)hi - (uint64_t)lo, r = hersh_trace_rand64(&ctx->w->trace);
+  if (n & (n + 1)) { /* n + 1 not a power of 2: draw in the smallest 2^b - 1 >= n, as Lua does */
+    uint64_t lim = n;
+    for (int shift = 1; shift < 64; shift <<= 1) lim |= lim >> shift;
+    while ((r &= lim) > n) r = hersh_trace_rand64(&ctx->w->trace);
+  } else {
+    r &= n;
+  }
+  *out = (int64_t)((uint64_t)lo + r);
+  record_number(ctx, "random", true, *out, 0);
+  return HERSH_OK;
+}
+
+void hersh_ctx_record_resume(hersh_ctx *ctx, const hersh_value *values) {
+  if (!ctx->in_run || !hersh_trace_on(&ctx->w->trace)) return;
+  hersh_buf b = {0};
+  hersh_json j;
+  hersh_json_init(&j, &b);
+  hersh_json_object(&j);
+  hersh_json_key(&j, "resume");
+  hersh_json_value(&j, values);
+  hersh_json_end(&j);
+  hersh_trace_input(&ctx->w->trace, hersh_json_take(&j));
+}
+
+bool hersh_ctx_tracing(const hersh_ctx *ctx) { return ctx->in_run && hersh_trace_on(&ctx->w->trace); }
+
 /* ---- the context store ------------------------------------------------------------ */
 
 const hersh_value *hersh_ctx_get(hersh_ctx *ctx, const char *key) {
@@ -121,7 +182,8 @@ static int store(hersh_ctx *ctx, const char *key, hersh_value *v) {
   hersh_log_entry e = {.u.context = {key, fresh ? "initialized" : "updated", old_json ? old_json : "null", new_json}};
   hersh_logs_add(&ctx->w->logs, HERSH_LOG_CONTEXT, &e, NULL);
   free(old_json);
-  free(new_json);
+  if (ctx->in_run) hersh_trace_context_write(&ctx->w->trace, key, new_json); /* taken */
+  else free(new_json);
   if (old) {
     hersh_value_free(old);
     free(old);

@@ -61,6 +61,60 @@ struct hersh_message {
 hersh_message *hersh_message_new(const char *content, size_t len);
 void hersh_message_unref(hersh_message *m);
 
+/* ---- the trace of runs (trace.c) ----------------------------------------------------- */
+
+#define HERSH_TRACE_VERSION 1
+
+typedef struct hersh_trace_write {
+  char *key, *json; /* a context write: the value as the context log encoded it */
+} hersh_trace_write;
+
+/* One run: its trigger, its inputs (each a JSON object), its checkpoint. */
+typedef struct hersh_trace_run {
+  uint64_t seq;
+  const char *trigger; /* static reason */
+  hersh_message *msg;  /* a reference, or NULL */
+  char *vars;          /* n_vars names, each NUL-terminated */
+  size_t n_vars;
+  int failures; /* consecutive failures before the run */
+  hersh_state prev, next;
+  hersh_run_outcome outcome;
+  char *error;
+  double retry_in; /* > 0: the retry or recover the run's failure scheduled */
+  bool lost;       /* out of memory dropped part of the record */
+  char **inputs;
+  size_t n_inputs, cap_inputs;
+  hersh_trace_write *writes;
+  size_t n_writes, cap_writes;
+} hersh_trace_run;
+
+typedef struct hersh_trace {
+  pthread_mutex_t mu; /* the ring and snapshot, which readers walk from other threads */
+  hersh_trace_run *ring;
+  size_t cap, max, head; /* max 0: no trace; cap up to max and some spare slots (trace.c) */
+  _Atomic size_t count;  /* records held; published by the loop thread, read under mu */
+  hersh_trace_run *cur;         /* the open run's slot, NULL when none (loop thread) */
+  uint64_t next_seq;
+  hersh_strmap snapshot; /* key -> JSON: the context before the ring's oldest run */
+  bool snapshot_lost;
+  uint64_t rng[4]; /* ctx random numbers (xoshiro256**) */
+} hersh_trace;
+
+int hersh_trace_init(hersh_trace *tr, size_t max_runs, uint64_t seed);
+void hersh_trace_free(hersh_trace *tr);
+bool hersh_trace_on(const hersh_trace *tr);
+/* Loop thread. A run opens a record, its inputs and writes go in (their texts taken),
+** its outcome (copied) and the state it leads to close it into the ring. */
+void hersh_trace_begin(hersh_trace *tr, const hersh_trigger *t, hersh_message *msg, int failures, hersh_state prev);
+void hersh_trace_input(hersh_trace *tr, char *json);
+void hersh_trace_context_write(hersh_trace *tr, const char *key, char *json);
+void hersh_trace_retry(hersh_trace *tr, double delay);
+void hersh_trace_outcome(hersh_trace *tr, hersh_run_outcome o, const char *error);
+void hersh_trace_end(hersh_trace *tr, hersh_state next);
+uint64_t hersh_trace_rand64(hersh_trace *tr);
+/* The trace as lines (header, then runs, oldest first), each to fn; any thread. */
+int hersh_trace_read(hersh_trace *tr, const char *id, bool (*fn)(const char *line, size_t len, void *ud), void *ud);
+
 /* ---- signals and queues (queue.c) ------------------------------------------------- */
 
 typedef enum hersh_sig_kind { SIG_WATCHER = 0, SIG_USER, SIG_VAR, SIG_KINDS } hersh_sig_kind;
@@ -218,6 +272,8 @@ struct hersh_ctx {
   /* set by hersh_stop/kill/crash/fail and by limit violations during a run */
   hersh_outcome outcome;
   char *outcome_text;
+  bool now_set; /* the run's time (hersh_ctx_now) was read */
+  double now;
   /* The run or cleanup's Lua code waits (hersh_ctx_wait): abort ends that code. */
   bool waiting;
   void (*wait_abort)(void *ud);
@@ -283,6 +339,9 @@ struct hersh_watcher {
 
   hersh_ctx ctx;
   hersh_logs logs;
+  hersh_trace trace;
+  bool trace_ready; /* trace initialised (its lock) */
+  char *trace_file; /* cfg.trace_file, copied */
   hersh_strmap context;
   hersh_strmap memo;
   hersh_strmap watches; /* name -> hersh_watch* */

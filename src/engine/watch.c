@@ -60,11 +60,34 @@ static hersh_watch *lookup(hersh_ctx *ctx, const char *name, hersh_watch_kind ki
   return wt;
 }
 
+/* A watch read in a run is one of its inputs: what the reducer saw, as it saw it. */
+static void record_read(hersh_ctx *ctx, const hersh_watch_value *v) {
+  hersh_buf b = {0};
+  hersh_json j;
+  hersh_json_init(&j, &b);
+  hersh_json_object(&j);
+  hersh_json_key(&j, "watch");
+  hersh_json_cstr(&j, v->name);
+  hersh_json_key(&j, "value");
+  hersh_json_value(&j, v->value);
+  if (v->err) {
+    hersh_json_key(&j, "error");
+    hersh_json_cstr(&j, v->err);
+  }
+  hersh_json_key(&j, "updated");
+  hersh_json_bool(&j, v->updated);
+  hersh_json_key(&j, "triggered");
+  hersh_json_bool(&j, v->triggered);
+  hersh_json_end(&j);
+  hersh_trace_input(&ctx->w->trace, hersh_json_take(&j));
+}
+
 static void fill_value(hersh_ctx *ctx, hersh_watch *wt, hersh_watch_value *out) {
   if (!out) return;
   bool triggered = false;
   for (size_t i = 0; i < ctx->trigger.n_vars && !triggered; i++) triggered = strcmp(ctx->trigger.vars[i], wt->name) == 0;
   *out = (hersh_watch_value){&wt->value, wt->err, wt->name, wt->updated, triggered};
+  if (ctx->in_run && hersh_trace_on(&ctx->w->trace)) record_read(ctx, out);
 }
 
 static int start_timer(hersh_watch *wt, double interval, uv_timer_cb cb, bool at_once) {

@@ -34,6 +34,7 @@ void hersh_config_init(hersh_config *cfg) {
   cfg->max_log_entries = 50000;
   cfg->max_watches = 1000;
   cfg->max_memo = 1000;
+  cfg->trace_runs = 1000;
   hersh_recovery_defaults(&cfg->recovery);
 }
 
@@ -167,6 +168,7 @@ static void schedule_retry(hersh_watcher *w, hersh_wsig what, double delay) {
   w->retry_pending = true;
   w->retry_what = what;
   set_next_retry(w, hersh_wall_now() + delay);
+  hersh_trace_retry(&w->trace, delay);
   uv_timer_start(&w->retry_timer, retry_cb, (uint64_t)(delay * 1000.0 + 0.5), 0);
 }
 
@@ -320,6 +322,8 @@ static void finish_terminate(hersh_watcher *w, hersh_state final) {
   close_handle(w, (uv_handle_t *)&w->retry_timer);
   close_handle(w, (uv_handle_t *)&w->wait_timer);
   if (hersh_state_terminal(final)) w->loop->ended[final - HERSH_STOPPED]++;
+  if (w->cfg.trace_file && hersh_watcher_trace_write(w, w->cfg.trace_file) != HERSH_OK)
+    hersh_watcher_effect(w, "trace: %s", hersh_errmsg());
   notify_reduced(w);
   if (w->observer) w->observer->terminal(w, w->observer_ud);
   if (w->on_terminal) w->on_terminal(w, w->on_terminal_ud);
@@ -436,8 +440,10 @@ static void end_run(hersh_watcher *w, int rc, bool timed_out, const signal_note 
   const char *text;
   hersh_outcome outcome = classify(ctx, rc, late, &text);
   hersh_stats_count_run(&w->stats, &ctx->trigger, counted_outcome(outcome, late), took);
+  hersh_trace_outcome(&w->trace, counted_outcome(outcome, late), text); /* finish_run may free text */
   double done_at = hersh_wall_now();
   finish_run(w, outcome, text, done_at);
+  hersh_trace_end(&w->trace, state_of(w));
   ctx->msg = NULL;
   if (outcome == OUT_OK) { /* the common case: both entries under one lock */
     hersh_log_entry result = {.time = done_at, .u.result = {"run", true, NULL}};
@@ -459,6 +465,8 @@ static void run(hersh_watcher *w, const hersh_trigger *trigger, hersh_message *m
   ctx->trigger = *trigger;
   ctx->msg = message ? &message->msg : NULL;
   ctx->in_run = true;
+  ctx->now_set = false;
+  hersh_trace_begin(&w->trace, trigger, message, atomic_load_explicit(&w->failures, memory_order_relaxed), prev);
   /* started_ns is precise, unlike the deadline's coarse clock */
   w->open_run = (hersh_open_run){prev, note->signal, note->reason, NULL, NULL, uv_hrtime()};
   set_deadline(w, w->cfg.timeout);
@@ -702,6 +710,8 @@ static void watcher_release(hersh_watcher *w) {
   hersh_strmap_free(&w->context, free_value_box);
   hersh_strmap_free(&w->memo, free_value_box);
   hersh_logs_free(&w->logs);
+  if (w->trace_ready) hersh_trace_free(&w->trace);
+  free(w->trace_file);
   for (size_t i = 0; i < w->n_env; i++) free(w->env[i]);
   free(w->env);
   free(w->id);
@@ -749,6 +759,16 @@ int hersh_watcher_new(hersh_loop *loop, const hersh_config *cfg, hersh_watcher *
   hersh_strmap_init(&w->context);
   hersh_strmap_init(&w->memo);
   hersh_strmap_init(&w->watches);
+  uint64_t seed = (uint64_t)hersh_mono_ns() ^ ((uint64_t)(hersh_wall_now() * 1e6) << 7) ^ (uint64_t)(uintptr_t)w;
+  if (hersh_trace_init(&w->trace, cfg->trace_runs, seed) != HERSH_OK) {
+    watcher_release(w);
+    return HERSH_E_SYS;
+  }
+  w->trace_ready = true;
+  if (cfg->trace_file && !(w->trace_file = hersh_strdup(cfg->trace_file))) {
+    watcher_release(w);
+    return hersh_fail_with(HERSH_E_NOMEM, "out of memory creating a watcher");
+  }
   w->id = cfg->id ? hersh_strdup(cfg->id) : make_id(w);
   if (!w->id || copy_env(w, cfg->env) != HERSH_OK || hersh_loop_attach(loop, w) != HERSH_OK) {
     watcher_release(w);
@@ -756,6 +776,7 @@ int hersh_watcher_new(hersh_loop *loop, const hersh_config *cfg, hersh_watcher *
   }
   w->cfg.id = w->id; /* the config read back names what the watcher owns */
   w->cfg.env = (const char *const *)w->env;
+  w->cfg.trace_file = w->trace_file;
   set_state(w, HERSH_NOT_RUN);
   w->accepting = true;
   uv_async_init(loop->uv, &w->wake, wake_cb);

@@ -22,6 +22,8 @@ struct hersh_http_unavailable {
   int fd, open_handles;
   char *reply;
   size_t reply_len;
+  hersh_http_accepted_fn each; /* NULL: the 503 */
+  void *each_ud;
 };
 
 char *hersh_http_unavailable_reply(const char *body, size_t n, size_t *len) {
@@ -52,7 +54,19 @@ static bool connection_error(int err) {
   }
 }
 
-int hersh_http_unavailable_answer(int fd, const char *reply, size_t len, int max) {
+void hersh_http_unavailable_send(int c, const char *reply, size_t len) {
+  char sink[4096]; /* read what came: closing on unread data would reset the connection */
+  while (recv(c, sink, sizeof sink, 0) > 0) {
+  }
+  ssize_t w = send(c, reply, len, MSG_NOSIGNAL);
+  (void)w; /* a client gone already needs no answer */
+  (void)shutdown(c, SHUT_WR);
+  close(c);
+}
+
+/* Accepts at most max connections, each to `each` (NULL: the reply). As
+** hersh_http_unavailable_answer. */
+static int accept_some(int fd, const char *reply, size_t len, int max, hersh_http_accepted_fn each, void *ud) {
   for (int i = 0; i < max; i++) {
     int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (c < 0) {
@@ -60,15 +74,14 @@ int hersh_http_unavailable_answer(int fd, const char *reply, size_t len, int max
       if (connection_error(errno)) continue;
       return errno;
     }
-    char sink[4096]; /* read what came: closing on unread data would reset the connection */
-    while (recv(c, sink, sizeof sink, 0) > 0) {
-    }
-    ssize_t w = send(c, reply, len, MSG_NOSIGNAL);
-    (void)w; /* a client gone already needs no answer */
-    (void)shutdown(c, SHUT_WR);
-    close(c);
+    if (each) each(c, reply, len, ud);
+    else hersh_http_unavailable_send(c, reply, len);
   }
   return 0;
+}
+
+int hersh_http_unavailable_answer(int fd, const char *reply, size_t len, int max) {
+  return accept_some(fd, reply, len, max, NULL, NULL);
 }
 
 static void closed(uv_handle_t *h) {
@@ -88,7 +101,7 @@ static void resume(uv_timer_t *t) {
 static void ready(uv_poll_t *h, int status, int events) {
   (void)events;
   hersh_http_unavailable *u = h->data;
-  int err = status < 0 ? -status : hersh_http_unavailable_answer(u->fd, u->reply, u->reply_len, PER_WAKE);
+  int err = status < 0 ? -status : accept_some(u->fd, u->reply, u->reply_len, PER_WAKE, u->each, u->each_ud);
   if (!err) return;
   /* A listener that cannot accept stays readable: polling it on would spin the loop.
   ** A shortage passes (try again later); anything else is for good. */
@@ -101,10 +114,17 @@ static void ready(uv_poll_t *h, int status, int events) {
 }
 
 int hersh_http_unavailable_start(uv_loop_t *loop, int fd, const char *body, size_t n, hersh_http_unavailable **out) {
+  return hersh_http_unavailable_start_with(loop, fd, body, n, NULL, NULL, out);
+}
+
+int hersh_http_unavailable_start_with(uv_loop_t *loop, int fd, const char *body, size_t n, hersh_http_accepted_fn each,
+                                      void *ud, hersh_http_unavailable **out) {
   *out = NULL;
   hersh_http_unavailable *u = calloc(1, sizeof *u);
   if (!u) return hersh_fail_with(HERSH_E_NOMEM, "out of memory answering fd %d", fd);
   u->fd = fd;
+  u->each = each;
+  u->each_ud = ud;
   if (!(u->reply = hersh_http_unavailable_reply(body, n, &u->reply_len))) {
     free(u);
     return HERSH_E_NOMEM;

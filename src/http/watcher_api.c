@@ -546,6 +546,45 @@ static void route_metrics(hersh_api *api, const hersh_http_request *req, hersh_h
   res->content_type = HERSH_PROM_CONTENT_TYPE;
 }
 
+/* ---- the trace (docs/replay.md) --------------------------------------------------------- */
+
+/* A ring holds 1,000 runs by default; a whole recording may be far larger: a body is
+** bounded, past it the route says where the whole trace is to be had. */
+#define TRACE_MAX_BODY ((size_t)64 << 20)
+
+typedef struct trace_sink {
+  hersh_buf b;
+  bool too_large;
+} trace_sink;
+
+static bool trace_line(const char *line, size_t len, void *ud) {
+  trace_sink *s = ud;
+  if (s->b.len + len > TRACE_MAX_BODY) {
+    s->too_large = true;
+    return false;
+  }
+  hersh_buf_put(&s->b, line, len);
+  return !s->b.oom;
+}
+
+static void route_trace(hersh_api *api, const hersh_http_request *req, hersh_http_response *res) {
+  (void)req;
+  trace_sink s = {{0}, false};
+  int rc = hersh_watcher_trace(api->w, trace_line, &s);
+  size_t len = s.b.len;
+  char *body = rc == HERSH_OK && !s.too_large ? hersh_buf_take(&s.b) : NULL;
+  if (!body) {
+    hersh_buf_free(&s.b);
+    if (s.too_large)
+      return hersh_http_error(res, 503, "the trace is larger than %zu MiB: record it whole with hersh run --record FILE",
+                              TRACE_MAX_BODY >> 20);
+    return hersh_http_error(res, 500, "out of memory encoding the trace");
+  }
+  res->body = body;
+  res->body_len = len;
+  res->content_type = "application/x-ndjson";
+}
+
 /* ---- messages ------------------------------------------------------------------------ */
 
 static void route_message(hersh_api *api, const hersh_http_request *req, hersh_http_response *res) {
@@ -593,7 +632,8 @@ static const struct {
     {"/watcher/memoCache", "GET", route_memo},    {"/watcher/varState", "GET", route_var_state},
     {"/watcher/context", "GET", route_context},   {"/watcher/vars", "GET", route_vars},
     {"/watcher/signals", "GET", route_signals},   {"/watcher/logs", "GET", route_logs},
-    {"/watcher/metrics", "GET", route_metrics},   {"/watcher/message", "POST", route_message},
+    {"/watcher/metrics", "GET", route_metrics},
+    {"/watcher/trace", "GET", route_trace},   {"/watcher/message", "POST", route_message},
 };
 
 static void api_handle(const hersh_http_request *req, hersh_http_response *res, void *ud) {

@@ -197,6 +197,43 @@ static int l_ctx_print(lua_State *L) {
   return 0;
 }
 
+/* ---- inputs through the engine (docs/replay.md) --------------------------------------- */
+
+/* ctx:now(): the run's time, recorded in the trace: reducers use it, not os.time. */
+static int l_ctx_now(lua_State *L) {
+  lua_pushnumber(L, hersh_ctx_now(check_ctx(L)));
+  return 1;
+}
+
+/* ctx:random([m [, n]]): math.random's contract, recorded in the trace. */
+static int l_ctx_random(lua_State *L) {
+  hersh_ctx *ctx = check_ctx(L);
+  lua_Integer lo, hi;
+  switch (lua_gettop(L)) {
+  case 1:
+    lua_pushnumber(L, hersh_ctx_random(ctx));
+    return 1;
+  case 2:
+    lo = 1;
+    hi = luaL_checkinteger(L, 2);
+    if (hi == 0) { /* all bits */
+      lo = LUA_MININTEGER;
+      hi = LUA_MAXINTEGER;
+    }
+    break;
+  case 3:
+    lo = luaL_checkinteger(L, 2);
+    hi = luaL_checkinteger(L, 3);
+    break;
+  default: return luaL_error(L, "ctx:random: wrong number of arguments");
+  }
+  luaL_argcheck(L, lo <= hi, lua_gettop(L), "interval is empty");
+  int64_t out;
+  if (hersh_ctx_random_int(ctx, lo, hi, &out) != HERSH_OK) return raise_errmsg(L);
+  lua_pushinteger(L, out);
+  return 1;
+}
+
 /* ---- watches ------------------------------------------------------------------------ */
 
 void hersh_lctx_push_watch_value(lua_State *L, const hersh_watch_value *v) {
@@ -295,7 +332,8 @@ static const luaL_Reg ctx_meth[] = {
     {"trigger", l_ctx_trigger},   {"message", l_ctx_message},
     {"log", l_ctx_log},           {"print", l_ctx_print},
     {"watch_call", l_ctx_watch_call}, {"watch_flow", l_ctx_watch_flow},
-    {"watch_tick", l_ctx_watch_tick}, {NULL, NULL}};
+    {"watch_tick", l_ctx_watch_tick}, {"now", l_ctx_now},
+    {"random", l_ctx_random},         {NULL, NULL}};
 
 static const luaL_Reg ctx_metameth[] = {{"__tostring", l_ctx_tostring}, {NULL, NULL}};
 

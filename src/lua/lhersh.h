@@ -27,6 +27,7 @@
 #define HERSH_PROCESS_MT "hersh.Process"
 #define HERSH_TIMER_MT "hersh.Timer"
 #define HERSH_ANSWER_MT "hersh.Unavailable"
+#define HERSH_RELAY_MT "hersh.Relay"
 
 /* How a call into Lua ended (lcall.c). */
 typedef enum hersh_lua_status {
@@ -147,7 +148,7 @@ void hersh_lwatcher_track_task(lua_State *L, hersh_watcher *w, hersh_ltask *t, b
 
 /* The *_open functions register their classes and add their functions to the module
 ** table on the stack top. */
-/* lproc.c (hersh.os): spawn, listen, relisten, close_fd, answer_unavailable. */
+/* lproc.c (hersh.os): spawn, listen, relisten, close_fd, answer_unavailable, relay. */
 int hersh_lproc_open(lua_State *L);
 
 /* hersh.os: fs (lfiles.c), sha256 (lsha256.c), sandbox (lsandbox.c). */

@@ -548,6 +548,12 @@ static void on_proxied(int status, void *ud) {
   luaL_unref(st->m->L, LUA_REGISTRYINDEX, ref);
 }
 
+/* take_res(res): the hold of res as a light userdata (hersh_lhttpd_take), for a pcall. */
+static int take_res(lua_State *L) HERSH_MAY_RAISE {
+  lua_pushlightuserdata(L, hersh_lhttpd_take(L, 1));
+  return 1;
+}
+
 /* hersh.http.proxy(opts, res, callback): forwards the request that res (a
 ** hersh.HttpResponse of hersh.httpd) answers to opts.url and streams the answer back
 ** (http/proxy.c); callback(status) once it is over. opts: method, url, headers
@@ -563,9 +569,9 @@ int hersh_lhttp_proxy(lua_State *L) HERSH_MAY_RAISE {
   hersh_proxy_call call = {0};
   size_t method_len;
   call.method = opt_string(L, "method", "GET", &method_len);
-  if (!hersh_http_is_token(call.method, method_len)) luaL_error(L, "http.proxy: bad method '%s'", call.method);
+  if (!hersh_http_is_token(call.method, method_len)) luaL_error(L, "hersh.http: bad method '%s'", call.method);
   call.url = opt_string(L, "url", NULL, NULL);
-  if (!call.url) luaL_error(L, "http.proxy: opts.url is required");
+  if (!call.url) luaL_error(L, "hersh.http: opts.url is required");
   call.body = opt_string(L, "body", NULL, &call.body_len);
   lua_getfield(L, 1, "stream_body");
   call.stream_body = lua_toboolean(L, -1);
@@ -577,7 +583,16 @@ int hersh_lhttp_proxy(lua_State *L) HERSH_MAY_RAISE {
   lhttp_state *st = get_state(L);
   lua_pushvalue(L, 3);
   int ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  hersh_http_pending *p = hersh_lhttpd_take(L, 2); /* the last call that may raise */
+  /* Taken in a protected call, the last that may raise: a res already answered (a
+  ** caller's bug) must not keep the callback referenced forever. */
+  lua_pushcfunction(L, take_res);
+  lua_pushvalue(L, 2);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    return lua_error(L);
+  }
+  hersh_http_pending *p = lua_touserdata(L, -1);
+  lua_pop(L, 1);
   lhttp_req *q = malloc(sizeof *q);
   if (q) *q = (lhttp_req){.st = st, .cb_ref = ref, .self_ref = LUA_NOREF};
   /* Without memory for q the request still goes (the hold must be given up): untold. */

@@ -10,6 +10,11 @@
 ** a 500; a `res` collected unanswered gets a 500. A handler that closes the server
 ** closes it once the run is over (a server cannot stop inside its own callbacks).
 **
+** With proxy_routes (httpd.routes), a request for a Ready program's proxy is forwarded
+** from its headers in C (http/proxy_route.c), and GET /health and GET /programs/{id} are
+** answered from the text Lua gave last (http/fixed_route.c): neither reaches Lua. The
+** Host keeps the table current at each change of a program.
+**
 ** A stream learns that its client left from the server (its connection ended): the
 ** close callback queues that and a uv_async_t delivers it outside the run. Quiet
 ** streams are suspended, and MHD does not watch suspended sockets, so a timer looks at
@@ -22,12 +27,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http/fixed_route.h"
+#include "http/proxy_route.h"
+#include "http/route_table.h"
 #include "http/server.h"
 #include "lhersh.h"
 
 #define HERSH_HTTPD_MT "hersh.HttpServer"
 #define HERSH_HTTPD_RES_MT "hersh.HttpResponse"
 #define HERSH_HTTPD_STREAM_MT "hersh.HttpStream"
+#define HERSH_HTTPD_ROUTES_MT "hersh.HttpRoutes"
 
 enum { DEFAULT_MAX_BODY = 16 << 20, CHECK_MS = 250 };
 
@@ -73,6 +82,7 @@ typedef struct bridge {
   bool rerun;       /* a connection resumed: run the server again at once */
   bool close_later; /* close() came during the run */
   lstream *streams; /* open Lua streams (loop thread) */
+  hersh_route_table *routes; /* a hold, or NULL: the fast paths (proxy, fixed routes) */
 } bridge;
 
 struct lserver {
@@ -139,12 +149,9 @@ static enum MHD_Result copy_value(void *cls, enum MHD_ValueKind kind, const char
   hersh_buf *meta = cls;
   bool header = kind == MHD_HEADER_KIND;
   hersh_buf_put(meta, header ? "h" : "q", 1);
-  size_t n = strlen(key);
-  for (size_t i = 0; i < n; i++) {
-    char c = header ? (char)tolower((unsigned char)key[i]) : key[i];
-    hersh_buf_put(meta, &c, 1);
-  }
-  hersh_buf_put(meta, "", 1);
+  size_t n = strlen(key), at = meta->len;
+  hersh_buf_put(meta, key, n + 1);
+  for (size_t i = at; header && !meta->oom && i < at + n; i++) meta->p[i] = (char)tolower((unsigned char)meta->p[i]);
   if (!value) value = ""; /* "?flag" */
   hersh_buf_put(meta, value, strlen(value) + 1);
   return MHD_YES;
@@ -177,6 +184,7 @@ static event *new_event(const hersh_http_request *req) {
 static void on_http(const hersh_http_request *req, hersh_http_response *res, void *ud) {
   bridge *b = ud;
   if (b->closed || b->close_later) return hersh_http_error(res, 503, "the server is closed");
+  if (b->routes && hersh_fixed_route_try(b->routes, req, res)) return;
   event *ev = new_event(req);
   if (!ev) return hersh_http_error(res, 500, "out of memory");
   ev->p = hersh_http_defer(req);
@@ -192,6 +200,9 @@ static void on_http(const hersh_http_request *req, hersh_http_response *res, voi
 static void on_http_headers(const hersh_http_request *req, hersh_http_response *res, void *ud) {
   bridge *b = ud;
   if (b->closed || b->close_later) return; /* on_http answers 503 */
+  if (b->routes && hersh_proxy_route_try(b->m->loop, b->routes, req)) return;
+  /* with routes, the Lua on_headers is only for the proxy's requests C left to it */
+  if (b->on_headers_ref == LUA_NOREF || (b->routes && !hersh_proxy_route_match(req->path))) return;
   event *ev = new_event(req);
   if (!ev) return hersh_http_error(res, 500, "out of memory");
   ev->early = req;
@@ -387,6 +398,7 @@ static void deliver_request(bridge *b, event *ev, int handler_ref) {
 }
 
 static void bridge_free(bridge *b) {
+  hersh_route_table_release(b->routes);
   pthread_mutex_destroy(&b->mu);
   free(b);
 }
@@ -497,7 +509,9 @@ static const char *opt_string(lua_State *L, const char *key) HERSH_MAY_RAISE {
 ** | nil, err, code (the limits as in hersh_http_options; 0 or nil: the default). on_headers(req,
 ** res), if given, sees each request before its body is read (req.body ""): if it answers res,
 ** hands it to C (hersh_lhttpd_take) or returns true (res answers later; the body is
-** dropped), the handler is not called for it. */
+** dropped), the handler is not called for it. proxy_routes: an httpd.routes() table
+** for the fast paths; with it, on_headers sees only the requests for a program's proxy
+** (/programs/{id}/proxy[/...]) that C did not forward. */
 static int l_httpd_serve(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
@@ -511,6 +525,8 @@ static int l_httpd_serve(lua_State *L) {
   int early_type = lua_getfield(L, 1, "on_headers");  /* 7 */
   if (early_type != LUA_TNIL && early_type != LUA_TFUNCTION)
     luaL_error(L, "http_serve: on_headers must be a function, not %s", luaL_typename(L, -1));
+  lua_getfield(L, 1, "proxy_routes"); /* 8 */
+  hersh_route_table **routes = lua_isnil(L, -1) ? NULL : luaL_checkudata(L, -1, HERSH_HTTPD_ROUTES_MT);
   o.port = opt_int(L, "port", 0, 0, 65535);
   o.listen_fd = opt_int(L, "fd", -1, 0, 1 << 30);
   o.max_body = (size_t)opt_int(L, "max_body", DEFAULT_MAX_BODY, 0, 1 << 30);
@@ -520,7 +536,7 @@ static int l_httpd_serve(lua_State *L) {
   o.idle_timeout = (unsigned)opt_int(L, "idle_timeout", 0, 0, 1 << 20);
   o.request_timeout = (unsigned)opt_int(L, "request_timeout", 0, 0, 1 << 20);
   hersh_lmod *m = hersh_lmod_get(L);
-  lserver *ls = lua_newuserdatauv(L, sizeof *ls, 0); /* 8 */
+  lserver *ls = lua_newuserdatauv(L, sizeof *ls, 0); /* 9 */
   *ls = (lserver){0};
   luaL_setmetatable(L, HERSH_HTTPD_MT);
   bridge *b = calloc(1, sizeof *b);
@@ -529,6 +545,10 @@ static int l_httpd_serve(lua_State *L) {
   b->m = m;
   b->server = ls;
   b->handler_ref = b->self_ref = b->on_headers_ref = LUA_NOREF;
+  if (routes && *routes) {
+    b->routes = *routes;
+    hersh_route_table_retain(b->routes);
+  }
   ls->b = b; /* from here its __gc shuts it down */
   uv_loop_t *uv = hersh_loop_uv(m->loop);
   hersh_lhandle *h = hersh_lhandle_new(m, b, bridge_close);
@@ -539,7 +559,7 @@ static int l_httpd_serve(lua_State *L) {
   ok = ok && hersh_lhandle_open(h, h ? uv_timer_init(uv, &h->uv.timer) : UV_ENOMEM, &b->tick);
   o.on_loop = true;
   o.wake = on_resume;
-  if (early_type == LUA_TFUNCTION) o.on_headers = on_http_headers;
+  if (early_type == LUA_TFUNCTION || b->routes) o.on_headers = on_http_headers;
   int rc = ok ? hersh_http_server_start(&o, on_http, b, &b->http)
               : hersh_fail_with(HERSH_E_SYS, "cannot make the loop handles of the HTTP server");
   h = rc ? NULL : hersh_lhandle_new(m, b, bridge_close);
@@ -557,13 +577,13 @@ static int l_httpd_serve(lua_State *L) {
   ls->port = hersh_http_server_port(b->http);
   lua_pushvalue(L, 2);
   b->handler_ref = hersh_lhandle_keep(b->wake, L);
-  lua_pushvalue(L, 8);
+  lua_pushvalue(L, 9);
   b->self_ref = hersh_lhandle_keep(b->wake, L); /* serving keeps it alive until close() */
   if (early_type == LUA_TFUNCTION) {
     lua_pushvalue(L, 7);
     b->on_headers_ref = hersh_lhandle_keep(b->tick, L);
   }
-  lua_settop(L, 8);
+  lua_settop(L, 9);
   run_server(b); /* once the handlers are in: a socket handed over may have requests waiting */
   return 1;
 }
@@ -773,6 +793,113 @@ static int l_stream_gc(lua_State *L) {
   return 0;
 }
 
+/* ---- the fast paths' route table --------------------------------------------------------- */
+
+#define check_routes(L, i) (*(hersh_route_table **)luaL_checkudata((L), (i), HERSH_HTTPD_ROUTES_MT))
+
+/* httpd.routes(bounds) -> table, bounds: the proxy duration histogram's upper bounds. */
+static int l_routes_new(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  double bounds[HERSH_ROUTE_MAX_BUCKETS];
+  lua_Integer n = luaL_len(L, 1);
+  luaL_argcheck(L, n <= HERSH_ROUTE_MAX_BUCKETS, 1, "too many bounds");
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    bounds[i - 1] = luaL_checknumber(L, -1);
+    lua_pop(L, 1);
+  }
+  hersh_route_table **u = lua_newuserdatauv(L, sizeof *u, 0);
+  *u = NULL;
+  luaL_setmetatable(L, HERSH_HTTPD_ROUTES_MT);
+  *u = hersh_route_table_new(bounds, (size_t)n);
+  if (!*u) return luaL_error(L, "out of memory making the proxy's route table");
+  return 1;
+}
+
+/* routes:set(key, port, ready, timeout, connect_timeout): key is a program's id or name. */
+static int l_routes_set(lua_State *L) {
+  hersh_route_table *t = check_routes(L, 1);
+  const char *key = luaL_checkstring(L, 2);
+  hersh_route r = {.port = (int)luaL_checkinteger(L, 3), .ready = lua_toboolean(L, 4),
+                   .timeout = luaL_checknumber(L, 5), .connect_timeout = luaL_checknumber(L, 6)};
+  if (hersh_route_table_set(t, key, &r) != HERSH_OK) return luaL_error(L, "%s", hersh_errmsg());
+  return 0;
+}
+
+/* routes:set_record(key, text): GET /programs/{key}'s answer, until key's next set. */
+static int l_routes_set_record(lua_State *L) {
+  hersh_route_table *t = check_routes(L, 1);
+  size_t len;
+  const char *key = luaL_checkstring(L, 2), *text = luaL_checklstring(L, 3, &len);
+  int rc = hersh_route_table_set_record(t, key, text, len);
+  if (rc == HERSH_E_NOMEM) return luaL_error(L, "%s", hersh_errmsg());
+  return 0; /* a key not in the table: Lua keeps answering it */
+}
+
+/* routes:set_health(text | nil): GET /health's answer; nil: unknown. */
+static int l_routes_set_health(lua_State *L) {
+  hersh_route_table *t = check_routes(L, 1);
+  size_t len = 0;
+  const char *text = luaL_optlstring(L, 2, NULL, &len);
+  if (hersh_route_table_set_health(t, text, len) != HERSH_OK) return luaL_error(L, "%s", hersh_errmsg());
+  return 0;
+}
+
+static int l_routes_remove(lua_State *L) {
+  hersh_route_table_remove(check_routes(L, 1), luaL_checkstring(L, 2));
+  return 0;
+}
+
+/* routes:hosts{name...}: the Host header values the fast path lets through. */
+static int l_routes_hosts(lua_State *L) {
+  hersh_route_table *t = check_routes(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_Integer n = luaL_len(L, 2);
+  luaL_argcheck(L, n >= 0 && n <= 4096, 2, "too many names");
+  const char **names = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *names, 0);
+  for (lua_Integer i = 1; i <= n; i++) {
+    if (lua_rawgeti(L, 2, i) != LUA_TSTRING) luaL_error(L, "routes:hosts: name %d is not a string", (int)i);
+    names[i - 1] = lua_tostring(L, -1); /* anchored in the table at 2 */
+    lua_pop(L, 1);
+  }
+  if (hersh_route_table_set_hosts(t, names, (size_t)n) != HERSH_OK) return luaL_error(L, "%s", hersh_errmsg());
+  return 0;
+}
+
+/* routes:take() -> {[status] = count}, sum, count, {cumulative count per bound}, health,
+** record: what the proxy's fast path forwarded since the last take, and the 200s of
+** GET /health and GET /programs/{id} answered in C. */
+static int l_routes_take(lua_State *L) {
+  hersh_route_table *t = check_routes(L, 1);
+  hersh_route_tally *y = lua_newuserdatauv(L, sizeof *y, 0); /* too big for the C stack's comfort */
+  hersh_route_table_take(t, y);
+  lua_newtable(L);
+  for (int i = 0; i < HERSH_ROUTE_STATUSES; i++) {
+    if (!y->status[i]) continue;
+    lua_pushinteger(L, (lua_Integer)y->status[i]);
+    lua_rawseti(L, -2, i);
+  }
+  lua_pushnumber(L, y->sum);
+  lua_pushinteger(L, (lua_Integer)y->count);
+  size_t n;
+  hersh_route_table_bounds(t, &n);
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    lua_pushinteger(L, (lua_Integer)y->le[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  lua_pushinteger(L, (lua_Integer)y->health);
+  lua_pushinteger(L, (lua_Integer)y->record);
+  return 6;
+}
+
+static int l_routes_gc(lua_State *L) {
+  hersh_route_table **u = luaL_checkudata(L, 1, HERSH_HTTPD_ROUTES_MT);
+  hersh_route_table_release(*u);
+  *u = NULL;
+  return 0;
+}
+
 static const luaL_Reg server_meth[] = {{"port", l_server_port}, {"close", l_server_close}, {NULL, NULL}};
 static const luaL_Reg server_metameth[] = {{"__gc", l_server_gc}, {"__close", l_server_close}, {NULL, NULL}};
 static const luaL_Reg res_meth[] = {{"send", l_res_send}, {"stream", l_res_stream}, {NULL, NULL}};
@@ -782,13 +909,24 @@ static const luaL_Reg stream_meth[] = {{"write", l_stream_write},   {"finish", l
                                        {"waiting", l_stream_waiting}, {"cut", l_stream_cut},
                                        {NULL, NULL}};
 static const luaL_Reg stream_metameth[] = {{"__gc", l_stream_gc}, {NULL, NULL}};
+static const luaL_Reg routes_meth[] = {{"set", l_routes_set},
+                                       {"remove", l_routes_remove},
+                                       {"set_record", l_routes_set_record},
+                                       {"set_health", l_routes_set_health},
+                                       {"hosts", l_routes_hosts},
+                                       {"take", l_routes_take},
+                                       {NULL, NULL}};
+static const luaL_Reg routes_metameth[] = {{"__gc", l_routes_gc}, {NULL, NULL}};
 
 /* Adds serve to the module table at the stack top (hersh.httpd). */
 int hersh_lhttpd_open(lua_State *L) {
   hersh_lclass_register(L, HERSH_HTTPD_MT, server_meth, server_metameth);
   hersh_lclass_register(L, HERSH_HTTPD_RES_MT, res_meth, res_metameth);
   hersh_lclass_register(L, HERSH_HTTPD_STREAM_MT, stream_meth, stream_metameth);
+  hersh_lclass_register(L, HERSH_HTTPD_ROUTES_MT, routes_meth, routes_metameth);
   lua_pushcfunction(L, l_httpd_serve);
   lua_setfield(L, -2, "serve");
+  lua_pushcfunction(L, l_routes_new);
+  lua_setfield(L, -2, "routes");
   return 0;
 }

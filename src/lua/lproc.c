@@ -1,7 +1,8 @@
 /*
 ** lproc.c -- hersh.Process: child processes for Lua (hersh.os.spawn), and the listening
-** sockets handed to them (listen, relisten, close_fd) and answered on
-** while no process serves them (answer_unavailable). A running process keeps its
+** sockets handed to them (listen, relisten, close_fd), answered on
+** while no process serves them (answer_unavailable) or relayed to a program's unix
+** socket (relay). A running process keeps its
 ** userdata alive; on_exit(code, signal, oom_killed) is called on the loop thread the moment the
 ** child exits, and what followed it (pidfd, pipes, log file) is released then.
 */
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "http/relay.h"
 #include "http/unavailable.h"
 #include "lhersh.h"
 #include "proc/proc.h"
@@ -392,6 +394,35 @@ static int l_answer_stop(lua_State *L) {
   return 0;
 }
 
+/* ---- relaying to a program's unix socket (src/http/relay.c) ---------------------------- */
+
+typedef struct lrelay {
+  hersh_http_relay *r; /* NULL once stopped */
+} lrelay;
+
+/* core.relay(fd, path, body) -> handle | nil, err, code: every connection on fd joined
+** to the unix socket at path (a 503 with body while it cannot be reached) until
+** h:stop() (or until the handle is collected). */
+static int l_proc_relay(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  const char *path = luaL_checkstring(L, 2);
+  size_t n;
+  const char *body = luaL_checklstring(L, 3, &n);
+  lrelay *a = lua_newuserdatauv(L, sizeof *a, 0);
+  a->r = NULL;
+  luaL_setmetatable(L, HERSH_RELAY_MT);
+  int rc = hersh_http_relay_start(hersh_loop_uv(hersh_lmod_get(L)->loop), fd, path, body, n, &a->r);
+  if (rc) return hersh_lua_push_failure(L, rc);
+  return 1;
+}
+
+static int l_relay_stop(lua_State *L) {
+  lrelay *a = luaL_checkudata(L, 1, HERSH_RELAY_MT);
+  hersh_http_relay_stop(a->r);
+  a->r = NULL;
+  return 0;
+}
+
 /* core.relisten(fd, host, port, body) -> fd | fd, err | nil, err, code: a fresh
 ** listening socket for the port in place of fd, which a process had. The process
 ** shared fd's socket and file description: whatever it did to them (shut down, a
@@ -455,16 +486,20 @@ static const luaL_Reg proc_funcs[] = {{"spawn", l_proc_spawn},
                                       {"close_fd", l_proc_close_fd},
                                       {"answer_unavailable", l_proc_answer_unavailable},
                                       {"relisten", l_proc_relisten},
+                                      {"relay", l_proc_relay},
                                       {NULL, NULL}};
 
 static const luaL_Reg answer_meth[] = {{"stop", l_answer_stop}, {NULL, NULL}};
 static const luaL_Reg answer_metameth[] = {{"__gc", l_answer_stop}, {NULL, NULL}};
+static const luaL_Reg relay_meth[] = {{"stop", l_relay_stop}, {NULL, NULL}};
+static const luaL_Reg relay_metameth[] = {{"__gc", l_relay_stop}, {NULL, NULL}};
 
-/* Adds spawn, listen, relisten, close_fd and answer_unavailable to the module table on
+/* Adds spawn, listen, relisten, close_fd, answer_unavailable and relay to the module table on
 ** the stack top. */
 int hersh_lproc_open(lua_State *L) {
   hersh_lclass_register(L, HERSH_PROCESS_MT, proc_meth, proc_metameth);
   hersh_lclass_register(L, HERSH_ANSWER_MT, answer_meth, answer_metameth);
+  hersh_lclass_register(L, HERSH_RELAY_MT, relay_meth, relay_metameth);
   luaL_setfuncs(L, proc_funcs, 0);
   return 0;
 }

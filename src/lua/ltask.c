@@ -213,6 +213,22 @@ static void end_run(hersh_ltask *t, int rc, bool late, int nres) {
   t->done(t->done_ud, co, st);
 }
 
+/* What a wait resumes a run with (the nargs values on the coroutine's top) is one of
+** the run's inputs: the trace records it where the code takes it. */
+static void record_resume(hersh_ltask *t, int nargs) {
+  hersh_ctx *ctx = hersh_watcher_ctx(t->w);
+  if (!hersh_ctx_tracing(ctx)) return;
+  hersh_value list = hersh_list();
+  for (int i = nargs; i >= 1; i--) {
+    hersh_value item;
+    if (hersh_lua_to_value(t->co, -i, &item) != HERSH_OK) break;
+    hersh_list_push(&list, &item);
+    hersh_value_free(&item);
+  }
+  hersh_ctx_record_resume(ctx, &list);
+  hersh_value_free(&list);
+}
+
 static void task_resume(hersh_ltask *t) {
   if (!t->w || hersh_state_terminal(hersh_watcher_state(t->w))) {
     task_finish(t);
@@ -224,6 +240,7 @@ static void task_resume(hersh_ltask *t) {
   hersh_lua_guard_begin(m, t->co, t->deadline ? t->deadline : hersh_lua_deadline(t->timeout));
   int nres = 0, nargs = t->pending_args;
   t->pending_args = 0;
+  if (t->done && lua_status(t->co) == LUA_YIELD) record_resume(t, nargs);
   int rc = lua_resume(t->co, m->L, nargs, &nres);
   bool late = hersh_lua_guard_end(m, t->co);
   m->current_task = outer;

@@ -308,6 +308,13 @@ int hersh_lwatcher_new(lua_State *L) {
   cfg.max_log_entries = opt_count_field(L, 1, "max_log_entries", cfg.max_log_entries);
   cfg.max_watches = opt_count_field(L, 1, "max_watches", cfg.max_watches);
   cfg.max_memo = opt_count_field(L, 1, "max_memo", cfg.max_memo);
+  /* trace: runs the ring keeps, false for none, "all" for every run (docs/replay.md) */
+  if (lua_getfield(L, 1, "trace") == LUA_TBOOLEAN && !lua_toboolean(L, -1)) cfg.trace_runs = 0;
+  else if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "all") == 0) cfg.trace_runs = HERSH_TRACE_ALL;
+  else if (!lua_isnil(L, -1)) cfg.trace_runs = opt_count_field(L, 1, "trace", cfg.trace_runs);
+  lua_pop(L, 1);
+  if (lua_getfield(L, 1, "record") != LUA_TNIL) cfg.trace_file = luaL_checkstring(L, -1);
+  lua_pop(L, 1); /* anchored in the config table */
   int policy = 0;
   if (lua_getfield(L, 1, "recovery") == LUA_TTABLE) {
     read_recovery(L, 2, &cfg.recovery);
@@ -648,11 +655,40 @@ static int l_watcher_tostring(lua_State *L) {
   return 1;
 }
 
+/* w:trace(): the trace as text (docs/replay.md), or nil, err, code. The lines are
+** gathered in C first: nothing may raise under the trace's lock. */
+static bool gather_line(const char *line, size_t len, void *ud) {
+  hersh_buf_put(ud, line, len);
+  return true;
+}
+
+static int push_text(lua_State *L) {
+  const hersh_buf *text = lua_touserdata(L, 1);
+  lua_pushlstring(L, text->p ? text->p : "", text->len);
+  return 1;
+}
+
+static int l_watcher_trace(lua_State *L) {
+  hersh_lwatcher *lw = check_open(L, 1);
+  hersh_buf text = {0};
+  int rc = hersh_watcher_trace(lw->w, gather_line, &text);
+  if (!rc && text.oom) rc = HERSH_E_NOMEM;
+  if (!rc) {
+    lua_pushcfunction(L, push_text);
+    lua_pushlightuserdata(L, &text);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) rc = hersh_fail_with(HERSH_E_NOMEM, "out of memory for the trace");
+  }
+  hersh_buf_free(&text);
+  if (rc) return hersh_lua_push_failure(L, rc);
+  return 1;
+}
+
 static const luaL_Reg watcher_meth[] = {
     {"manage", l_watcher_manage},     {"cleanup", l_watcher_cleanup}, {"start", l_watcher_start},
     {"send", l_watcher_send},         {"stop", l_watcher_stop},       {"kill", l_watcher_kill},
     {"state", l_watcher_state},       {"id", l_watcher_id},           {"failures", l_watcher_failures},
     {"next_retry", l_watcher_next_retry}, {"pending", l_watcher_pending}, {"logs", l_watcher_logs},
+    {"trace", l_watcher_trace},
     {"serve", l_watcher_serve},       {"api_port", l_watcher_api_port}, {NULL, NULL}};
 
 static const luaL_Reg watcher_metameth[] = {

@@ -113,6 +113,18 @@ static char *url_of(int port, const char *path) {
 
 static char *url(const char *path) { return url_of(hersh_http_server_port(server), path); }
 
+/* A new loop (in *loop) and its client; NULL, with nothing left allocated, if either fails. */
+static hersh_http_client *new_client(hersh_loop **loop) {
+  *loop = hersh_loop_new();
+  if (!*loop) return NULL;
+  hersh_http_client *c = hersh_http_client_get(*loop);
+  if (!c) {
+    hersh_loop_free(*loop);
+    *loop = NULL;
+  }
+  return c;
+}
+
 /* A port nothing listens on: bound once, then closed. */
 static int dead_port(void) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -298,9 +310,8 @@ TEST(sequential_requests_reuse_one_connection) {
 
 TEST(concurrent_requests_all_complete) {
   enum { N = 50 };
-  hersh_loop *loop = hersh_loop_new();
-  REQUIRE(loop);
-  hersh_http_client *c = hersh_http_client_get(loop);
+  hersh_loop *loop = NULL;
+  hersh_http_client *c = new_client(&loop);
   REQUIRE(c);
   got gs[N];
   memset(gs, 0, sizeof gs);
@@ -384,9 +395,8 @@ TEST(response_too_large) {
 }
 
 TEST(bad_requests_are_refused_at_once) {
-  hersh_loop *loop = hersh_loop_new();
-  REQUIRE(loop);
-  hersh_http_client *c = hersh_http_client_get(loop);
+  hersh_loop *loop = NULL;
+  hersh_http_client *c = new_client(&loop);
   REQUIRE(c);
   got g = {0};
   const char *no_colon[] = {"NoColonHere", NULL};
@@ -416,9 +426,8 @@ static void cancelled_requests(double run_first) {
   int port = 0;
   int lfd = silent_listener(&port);
   REQUIRE(lfd >= 0);
-  hersh_loop *loop = hersh_loop_new();
-  REQUIRE(loop);
-  hersh_http_client *c = hersh_http_client_get(loop);
+  hersh_loop *loop = NULL;
+  hersh_http_client *c = new_client(&loop);
   REQUIRE(c);
   got gs[N];
   memset(gs, 0, sizeof gs);
@@ -528,22 +537,32 @@ static void on_stream_done(const hersh_http_result *r, void *ud) { on_got(r, &((
 
 static bool first_event(void *ud) { return strstr(((streamed *)ud)->text, "\n\n") != NULL; }
 static bool stream_ended(void *ud) { return ((streamed *)ud)->end.calls > 0; }
-static bool left(void *ud) { return atomic_load(&((endless *)ud)->client_left); }
+/* Whether the client left the endless server, within WAIT_S. The server's thread says so,
+** which does not wake the loop: the loop turns in short slices meanwhile. */
+static bool client_left_within_bound(hersh_loop *loop, endless *e) {
+  for (double waited = 0; waited < WAIT_S && !atomic_load(&e->client_left); waited += 0.01)
+    hersh_loop_run_for(loop, 0.01);
+  return atomic_load(&e->client_left);
+}
 
 static const hersh_http_stream_fns stream_fns = {.head = on_stream_head, .data = on_stream_chunk};
+
+/* Opens a stream of e's endless /events into s (the callbacks above). */
+static int endless_stream(hersh_http_client *c, endless *e, streamed *s) {
+  hersh_http_call call = {.url = url_of(e->port, "/events")};
+  return hersh_http_request_stream(c, &call, &stream_fns, on_stream_done, s, &s->req);
+}
 
 /* The first event arrives while the answer is still open; cancel ends it once, with
 ** ECANCELLED, and closes the connection (from outside the callbacks, or inside one). */
 static void endless_then_cancel(bool in_chunk) {
   endless e;
   REQUIRE(endless_start(&e));
-  hersh_loop *loop = hersh_loop_new();
-  REQUIRE(loop);
-  hersh_http_client *c = hersh_http_client_get(loop);
+  hersh_loop *loop = NULL;
+  hersh_http_client *c = new_client(&loop);
   REQUIRE(c);
   streamed s = {.cancel_in_chunk = in_chunk};
-  hersh_http_call call = {.url = url_of(e.port, "/events")};
-  CHECK_EQ_INT(hersh_http_request_stream(c, &call, &stream_fns, on_stream_done, &s, &s.req), HERSH_OK);
+  CHECK_EQ_INT(endless_stream(c, &e, &s), HERSH_OK);
   hersh_loop_run_until(loop, first_event, &s, WAIT_S);
   CHECK_EQ_STR(s.text, "id: 1\ndata: a\n\n");
   CHECK_EQ_INT(s.heads, 1);
@@ -558,8 +577,7 @@ static void endless_then_cancel(bool in_chunk) {
   hersh_loop_run_until(loop, stream_ended, &s, WAIT_S);
   CHECK_EQ_INT(s.end.calls, 1);
   CHECK_EQ_STR(s.end.code, "ECANCELLED");
-  hersh_loop_run_until(loop, left, &e, WAIT_S); /* the connection is closed, not kept alive */
-  CHECK(atomic_load(&e.client_left));
+  CHECK(client_left_within_bound(loop, &e)); /* the connection is closed, not kept alive */
   hersh_loop_free(loop);
   CHECK_EQ_INT(s.end.calls, 1);
   got_free(&s.end);
@@ -573,13 +591,11 @@ TEST(stream_cancelled_from_its_chunk_callback) { endless_then_cancel(true); }
 TEST(stream_open_when_the_loop_is_freed) {
   endless e;
   REQUIRE(endless_start(&e));
-  hersh_loop *loop = hersh_loop_new();
-  REQUIRE(loop);
-  hersh_http_client *c = hersh_http_client_get(loop);
+  hersh_loop *loop = NULL;
+  hersh_http_client *c = new_client(&loop);
   REQUIRE(c);
   streamed s = {0};
-  hersh_http_call call = {.url = url_of(e.port, "/events")};
-  CHECK_EQ_INT(hersh_http_request_stream(c, &call, &stream_fns, on_stream_done, &s, &s.req), HERSH_OK);
+  CHECK_EQ_INT(endless_stream(c, &e, &s), HERSH_OK);
   hersh_loop_run_until(loop, first_event, &s, WAIT_S);
   CHECK_EQ_INT(s.end.calls, 0);
   hersh_http_cancel(s.req); /* its sweep never runs: the loop goes first */
@@ -601,18 +617,17 @@ TEST(stream_cancelled_from_another_streams_callback) {
   endless ea, eb;
   REQUIRE(endless_start(&ea));
   REQUIRE(endless_start(&eb));
-  hersh_loop *loop = hersh_loop_new();
-  REQUIRE(loop);
-  hersh_http_client *c = hersh_http_client_get(loop);
+  hersh_loop *loop = NULL;
+  hersh_http_client *c = new_client(&loop);
   REQUIRE(c);
   streamed s[2] = {{0}, {0}};
   s[0].cancel_other = &s[1];
-  hersh_http_call cb = {.url = url_of(eb.port, "/events")};
-  CHECK_EQ_INT(hersh_http_request_stream(c, &cb, &stream_fns, on_stream_done, &s[1], &s[1].req), HERSH_OK);
-  hersh_http_call ca = {.url = url_of(ea.port, "/events")};
-  CHECK_EQ_INT(hersh_http_request_stream(c, &ca, &stream_fns, on_stream_done, &s[0], &s[0].req), HERSH_OK);
-  hersh_loop_run_until(loop, left, &eb, WAIT_S);
-  CHECK(atomic_load(&eb.client_left));
+  CHECK_EQ_INT(endless_stream(c, &eb, &s[1]), HERSH_OK);
+  /* The victim is open and read before the canceller starts: else, on a slow machine, the
+  ** cancel can close it before its server has even answered, and "left" means nothing. */
+  CHECK_EQ_INT(hersh_loop_run_until(loop, first_event, &s[1], WAIT_S), 1);
+  CHECK_EQ_INT(endless_stream(c, &ea, &s[0]), HERSH_OK);
+  CHECK(client_left_within_bound(loop, &eb));
   CHECK_EQ_INT(s[1].end.calls, 1);
   CHECK_EQ_STR(s[1].end.code, "ECANCELLED");
   CHECK_EQ_INT(s[0].end.calls, 0); /* the canceller's own stream is still open */
@@ -630,9 +645,8 @@ TEST(stream_cancelled_from_another_streams_callback) {
 
 /* A streamed answer is the first response: following redirects is refused at once. */
 TEST(stream_refuses_redirects) {
-  hersh_loop *loop = hersh_loop_new();
-  REQUIRE(loop);
-  hersh_http_client *c = hersh_http_client_get(loop);
+  hersh_loop *loop = NULL;
+  hersh_http_client *c = new_client(&loop);
   REQUIRE(c);
   streamed s = {0};
   hersh_http_call call = {.url = url("/x"), .max_redirects = 3};
@@ -644,9 +658,8 @@ TEST(stream_refuses_redirects) {
 
 /* A finished stream: head, every chunk, then done with no error; an empty body gets its head too. */
 TEST(stream_of_a_whole_answer) {
-  hersh_loop *loop = hersh_loop_new();
-  REQUIRE(loop);
-  hersh_http_client *c = hersh_http_client_get(loop);
+  hersh_loop *loop = NULL;
+  hersh_http_client *c = new_client(&loop);
   REQUIRE(c);
   streamed s = {0};
   hersh_http_call call = {.url = url("/missing?q=1")};

@@ -4,14 +4,31 @@
 -- program's environment is spec.env, set inside), stop(process, grace) (SIGTERM to
 -- what runs in the sandbox, SIGKILL of all that is left after grace seconds; the
 -- process's on_exit still reports the end) and skeleton (the mount points an image
--- needs).
+-- needs). A driver that cannot hand the program its published socket as fd 3 names
+-- listen_path instead: the program listens on a unix socket there (HERSH_LISTEN_UNIX),
+-- made in spec.api_dir on the host, and the Host relays the port to it.
 -- Another driver (an OCI runtime, a remote scheduler) is another module with these
 -- fields. There is no unsandboxed driver: programs never run unconfined.
 local sandbox = {}
 
-local known = { bwrap = "host.sandbox.bwrap" }
+local known = { bwrap = "host.sandbox.bwrap", gvisor = "host.sandbox.gvisor" }
+
+-- The names a program's "isolation" may take, in the order they are listed.
+sandbox.names = { "bwrap", "gvisor" }
 
 sandbox.default = "bwrap"
+
+function sandbox.known(name)
+  return type(name) == "string" and known[name] ~= nil
+end
+
+-- The driver of a program whose own cannot run on this Host: every spawn (and build)
+-- is refused with why; the program is never run under another driver instead.
+function sandbox.unavailable(name, why)
+  local refuse = function() return nil, "isolation " .. name .. " is not available: " .. why, "ESTATE" end
+  return { name = name, check = refuse, spawn = refuse, stop = function() end,
+    skeleton = require("host.sandbox.bwrap").skeleton }
+end
 
 function sandbox.get(name)
   name = name or sandbox.default
