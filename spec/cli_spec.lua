@@ -68,6 +68,7 @@ local function every_subcommand(file)
     start = { { "start", "x" } }, stop = { { "stop", "x" } }, restart = { { "restart", "x" } }, rm = { { "rm", "x" } },
     send = { { "send", "x", "hi" } }, watch = { { "watch", "x", "--count", "1" } }, rollback = { { "rollback", "x" } },
     plan = { { "plan", file } }, apply = { { "apply", file } },
+    export = { { "export", "k8s", "x" }, { "export", "nomad", "x" } },
   }
   local all = {}
   for _, c in ipairs(args.COMMANDS) do

@@ -27,6 +27,7 @@ local function handlers()
     restart = programs.restart, rm = programs.rm, send = programs.send, rollback = programs.rollback,
     logs = stream.logs, events = stream.events, watch = stream.watch,
     plan = require("cli.plan").run, apply = require("cli.apply").run,
+    export = require("cli.export").run,
   }
 end
 
