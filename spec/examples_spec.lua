@@ -314,4 +314,71 @@ describe("examples/custom-policy", function()
     assert.is_true(has(text, "recovery: failure 2 (broken: every run fails): recover in 0.5 s"), text)
     stop_host(h)
   end)
+
+  it("the operator's policy: a quota of 3 per user, a memory ceiling, /x/deploy, a notification on Error, dependents restarted", function()
+    local core, httpd = require "hersh.core", require "hersh.httpd"
+    -- The Slack-style receiver, in this process: the loop runs while the test waits.
+    local notes = {}
+    local srv = assert(httpd.serve{ port = 0, handler = function(req, res)
+      notes[#notes + 1] = { path = req.path, body = req.body, type = req.headers["content-type"] }
+      res:send(200, "ok")
+    end })
+    defer(function() srv:close() end)
+    local h = H.test_host{ args = { "--policy", POLICY },
+      env = { HERSH_POLICY_NOTIFY_URL = "http://127.0.0.1:" .. srv:port() .. "/hook" } }
+    local call, ok_json = H.call, H.ok_json
+
+    -- admit: 3 programs per user, the 4th refused; a memory limit above 1 GiB refused,
+    -- none given: 1 GiB.
+    local first = H.create(h, H.counter_body("quota")).program_id
+    for _ = 2, 3 do H.create(h, H.counter_body("quota")) end
+    local r = call(h, "POST", "/programs", H.counter_body("quota"))
+    H.assert_error(r, 403, "the 4th program")
+    assert.equal("user quota already has 3 programs, the quota of this Host", r.json.message)
+    r = call(h, "POST", "/programs", H.counter_body("mem", { limits = { memory = 2 * 1024 ^ 3 } }))
+    H.assert_error(r, 403, "above the ceiling")
+    assert.is_true(has(r.json.message, "above the ceiling of 1073741824 bytes"), r.body)
+    assert.equal(1024 * 1024 * 1024, view(h, first).limits.memory)
+
+    -- POST /x/deploy: a create, then an update of the program of that name.
+    local doc = ok_json(call(h, "POST", "/x/deploy", H.counter_body("web", { name = "web" })), 201, "deploy")
+    h.ids[#h.ids + 1] = doc.program_id
+    doc = ok_json(call(h, "POST", "/x/deploy", H.counter_body("web", { name = "web", env = { V = "2" } })), 202, "redeploy")
+    assert.equal(2, doc.revision)
+    H.assert_error(call(h, "POST", "/x/deploy", { user_id = "web" }), 400, "no name")
+
+    -- on_event: a program that enters Error is told to the receiver.
+    local broken = H.create(h, { user_id = "ops", name = "broken", env = { BROKEN = "1" },
+      dockerfile = P.read("examples/custom-policy/Dockerfile"),
+      src_files = { ["main.lua"] = P.read("examples/custom-policy/main.lua") }, restart_policy = { max_restarts = 0 } })
+    ok_json(H.act(h, broken.program_id, "start"), 202, "start broken")
+    assert(P.wait_for(function()
+      core.run_for(0.05)
+      return #notes > 0
+    end, WAIT), "no notification came")
+    assert.equal("/hook", notes[1].path)
+    assert.equal("application/json", notes[1].type)
+    local text = cjson.decode(notes[1].body).text
+    assert.is_true(has(text, "broken entered Error: "), text)
+    assert.is_true(has(text, "the custom policy gave up after 0 restarts"), text)
+
+    -- on_event: db restarted, and back Ready: app (depends_on=db) is restarted too.
+    local db = H.create(h, H.counter_body("ops", { name = "db" }))
+    local app = H.create(h, H.counter_body("ops", { name = "app", labels = { depends_on = "db" } }))
+    H.start_ready(h, db.program_id)
+    H.start_ready(h, app.program_id)
+    local function events_of(id, kind)
+      return ok_json(call(h, "GET", "/programs/" .. id .. "/events?follow=false&kind=" .. kind)).events
+    end
+    local before = #events_of(app.program_id, "stopping")
+    ok_json(H.act(h, db.program_id, "restart"), 202, "restart db")
+    assert(P.wait_for(function() return #events_of(app.program_id, "stopping") > before end, WAIT, 0.05),
+      "app was not restarted after db")
+    local stopping = events_of(app.program_id, "stopping")
+    assert.is_true(stopping[#stopping].details.restart)
+    local db_ready = events_of(db.program_id, "ready")
+    assert.is_true(stopping[#stopping].id > db_ready[#db_ready].id, "app restarted before db was back")
+    H.wait_state(h, app.program_id, "Ready")
+    stop_host(h)
+  end)
 end)

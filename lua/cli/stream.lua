@@ -110,7 +110,8 @@ end
 local function event_line(out, ev)
   if out.json_mode then return out:json(ev) end
   local at = os.date("!%Y-%m-%dT%H:%M:%S", math.floor(ev.at)) .. string.format(".%03dZ", math.floor(ev.at % 1 * 1000))
-  local name = ev.name or type(ev.details) == "table" and ev.details.name or ev.program_id
+  -- the Host's own events (a policy's) concern no program
+  local name = ev.name or type(ev.details) == "table" and ev.details.name or ev.program_id or "host"
   out:line(string.format("%-6d %s  %s  %s", ev.id, at, out:paint("1", name), ev.message))
   io.stdout:flush()
 end

@@ -21,7 +21,7 @@ api.MAX_BUFFERED = 4 * api.MAX_BODY -- bodies held at once, over all connections
 local STATUS_TEXT = {
   [200] = "OK", [201] = "Created", [202] = "Accepted", [400] = "Bad Request", [401] = "Unauthorized",
   [403] = "Forbidden", [404] = "Not Found", [405] = "Method Not Allowed", [409] = "Conflict",
-  [413] = "Payload Too Large", [415] = "Unsupported Media Type", [500] = "Internal Server Error",
+  [413] = "Payload Too Large", [415] = "Unsupported Media Type", [422] = "Unprocessable Content", [500] = "Internal Server Error",
   [502] = "Bad Gateway", [503] = "Service Unavailable", [504] = "Gateway Timeout", [507] = "Insufficient Storage",
 }
 
@@ -432,6 +432,25 @@ local function route_events(h, req, res, heartbeat, program)
   send_json(res, 200, { events = json.array(list), last_id = last })
 end
 
+-- GET /policy, POST /policy/reload, and the policy's own routes under /x/ (host.policy).
+local function route_policy(h, req, res)
+  local pol, method = h.policy, req.method
+  if req.path == "/policy" then
+    if method ~= "GET" and method ~= "HEAD" then return method_not_allowed(res, "GET") end
+    return send_json(res, 200, pol:view())
+  elseif req.path == "/policy/reload" then
+    if method ~= "POST" then return method_not_allowed(res, "POST") end
+    if not pol.file then return send_error(res, 409, "the Host was started without --policy: there is no file to reload") end
+    local ok, why = pol:reload()
+    if not ok then return send_error(res, 422, "the policy was not reloaded: " .. why .. "; the one loaded at "
+      .. pol:view().loaded_at .. " stays", { policy = pol:view() }) end
+    return send_json(res, 200, pol:view())
+  end
+  local status, value, message = pol:route(req)
+  if value == nil then return send_error(res, status, message) end
+  send_json(res, status, value)
+end
+
 -- GET /programs: every program, or a page of `limit` with the cursor of the next.
 local LIST_MAX = 1000
 local function route_list(h, req, res)
@@ -480,6 +499,7 @@ local function handle(h, hosts, req, res, m, heartbeat)
     return res:send(200, m:render(), { ["Content-Type"] = metrics.CONTENT_TYPE })
   end
   if path == "/events" then return route_events(h, req, res, heartbeat) end
+  if path == "/policy" or path == "/policy/reload" or path:match("^/x/") then return route_policy(h, req, res) end
   if path == "/programs" then
     if method == "POST" then
       local body, err = decode_body(req)

@@ -11,7 +11,8 @@ local events = {}
 
 events.DEFAULT_MAX = 10000
 events.KINDS = { "created", "build_started", "build_finished", "starting", "ready", "exited", "restarting",
-  "error", "stopping", "stopped", "deleted", "unhealthy", "updating", "updated", "update_failed", "rolled_back" }
+  "error", "stopping", "stopped", "deleted", "unhealthy", "updating", "updated", "update_failed", "rolled_back",
+  "policy_error", "policy_loaded" }
 
 local SCHEMA = [[
 CREATE TABLE IF NOT EXISTS events (
@@ -75,6 +76,8 @@ local FORMAT = {
     return "revision " .. tostring(d.revision) .. " failed: " .. tostring(d.reason) .. "; revision "
       .. tostring(d.running_revision) .. " stays"
   end,
+  policy_error = function(d) return "policy " .. tostring(d.hook) .. ": " .. tostring(d.reason) end,
+  policy_loaded = function(d) return "policy " .. tostring(d.file) .. " loaded" end,
   rolled_back = function(d)
     return "rolled back to revision " .. tostring(d.rollback_of) .. ": revision " .. tostring(d.revision)
       .. " is running"

@@ -65,15 +65,15 @@ end
 local Checker = {}
 Checker.__index = Checker
 
--- Why a check failed, or nil when it passed.
-local function failure(res, err)
+-- Why a check failed, or nil when it passed (also the default policy's health hook).
+function health.failure(res, err)
   if not res then return tostring(err) end
   if res.status >= 200 and res.status < 300 then return nil end
   return "HTTP " .. tostring(res.status)
 end
 
 function Checker:result(res, err)
-  local why = failure(res, err)
+  local why = self.judge(res, err)
   if not why then
     self.failures = 0
     self.last_ok = core.now()
@@ -106,10 +106,12 @@ function Checker:stop()
   self.timer:stop()
 end
 
--- health.watch{port, check = normalize's table, on_unhealthy({failures, last_error})}
--- -> a checker, whose first check comes one interval after Ready.
+-- health.watch{port, check = normalize's table, on_unhealthy({failures, last_error}),
+-- judge(res, err) -> why a check failed or nil (default health.failure: the Host's
+-- policy may decide)} -> a checker, whose first check comes one interval after Ready.
 function health.watch(opts)
   local self = setmetatable({ check = opts.check, on_unhealthy = opts.on_unhealthy, failures = 0,
+    judge = opts.judge or health.failure,
     url = "http://127.0.0.1:" .. opts.port .. opts.check.path, done = false, in_flight = false }, Checker)
   self.timer = core.timer(self.check.interval, function() self:probe() end, self.check.interval)
   return self

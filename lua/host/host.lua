@@ -10,6 +10,7 @@ local dockerfile = require "host.dockerfile"
 local health = require "host.health"
 local events = require "host.events"
 local paths = require "host.paths"
+local policy = require "host.policy"
 local program = require "host.program"
 local ports = require "host.ports"
 local record_cache = require "host.record_cache"
@@ -26,6 +27,9 @@ host.PROXY_DEFAULTS = { connect_timeout = 10, timeout = 30 }
 host.PROXY_MAX = 3600
 host.USER_ID = "^[a-z0-9][a-z0-9_-]*$"
 host.NAME_MAX = 63
+host.LABELS_MAX = 64 -- labels of one program
+host.LABEL_KEY = "^[%w][%w%._/-]*$"
+host.LABEL_VALUE_MAX = 255
 host.RETRY = 2 -- seconds between tries of a registry write the disk refused
 -- The desired state of a program being deleted: a Host that restarts finishes the job.
 host.DELETED, host.DELETED_KEEP_STATE = "deleted", "deleted_keep_state"
@@ -129,7 +133,7 @@ function Host:view(p)
     next_restart_at = r.next_restart_at and iso_time(r.next_restart_at) or null, pid = r.pid or null,
     limits = p.spec.limits or null, limits_enforced = proc_limits or null, proxy = self:proxy_timeouts(p),
     network = p.spec.network or "none", restart_policy = r.policy, health = p.spec.health or null,
-    isolation = p.isolation,
+    isolation = p.isolation, labels = p.spec.labels or null,
   }
 end
 
@@ -161,7 +165,7 @@ function Host:attach(row, restored)
     restored = { state = "Error", error_msg = "isolation " .. p.isolation .. " is not available: " .. driver_err }
     driver = sandbox.unavailable(p.isolation, driver_err)
   end
-  local fields = { state = restored and restored.state, policy = row.spec.restart_policy }
+  local fields = { state = restored and restored.state, policy = row.spec.restart_policy, program_id = id }
   for _, k in ipairs(RESTORED) do fields[k] = restored and restored[k] end
   local record, record_err = program.new(fields)
   if not record then return nil, record_err end
@@ -178,6 +182,7 @@ function Host:attach(row, restored)
     on_change = function(record) self:changed(p, record) end,
     on_event = function(kind, details) self:emit(p, kind, details) end,
     on_release = function(keep_state) self:released(p, keep_state) end,
+    health_judge = function(res, err) return self.policy:health(p, res, err) end,
   }
   if not sup then return nil, err end
   p.sup = sup
@@ -309,10 +314,33 @@ end
 
 -- The fields a create request may hold: any other is refused, so that a misspelt or
 -- unsupported one is never silently ignored.
-host.CREATE_FIELDS = { "dockerfile", "env", "health", "isolation", "limits", "name", "network", "proxy",
+host.CREATE_FIELDS = { "dockerfile", "env", "health", "isolation", "labels", "limits", "name", "network", "proxy",
   "restart_policy", "src_files", "user_id" }
 local KNOWN_FIELD = {}
 for _, name in ipairs(host.CREATE_FIELDS) do KNOWN_FIELD[name] = true end
+
+-- A request's labels (nil, or an object of at most host.LABELS_MAX names to strings)
+-- -> the labels, or nil, message.
+local function check_labels(labels)
+  if labels == nil then return nil end
+  if type(labels) ~= "table" or json.is_array(labels) or labels[1] ~= nil then
+    return nil, "labels must be an object {name: value}"
+  end
+  local n = 0
+  for k, v in pairs(labels) do
+    n = n + 1
+    if type(k) ~= "string" or #k > host.NAME_MAX or not k:match(host.LABEL_KEY) then
+      return nil, "labels: a name must be 1-" .. host.NAME_MAX .. " of letters, digits and . _ / -, starting with a letter or a digit"
+    end
+    if type(v) ~= "string" or #v > host.LABEL_VALUE_MAX or v:find("%c") then
+      return nil, "labels: the value of " .. k .. " must be a string of at most " .. host.LABEL_VALUE_MAX
+        .. " bytes without control characters"
+    end
+  end
+  if n > host.LABELS_MAX then return nil, "labels: at most " .. host.LABELS_MAX end
+  if n == 0 then return nil end -- {} is no labels
+  return labels
+end
 
 -- Validates a create request; returns the normalized parts or nil, error.
 local function validate(body)
@@ -415,9 +443,33 @@ local function validate(body)
   end
   local checks, health_err = health.normalize(body.health)
   if health_err then return refuse(400, health_err) end
+  local labels, labels_err = check_labels(body.labels)
+  if labels_err then return refuse(400, labels_err) end
   return { user_id = user_id, name = name, dockerfile = body.dockerfile, plan = plan, files = files, env = env,
     limits = limits, network = network, restart_policy = body.restart_policy, proxy = proxy, health = checks,
-    isolation = isolation }
+    isolation = isolation, labels = labels }
+end
+
+-- A validated request as a policy's admit and place see it: the fields of a client's
+-- body (src_files, not the parsed plan), which admit may return changed.
+local function as_body(req)
+  return { user_id = req.user_id, name = req.name, dockerfile = req.dockerfile, src_files = req.files, env = req.env,
+    limits = req.limits, network = req.network, restart_policy = req.restart_policy, proxy = req.proxy,
+    health = req.health, isolation = req.isolation, labels = req.labels }
+end
+
+-- req after the policy's admit (operation: create, update, rollback; p: the program
+-- changed): refused with the policy's status and message, or the request it gave
+-- instead, checked as a client's (one the Host refuses is the policy's fault: the
+-- original stands).
+function Host:admitted(req, operation, p)
+  local d = self.policy:admit(as_body(req), operation, p)
+  if d.refuse then return refuse(d.refuse.status, d.refuse.message) end
+  if not d.request then return req end
+  local again, err = validate(d.request)
+  if again then return again end
+  self.policy:fail("admit", p and p.id, "returned a request the Host refuses (" .. err.message .. "); the default decided")
+  return req
 end
 
 -- The client's `hersh plan` and `apply` check a whole file with the same rules first.
@@ -447,10 +499,11 @@ end
 
 function Host:create(body)
   local req, err = validate(body)
+  if req then req, err = self:admitted(req, "create") end
   if not req then return nil, err end
   local holder = req.name and (self.by_name[req.name] or self.programs[req.name])
   if holder then return refuse(409, "the name " .. req.name .. " is taken by program " .. holder.id) end
-  local isolation = req.isolation or self.isolation
+  local isolation = self.policy:place(as_body(req))
   local usable, unusable = self:driver_of(isolation)
   if not usable then return refuse(400, "isolation " .. isolation .. " is not available on this Host: " .. unusable) end
   local bid = build_id.compute(req.dockerfile, req.files)
@@ -471,7 +524,7 @@ function Host:create(body)
     desired = "stopped", state = "Created", created_at = now, updated_at = now, files = req.files,
     isolation = isolation,
     spec = { dockerfile = req.dockerfile, env = req.env, limits = req.limits, network = req.network,
-      restart_policy = req.restart_policy, proxy = req.proxy, health = req.health } }
+      restart_policy = req.restart_policy, proxy = req.proxy, health = req.health, labels = req.labels } }
   local p, attach_err = self:attach(row)
   if not p then -- an invalid restart policy: nothing was recorded yet
     fs.remove_tree(dirs.root)
@@ -623,7 +676,7 @@ function Host:deploy(p, req, rollback_of)
   local rev = p.latest + 1
   local bid = build_id.compute(req.dockerfile, req.files)
   local spec = { dockerfile = req.dockerfile, env = req.env, limits = req.limits, network = req.network,
-    restart_policy = req.restart_policy, proxy = req.proxy, health = req.health }
+    restart_policy = req.restart_policy, proxy = req.proxy, health = req.health, labels = req.labels }
   local staged = self:dirs(p.id).root .. "/src." .. rev
   local ok, err, code = fs.mkdir_p(staged, host.PRIVATE_DIR)
   if ok then ok, err, code = write_files(staged, req.files) end
@@ -695,6 +748,7 @@ function Host:update(ref, body)
   if not p then return nil, err end
   if type(body) == "table" and body.user_id == nil then body.user_id = p.user_id end
   local req, req_err = validate(body)
+  if req then req, req_err = self:admitted(req, "update", p) end
   if not req then return nil, req_err end
   local now = { user_id = p.user_id, name = p.name, network = p.spec.network or "none", isolation = p.isolation }
   for field in pairs(FIXED) do
@@ -743,7 +797,8 @@ function Host:rollback(ref, n)
       local s = row.spec
       local req, req_err = validate{ user_id = p.user_id, dockerfile = s.dockerfile, src_files = row.files,
         env = s.env, limits = s.limits, network = s.network, restart_policy = s.restart_policy, proxy = s.proxy,
-        health = s.health }
+        health = s.health, labels = s.labels }
+      if req then req, req_err = self:admitted(req, "rollback", p) end
       if not req then return nil, req_err end
       return self:deploy(p, req, want)
     end
@@ -772,7 +827,7 @@ end
 
 -- host.open{storage, driver = "bwrap", isolation = "bwrap" (a create's default),
 -- runtime = {bin, lua}, user = {uid, gid},
--- ports = {first, last}, build_timeout, events_max} -> Host. Programs found in the registry are
+-- ports = {first, last}, build_timeout, events_max, policy = a policy file (host.policy)} -> Host. Programs found in the registry are
 -- listed again with the same id and port; those meant to run are started.
 -- The sandbox runs as an unprivileged user, which must be able to walk down to the
 -- images and state folders: each folder on the way needs its "x" bit for others.
@@ -913,6 +968,11 @@ function host.open(opts)
     programs = {}, by_name = {}, order = {}, pending = {}, state_counts = {},
   }, Host)
   self.cache = record_cache.new(function(p) return self:view(p) end)
+  -- Before any program is attached: their restart policies are the policy's.
+  local pol, pol_err = policy.new(self, opts.policy)
+  if not pol then return nil, "--policy " .. pol_err end
+  self.policy = pol
+  program.policy_module = pol:restart_module()
   self.plans = setmetatable({}, { __mode = "v" }) -- dockerfile text -> its plan, while a program uses it
   if isolation ~= driver.name then -- refused now rather than at each create
     local ok, why = self:driver_of(isolation)

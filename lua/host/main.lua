@@ -4,8 +4,8 @@
 --              [--max-connections N] [--max-per-client N] [--idle-timeout S] [--request-timeout S]
 --              [--events-heartbeat S] [--events-max N]
 -- --isolation is the sandbox of a program created without "isolation" (default bwrap).
--- --policy names a Lua file returning a restart policy module (the shape of
--- host.restart_policy) that replaces the default for every program.
+-- --policy names a Lua file returning the Host's orchestration policy (host.policy,
+-- docs/policies.md); SIGHUP loads it again.
 -- --allow-host adds a name (NAME or NAME:PORT) the API answers to, besides the bind
 -- address, localhost, 127.0.0.1 and [::1] with its port. The limits of the API's
 -- connections (defaults in src/http/server.h: 1024 in all, 256 per client address,
@@ -134,14 +134,6 @@ function main.start(args, executable)
     io.stderr:write("hersh host: WARNING: listening on " .. o.bind .. " without --token-file: "
       .. "anyone who can reach it can run programs\n")
   end
-  if o.policy then
-    local ok, module = pcall(dofile, o.policy)
-    if not ok or type(module) ~= "table" or type(module.decide) ~= "function" then
-      return nil, "--policy " .. o.policy .. " must return a table with decide(policy, record, exit): "
-        .. tostring(ok and "it does not" or module)
-    end
-    require("host.program").policy_module = module
-  end
   local rt = runtime(executable)
   if not rt.bin or not rt.lua then return nil, "cannot find the hersh runtime to hand to programs" end
   local locked, lock_err = lock_storage(o.storage)
@@ -150,7 +142,7 @@ function main.start(args, executable)
   local storage, storage_err = sys.fs.realpath(o.storage)
   if not storage then return nil, storage_err end
   local h, host_err = host.open{ storage = storage, driver = o.sandbox, isolation = o.isolation, runtime = rt, ports = o.ports,
-    events_max = o.events_max }
+    events_max = o.events_max, policy = o.policy }
   if not h then return nil, host_err end
   local server, serve_err = api.serve(h, { bind = o.bind, port = o.port, token = token, allow_hosts = o.allow_hosts,
     max_connections = o.max_connections, max_per_client = o.max_per_client, idle_timeout = o.idle_timeout,
@@ -184,7 +176,8 @@ function main.shutdown(h, server, done)
   return waiting
 end
 
--- The command: start, then serve until SIGTERM or SIGINT (a second one exits at once).
+-- The command: start, then serve until SIGTERM or SIGINT (a second one exits at once);
+-- SIGHUP reloads the policy file.
 function main.run(args, executable)
   local h, server = main.start(args, executable)
   if not h then
@@ -203,6 +196,10 @@ function main.run(args, executable)
   end
   sys.on_signal("TERM", on_signal)
   sys.on_signal("INT", on_signal)
+  sys.on_signal("HUP", function()
+    local ok, why = h.policy:reload()
+    io.stderr:write("hersh host: SIGHUP: ", ok and "policy reloaded" or ("policy kept: " .. tostring(why)), "\n")
+  end)
   sys.serve()
   h.registry:close()
   return 0

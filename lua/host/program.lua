@@ -105,6 +105,7 @@ local restart_policy = require "host.restart_policy"
 local program = {}
 
 -- Replaceable: any table with decide(policy, record, exit), and optionally normalize.
+-- A Host sets its policy's (host.policy: the hook `restart`, within its budget).
 program.policy_module = restart_policy
 
 program.STOP_GRACE = 10     -- seconds between SIGTERM and SIGKILL

@@ -1,5 +1,6 @@
 -- The default restart policy of a program: data plus `decide` (and `normalize`, which
--- checks a user's policy at create time). A user may replace the whole module through
+-- checks a user's policy at create time). A user may replace the whole module: the hook
+-- `restart` of the Host's policy (host.policy, docs/policies.md), which the Host sets as
 -- `program.policy_module`; the reducer only calls `decide`, and `normalize` if present.
 local restart_policy = {
   mode = "on-failure",  -- "on-failure" | "always" | "no"

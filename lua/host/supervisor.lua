@@ -107,7 +107,8 @@ function Sup:follow_health()
   end
   if not wanted or checker then return end
   local attempt = r.attempt
-  checker = health.watch{ port = self.port, check = self.spec.health, on_unhealthy = function(d)
+  checker = health.watch{ port = self.port, check = self.spec.health, judge = self.health_judge,
+    on_unhealthy = function(d)
     self:post{ type = "unhealthy", attempt = attempt, failures = d.failures, error = d.last_error,
       healthy_until = checker.last_ok }
   end }
@@ -422,7 +423,7 @@ end
 -- too), runtime = {bin, lua}, user = {uid, gid}, port, listen_fd (or publish() -> a
 -- listening fd, asked at each spawn),
 -- build_timeout, on_change(record), on_event(kind, details) (see host.events),
--- on_line(stream, text), on_release(keep_state),
+-- on_line(stream, text), on_release(keep_state), health_judge(res, err) (see health.watch),
 -- record (to resume)} -> supervisor, or nil, err, code for an invalid policy.
 function supervisor.new(opts)
   local self = setmetatable({
@@ -431,6 +432,7 @@ function supervisor.new(opts)
     user = opts.user or { uid = 65534, gid = 65534 }, port = opts.port, listen_fd = opts.listen_fd,
     build_timeout = opts.build_timeout, on_change = opts.on_change, on_line = opts.on_line,
     on_release = opts.on_release, on_event = opts.on_event, publish = opts.publish, queue = {}, procs = {},
+    health_judge = opts.health_judge,
     revision = opts.revision,
     draining = false,
   }, Sup)

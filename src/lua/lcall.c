@@ -60,6 +60,7 @@ bool hersh_lua_guard_end(hersh_lmod *m, lua_State *L) {
   bool late = hersh_watchdog_expired(wd);
   hersh_watchdog_disarm(wd);
   if (lua_gethook(L) == timeout_hook) lua_sethook(L, NULL, 0, 0);
+  atomic_store(&m->interrupt.L, NULL); /* none armed now: call_within's check of nesting */
   return late;
 }
 
@@ -87,6 +88,41 @@ hersh_lua_status hersh_lua_pcall(hersh_lmod *m, lua_State *L, int nargs, int nre
   if (rc == LUA_OK) return HERSH_LUA_OK;
   if (late) return HERSH_LUA_TIMEOUT;
   return rc == LUA_ERRMEM ? HERSH_LUA_NOMEM : HERSH_LUA_ERROR;
+}
+
+/* hersh.os.call_within(seconds, f, ...) -> true, f's results | false, message, code
+** ("ETIMEOUT", "ERROR", "ENOMEM"). The Host's policy hooks run through it, bounded by
+** the same watchdog as a reducer's run: the Host's handlers run outside any engine
+** run, so this is their only way to a deadline. One deadline at a time (the watchdog
+** arms one run): a call inside another bounded call is a caller's bug. */
+static int l_os_call_within(lua_State *L) {
+  double seconds = luaL_checknumber(L, 1);
+  luaL_argcheck(L, seconds > 0 && seconds <= 3600, 1, "seconds must be above 0 and at most 3600");
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  hersh_lmod *m = hersh_lmod_get(L);
+  if (atomic_load(&m->interrupt.L)) return luaL_error(L, "call_within: already inside a call with a deadline");
+  int nargs = lua_gettop(L) - 2;
+  luaL_checkstack(L, 3, "call_within");
+  hersh_lua_push_handler(L);
+  lua_rotate(L, 2, 1); /* seconds, handler, f, args... */
+  hersh_lua_status st = hersh_lua_pcall(m, L, nargs, LUA_MULTRET, hersh_lua_deadline(seconds));
+  if (st == HERSH_LUA_OK) {
+    lua_pushboolean(L, 1);
+    lua_replace(L, 2); /* the handler's slot: true, results... */
+    return lua_gettop(L) - 1;
+  }
+  static const char *const codes[] = {[HERSH_LUA_ERROR] = "ERROR", [HERSH_LUA_TIMEOUT] = "ETIMEOUT",
+                                      [HERSH_LUA_NOMEM] = "ENOMEM"};
+  lua_pushboolean(L, 0);
+  lua_rotate(L, -2, 1); /* false, message */
+  lua_pushstring(L, codes[st]);
+  return 3;
+}
+
+int hersh_lcall_open(lua_State *L) {
+  static const luaL_Reg funcs[] = {{"call_within", l_os_call_within}, {NULL, NULL}};
+  luaL_setfuncs(L, funcs, 0);
+  return 0;
 }
 
 int hersh_lua_push_failure(lua_State *L, int err) {

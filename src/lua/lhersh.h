@@ -130,6 +130,8 @@ int64_t hersh_lua_deadline(double seconds);
 void hersh_lua_guard_begin(hersh_lmod *m, lua_State *L, int64_t deadline);
 bool hersh_lua_guard_end(hersh_lmod *m, lua_State *L);
 void hersh_lua_interrupt_init(lua_State *L, hersh_lmod *m);
+/* hersh.os.call_within: a Lua function called with a deadline (the Host's policies). */
+int hersh_lcall_open(lua_State *L);
 
 /* lvalue.c: Lua values <-> hersh_value. Tables, functions, userdata and threads stay
 ** in Lua (EXT handles on registry references); everything else is copied. */

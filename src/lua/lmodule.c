@@ -171,6 +171,7 @@ int luaopen_hersh_os(lua_State *L) {
   hersh_lsandbox_open(L);
   hersh_lsha256_open(L);
   hersh_lsignal_open(L);
+  hersh_lcall_open(L);
   return 1;
 }
 
