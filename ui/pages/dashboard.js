@@ -76,6 +76,8 @@ export function mountDashboard(root) {
       closers.push(followEvents(`/events`, {
         since: cursor,
         onEvent: (event) => {
+          // The Host's own events (a policy loaded or failing) name no program.
+          if (!event.program_id) return;
           if (event.kind === "deleted") {
             table.remove(event.program_id);
             refreshers.delete(event.program_id);
