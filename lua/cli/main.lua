@@ -28,6 +28,7 @@ local function handlers()
     logs = stream.logs, events = stream.events, watch = stream.watch,
     plan = require("cli.plan").run, apply = require("cli.apply").run,
     export = require("cli.export").run,
+    image = require("cli.image").run, -- not a client command (cli.args): a Host only for a NAME
   }
 end
 

@@ -302,6 +302,8 @@ end
 
 function Host:released(p, keep_state)
   self:forget(p.id, p.port, keep_state)
+  local driver = self.drivers[p.isolation] -- what a driver keeps outside the storage (swarm: a volume)
+  if driver and driver.release then driver.release(p.id, keep_state) end
   self:emit(p, "deleted", { keep_state = keep_state or false })
   self.programs[p.id] = nil
   if p.name then self.by_name[p.name] = nil end

@@ -3,7 +3,9 @@
 --              [--sandbox bwrap] [--isolation bwrap|gvisor] [--ports FIRST-LAST] [--policy FILE] [--allow-host NAME]...
 --              [--max-connections N] [--max-per-client N] [--idle-timeout S] [--request-timeout S]
 --              [--events-heartbeat S] [--events-max N]
--- --isolation is the sandbox of a program created without "isolation" (default bwrap).
+-- --isolation is the sandbox of a program created without "isolation" (default bwrap);
+-- --driver swarm is the same as --isolation swarm: programs run as Docker Swarm
+-- services of the Engine on --docker-socket (default /var/run/docker.sock).
 -- --policy names a Lua file returning the Host's orchestration policy (host.policy,
 -- docs/policies.md); SIGHUP loads it again.
 -- --allow-host adds a name (NAME or NAME:PORT) the API answers to, besides the bind
@@ -20,7 +22,7 @@ local host = require "host.host"
 local main = {}
 
 main.USAGE = "usage: hersh host [--bind ADDR] [--port N] [--storage DIR] [--token-file FILE]"
-  .. " [--sandbox bwrap] [--isolation bwrap|gvisor] [--ports FIRST-LAST] [--policy FILE] [--allow-host NAME]..."
+  .. " [--sandbox bwrap] [--isolation|--driver bwrap|gvisor|swarm] [--docker-socket PATH] [--ports FIRST-LAST] [--policy FILE] [--allow-host NAME]..."
   .. " [--max-connections N] [--max-per-client N] [--idle-timeout S] [--request-timeout S]"
   .. " [--events-heartbeat S] [--events-max N]"
 
@@ -40,7 +42,8 @@ local function parse(args)
     elseif a == "--storage" and v then o.storage = v
     elseif a == "--token-file" and v then o.token_file = v
     elseif a == "--sandbox" and v then o.sandbox = v
-    elseif a == "--isolation" and v then o.isolation = v
+    elseif (a == "--isolation" or a == "--driver") and v then o.isolation = v
+    elseif a == "--docker-socket" and v then o.docker_socket = v
     elseif a == "--policy" and v then o.policy = v
     elseif a == "--allow-host" and v and v:match("^[%w%.%-%[%]:]+$") then o.allow_hosts[#o.allow_hosts + 1] = v
     elseif LIMITS[a] and v then
@@ -108,6 +111,8 @@ local function runtime(bin)
   }
 end
 
+main.runtime = runtime -- for hersh image (lua/cli/image.lua)
+
 -- One Host per storage, before anything in it is touched: a second one's start-up
 -- clean-up would remove what the first runs. The lock (storage/host.lock, with the
 -- holder's pid) is held until the process ends.
@@ -141,6 +146,7 @@ function main.start(args, executable)
   -- Absolute: the sandbox starts in / and would find a relative image path nowhere.
   local storage, storage_err = sys.fs.realpath(o.storage)
   if not storage then return nil, storage_err end
+  if o.docker_socket then require("host.sandbox.swarm").configure{ socket = o.docker_socket } end
   local h, host_err = host.open{ storage = storage, driver = o.sandbox, isolation = o.isolation, runtime = rt, ports = o.ports,
     events_max = o.events_max, policy = o.policy }
   if not h then return nil, host_err end

@@ -563,6 +563,7 @@ static int set_options(http_req *r, const hersh_http_call *call, const char *met
             SETOPT(e, CURLOPT_TIMEOUT_MS, whole_ms) && SETOPT(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms) &&
             SETOPT(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)(r->fns ? 0 : r->max)) &&
             SETOPT(e, CURLOPT_MAXAGE_CONN, (long)MAX_IDLE_S) && SETOPT(e, CURLOPT_HTTPHEADER, r->headers);
+  if (ok && call->unix_socket) ok = SETOPT(e, CURLOPT_UNIX_SOCKET_PATH, call->unix_socket);
   if (ok && call->max_redirects > 0)
     ok = SETOPT(e, CURLOPT_FOLLOWLOCATION, 1L) && SETOPT(e, CURLOPT_MAXREDIRS, (long)call->max_redirects) &&
          SETOPT(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");

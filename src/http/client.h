@@ -31,6 +31,9 @@ typedef struct hersh_http_call {
   int max_redirects;               /* 0: a 3xx is the answer; N: follow up to N (http, https);
                                       not for a streamed request */
   long long stream_len;            /* a body read from hersh_http_stream_fns.read: its size, -1 unknown */
+  const char *unix_socket;         /* non-NULL: connect to this unix socket path, not to the URL's
+                                      host (which still names the Host header), e.g. the Docker
+                                      Engine's /var/run/docker.sock */
 } hersh_http_call;
 
 /* What done gets; the pointers are valid only during the callback. */

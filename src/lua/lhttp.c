@@ -415,6 +415,10 @@ static void read_call(lua_State *L, hersh_http_call *call) HERSH_MAY_RAISE {
   double redirects = opt_number(L, "redirects");
   if (redirects > MAX_REDIRECTS) luaL_error(L, "hersh.http: opts.redirects must be at most %d", (int)MAX_REDIRECTS);
   call->max_redirects = (int)redirects;
+  size_t unix_len;
+  call->unix_socket = opt_string(L, "unix_socket", NULL, &unix_len);
+  if (call->unix_socket && (unix_len == 0 || strlen(call->unix_socket) != unix_len))
+    luaL_error(L, "hersh.http: opts.unix_socket must be a path without NUL bytes");
   call->headers = collect_headers(L);
 }
 

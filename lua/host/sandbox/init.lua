@@ -8,12 +8,15 @@
 -- listen_path instead: the program listens on a unix socket there (HERSH_LISTEN_UNIX),
 -- made in spec.api_dir on the host, and the Host relays the port to it.
 -- Another driver (an OCI runtime, a remote scheduler) is another module with these
--- fields. There is no unsandboxed driver: programs never run unconfined.
+-- fields (swarm: a Docker Swarm service; it also has release(program_id, keep_state),
+-- called when a program is deleted). There is no unsandboxed driver: programs never
+-- run unconfined.
 local sandbox = {}
 
-local known = { bwrap = "host.sandbox.bwrap", gvisor = "host.sandbox.gvisor" }
+local known = { bwrap = "host.sandbox.bwrap", gvisor = "host.sandbox.gvisor", swarm = "host.sandbox.swarm" }
 
--- The names a program's "isolation" may take, in the order they are listed.
+-- The names a program's "isolation" may take, in the order they are listed (swarm too,
+-- once the Host runs with --driver swarm; it is not listed in the messages yet).
 sandbox.names = { "bwrap", "gvisor" }
 
 sandbox.default = "bwrap"
