@@ -273,7 +273,7 @@ describe("hersh plan and apply refuse a bad file before any request", function()
     { "return { { name = 'a', dir = 'counter', env = { X = function() end } } }", "env.X is a function" },
     { "return { { dir = 'counter' } }", "program 1: name is missing" },
     { "return { { name = 'a', dir = 'counter', isolation = 'kvm' } }",
-      'program 1 (a): isolation must be "bwrap" or "gvisor", not "kvm"' },
+      'program 1 (a): isolation must be "bwrap" or "gvisor" or "swarm", not "kvm"' },
     -- a file is data: no io, os or require, no string methods, bounded work and memory
     { "io.open('/tmp/x', 'w')\nreturn {}", "stack.lua:1: attempt to index a nil value (global 'io')" },
     { "local x = os.execute('true')\nreturn {}", "stack.lua:1: attempt to index a nil value (global 'os')" },

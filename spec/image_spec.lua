@@ -111,6 +111,15 @@ describe("hersh image", function()
     assert.same({ ["9191/tcp"] = {} }, config.config.ExposedPorts)
   end)
 
+  it("runs as the Dockerfile's numeric USER unless it is root or absent, as hersh export does", function()
+    local oci = require "host.image.oci"
+    assert.same({ 1000, 2000 }, { oci.user_of{ user = "1000:2000" } })
+    assert.same({ 1000, 1000 }, { oci.user_of{ user = "1000" } })
+    assert.same({ 1000, 1000 }, { oci.user_of{ user = "1000:0" } })
+    assert.same({ 65534, 65534 }, { oci.user_of{ user = "0:0" } })
+    assert.same({ 65534, 65534 }, { oci.user_of{} })
+  end)
+
   it("refuses root, a bad port and a missing -o with a usage error naming the flag", function()
     local rc, _, err = run{ P.hersh, "image", H.FIXTURE, "-o", dir .. "/x.tar", "--user", "0" }
     assert.equal(2, rc)

@@ -84,7 +84,7 @@ args.COMMANDS = {
     options = {
       { "--name", "NAME", "the program's name (default: DIR's base name)" },
       { "--user", "USER", "the owner at create (default $USER, else hersh)" },
-      { "--isolation", "NAME", "the sandbox at create: bwrap or gvisor (default: the Host's); fixed after" },
+      { "--isolation", "NAME", "the sandbox at create: bwrap, gvisor or swarm (default: the Host's); fixed after" },
       { "--env", "NAME=VALUE", "an environment variable of the program; repeatable", many = true },
       { "--timeout", "S", "seconds to wait for Ready (default 120)" },
     } },

@@ -86,7 +86,7 @@ function image.run(a, c, out)
   if not a.output then client.fail(EXIT.usage, "-o FILE is required (where the archive goes)") end
   local port = number(a, "port", "a port number") or oci.DEFAULT_PORT
   if port < 1 or port > 65535 then client.fail(EXIT.usage, "--port wants 1-65535") end
-  local uid, gid = oci.DEFAULT_USER, nil
+  local uid, gid -- nil: the Dockerfile's USER, else oci.DEFAULT_USER
   if a.user then
     local u, g = tostring(a.user):match("^(%d+):?(%d*)$")
     if not u then client.fail(EXIT.usage, "--user wants a numeric UID[:GID], not '" .. tostring(a.user) .. "'") end

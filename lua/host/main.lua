@@ -1,6 +1,6 @@
 -- `hersh host`: the Host's command line, start-up and shutdown.
 --   hersh host [--bind 127.0.0.1] [--port 9000] [--storage DIR] [--token-file F]
---              [--sandbox bwrap] [--isolation bwrap|gvisor] [--ports FIRST-LAST] [--policy FILE] [--allow-host NAME]...
+--              [--sandbox bwrap] [--isolation|--driver bwrap|gvisor|swarm] [--docker-socket PATH] [--ports FIRST-LAST] [--policy FILE] [--allow-host NAME]...
 --              [--max-connections N] [--max-per-client N] [--idle-timeout S] [--request-timeout S]
 --              [--events-heartbeat S] [--events-max N]
 -- --isolation is the sandbox of a program created without "isolation" (default bwrap);

@@ -166,13 +166,24 @@ function oci.command(image, port)
   return argv, json.array{}
 end
 
+-- The user an image runs as when none is given: its Dockerfile's numeric USER, unless
+-- that is root or absent, then DEFAULT_USER (as `hersh export` runs it on a cluster).
+function oci.user_of(image)
+  local u, g = tostring(image.user or ""):match("^(%d+):?(%d*)$")
+  local uid, gid = math.tointeger(tonumber(u)), math.tointeger(tonumber(g))
+  if not uid or uid == 0 then return oci.DEFAULT_USER, oci.DEFAULT_USER end
+  return uid, (gid and gid ~= 0) and gid or uid
+end
+
 -- The archive of opts {images_dir, build_id (a built image), runtime, uid, gid, port,
 -- name (repository:tag)} -> {bytes (the archive), digest (the manifest's), config
 -- (its digest), layer (its digest and size), name}, or nil, err.
 function oci.archive(opts)
   local image, err = build.load_image(opts.images_dir, opts.build_id)
   if not image then return nil, "no built image " .. tostring(opts.build_id) .. ": " .. tostring(err) end
-  local uid, gid = opts.uid or oci.DEFAULT_USER, opts.gid or opts.uid or oci.DEFAULT_USER
+  local uid, gid = opts.uid, opts.gid
+  if not uid then uid, gid = oci.user_of(image) end
+  gid = gid or uid
   if uid == 0 then return nil, "the image's user must not be root (uid 0)" end
   local port = opts.port or oci.DEFAULT_PORT
   local entrypoint, cmd = oci.command(image, port)

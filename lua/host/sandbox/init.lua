@@ -15,9 +15,9 @@ local sandbox = {}
 
 local known = { bwrap = "host.sandbox.bwrap", gvisor = "host.sandbox.gvisor", swarm = "host.sandbox.swarm" }
 
--- The names a program's "isolation" may take, in the order they are listed (swarm too,
--- once the Host runs with --driver swarm; it is not listed in the messages yet).
-sandbox.names = { "bwrap", "gvisor" }
+-- The names a program's "isolation" may take, in the order they are listed. A Host
+-- whose driver cannot run here refuses such a create, naming why (sandbox.unavailable).
+sandbox.names = { "bwrap", "gvisor", "swarm" }
 
 sandbox.default = "bwrap"
 
