@@ -43,6 +43,15 @@ function helpers.wait(pred, timeout)
   return hersh.wait(pred, bound(timeout))
 end
 
+-- Makes a hersh.http request, waits (bounded) for its callback, and returns what it got.
+function helpers.fetch(opts)
+  local got
+  local ok, err, code = require("hersh.http").request(opts, function(...) got = table.pack(...) end)
+  assert(ok, tostring(err) .. " " .. tostring(code))
+  assert(helpers.wait(function() return got ~= nil end), "no answer in time")
+  return got[1], got[2], got[3]
+end
+
 function helpers.wait_state(w, state, timeout)
   return hersh.wait(function() return w:state() == state end, bound(timeout))
 end

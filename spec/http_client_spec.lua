@@ -5,15 +5,6 @@ local http = require "hersh.http"
 local cjson = require "cjson"
 local h = require "helpers"
 
--- Makes a request, waits (bounded) for its callback, and returns what it got.
-local function fetch(opts)
-  local got
-  local ok, err, code = http.request(opts, function(...) got = table.pack(...) end)
-  assert.is_true(ok, tostring(err) .. " " .. tostring(code))
-  assert.is_true(h.wait(function() return got ~= nil end))
-  return got[1], got[2], got[3]
-end
-
 -- A started watcher recording its runs, serving its WatcherAPI on a free port.
 local function served(id)
   local w = h.watcher({ id = id })
@@ -34,7 +25,7 @@ describe("hersh.http.request", function()
 
   it("GET /watcher/status answers 200 with JSON and lowercased headers", function()
     local _, port = served("http-status")
-    local res, err = fetch({ url = url(port, "/watcher/status") })
+    local res, err = h.fetch({ url = url(port, "/watcher/status") })
     assert.is_nil(err)
     assert.equal(200, res.status)
     assert.equal("application/json", res.headers["content-type"])
@@ -47,7 +38,7 @@ describe("hersh.http.request", function()
 
   it("POST /watcher/message reaches the reducer", function()
     local _, port, runs = served("http-message")
-    local res = fetch({
+    local res = h.fetch({
       method = "POST",
       url = url(port, "/watcher/message"),
       headers = { ["Content-Type"] = "application/json", "X-Trace: spec" },
@@ -62,16 +53,16 @@ describe("hersh.http.request", function()
 
   it("passes HTTP error statuses through as answers", function()
     local _, port = served("http-errors")
-    local res, err = fetch({ method = "POST", url = url(port, "/watcher/message"), body = "not json" })
+    local res, err = h.fetch({ method = "POST", url = url(port, "/watcher/message"), body = "not json" })
     assert.is_nil(err)
     assert.equal(400, res.status)
     assert.is_string(cjson.decode(res.body).error)
-    res = fetch({ method = "DELETE", url = url(port, "/watcher/status") })
+    res = h.fetch({ method = "DELETE", url = url(port, "/watcher/status") })
     assert.equal(405, res.status)
   end)
 
   it("calls back nil, err, ECONNREFUSED when nothing listens", function()
-    local res, err, code = fetch({ url = "http://127.0.0.1:1/", timeout = 5 })
+    local res, err, code = h.fetch({ url = "http://127.0.0.1:1/", timeout = 5 })
     assert.is_nil(res)
     assert.equal("connection refused", err)
     assert.equal("ECONNREFUSED", code)
@@ -118,7 +109,7 @@ describe("hersh.http.request", function()
     local sys = require "hersh.os"
     local fd, port = assert(sys.listen("127.0.0.1", 0)) -- the kernel accepts; nobody answers
     finally(function() sys.close_fd(fd) end)
-    local res, err, code = fetch({ url = url(port, "/"), timeout = 0.2, connect_timeout = 5 })
+    local res, err, code = h.fetch({ url = url(port, "/"), timeout = 0.2, connect_timeout = 5 })
     assert.is_nil(res)
     assert.equal("timeout", err)
     assert.equal("ETIMEOUT", code)
@@ -134,7 +125,7 @@ describe("hersh.http.request", function()
       n = n + 1
       assert.is_true(http.request({ url = url(port, "/"), timeout = 3 }, function() waiting = waiting + 1 end))
     end
-    local res, err, code = fetch({ url = url(port, "/"), timeout = 3, connect_timeout = 0.2 })
+    local res, err, code = h.fetch({ url = url(port, "/"), timeout = 3, connect_timeout = 0.2 })
     assert.is_nil(res)
     assert.equal("connect timeout", err)
     assert.equal("ETIMEOUT", code)

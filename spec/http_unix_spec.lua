@@ -34,14 +34,6 @@ local function serve(dir, name)
   return path
 end
 
-local function fetch(opts)
-  local got
-  local ok, err, code = http.request(opts, function(...) got = table.pack(...) end)
-  assert.is_true(ok, tostring(err) .. " " .. tostring(code))
-  assert.is_true(h.wait(function() return got ~= nil end))
-  return got[1], got[2], got[3]
-end
-
 describe("hersh.http's unix_socket", function()
   local dir
   before_each(function()
@@ -52,7 +44,7 @@ describe("hersh.http's unix_socket", function()
   it("sends the request over the socket; the URL's host is not looked up", function()
     local path = serve(dir, "one")
     -- "docker" resolves nowhere: only the socket can answer
-    local res, err = fetch({ url = "http://docker/v1.41/version", unix_socket = path, timeout = 10 })
+    local res, err = h.fetch({ url = "http://docker/v1.41/version", unix_socket = path, timeout = 10 })
     assert.is_nil(err)
     assert.equal(200, res.status)
     assert.equal("one /v1.41/version", res.body)
@@ -61,15 +53,15 @@ describe("hersh.http's unix_socket", function()
   it("never reuses one socket's connection for another socket", function()
     local a, b = serve(dir, "a"), serve(dir, "b")
     for i = 1, 4 do -- alternating, each connection kept alive
-      local res = fetch({ url = "http://docker/n" .. i, unix_socket = (i % 2 == 1) and a or b, timeout = 10 })
+      local res = h.fetch({ url = "http://docker/n" .. i, unix_socket = (i % 2 == 1) and a or b, timeout = 10 })
       assert.equal(((i % 2 == 1) and "a" or "b") .. " /n" .. i, res.body)
     end
-    local res = fetch({ url = "http://docker/after", timeout = 2, connect_timeout = 1 })
+    local res = h.fetch({ url = "http://docker/after", timeout = 2, connect_timeout = 1 })
     assert.is_nil(res) -- without the option, the URL's host: not found
   end)
 
   it("calls back a connection error when nothing listens on the path", function()
-    local res, err, code = fetch({ url = "http://docker/", unix_socket = dir .. "/none.sock", timeout = 5 })
+    local res, err, code = h.fetch({ url = "http://docker/", unix_socket = dir .. "/none.sock", timeout = 5 })
     assert.is_nil(res)
     assert.truthy(code == "ECONNREFUSED" or code == "ECONNECT", tostring(err) .. " " .. tostring(code))
   end)

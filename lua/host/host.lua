@@ -17,6 +17,7 @@ local record_cache = require "host.record_cache"
 local registry = require "host.registry"
 local sandbox = require "host.sandbox"
 local supervisor = require "host.supervisor"
+local random = require "host.random"
 
 local fs = sys.fs
 local host = {}
@@ -48,13 +49,6 @@ Host.__index = Host
 local function iso_time(t)
   local secs = math.floor(t)
   return os.date("!%Y-%m-%dT%H:%M:%S", secs) .. string.format(".%03dZ", math.floor((t - secs) * 1000))
-end
-
-local function random_hex(bytes)
-  local f = assert(io.open("/dev/urandom", "rb"))
-  local raw = f:read(bytes)
-  f:close()
-  return (raw:gsub(".", function(c) return string.format("%02x", c:byte()) end))
 end
 
 -- An operation's failure: HTTP status, message, and for 409 the current state.
@@ -509,7 +503,7 @@ function Host:create(body)
   local usable, unusable = self:driver_of(isolation)
   if not usable then return refuse(400, "isolation " .. isolation .. " is not available on this Host: " .. unusable) end
   local bid = build_id.compute(req.dockerfile, req.files)
-  local id = req.user_id .. "-" .. bid .. "-" .. random_hex(4)
+  local id = req.user_id .. "-" .. bid .. "-" .. random.hex(4)
   local port, fd_or_err = self.ports:take()
   if not port then return refuse(503, fd_or_err) end
   local dirs = self:dirs(id)

@@ -31,6 +31,7 @@ local core = require "hersh.core"
 local json = require "hersh.json"
 local sys = require "hersh.os"
 local bwrap = require "host.sandbox.bwrap"
+local random = require "host.random"
 
 local fs = sys.fs
 
@@ -68,13 +69,6 @@ local function shell(argv)
   local q = { "timeout", "-k", "5", "30" }
   for _, a in ipairs(argv) do q[#q + 1] = quote(a) end
   return table.concat(q, " ")
-end
-
-local function random_hex(n)
-  local f = assert(io.open("/dev/urandom", "rb"))
-  local bytes = f:read(n)
-  f:close()
-  return (bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end))
 end
 
 local function mount(destination, type, source, options)
@@ -232,7 +226,7 @@ function gvisor.spawn(spec, opts)
   inside.uid, inside.gid = opts.uid or spec.uid, opts.gid or spec.gid
   local config, config_err = gvisor.config(inside)
   if not config then return nil, config_err, "EINVAL" end
-  local id = "hersh-" .. (opts.cgroup or "build"):gsub("[^%w%-_.]", "_") .. "-" .. random_hex(4)
+  local id = "hersh-" .. (opts.cgroup or "build"):gsub("[^%w%-_.]", "_") .. "-" .. random.hex(4)
   local c = { id = id, bundle = gvisor.dir .. "/bundles/" .. id }
   local ok, err, code = fs.mkdir_p(c.bundle, PRIVATE)
   if ok then ok, err, code = fs.write_file(c.bundle .. "/config.json", json.encode(config), PRIVATE_FILE) end

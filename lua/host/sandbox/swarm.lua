@@ -26,6 +26,7 @@ local json = require "hersh.json"
 local sys = require "hersh.os"
 local bwrap = require "host.sandbox.bwrap"
 local oci = require "host.image.oci"
+local random = require "host.random"
 
 local fs = sys.fs
 local swarm = { name = "swarm", socket = "/var/run/docker.sock", listen_path = "/dev/hersh/api.sock" }
@@ -162,13 +163,6 @@ local function ensure_image(spec, opts, after)
       finish(true)
     end, { content_type = "application/x-tar", timeout = 300 })
   end)
-end
-
-local function random_hex(n)
-  local f = assert(io.open("/dev/urandom", "rb"))
-  local bytes = f:read(n)
-  f:close()
-  return (bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end))
 end
 
 -- ---- the process of a service -------------------------------------------------------
@@ -363,7 +357,7 @@ function swarm.spawn(spec, opts)
   local program = (opts.cgroup or "program"):gsub("%.r%d+$", "")
   local proc = setmetatable({ program = program, log = opts.log, on_line = opts.on_line, on_exit = opts.on_exit,
     lines = {}, partial = {}, log_buf = "", started = core.now(),
-    name = "hersh-" .. sys.sha256.hex(program):sub(1, 20) .. "-" .. random_hex(4) }, Proc)
+    name = "hersh-" .. sys.sha256.hex(program):sub(1, 20) .. "-" .. random.hex(4) }, Proc)
   swarm.live[proc.name] = true
   if spec.api_dir then -- the program's socket folder, emptied: the user inside makes the socket
     fs.remove_tree(spec.api_dir)
