@@ -36,6 +36,7 @@ declare -A sources=(
   [watcher_http]="fuzz/watcher_http.c fuzz/http_check.c"
   [host_http]="fuzz/host_http.c fuzz/http_check.c fuzz/lua_embed.c"
   [proxy_headers]="fuzz/proxy_headers.c"
+  [upstream_head]="fuzz/upstream_head.c"
 )
 for name in "${!sources[@]}"; do
   out="$build/fuzz_$name"

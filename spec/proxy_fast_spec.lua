@@ -309,3 +309,103 @@ describe("hersh host: GET /health and GET /programs/{id} answered from the last 
     H.assert_clean_exit(h)
   end)
 end)
+
+-- A program that drains as a program should at its SIGTERM: it stops accepting at once
+-- (new connections go to the process that replaces it) and serves the connections it
+-- holds two seconds more, saying so. GET /whoami: its token and whether it drains.
+local DRAINER = [==[
+import json, os, signal, socket, threading, time
+started = time.monotonic()
+token = os.urandom(8).hex()
+draining = False
+listener = socket.socket(fileno=3)
+listener.setblocking(True)  # a blocking accept shares the queue fairly with the other process
+
+class Drain(Exception):
+    pass
+
+def on_term(sig, frame):
+    global draining
+    draining = True
+    raise Drain()  # out of accept() at once, in the main thread
+
+def serve(conn):
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # only the main thread gets it
+    f = conn.makefile("rb")
+    try:
+        while True:
+            line = f.readline(65536)
+            if not line:
+                break
+            target = line.split(b" ")[1]
+            length, close = 0, False
+            while True:
+                h = f.readline(65536)
+                if h in (b"\r\n", b"\n", b""):
+                    break
+                if h.lower().startswith(b"content-length:"):
+                    length = int(h.split(b":")[1])
+                close = close or h.lower().startswith(b"connection: close")
+            f.read(length)
+            if target == b"/watcher/status":
+                doc = {"state": "Running", "uptime": "%.3fs" % (time.monotonic() - started)}
+            else:
+                doc = {"token": token, "draining": draining}
+            body = json.dumps(doc).encode()
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                         % (len(body), body))
+            if close:
+                break
+    except OSError:
+        pass
+    conn.close()
+
+signal.signal(signal.SIGTERM, on_term)
+try:
+    while True:
+        c, _ = listener.accept()
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+except Drain:
+    pass
+listener.close()
+time.sleep(2)
+]==]
+
+local function drainer_body(v, extra)
+  local body = { dockerfile = "FROM hersh\nWORKDIR /app\nCOPY drainer.py /app/\nCMD [\"python3\", \"/app/drainer.py\"]\n",
+    src_files = { ["drainer.py"] = DRAINER .. "# revision " .. v .. "\n" } }
+  for k, val in pairs(extra or {}) do body[k] = val end
+  return body
+end
+
+-- After an update in place the old process drains; the proxy pools keep-alive
+-- connections to each program, so one opened to the old process before the swap must
+-- never carry a request after it (src/http/upstream.c: a route's change retires them):
+-- without that, the old process would answer, draining (a hersh program's stopped
+-- watcher answers a message 409 "watcher stopped").
+describe("hersh host: the proxy across an update in place", function()
+  it("never reaches the old process through a connection pooled before the swap", function()
+    local h = H.test_host()
+    local id = H.create(h, drainer_body(1, { user_id = "swap", name = "swapped" })).program_id
+    H.start_ready(h, id)
+    local function whoami(what)
+      return H.ok_json(H.call(h, "GET", "/programs/swapped/proxy/whoami"), 200, what)
+    end
+    for v = 2, 7 do -- each swap is a chance for a stale connection to be used
+      local old = whoami("before update " .. v) -- a connection to the running process is pooled
+      assert.is_false(old.draining)
+      H.ok_json(H.call(h, "PUT", "/programs/swapped", drainer_body(v)), 202, "PUT " .. v)
+      local ok = P.wait_for(function()
+        whoami("during update " .. v) -- keeps that connection in use until the swap
+        local rec = H.view(h, id)
+        return rec.revision == v and rec.state == "Ready"
+      end, H.WAIT * 2, 0.01)
+      assert.is_true(ok, "update " .. v .. " never finished")
+      for i = 1, 3 do
+        local doc = whoami("after update " .. v .. ", " .. i)
+        assert.is_false(doc.draining, "after update " .. v .. ", request " .. i .. " reached the old process")
+        assert.are_not.equal(old.token, doc.token)
+      end
+    end
+  end)
+end)

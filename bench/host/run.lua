@@ -14,8 +14,9 @@
 --       the target "proxy at most 2x the direct latency". For where the time goes, in the
 --       same blocks: GET /health of the Host (its MHD thread -> loop -> MHD thread
 --       hand-offs, no proxy), the context switches of the Host's and the program's
---       threads per request, and hersh.http.request from this script's own hersh loop to
---       proxy_url (the client hop the proxy makes). Then wrk --latency (-t2 -c16 -d5s)
+--       threads per request, and hersh.http.request (libcurl) from this script's own hersh
+--       loop to proxy_url (the hop the proxy made with libcurl before src/http/upstream.c).
+--       Then wrk --latency (-t2 -c16 -d5s)
 --       through both, for the rate and the latency under load.
 --       nginx (Debian's nginx-light, `scripts/setup --bench`) proxies the same program in
 --       the same run (one worker, keep-alive upstream, its own prefix and conf in the tmp
@@ -350,8 +351,9 @@ local ok, err = pcall(function()
     sw.host, sw.prog = sw.host / (blocks * LATENCY_BLOCK), sw.prog / (blocks * LATENCY_BLOCK)
   end
   r.switches = switches
-  -- Where the time goes: the proxy's own client hop, i.e. hersh.http.request on a hersh
-  -- loop (libcurl multi on libuv, as in the Host) to the program, sequentially.
+  -- Where the time goes: a libcurl transfer per request, i.e. hersh.http.request on a
+  -- hersh loop (libcurl multi on libuv) to the program, sequentially: the hop the proxy
+  -- made before it had its own client (src/http/upstream.c).
   local hersh, core, http = require "hersh", require "hersh.core", require "hersh.http"
   r.lat_client = {}
   local pending = false
@@ -460,7 +462,7 @@ lat_row("Host: /programs/{id}/proxy/watcher/status", r.lat_proxy, r.switches.pro
 lat_row("nginx (1 worker, keep-alive upstream)", r.lat_nginx, r.switches.nginx)
 print("  where the time goes:")
 lat_row("  Host: GET /health (no proxy)", r.lat_health, r.switches.health)
-lat_row("  http.request -> proxy_url (a loop)", r.lat_client)
+lat_row("  http.request (libcurl) -> proxy_url", r.lat_client)
 local pm, dm = median(r.lat_proxy), median(r.lat_direct)
 local ratio = pm / dm
 print(string.format("  ratio proxy / direct: median %.2f, p99 %.2f   target <= %d: %s", ratio,

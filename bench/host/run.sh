@@ -8,6 +8,7 @@
 # and bench/host/scale.lua.
 #
 #   bench/host/run.sh [BUILD_DIR]      (default build-bench; run by `make bench`)
+#   BENCH_HOST_SCALE=0 leaves (d) out.
 #
 # Needs root (programs run as the unprivileged user 65534 under bubblewrap), wrk, curl
 # and nginx (scripts/setup --bench).
@@ -30,4 +31,5 @@ trap stop_extra EXIT
 
 export LUA_PATH="./bench/?.lua;./lua/?.lua;./lua/?/init.lua;;" LUA_CPATH="./$build/lua/?.so;;"
 lua5.4 bench/host/run.lua "$build" "$tmp"
-lua5.4 bench/host/scale.lua "$build" "$tmp"
+# BENCH_HOST_SCALE=0: without (d), e.g. to repeat the proxy's runs alone.
+[ "${BENCH_HOST_SCALE:-1}" = 0 ] || lua5.4 bench/host/scale.lua "$build" "$tmp"

@@ -17,6 +17,7 @@
 #include "engine/binding.h"
 #include "http/client.h"
 #include "http/curl.h"
+#include "http/list.h"
 
 enum {
   MAX_CONNECTS = 64,  /* idle keep-alive connections the cache keeps: a burst of polls */
@@ -80,24 +81,6 @@ static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static CURLcode global_rc = CURLE_FAILED_INIT;
 
 static void global_init(void) { global_rc = curl_global_init(CURL_GLOBAL_DEFAULT); }
-
-/* ---- lists ------------------------------------------------------------------------------ */
-
-#define LIST_LINK(head, x)        \
-  do {                            \
-    (x)->prev = NULL;             \
-    (x)->next = (head);           \
-    if (head) (head)->prev = (x); \
-    (head) = (x);                 \
-  } while (0)
-
-#define LIST_UNLINK(head, x)                     \
-  do {                                           \
-    if ((x)->prev) (x)->prev->next = (x)->next;  \
-    else (head) = (x)->next;                     \
-    if ((x)->next) (x)->next->prev = (x)->prev;  \
-    (x)->prev = (x)->next = NULL;                \
-  } while (0)
 
 /* ---- sockets and the timer -------------------------------------------------------------- */
 

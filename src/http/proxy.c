@@ -1,16 +1,16 @@
 /*
 ** proxy.c -- forwards a Host request to a program and streams its answer back.
 **
-** Upstream is the loop's HTTP client (libcurl multi: it pools keep-alive connections
-** per host:port, bounds them, and keeps the timeouts); downstream is the server's
-** stream of the deferred request. An answer that curl read whole in one go goes out
+** Upstream is the loop's client to the programs (upstream.c: plain keep-alive TCP
+** connections pooled per port, no libcurl transfer per request); downstream is the
+** server's stream of the deferred request. An answer read whole in one go goes out
 ** whole (with its length: no chunking, no suspend and resume); otherwise the head
-** starts a stream once curl has read what there was, and each piece of the body is
-** written on as it comes. When the client has not taken
-** HERSH_PROXY_HIGH_WATER bytes, the piece is refused with a pause (curl stops reading
-** the program's socket, so TCP pushes back on it) until the server says the client
-** took it all (on_drain). A client that leaves ends the exchange (on_close). The Host's
-** server runs on the loop, so its callbacks come on the loop thread, as curl's do.
+** starts a stream after the first read that did not end it, and each piece of the body
+** is written on as it comes. When the client has HERSH_PROXY_HIGH_WATER bytes still to
+** take, reading from the program stops (TCP pushes back on it) until the server says
+** the client took it all (on_drain). A client that leaves ends the exchange (on_close).
+** The Host's server runs on the loop, so its callbacks come on the loop thread, as the
+** upstream's do.
 */
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -29,6 +29,7 @@
 #include "http/server.h"
 #undef hersh_http_request
 #include "http/client.h"
+#include "http/upstream.h"
 
 /* ---- header rules ------------------------------------------------------------------------ */
 
@@ -79,10 +80,10 @@ char **hersh_proxy_request_headers(const char *const *in, const char *client_ip)
   for (const char *const *h = in; h && *h; h++) {
     const char *colon = strchr(*h, ':');
     size_t n = colon ? (size_t)(colon - *h) : 0;
-    /* A name that is no token ("connection; p") is dropped: curl could read it as another. */
+    /* A name that is no token ("connection; p") is dropped: it could be read as another. */
     if (!colon || !hersh_http_is_token(*h, n) || hersh_proxy_hop_header(*h, n, connection) || is_forwarded(*h, n))
       continue;
-    if (colon[1 + strspn(colon + 1, " \t")] == '\0') { /* empty: curl's "Name;" sends it, "Name:" would not */
+    if (colon[1 + strspn(colon + 1, " \t")] == '\0') { /* empty: "Name;", the clients' form of it */
       hersh_buf_put(&b, *h, n);
       hersh_buf_put(&b, ";", 2);
     } else {
@@ -177,21 +178,16 @@ typedef struct fwd {
   hersh_http_pending *p; /* the hold, until the answer goes out whole or as a stream */
   hersh_http_stream *s;  /* then the stream's */
   /* The program's head and the body that came with it, until the answer starts: an
-  ** answer that comes in one go goes out whole (with its length), not as a stream. */
+  ** answer that comes in one read goes out whole (with its length), not as a stream. */
   bool headed;
   char *head_lines;
   hersh_buf held;
-  hersh_http_req *req;   /* until the client's done */
-  bool paused;           /* curl holds a piece until the client drains */
+  hersh_upstream_req *req; /* until the exchange is over */
+  bool paused;             /* reading from the program waits until the client drains */
   bool client_gone;
-  /* A streamed request body: the request it comes from (until the exchange ends), and
-  ** what came of it that the program has not taken, up[off, len). */
+  /* A streamed request body: the request it comes from, until the exchange ends. */
   hersh_http_pending *body_from;
-  char *up;
-  size_t up_off, up_len;
-  bool up_end;      /* the client sent all of it */
-  bool up_waiting;  /* curl paused its sending: nothing was there */
-  bool client_held; /* the client waits (suspended) until there is room */
+  bool client_held; /* the client waits (suspended) until the program took what waits */
   int status;
   char *program;
   double timeout, connect_timeout;
@@ -202,7 +198,6 @@ typedef struct fwd {
 static void fwd_free(fwd *f) {
   free(f->head_lines);
   hersh_buf_free(&f->held);
-  free(f->up);
   free(f->program);
   free(f);
 }
@@ -230,7 +225,7 @@ static int answer_error(hersh_http_pending *p, int status, const char *title, co
   return status;
 }
 
-static void on_done(const hersh_http_result *r, void *ud) {
+static void on_done(const hersh_upstream_result *r, void *ud) {
   fwd *f = ud;
   f->req = NULL;
   if (f->body_from) { /* the rest of the body, if any, is dropped by the server */
@@ -275,7 +270,7 @@ static void on_client_closed(hersh_http_stream *s, void *ud) {
   (void)s;
   fwd *f = ud;
   f->client_gone = true;
-  if (f->req) hersh_http_cancel(f->req); /* on_done follows */
+  if (f->req) hersh_upstream_cancel(f->req); /* on_done follows */
 }
 
 /* The client took all that waited: read from the program again. */
@@ -284,21 +279,21 @@ static void on_client_drained(hersh_http_stream *s, void *ud) {
   fwd *f = ud;
   if (!f->paused || !f->req) return;
   f->paused = false;
-  if (hersh_http_resume(f->req) != HERSH_OK) hersh_http_cancel(f->req); /* on_done follows */
+  hersh_upstream_resume(f->req);
 }
 
-static hersh_http_take on_head(int status, const char *headers, size_t len, void *ud) {
+static bool on_head(int status, const char *headers, size_t len, void *ud) {
   fwd *f = ud;
   f->head_lines = hersh_proxy_response_headers(headers, len);
   f->status = status;
   f->headed = true;
-  if (f->head_lines) return HERSH_HTTP_TAKEN;
+  if (f->head_lines) return true;
   hersh_http_response res = {0};
   hersh_http_error(&res, 500, "out of memory");
   f->status = res.status;
   (void)hersh_http_complete(f->p, &res);
   f->p = NULL;
-  return HERSH_HTTP_ABORT;
+  return false;
 }
 
 /* The answer starts as a stream: the head, then what came so far. false when it could
@@ -320,80 +315,57 @@ static bool start_stream(fwd *f) {
   return rc == HERSH_OK && !f->client_gone;
 }
 
-/* curl has read what there was and the answer goes on: it starts as a stream. */
+/* A read from the program did not end the answer: it goes on as a stream. */
 static void on_settled(void *ud) {
   fwd *f = ud;
   if (f->s || !f->headed || !f->p || !f->req) return;
-  if (!start_stream(f)) hersh_http_cancel(f->req); /* on_done follows */
+  if (!start_stream(f)) hersh_upstream_cancel(f->req); /* on_done follows */
 }
 
-static hersh_http_take on_data(const char *piece, size_t len, void *ud) {
+/* A piece of the program's body: held until the answer starts, else written on; reading
+** pauses while the client has HERSH_PROXY_HIGH_WATER bytes to take (one read more may
+** come: the server's buffer bounds it, HERSH_HTTP_STREAM_MAX_BUFFER). */
+static bool on_data(const char *piece, size_t len, void *ud) {
   fwd *f = ud;
-  if (f->client_gone) return HERSH_HTTP_ABORT;
-  if (!f->s) { /* held until the drive ends, or as long as it is small */
+  if (f->client_gone) return false;
+  if (!f->s) {
     hersh_buf_put(&f->held, piece, len);
-    if (f->held.oom) return HERSH_HTTP_ABORT;
-    if (f->held.len < HERSH_PROXY_HIGH_WATER) return HERSH_HTTP_TAKEN;
-    return start_stream(f) ? HERSH_HTTP_TAKEN : HERSH_HTTP_ABORT;
+    if (f->held.oom) return false;
+    if (f->held.len < HERSH_PROXY_HIGH_WATER) return true;
+    if (!start_stream(f)) return false;
+  } else if (hersh_http_stream_write(f->s, piece, len) != HERSH_OK) {
+    return false;
   }
   if (hersh_http_stream_waiting(f->s) >= HERSH_PROXY_HIGH_WATER) {
     f->paused = true;
-    return HERSH_HTTP_PAUSE;
+    hersh_upstream_pause(f->req);
   }
-  return hersh_http_stream_write(f->s, piece, len) == HERSH_OK ? HERSH_HTTP_TAKEN : HERSH_HTTP_ABORT;
+  return true;
 }
 
-/* A piece of the client's body (len 0: its end), from the server: what fits is kept for
-** curl, which is woken if it waits; what does not fit holds the client until on_read
-** makes room. */
+/* A piece of the client's body (len 0: its end), from the server: sent on while less
+** than HERSH_PROXY_BODY_BUFFER waits for the program; else the client is held until
+** the program took it (on_sent). */
 static size_t on_body_piece(void *ud, const char *data, size_t len) {
   fwd *f = ud;
-  if (len == 0) f->up_end = true;
-  size_t taken = 0;
-  for (;;) {
-    if (f->up_off > 0) { /* what curl took makes room */
-      memmove(f->up, f->up + f->up_off, f->up_len - f->up_off);
-      f->up_len -= f->up_off;
-      f->up_off = 0;
-    }
-    size_t room = HERSH_PROXY_BODY_BUFFER - f->up_len;
-    size_t n = len - taken < room ? len - taken : room;
-    if (n) memcpy(f->up + f->up_len, data + taken, n);
-    f->up_len += n;
-    taken += n;
-    if (!f->up_waiting || !f->req) break;
-    f->up_waiting = false;
-    if (hersh_http_resume(f->req) != HERSH_OK) { /* curl may take some at once: then more fits */
-      hersh_http_cancel(f->req);                 /* on_done follows: the rest is dropped */
-      return len;
-    }
-    if (taken == len) break;
+  if (!f->req) return len;
+  if (len > 0 && hersh_upstream_unsent(f->req) >= HERSH_PROXY_BODY_BUFFER) {
+    f->client_held = true;
+    return 0;
   }
-  f->client_held = taken < len;
-  return taken;
+  hersh_upstream_send(f->req, data, len);
+  return len;
 }
 
-/* curl sends the body: what waits, the end, or a pause until the client sends more. */
-static size_t on_read(char *buf, size_t max, void *ud) {
+static void on_sent(void *ud) {
   fwd *f = ud;
-  if (f->up_len > f->up_off) {
-    size_t n = f->up_len - f->up_off < max ? f->up_len - f->up_off : max;
-    memcpy(buf, f->up + f->up_off, n);
-    f->up_off += n;
-    if (f->up_off == f->up_len && f->client_held) {
-      f->client_held = false;
-      hersh_http_body_resume(f->body_from);
-    }
-    return n;
-  }
-  if (f->up_end) return 0;
-  f->up_waiting = true;
-  return HERSH_HTTP_READ_PAUSE;
+  if (!f->client_held || !f->body_from) return;
+  f->client_held = false;
+  hersh_http_body_resume(f->body_from);
 }
 
-static const hersh_http_stream_fns FNS = {.head = on_head, .data = on_data, .settled = on_settled};
-static const hersh_http_stream_fns FNS_BODY = {.head = on_head, .data = on_data, .read = on_read,
-                                               .settled = on_settled};
+static const hersh_upstream_fns FNS = {
+    .head = on_head, .data = on_data, .settled = on_settled, .sent = on_sent, .done = on_done};
 
 /* The length of a body the client is still to send, from its headers: -1 unknown
 ** (chunked), 0 none. */
@@ -420,11 +392,34 @@ static const char *client_ip(hersh_http_pending *p, char *buf, size_t n) {
   return ip;
 }
 
+/* "http://A.B.C.D:PORT/target": the address (in host, n bytes), the port and the target. */
+static int split_url(const char *url, char *host, size_t n, int *port, const char **target) {
+  static const char SCHEME[] = "http://";
+  const char *at = url + sizeof SCHEME - 1;
+  size_t host_len = strncmp(url, SCHEME, sizeof SCHEME - 1) == 0 ? strcspn(at, ":/") : 0;
+  char *end = NULL;
+  long p = host_len && at[host_len] == ':' ? strtol(at + host_len + 1, &end, 10) : 0;
+  if (host_len == 0 || host_len >= n || !end || end == at + host_len + 1 || *end != '/' || p <= 0 || p > 65535)
+    return hersh_fail_with(HERSH_E_INVAL, "the proxy forwards to http://ADDRESS:PORT/ only, not '%s'", url);
+  memcpy(host, at, host_len);
+  host[host_len] = '\0';
+  *port = (int)p;
+  *target = end;
+  return HERSH_OK;
+}
+
 /* Starts the exchange; on an error, the hold is still the caller's. */
 static int start(hersh_loop *loop, hersh_http_pending *p, const hersh_proxy_call *call, hersh_proxy_done done,
                  void *ud) {
-  hersh_http_client *c = hersh_http_client_get(loop);
-  if (!c) return HERSH_E_SYS; /* hersh_errmsg says why */
+  char host[64];
+  hersh_upstream_call uc = {.method = call->method, .body = call->body, .body_len = call->body_len,
+                            .timeout = call->timeout, .connect_timeout = call->connect_timeout,
+                            .fresh_after = call->fresh_after};
+  int rc = split_url(call->url, host, sizeof host, &uc.port, &uc.target);
+  if (rc) return rc;
+  uc.host = host;
+  hersh_upstream *u = hersh_upstream_get(loop);
+  if (!u) return HERSH_E_SYS; /* hersh_errmsg says why */
   fwd *f = calloc(1, sizeof *f);
   char ip[INET6_ADDRSTRLEN];
   char **headers = hersh_proxy_request_headers(call->headers, client_ip(p, ip, sizeof ip));
@@ -441,22 +436,15 @@ static int start(hersh_loop *loop, hersh_http_pending *p, const hersh_proxy_call
   f->connect_timeout = call->connect_timeout;
   f->done = done;
   f->ud = ud;
-  hersh_http_call hc = {.method = call->method, .url = call->url, .headers = (const char *const *)headers,
-                        .body = call->body, .body_len = call->body_len, .timeout = call->timeout,
-                        .connect_timeout = call->connect_timeout};
-  bool streamed = call->stream_body && (hc.stream_len = body_length(call->headers)) != 0;
-  if (streamed && !(f->up = malloc(HERSH_PROXY_BODY_BUFFER))) {
-    free(headers);
-    fwd_free(f);
-    return hersh_fail_with(HERSH_E_NOMEM, "out of memory forwarding a request");
-  }
-  int rc = hersh_http_request_stream(c, &hc, streamed ? &FNS_BODY : &FNS, on_done, f, &f->req);
-  free(headers); /* the client copied them */
+  uc.headers = (const char *const *)headers;
+  uc.stream_body = call->stream_body && (uc.stream_len = body_length(call->headers)) != 0;
+  rc = hersh_upstream_start(u, &uc, &FNS, f, &f->req);
+  free(headers); /* the head is written */
   if (rc) {
     fwd_free(f); /* the caller keeps the hold */
     return rc;
   }
-  if (streamed) {
+  if (uc.stream_body) {
     f->body_from = p;
     hersh_http_body_take(p, on_body_piece, f);
   }

@@ -1,9 +1,9 @@
 /*
 ** proxy.h -- the Host's proxy to a program: a deferred request, once the Lua route has
-** decided to forward it, goes to the program's port through the HTTP client (client.c:
-** libcurl on the loop, keep-alive connections pooled per host:port), and the answer
-** comes back as it arrives through the server's stream API. Nothing holds a whole
-** response: reading from the program pauses while the client has not taken what waits.
+** decided to forward it, goes to the program's port through upstream.c (HTTP/1.1 on
+** the loop, keep-alive connections pooled per port), and the answer comes back as it
+** arrives through the server's stream API. Nothing holds a whole response: reading
+** from the program pauses while the client has not taken what waits.
 **
 ** Everything here runs on the loop thread.
 */
@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "hersh.h"
 
@@ -25,7 +26,7 @@ typedef struct hersh_http_pending hersh_http_pending;
 
 typedef struct hersh_proxy_call {
   const char *method;
-  const char *url;            /* http://127.0.0.1:PORT/path?query */
+  const char *url;            /* http://127.0.0.1:PORT/path?query: an IPv4 address and a port */
   const char *const *headers; /* "name: value" as the client sent them, NULL-terminated */
   const char *body;           /* may be NULL */
   size_t body_len;
@@ -35,6 +36,10 @@ typedef struct hersh_proxy_call {
   double timeout;         /* seconds for the whole exchange */
   double connect_timeout; /* seconds to connect */
   const char *program;    /* named in the 502 and 504 messages */
+  /* The epoch of the route's last change (hersh_upstream_epoch): no pooled connection
+  ** opened before it is used, so a restarted program is never reached through one that
+  ** its old process accepted. 0: any. */
+  uint64_t fresh_after;
 } hersh_proxy_call;
 
 /* The exchange is over: the status the client got (the program's, or the proxy's own). */

@@ -219,7 +219,8 @@ static bool forward(hersh_loop *loop, hersh_route_table *t, const hersh_http_req
   *x = (exchange){t, now()};
   hersh_route_table_retain(t);
   hersh_proxy_call call = {.method = req->method, .url = url->p, .headers = headers, .stream_body = true,
-                           .timeout = r->timeout, .connect_timeout = r->connect_timeout, .program = program};
+                           .timeout = r->timeout, .connect_timeout = r->connect_timeout, .program = program,
+                           .fresh_after = r->changed};
   int rc = hersh_proxy_forward(loop, p, &call, on_done, x);
   if (rc != HERSH_OK) { /* answered by the proxy: counted as the Lua route counts it */
     hersh_route_table_count(t, rc == HERSH_E_INVAL ? 400 : 502, -1);

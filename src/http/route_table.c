@@ -11,6 +11,7 @@
 
 #include "base/error.h"
 #include "hersh.h"
+#include "http/upstream.h"
 
 typedef struct entry {
   struct entry *next;
@@ -111,8 +112,10 @@ static void grow(hersh_route_table *t) {
 int hersh_route_table_set(hersh_route_table *t, const char *key, const hersh_route *r) {
   size_t n = strlen(key);
   entry **at = find(t, key, n);
+  hersh_route route = *r;
+  route.changed = hersh_upstream_epoch();
   if (*at) {
-    (*at)->route = *r;
+    (*at)->route = route;
     free((*at)->record);
     (*at)->record = NULL;
     return HERSH_OK;
@@ -120,7 +123,7 @@ int hersh_route_table_set(hersh_route_table *t, const char *key, const hersh_rou
   entry *e = malloc(sizeof *e + n + 1);
   if (!e) return hersh_fail_with(HERSH_E_NOMEM, "out of memory in the proxy's route table");
   e->next = NULL;
-  e->route = *r;
+  e->route = route;
   e->record = NULL;
   e->record_len = 0;
   e->len = n;

@@ -19,6 +19,10 @@ typedef struct hersh_route {
   int port;
   bool ready;
   double timeout, connect_timeout; /* seconds */
+  /* Set by the table: the epoch (hersh_upstream_epoch) of the key's last set. Every
+  ** change of a program sets it (a restart, the swap of an update in place): the proxy
+  ** reuses no connection opened before, which could reach the old process. */
+  uint64_t changed;
 } hersh_route;
 
 /* The statuses and durations of forwarded requests, buckets as the Lua histogram's; the
@@ -40,7 +44,8 @@ hersh_route_table *hersh_route_table_new(const double *bounds, size_t n);
 void hersh_route_table_retain(hersh_route_table *t);
 void hersh_route_table_release(hersh_route_table *t);
 
-/* HERSH_E_NOMEM, or HERSH_OK. The key's record text is forgotten: something changed. */
+/* HERSH_E_NOMEM, or HERSH_OK. The key's record text is forgotten, and r->changed is a
+** new epoch: something changed. */
 int hersh_route_table_set(hersh_route_table *t, const char *key, const hersh_route *r);
 /* The JSON answer of GET /programs/{key} (copied), until the next set of key;
 ** HERSH_E_NOMEM, HERSH_E_INVAL for a key not in the table. */

@@ -1,7 +1,7 @@
 /*
 ** The fast paths' route table (src/http/route_table.c): ids and names to routes through
-** growth and removal, a set forgetting the record text, the Host names compared without
-** case, and the tally taken once. The paths themselves are proved end to end by
+** growth and removal, a set forgetting the record text and stamping a new epoch, the
+** Host names compared without case, and the tally taken once. The paths themselves are proved end to end by
 ** spec/proxy_fast_spec.lua.
 */
 #include <stdio.h>
@@ -10,6 +10,7 @@
 #include "check.h"
 #include "hersh.h"
 #include "http/route_table.h"
+#include "http/upstream.h"
 
 static const double BOUNDS[] = {0.001, 0.01, 0.1};
 
@@ -67,6 +68,25 @@ TEST(a_set_forgets_the_record) {
   hersh_route_table_release(t);
 }
 
+/* Each set (a restart, an update's swap: any change) is a new epoch, after every
+** connection the proxy opened before it: none of those is reused for the route. */
+TEST(a_set_stamps_a_new_epoch) {
+  hersh_route_table *t = hersh_route_table_new(BOUNDS, 3);
+  REQUIRE(t);
+  hersh_route r = {.port = 20000, .ready = true, .timeout = 30, .connect_timeout = 10, .changed = 0};
+  CHECK_EQ_INT(hersh_route_table_set(t, "p", &r), HERSH_OK);
+  const hersh_route *got = hersh_route_table_get(t, "p", 1);
+  REQUIRE(got);
+  uint64_t first = got->changed;
+  uint64_t opened = hersh_upstream_epoch(); /* a connection opened meanwhile */
+  CHECK(first > 0 && first < opened);
+  CHECK_EQ_INT(hersh_route_table_set(t, "p", &r), HERSH_OK); /* the same route again */
+  got = hersh_route_table_get(t, "p", 1);
+  REQUIRE(got);
+  CHECK(got->changed > opened);
+  hersh_route_table_release(t);
+}
+
 TEST(host_names_without_case) {
   hersh_route_table *t = hersh_route_table_new(NULL, 0);
   REQUIRE(t);
@@ -113,6 +133,7 @@ TEST(the_tally_is_taken_once) {
 int main(void) {
   RUN(keys_through_growth_and_removal);
   RUN(a_set_forgets_the_record);
+  RUN(a_set_stamps_a_new_epoch);
   RUN(host_names_without_case);
   RUN(the_tally_is_taken_once);
   return check_summary();
