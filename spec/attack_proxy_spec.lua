@@ -28,9 +28,10 @@ local function assert_400(res, what)
   no_lua_location(res)
 end
 
--- Once per sandbox driver: under gvisor the proxy reaches the program through the
--- port's relay to its unix socket (docs/gvisor.md).
-for _, driver in ipairs(sandbox.names) do
+-- Once per sandbox driver a Host runs by itself (swarm's: spec/swarm_spec.lua): under
+-- gvisor the proxy reaches the program through the port's relay to its unix socket
+-- (docs/gvisor.md).
+for _, driver in ipairs(require("scripts.sandbox_harness").DRIVERS) do
   local usable, why = sandbox.get(driver)
   local function need_driver()
     if not usable then pending("this driver cannot run here: " .. why) end
