@@ -75,6 +75,46 @@ local function copy(v)
   return cjson.decode(cjson.encode(v))
 end
 
+-- Runs a checker on each of files[i] = path, in one start-up: {code, output} per path.
+local function check_each(script, files)
+  local proc = P.start(python(script, "--each", table.unpack(files)))
+  local code = P.wait_exit(proc, 60)
+  local out = P.stdout(proc)
+  local err = P.stderr(proc)
+  P.stop(proc)
+  assert.equal(0, code, script .. " --each: " .. err)
+  local answers, current = {}, nil
+  for line in out:gmatch("[^\n]*") do
+    local path, rc = line:match("^== (.-) (%d+)$")
+    if path then
+      current = { code = tonumber(rc), out = "" }
+      answers[path] = current
+    elseif current then
+      current.out = current.out .. line .. "\n"
+    end
+  end
+  return answers
+end
+
+-- Each broken variant of base (cases[i] = {what the checker must say, how to break it})
+-- is refused by the checker, naming what is wrong.
+local function assert_refused(script, base, cases, out)
+  local files = {}
+  for i, case in ipairs(cases) do
+    local broken = copy(base)
+    case[2](broken)
+    files[i] = out .. "/broken-" .. i .. ".json"
+    P.write(files[i], cjson.encode(broken))
+  end
+  local answers = check_each(script, files)
+  for i, case in ipairs(cases) do
+    local answer = answers[files[i]]
+    assert.is_table(answer, case[1] .. ": no answer")
+    assert.equal(1, answer.code, case[1] .. ": " .. answer.out)
+    assert.has_match(case[1], answer.out, 1, true)
+  end
+end
+
 -- Marks the test pending (saying why) when the checkers cannot run; true then.
 local function no_checker()
   if NO_CHECKER then
@@ -262,14 +302,7 @@ describe("hersh export", function()
       { "selects none of the Deployment's pods", function(l) l.items[2].spec.selector = { app = "other" } end },
       { "unknown apiVersion/kind", function(l) l.items[1].apiVersion = "apps/v2" end },
     }
-    for _, case in ipairs(cases) do
-      local broken = copy(base)
-      case[2](broken)
-      P.write(out .. "/broken.json", cjson.encode(broken))
-      local rc, why = check(K8S_CHECK, out .. "/broken.json")
-      assert.equal(1, rc, case[1] .. ": " .. why)
-      assert.has_match(case[1], why, 1, true)
-    end
+    assert_refused(K8S_CHECK, base, cases, out)
   end)
 
   it("the Nomad checker refuses broken jobs, naming what is wrong", function()
@@ -295,14 +328,7 @@ describe("hersh export", function()
       { "names no volume of the group", function(j) t(j).VolumeMounts = { { Volume = "data", Destination = "/state" } } end },
       { "'Job' is a required property", function(j) j.job, j.Job = j.Job, nil end },
     }
-    for _, case in ipairs(cases) do
-      local broken = copy(base)
-      case[2](broken)
-      P.write(out .. "/broken.json", cjson.encode(broken))
-      local rc, why = check(NOMAD_CHECK, out .. "/broken.json")
-      assert.equal(1, rc, case[1] .. ": " .. why)
-      assert.has_match(case[1], why, 1, true)
-    end
+    assert_refused(NOMAD_CHECK, base, cases, out)
   end)
 
   it("quotes every YAML scalar a reader could take for something else, and reads back exactly", function()

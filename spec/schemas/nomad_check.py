@@ -5,8 +5,10 @@ rules of Nomad's own job validation that the fields we emit depend on (nomad/str
 RestartPolicy.Validate, port labels, volume mounts).
 
   nomad_check.py FILE
+  nomad_check.py --each FILE...
 
-Prints one line per problem and exits 1, or "ok" and exits 0; exit 2: it cannot run."""
+Prints one line per problem and exits 1, or "ok" and exits 0; exit 2: it cannot run.
+--each checks every file on its own, each answer after a line "== FILE CODE"."""
 import json
 import os
 import sys
@@ -77,6 +79,25 @@ def group_rules(g, path):
             fail("%s/Volumes/%s" % (path, name), "Name differs from its key")
 
 
+def check_file(path, schema):
+    """The problems of one file as lines, and the exit code they make."""
+    errors.clear()
+    with open(path, encoding="utf-8") as f:
+        try:
+            doc = json.load(f)
+        except ValueError as e:
+            return 1, ["not JSON: %s" % e]
+    validator = jsonschema.Draft7Validator(schema)
+    for e in sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path)):
+        fail("/" + "/".join(str(p) for p in e.absolute_path), e.message)
+    if not errors:
+        for i, g in enumerate(doc["Job"]["TaskGroups"]):
+            group_rules(g, "/Job/TaskGroups/%d" % i)
+    if errors:
+        return 1, list(errors)
+    return 0, ["ok"]
+
+
 def main():
     if len(sys.argv) < 2:
         print(__doc__)
@@ -84,23 +105,15 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     with open(os.path.join(here, "nomad_job.schema.json"), encoding="utf-8") as f:
         schema = json.load(f)
-    with open(sys.argv[1], encoding="utf-8") as f:
-        try:
-            doc = json.load(f)
-        except ValueError as e:
-            print("not JSON: %s" % e)
-            sys.exit(1)
-    validator = jsonschema.Draft7Validator(schema)
-    for e in sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path)):
-        fail("/" + "/".join(str(p) for p in e.absolute_path), e.message)
-    if not errors:
-        for i, g in enumerate(doc["Job"]["TaskGroups"]):
-            group_rules(g, "/Job/TaskGroups/%d" % i)
-    for e in errors:
-        print(e)
-    if errors:
-        sys.exit(1)
-    print("ok")
+    if sys.argv[1] == "--each":
+        for path in sys.argv[2:]:
+            code, lines = check_file(path, schema)
+            print("== %s %d" % (path, code))
+            print("\n".join(lines))
+        return
+    code, lines = check_file(sys.argv[1], schema)
+    print("\n".join(lines))
+    sys.exit(code)
 
 
 main()
