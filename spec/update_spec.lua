@@ -67,9 +67,13 @@ local function in_order(list, want)
   return i > #want
 end
 
--- A Host with one counter named `name` Ready on it: h, record.
-local function ready_named(name)
-  local h = test_host()
+-- The Host's --ready-timeout where a test waits it out: far above the counter's time to
+-- Ready (a tenth of a second, under the sanitizers too), far below the default 30 s.
+local READY_TIMEOUT = 3 * P.PACE
+
+-- A Host with one counter named `name` Ready on it: h, record. `args`: the Host's flags.
+local function ready_named(name, args)
+  local h = test_host{ args = args }
   local created = create(h, counter_body("alice", { name = name }))
   return h, start_ready(h, created.program_id)
 end
@@ -289,8 +293,8 @@ describe("PUT /programs/{name}: update in place", function()
 
   -- The new process holds the shared socket but never serves it: a readiness probe
   -- through the port would get the old process's answer and swap to a dead revision.
-  it("whose process never becomes Ready is killed after READY_TIMEOUT and the old one stays", function()
-    local h, rec = ready_named("counter")
+  it("whose process never becomes Ready is killed after --ready-timeout and the old one stays", function()
+    local h, rec = ready_named("counter", { "--ready-timeout", tostring(READY_TIMEOUT) })
     local never = "io.stdout:setvbuf('line')\nprint('never ready')\nwhile true do os.execute('sleep 1') end\n"
     ok_json(put(h, "counter", update_body{ src_files = { ["main.lua"] = never } }), 202, "PUT")
     assert.is_true(wait_log(h, "counter", "never ready"), logs(h, "counter"))
@@ -298,13 +302,25 @@ describe("PUT /programs/{name}: update in place", function()
     assert.equal(1, now.revision)
     assert.equal("Ready", now.state)
     assert.equal(rec.pid, now.pid)
-    assert.is_true(has(now.failed_reason, "not ready within"), now.failed_reason)
+    assert.is_true(has(now.failed_reason, "not ready within " .. READY_TIMEOUT .. " s"), now.failed_reason)
     assert.equal(200, P.get(rec.publish_port, "/watcher/status").status)
     -- the candidate is gone: the one process left is the old one
     assert.is_true(P.wait_for(function() return #H.program_pids(rec.program_id) <= 3 end, 20) == true)
     -- a later update still works
     ok_json(put(h, "counter", update_body{ src_files = { ["main.lua"] = counter_v(3) } }), 202, "PUT 3")
     assert.equal(3, wait_record(h, "counter", function(r) return r.revision == 3 end, "revision 3").revision)
+  end)
+
+  it("--ready-timeout refuses a value that is not a positive whole number, naming the flag", function()
+    for _, bad in ipairs{ "0", "-1", "soon", "1.5", "1000001" } do
+      local dir = H.public_tmpdir()
+      P.defer(function() H.sh("rm -rf " .. P.quote(dir)) end)
+      local proc = P.start{ P.hersh, "host", "--port", "0", "--storage", dir .. "/s", "--ready-timeout", bad }
+      P.defer(function() P.stop(proc) end)
+      assert.is_truthy(P.wait_exit(proc, WAIT), "the Host did not exit on --ready-timeout " .. bad)
+      assert.equal(2, P.status(proc))
+      assert.is_truthy(has(P.stderr(proc), "--ready-timeout wants a whole number"), P.stderr(proc))
+    end
   end)
 
   it("under way ends with the program: a delete or a Host stop leaves no process behind", function()
@@ -396,7 +412,9 @@ local function swap_under_load(main_v)
   local dir = P.tmpdir()
   P.defer(function() H.sh("rm -rf " .. P.quote(dir)) end)
   local stopfile = dir .. "/stop"
-  local hammer = P.start{ "python3", "bench/update/hammer.py", tostring(rec.publish_port), stopfile, "4" }
+  -- a helper: not under the sanitizer runtime lua5.4 may be preloaded with
+  local hammer = P.start{ "env", "-u", "LD_PRELOAD", "python3", "bench/update/hammer.py", tostring(rec.publish_port),
+    stopfile, "4" }
   P.defer(function() P.stop(hammer) end)
   for v = 2, 21 do
     ok_json(put(h, "counter", update_body{ src_files = { ["main.lua"] = main_v(v) } }), 202, "PUT " .. v)

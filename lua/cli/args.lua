@@ -64,6 +64,7 @@ args.COMMANDS = {
       { "--request-timeout", "S", "seconds for a request to come in (default 30)" },
       { "--events-heartbeat", "S", "seconds between keep-alive comments of GET /events (default 15)" },
       { "--events-max", "N", "lifecycle events kept (default 10000)" },
+      { "--ready-timeout", "S", "seconds a started program has to answer /watcher/status (default 30)" },
     } },
   { name = "version", summary = "print the versions of hersh and its libraries" },
   -- not a client command: a folder needs no Host (a NAME is looked up with --host)

@@ -2,7 +2,7 @@
 --   hersh host [--bind 127.0.0.1] [--port 9000] [--storage DIR] [--token-file F]
 --              [--sandbox bwrap] [--isolation|--driver bwrap|gvisor|swarm] [--docker-socket PATH] [--ports FIRST-LAST] [--policy FILE] [--allow-host NAME]...
 --              [--max-connections N] [--max-per-client N] [--idle-timeout S] [--request-timeout S]
---              [--events-heartbeat S] [--events-max N]
+--              [--events-heartbeat S] [--events-max N] [--ready-timeout S]
 -- --isolation is the sandbox of a program created without "isolation" (default bwrap);
 -- --driver swarm is the same as --isolation swarm: programs run as Docker Swarm
 -- services of the Engine on --docker-socket (default /var/run/docker.sock).
@@ -13,7 +13,8 @@
 -- connections (defaults in src/http/server.h: 1024 in all, 256 per client address,
 -- 10 s of silence, 30 s for a request to come in) are the next four; --events-heartbeat
 -- is the seconds between the keep-alive comments of a GET /events stream (default 15);
--- --events-max the lifecycle events the registry keeps, the oldest dropped (10000).
+-- --events-max the lifecycle events the registry keeps, the oldest dropped (10000);
+-- --ready-timeout the seconds a started process has to answer /watcher/status (30).
 local core = require "hersh.core"
 local sys = require "hersh.os"
 local api = require "host.api"
@@ -24,13 +25,14 @@ local main = {}
 main.USAGE = "usage: hersh host [--bind ADDR] [--port N] [--storage DIR] [--token-file FILE]"
   .. " [--sandbox bwrap] [--isolation|--driver bwrap|gvisor|swarm] [--docker-socket PATH] [--ports FIRST-LAST] [--policy FILE] [--allow-host NAME]..."
   .. " [--max-connections N] [--max-per-client N] [--idle-timeout S] [--request-timeout S]"
-  .. " [--events-heartbeat S] [--events-max N]"
+  .. " [--events-heartbeat S] [--events-max N] [--ready-timeout S]"
 
--- The flags of the API's limits and of the events kept: whole numbers, and their fields
--- in the options of api.serve and host.open.
+-- The flags of the API's limits, of the events kept and of the ready timeout: whole
+-- numbers, and their fields in the options of api.serve and host.open (and main.start).
 local LIMITS = { ["--max-connections"] = "max_connections", ["--max-per-client"] = "max_per_client",
   ["--idle-timeout"] = "idle_timeout", ["--request-timeout"] = "request_timeout",
-  ["--events-heartbeat"] = "events_heartbeat", ["--events-max"] = "events_max" }
+  ["--events-heartbeat"] = "events_heartbeat", ["--events-max"] = "events_max",
+  ["--ready-timeout"] = "ready_timeout" }
 
 local function parse(args)
   local o = { bind = "127.0.0.1", port = 9000, storage = "./var", sandbox = "bwrap", allow_hosts = {} }

@@ -109,7 +109,7 @@ end
 -- A temporary directory the sandbox user can traverse (mktemp makes it 0700).
 local function public_tmpdir()
   local dir = P.tmpdir()
-  assert(sh("chmod 755 " .. P.quote(dir)))
+  assert(sh(P.PLAIN .. "chmod 755 " .. P.quote(dir)))
   return dir
 end
 
@@ -162,7 +162,7 @@ local function stop_host(h)
   if not h then return end
   P.stop(h.proc)
   kill_programs(h.ids or {})
-  if h.root then sh("rm -rf " .. P.quote(h.root)) end
+  if h.root then sh(P.PLAIN .. "rm -rf " .. P.quote(h.root)) end
 end
 
 -- start_host for one test: stop_host runs when the test ends, passed or failed.

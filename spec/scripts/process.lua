@@ -2,6 +2,7 @@
 -- processes started in the background, and real HTTP with the curl command line.
 -- Every wait here is bounded; stop() always ends what start() started.
 local cjson = require "cjson"
+local socket = require "socket"
 
 local P = {}
 
@@ -27,9 +28,12 @@ local function sh(cmd)
   return ok == true, code
 end
 
--- Helper commands (sleep, kill, curl) run without the sanitizer runtime that
--- scripts/test preloads into lua5.4: only hersh itself is under test.
+-- Helper commands (kill, curl, mktemp, rm) run without the sanitizer runtime
+-- that scripts/test preloads into lua5.4: only hersh itself is under test. (Under it,
+-- a coreutils tool that leaks at exit waits for LeakSanitizer's report and symbolizer:
+-- a third of a second for every mktemp.)
 local PLAIN = "env -u LD_PRELOAD "
+P.PLAIN = PLAIN
 
 -- A test's cleanups: P.defer(fn), called inside a test, runs fn when that test ends,
 -- passed or failed, newest first, each in a pcall. busted's own `finally` keeps only the
@@ -61,10 +65,10 @@ end
 function P.sha256sum(bytes)
   local dir = P.tmpdir()
   P.write(dir .. "/in", bytes)
-  local p = assert(io.popen("sha256sum " .. P.quote(dir .. "/in")))
+  local p = assert(io.popen(PLAIN .. "sha256sum " .. P.quote(dir .. "/in")))
   local out = p:read("a")
   p:close()
-  sh("rm -rf " .. P.quote(dir))
+  sh(PLAIN .. "rm -rf " .. P.quote(dir))
   return assert(out:match("^(%x+) "), "sha256sum: " .. out)
 end
 
@@ -93,12 +97,14 @@ function P.exists(path)
   return f ~= nil
 end
 
+-- LuaSocket's nanosleep (lua-socket, scripts/setup), not a sleep(1) process: starting
+-- one costs more than a poll's 20 ms, five times more under the sanitizers.
 function P.sleep(seconds)
-  sh(PLAIN .. "sleep " .. string.format("%.3f", seconds))
+  socket.sleep(seconds)
 end
 
 function P.tmpdir()
-  local p = assert(io.popen("mktemp -d /tmp/hersh-e2e.XXXXXX"))
+  local p = assert(io.popen(PLAIN .. "mktemp -d /tmp/hersh-e2e.XXXXXX"))
   local dir = p:read("l")
   p:close()
   assert(dir and dir ~= "", "mktemp -d failed")
@@ -205,7 +211,7 @@ function P.stop(proc)
       P.wait_exit(proc, 10)
     end
   end
-  if proc.own_dir then sh("rm -rf " .. P.quote(proc.dir)) end
+  if proc.own_dir then sh(PLAIN .. "rm -rf " .. P.quote(proc.dir)) end
 end
 
 -- `hersh run [options] SCRIPT [args]` in the background.
@@ -229,7 +235,7 @@ function P.run_with_dir(script, opts)
   local proc
   P.defer(function()
     P.stop(proc)
-    sh("rm -rf " .. P.quote(dir))
+    sh(PLAIN .. "rm -rf " .. P.quote(dir))
   end)
   local run_opts, args = {}, { dir }
   for k, v in pairs(opts or {}) do run_opts[k] = v end
@@ -264,10 +270,10 @@ end
 -- One request: P.http(port, method, path [, {body = s, headers = {...}}]) ->
 -- {status = n, body = s, headers = {lower-case name = value}, json = decoded or nil}.
 -- status 0 means no HTTP answer at all (refused, timed out, broken).
+-- Its files are os.tmpname's: made in-process, with no mktemp or rm to run per request.
 function P.http(port, method, path, opts)
   opts = opts or {}
-  local dir = P.tmpdir()
-  local bodyfile, headfile, reqfile = dir .. "/body", dir .. "/headers", dir .. "/request"
+  local bodyfile, headfile, reqfile = os.tmpname(), os.tmpname(), os.tmpname()
   local words = { PLAIN .. "curl -s --max-time", tostring(P.CURL_TIMEOUT), "-D", P.quote(headfile) }
   if method == "HEAD" then
     words[#words + 1] = "-I -o /dev/null"
@@ -290,7 +296,9 @@ function P.http(port, method, path, opts)
     local name, value = line:match("^([^:%s]+):%s*(.-)%s*$")
     if name then res.headers[name:lower()] = value end
   end
-  sh("rm -rf " .. P.quote(dir))
+  os.remove(bodyfile)
+  os.remove(headfile)
+  os.remove(reqfile)
   if res.body ~= "" then
     local ok, doc = pcall(cjson.decode, res.body)
     if ok then res.json = doc end
