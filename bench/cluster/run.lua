@@ -13,6 +13,11 @@
 --                     its containerd-shim), from /proc, and of the engine (dockerd and
 --                     containerd) for all of them
 --
+-- and the same on a worker node (scripts.dockerd's D.cluster: a second dockerd in a
+-- network namespace joined to the Swarm; the Host with --registry and --publish node):
+-- create -> Ready there includes the push to the registry and the worker's pull (the
+-- first) and the forwarder's start; its RSS leaves out the Host's forwarder.
+--
 --   bench/cluster/run.sh [BUILD_DIR]     (BENCH_CLUSTER_N: programs per driver, default 5)
 local cjson = require "cjson"
 local H = require "scripts.host_harness"
@@ -157,6 +162,27 @@ local ok, err = pcall(function()
   if not ok_run then error(run_err, 0) end
 end)
 D.stop(d)
+if ok then
+  local c, cwhy = D.cluster()
+  if not c then
+    io.stderr:write("bench/cluster: the worker node skipped: ", cwhy, "\n")
+  else
+    ok, err = pcall(function()
+      local hw = H.start_host{ args = { "--driver", "swarm", "--docker-socket", c.manager.socket,
+        "--registry", c.registry.addr, "--publish", "node" } }
+      local ok_run, run_err = pcall(function()
+        local r = run_driver(hw, "wk", c.worker)
+        local warm = { table.unpack(r.ready, 2) }
+        print(string.format("%-8s %.3f (first %.3f, max %.3f)  %.3f (max %.3f)          %.1f",
+          "worker", median(#warm > 0 and warm or r.ready), r.ready[1], math.max(table.unpack(r.ready)),
+          median(r.crash), math.max(table.unpack(r.crash)), median(r.rss) / 1024))
+      end)
+      H.stop_host(hw)
+      if not ok_run then error(run_err, 0) end
+    end)
+    D.stop_cluster(c)
+  end
+end
 if not ok then
   io.stderr:write("bench/cluster: ", tostring(err), "\n")
   os.exit(1)

@@ -370,6 +370,13 @@ local ok, err = pcall(function()
   r.wrk_direct = wrk(direct, nil, true)
   r.wrk_proxy = wrk(proxied, nil, true)
   r.wrk_nginx = wrk(via_nginx, nil, true)
+  -- BENCH_HOST_PROFILE: a shell command run here with HOST_PID, PROXIED and DIRECT set,
+  -- e.g. strace or perf attached to the Host while wrk goes through its proxy.
+  local profile = os.getenv("BENCH_HOST_PROFILE")
+  if profile and profile ~= "" then
+    io.stderr:write((run(string.format("HOST_PID=%d PROXIED=%s DIRECT=%s sh -c %s 2>&1", host_pid, sh_quote(proxied),
+      sh_quote(direct), sh_quote(profile)))))
+  end
 
   -- (c) RUNNING programs Ready and idle.
   t0 = now()

@@ -9,6 +9,8 @@
 #
 #   bench/host/run.sh [BUILD_DIR]      (default build-bench; run by `make bench`)
 #   BENCH_HOST_SCALE=0 leaves (d) out.
+#   BENCH_HOST_PROFILE=CMD runs the shell command CMD after (b)'s wrk runs, with HOST_PID, PROXIED
+#   and DIRECT in its environment (strace or perf of the Host under wrk, its output on stderr).
 #
 # Needs root (programs run as the unprivileged user 65534 under bubblewrap), wrk, curl
 # and nginx (scripts/setup --bench).

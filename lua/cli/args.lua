@@ -55,6 +55,8 @@ args.COMMANDS = {
       { "--isolation", "NAME", "a program's sandbox unless its create says: bwrap (default), gvisor or swarm" },
       { "--driver", "NAME", "the same as --isolation (swarm: Docker Swarm services, docs/cluster.md)" },
       { "--docker-socket", "PATH", "the Docker Engine's API socket for swarm (default /var/run/docker.sock)" },
+      { "--registry", "HOST:PORT", "swarm: push images to this registry, so that any node pulls them" },
+      { "--publish", "MODE", "swarm: socket (default; the Host's node) or node (the WatcherAPI on the task's node)" },
       { "--ports", "FIRST-LAST", "range of the publish ports (default 19001-29999)" },
       { "--policy", "FILE", "a Lua restart policy module for every program" },
       { "--allow-host", "NAME", "one more name the API answers to; repeatable", many = true },

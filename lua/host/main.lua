@@ -1,11 +1,14 @@
 -- `hersh host`: the Host's command line, start-up and shutdown.
 --   hersh host [--bind 127.0.0.1] [--port 9000] [--storage DIR] [--token-file F]
 --              [--sandbox bwrap] [--isolation|--driver bwrap|gvisor|swarm] [--docker-socket PATH] [--ports FIRST-LAST] [--policy FILE] [--allow-host NAME]...
+--              [--registry HOST:PORT] [--publish socket|node]
 --              [--max-connections N] [--max-per-client N] [--idle-timeout S] [--request-timeout S]
 --              [--events-heartbeat S] [--events-max N] [--ready-timeout S]
 -- --isolation is the sandbox of a program created without "isolation" (default bwrap);
 -- --driver swarm is the same as --isolation swarm: programs run as Docker Swarm
--- services of the Engine on --docker-socket (default /var/run/docker.sock).
+-- services of the Engine on --docker-socket (default /var/run/docker.sock); with
+-- --registry their images go through that registry, so that any node can pull them,
+-- and --publish node lets them run on any node (docs/cluster.md).
 -- --policy names a Lua file returning the Host's orchestration policy (host.policy,
 -- docs/policies.md); SIGHUP loads it again.
 -- --allow-host adds a name (NAME or NAME:PORT) the API answers to, besides the bind
@@ -24,6 +27,7 @@ local main = {}
 
 main.USAGE = "usage: hersh host [--bind ADDR] [--port N] [--storage DIR] [--token-file FILE]"
   .. " [--sandbox bwrap] [--isolation|--driver bwrap|gvisor|swarm] [--docker-socket PATH] [--ports FIRST-LAST] [--policy FILE] [--allow-host NAME]..."
+  .. " [--registry HOST:PORT] [--publish socket|node]"
   .. " [--max-connections N] [--max-per-client N] [--idle-timeout S] [--request-timeout S]"
   .. " [--events-heartbeat S] [--events-max N] [--ready-timeout S]"
 
@@ -46,6 +50,12 @@ local function parse(args)
     elseif a == "--sandbox" and v then o.sandbox = v
     elseif (a == "--isolation" or a == "--driver") and v then o.isolation = v
     elseif a == "--docker-socket" and v then o.docker_socket = v
+    elseif a == "--registry" and v then
+      if not v:match("^[%w%.%-]+:%d+$") then return nil, "--registry wants HOST:PORT, not " .. v end
+      o.registry = v
+    elseif a == "--publish" and v then
+      if v ~= "socket" and v ~= "node" then return nil, "--publish wants socket or node, not " .. v end
+      o.publish = v
     elseif a == "--policy" and v then o.policy = v
     elseif a == "--allow-host" and v and v:match("^[%w%.%-%[%]:]+$") then o.allow_hosts[#o.allow_hosts + 1] = v
     elseif LIMITS[a] and v then
@@ -148,7 +158,9 @@ function main.start(args, executable)
   -- Absolute: the sandbox starts in / and would find a relative image path nowhere.
   local storage, storage_err = sys.fs.realpath(o.storage)
   if not storage then return nil, storage_err end
-  if o.docker_socket then require("host.sandbox.swarm").configure{ socket = o.docker_socket } end
+  if o.docker_socket or o.registry or o.publish then
+    require("host.sandbox.swarm").configure{ socket = o.docker_socket, registry = o.registry, publish = o.publish }
+  end
   local h, host_err = host.open{ storage = storage, driver = o.sandbox, isolation = o.isolation, runtime = rt, ports = o.ports,
     events_max = o.events_max, policy = o.policy }
   if not h then return nil, host_err end

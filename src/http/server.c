@@ -238,28 +238,28 @@ static bool append_body(request_state *st, const char *data, size_t n) {
   return true;
 }
 
-/* Adds "Name: value" lines, the first Content-Type only; true if there was one. */
-static bool add_headers(struct MHD_Response *r, const char *lines) {
+/* Adds "Name: value" lines, the first Content-Type only; true if there was one. The
+** lines are cut where they lie (the caller frees them after): no copy per header. */
+static bool add_headers(struct MHD_Response *r, char *lines) {
   bool has_type = false;
-  for (const char *line = lines; line && *line;) {
-    const char *eol = strchr(line, '\n');
-    size_t n = eol ? (size_t)(eol - line) : strlen(line);
+  for (char *line = lines; line && *line;) {
+    char *eol = strchr(line, '\n');
+    char *next = eol ? eol + 1 : line + strlen(line);
+    size_t n = (size_t)((eol ? eol : next) - line);
     if (n && line[n - 1] == '\r') n--;
-    const char *colon = memchr(line, ':', n);
+    char *colon = memchr(line, ':', n);
     if (colon && colon > line) {
-      char *name = strndup(line, (size_t)(colon - line));
-      const char *v = colon + 1;
-      while (v < line + n && (*v == ' ' || *v == '\t')) v++;
-      char *value = strndup(v, (size_t)(line + n - v));
-      bool is_type = name && strcasecmp(name, MHD_HTTP_HEADER_CONTENT_TYPE) == 0;
-      if (name && value && !(is_type && has_type)) {
-        MHD_add_response_header(r, name, value); /* refuses CR, LF and tabs in either */
+      line[n] = '\0';
+      *colon = '\0';
+      const char *value = colon + 1;
+      while (*value == ' ' || *value == '\t') value++;
+      bool is_type = strcasecmp(line, MHD_HTTP_HEADER_CONTENT_TYPE) == 0;
+      if (!(is_type && has_type)) {
+        MHD_add_response_header(r, line, value); /* refuses CR, LF and tabs in either */
         has_type = has_type || is_type;
       }
-      free(name);
-      free(value);
     }
-    line = eol ? eol + 1 : line + n;
+    line = next;
   }
   return has_type;
 }
@@ -374,8 +374,10 @@ static char *header_lines(const char *more, const char *content_type, const char
 }
 
 int hersh_http_complete(hersh_http_pending *p, hersh_http_response *res) {
-  char *headers = header_lines(res->headers, res->content_type, res->allow);
-  free(res->headers);
+  /* the caller's lines are kept as they are when nothing joins them (a proxied answer) */
+  char *headers = res->content_type || res->allow ? header_lines(res->headers, res->content_type, res->allow)
+                                                  : res->headers;
+  if (headers != res->headers) free(res->headers);
   res->headers = NULL;
   pthread_mutex_lock(&p->mu);
   bool late = p->answered || p->gone;

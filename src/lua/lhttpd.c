@@ -432,8 +432,10 @@ static void run_server(bridge *b) {
   else uv_timer_stop(&b->tick->uv.timer);
 }
 
-/* A connection resumed (an answer or a stream's data came): the next loop turn runs
-** the server. */
+/* A connection resumed (an answer or a stream's data came): a zero timer runs the
+** server. The loop turns with UV_RUN_ONCE, which ends by running the timers due, so a
+** resume from an I/O callback is sent before the loop polls again. Not from here: the
+** caller holds the request's mutex, which the access handler takes. */
 static void on_resume(void *ud) {
   bridge *b = ud;
   b->rerun = true;

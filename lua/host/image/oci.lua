@@ -27,6 +27,7 @@ local oci = {}
 
 oci.DEFAULT_PORT = 8080
 oci.DEFAULT_USER = 65534
+oci.MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json" -- also a registry push's Content-Type
 
 local DIR_MODE, FILE_MODE, EXEC_MODE = tonumber("755", 8), tonumber("644", 8), tonumber("755", 8)
 
@@ -158,12 +159,17 @@ end
 function oci.command(image, port)
   local argv, err = dockerfile.command(image)
   if not argv then return nil, err end
-  if (argv[1] == "hersh" or argv[1] == "/opt/hersh/bin/hersh") and argv[2] == "run" then
-    local cmd = { "--bind", "0.0.0.0", "--port", tostring(port) }
-    for i = 3, #argv do cmd[#cmd + 1] = argv[i] end
-    return { argv[1], "run" }, cmd
-  end
+  local listening = oci.listening(argv, port)
+  if listening then return { argv[1], "run" }, table.move(listening, 3, #listening, 1, {}) end
   return argv, json.array{}
+end
+
+-- argv of a `hersh run` with its WatcherAPI on every address at port (--bind, --port
+-- after "run"); nil for another command.
+function oci.listening(argv, port)
+  if not ((argv[1] == "hersh" or argv[1] == "/opt/hersh/bin/hersh") and argv[2] == "run") then return nil end
+  local out = { argv[1], "run", "--bind", "0.0.0.0", "--port", tostring(port) }
+  return table.move(argv, 3, #argv, #out + 1, out)
 end
 
 -- The user an image runs as when none is given: its Dockerfile's numeric USER, unless
@@ -177,7 +183,8 @@ end
 
 -- The archive of opts {images_dir, build_id (a built image), runtime, uid, gid, port,
 -- name (repository:tag)} -> {bytes (the archive), digest (the manifest's), config
--- (its digest), layer (its digest and size), name}, or nil, err.
+-- (its digest), layer (its digest and size), name, manifest (its bytes), blobs (digest
+-- -> bytes: the config and the layer, for a registry push)}, or nil, err.
 function oci.archive(opts)
   local image, err = build.load_image(opts.images_dir, opts.build_id)
   if not image then return nil, "no built image " .. tostring(opts.build_id) .. ": " .. tostring(err) end
@@ -207,14 +214,14 @@ function oci.archive(opts)
   }
   local config_digest = "sha256:" .. sha256.hex(config)
   local manifest = json.encode{
-    schemaVersion = 2, mediaType = "application/vnd.oci.image.manifest.v1+json",
+    schemaVersion = 2, mediaType = oci.MANIFEST_TYPE,
     config = { mediaType = "application/vnd.oci.image.config.v1+json", digest = config_digest, size = #config },
     layers = { { mediaType = "application/vnd.oci.image.layer.v1.tar", digest = layer_digest, size = #layer } },
   }
   local manifest_digest = "sha256:" .. sha256.hex(manifest)
   local index = json.encode{
     schemaVersion = 2, mediaType = "application/vnd.oci.image.index.v1+json",
-    manifests = { { mediaType = "application/vnd.oci.image.manifest.v1+json", digest = manifest_digest,
+    manifests = { { mediaType = oci.MANIFEST_TYPE, digest = manifest_digest,
       size = #manifest, annotations = { ["org.opencontainers.image.ref.name"] = opts.name } } },
   }
   local blob = function(digest) return "blobs/sha256/" .. digest:sub(8) end
@@ -229,7 +236,8 @@ function oci.archive(opts)
     { path = "oci-layout", type = "file", mode = FILE_MODE, data = json.encode{ imageLayoutVersion = "1.0.0" } },
   }
   return { bytes = tar.archive(files), digest = manifest_digest, config = config_digest,
-    layer = { digest = layer_digest, size = #layer }, name = opts.name }
+    layer = { digest = layer_digest, size = #layer }, name = opts.name, manifest = manifest,
+    blobs = { [config_digest] = config, [layer_digest] = layer } }
 end
 
 return oci

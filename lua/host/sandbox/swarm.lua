@@ -17,6 +17,11 @@
 -- service's logs endpoint (streamed) into the program's runtime log. A build's RUN
 -- steps run in the bwrap sandbox on this machine, as for every driver.
 --
+-- Beyond the Host's node (docs/cluster.md, "Across nodes"): with a registry
+-- (configure{registry}) the image is pushed there (host.image.registry) and named by
+-- digest; with publish "node" the WatcherAPI is published on the task's node and the
+-- Host's port forwarded there, the task followed through GET /tasks.
+--
 -- What holds and what does not (no-new-privileges and the seccomp profile are the
 -- daemon's: dockerd --no-new-privileges --seccomp-profile FILE; the network is the
 -- daemon's too): docs/cluster.md.
@@ -26,6 +31,7 @@ local json = require "hersh.json"
 local sys = require "hersh.os"
 local bwrap = require "host.sandbox.bwrap"
 local oci = require "host.image.oci"
+local registry = require "host.image.registry"
 local random = require "host.random"
 
 local fs = sys.fs
@@ -41,15 +47,27 @@ local DEFAULT_TMP_SIZE = 64 * 1024 * 1024
 local LABEL = "dev.hersh.service"
 swarm.DESTROY_WAIT = 15 -- seconds for the engine to remove a removed service's container
 
--- The images loaded into the engine (name -> true), and those being loaded (name ->
--- the callbacks waiting for it).
+-- The images loaded into the engine or pushed to the registry (name -> the reference a
+-- service names), and those on their way (name -> the callbacks waiting for it).
 local loaded, loading = {}, {}
--- The images each program ran (program id -> {name = true}), removed with it.
+-- The images each program ran (program id -> {reference = name}), removed with it.
 local images_of = {}
 
--- Which Engine socket to use (hersh host --docker-socket).
+-- Which Engine socket to use (hersh host --docker-socket), and the registry
+-- ("HOST:PORT", hersh host --registry) every node pulls the images from; without one,
+-- images are loaded into this node's Engine alone.
+--
+-- publish "node" (hersh host --publish node): the program may run on any node, so no
+-- socket folder of this machine can reach it. Its WatcherAPI listens on TCP in the
+-- container, published in Swarm's host mode on a port the node picks; the Host learns
+-- the task's node address (GET /nodes: Status.Addr) and port (the task's PortStatus)
+-- and hands its own port's socket to systemd-socket-proxyd, which forwards each
+-- connection there: the proxy, probes and health checks go through the Host's port as
+-- for every driver. Without it, the socket relay (one node) stays.
 function swarm.configure(opts)
   if opts.socket then swarm.socket = opts.socket end
+  if opts.registry then swarm.registry = opts.registry end
+  if opts.publish == "node" then swarm.listen_path = nil end
 end
 
 local function quote(s)
@@ -105,6 +123,8 @@ function swarm.check()
     result = { nil, "the Docker Engine does not answer on " .. swarm.socket .. ": " .. out:sub(1, 200):gsub("\n", " ") }
   elseif info.Swarm.LocalNodeState ~= "active" or info.Swarm.ControlAvailable ~= true then
     result = { nil, "the Docker Engine on " .. swarm.socket .. " is not a Swarm manager (docker swarm init)" }
+  elseif not swarm.listen_path and not fs.stat(swarm.FORWARDER) then
+    result = { nil, "--publish node forwards the Host's ports with " .. swarm.FORWARDER .. " (Debian's systemd), which is not here" }
   else
     result = { true }
     -- a daemon with a default bridge gives every container that network: then a
@@ -134,33 +154,44 @@ function swarm.prepare(dir)
   return true
 end
 
--- Loads the image of a built folder once; then(name) or then(nil, err).
+-- Makes the image of a built folder known to the Engine once: pushed to the registry
+-- (every node pulls it by digest), or loaded into this node's Engine. then(reference)
+-- or then(nil, err).
 local function ensure_image(spec, opts, after)
   local image_dir = spec.rootfs:match("^(.*)/rootfs$")
   local images_dir, build_id = image_dir:match("^(.*)/([^/]+)$")
-  local name = "hersh/" .. build_id:lower() .. ":u" .. tostring(opts.uid or oci.DEFAULT_USER)
-  if loaded[name] then return after(name) end
+  local repo, tag = "hersh/" .. build_id:lower(), "u" .. tostring(opts.uid or oci.DEFAULT_USER)
+  local name = repo .. ":" .. tag
+  if loaded[name] then return after(loaded[name]) end
   if loading[name] then
     table.insert(loading[name], after)
     return
   end
   loading[name] = { after }
-  local function finish(ok, err)
+  local function finish(reference, err)
     local waiting = loading[name]
     loading[name] = nil
-    if ok then loaded[name] = true end
-    for _, fn in ipairs(waiting) do fn(ok and name or nil, err) end
+    loaded[name] = reference
+    for _, fn in ipairs(waiting) do fn(reference, err) end
+  end
+  local function archive()
+    return oci.archive{ images_dir = images_dir, build_id = build_id, runtime = spec.runtime,
+      uid = opts.uid, gid = opts.gid, name = name }
+  end
+  if swarm.registry then
+    local image, err = archive()
+    if not image then return finish(nil, err) end
+    return registry.push(swarm.registry, repo, tag, image, finish)
   end
   engine("GET", "/images/" .. name .. "/json", nil, function(res)
-    if res and res.status == 200 then return finish(true) end
-    local archive, err = oci.archive{ images_dir = images_dir, build_id = build_id, runtime = spec.runtime,
-      uid = opts.uid, gid = opts.gid, name = name }
-    if not archive then return finish(false, err) end
-    engine("POST", "/images/load?quiet=1", archive.bytes, function(load_res, load_err)
+    if res and res.status == 200 then return finish(name) end
+    local image, err = archive()
+    if not image then return finish(nil, err) end
+    engine("POST", "/images/load?quiet=1", image.bytes, function(load_res, load_err)
       if not load_res or load_res.status ~= 200 or (load_res.body or ""):find('"error', 1, true) then
-        return finish(false, "cannot load the image: " .. why(load_res, load_err))
+        return finish(nil, "cannot load the image: " .. why(load_res, load_err))
       end
-      finish(true)
+      finish(name)
     end, { content_type = "application/x-tar", timeout = 300 })
   end)
 end
@@ -241,6 +272,10 @@ function Proc:finish(report)
   if not self.service then return self:reported() end
   engine("DELETE", "/services/" .. self.service, nil, function()
     self.removed = true
+    if self.remote then -- the poll reports once the task has ended
+      self.destroy_timer = core.timer(swarm.DESTROY_WAIT, function() self:reported() end)
+      return
+    end
     if not self.container or self.destroyed then return self:reported() end
     self.destroy_timer = core.timer(swarm.DESTROY_WAIT, function() self:reported() end)
   end)
@@ -251,6 +286,8 @@ function Proc:reported()
   self.done = true
   swarm.live[self.name] = nil
   if self.destroy_timer then self.destroy_timer:stop() end
+  if self.poll_timer then self.poll_timer:stop() end
+  if self.forwarder and self.forwarder:running() then self.forwarder:kill("KILL") end
   if self.events then self.events:cancel() end
   if self.logs then self.logs:cancel() end
   for stream, rest in pairs(self.partial) do
@@ -304,9 +341,74 @@ function swarm.unconfined(pid)
   return nil
 end
 
--- Kills the program: SIGKILL to its container; before it runs, its service goes.
+-- ---- publish "node": a task on any node ------------------------------------------
+--
+-- The Engine's events are those of its own node: a task elsewhere is followed through
+-- GET /tasks of its service (API 1.41 has no task events), every TASK_POLL seconds.
+
+swarm.FORWARDER = "/lib/systemd/systemd-socket-proxyd"
+swarm.TASK_POLL = 0.5
+local ENDED = { complete = true, failed = true, shutdown = true, rejected = true, orphaned = true, remove = true }
+
+-- Forwards the Host's port (fd 3, listening) to addr:port, as the sandbox user; it
+-- dies with the Host (a Host killed with -9 leaves no process holding its port).
+function Proc:forward(addr, port)
+  local proc, err = sys.spawn{ argv = { "/usr/bin/setpriv", "--pdeathsig", "KILL", "--", "/bin/sh", "-c",
+    'LISTEN_PID=$$ exec "$0" "$1"', swarm.FORWARDER,
+    addr .. ":" .. math.tointeger(port) }, env = { "LISTEN_FDS=1", "PATH=/usr/bin:/bin" },
+    fds = { [3] = self.listen_fd }, uid = self.uid, gid = self.gid, cwd = "/" }
+  if not proc then return self:finish({ error = "cannot forward the port to " .. addr .. ": " .. tostring(err) }) end
+  self.forwarder = proc
+end
+
+-- One look at the service's task: once it runs, its node's address and port are
+-- forwarded to; once it ended, so has the program.
+function Proc:poll_task()
+  self.poll_timer = nil
+  if self.done then return end
+  local filters = url_query{ service = { self.service } }
+  engine("GET", "/tasks?filters=" .. filters, nil, function(res)
+    local list = res and res.status == 200 and json.decode(res.body)
+    local task = type(list) == "table" and list[1]
+    local status = type(task) == "table" and task.Status or {}
+    -- removed: reported once its task has ended (its container stopped) or the service
+    -- is gone (the Engine then says 404)
+    local gone = res and res.status == 404
+    if self.removed and (gone or (type(list) == "table" and (not task or ENDED[status.State]))) then
+      return self:reported()
+    end
+    if status.State == "running" and not self.forwarder and not self.ended then
+      local ports = type(status.PortStatus) == "table" and status.PortStatus.Ports or {}
+      local published = type(ports[1]) == "table" and ports[1].PublishedPort
+      engine("GET", "/nodes/" .. tostring(task.NodeID), nil, function(nres)
+        local node = nres and nres.status == 200 and json.decode(nres.body)
+        local addr = type(node) == "table" and type(node.Status) == "table" and node.Status.Addr
+        if self.ended or self.forwarder then return end
+        if not (addr and published) then
+          return self:finish({ error = "the Engine names no address and port of the task: " .. why(nres) })
+        end
+        self:forward(addr, published)
+      end)
+    elseif ENDED[status.State] and not self.ended then
+      local cs = type(status.ContainerStatus) == "table" and status.ContainerStatus or {}
+      local report = bwrap.exit_report(tonumber(cs.ExitCode), nil, false)
+      if status.State == "rejected" or (cs.ExitCode == nil and status.Err) then
+        report = { error = "the task was " .. status.State .. ": " .. tostring(status.Err) }
+      end
+      self:finish(report)
+    end
+    if not self.done then self.poll_timer = core.timer(swarm.TASK_POLL, function() self:poll_task() end) end
+  end)
+end
+
+-- Kills the program: SIGKILL to its container; before it runs, or on another node
+-- (publish "node"), its service goes.
 function Proc:kill(sig)
   if self.ended then return end
+  if self.remote then -- removing the service stops its task wherever it runs
+    self.signalled = true
+    return self:finish({ exit_code = nil, exit_signal = 9, oom_killed = false })
+  end
   self.signalled = true
   if self.container then
     return engine("POST", "/containers/" .. self.container .. "/kill?signal=" .. (sig or "KILL"), nil, function() end)
@@ -325,12 +427,17 @@ function swarm.service_spec(proc, spec, opts, image)
   }
   if spec.api_dir then mounts[#mounts + 1] = { Type = "bind", Source = spec.api_dir, Target = API_MOUNT } end
   local labels = { [LABEL] = proc.name, ["dev.hersh.program"] = proc.program, ["dev.hersh.storage"] = swarm.dir }
+  local endpoint, networks = nil, spec.network == "host" and { { Target = "host" } } or nil
+  if proc.remote then -- the WatcherAPI in the container, on a port its node picks (host mode: every address)
+    endpoint = { Ports = { { Protocol = "tcp", TargetPort = oci.DEFAULT_PORT, PublishMode = "host" } } }
+    networks = nil -- the node's default bridge: Swarm publishes no port of a container without one
+  end
   return {
-    Name = proc.name, Labels = labels,
+    Name = proc.name, Labels = labels, EndpointSpec = endpoint,
     TaskTemplate = {
       -- "host": the node's network, as bwrap's --share-net; otherwise none is attached
       -- (Swarm has no "none"), which on a daemon without a bridge is loopback alone
-      Networks = spec.network == "host" and { { Target = "host" } } or nil,
+      Networks = networks,
       ContainerSpec = {
         Image = image, Command = spec.argv, Args = json.array{}, Env = spec.env or json.array{},
         Dir = spec.workdir or "/", User = string.format("%d:%d", opts.uid or oci.DEFAULT_USER,
@@ -346,18 +453,55 @@ function swarm.service_spec(proc, spec, opts, image)
   }
 end
 
+-- Creates the service of proc, then streams its logs (and polls a remote one's task).
+local function create_service(proc, spec, opts, image)
+  engine("POST", "/services/create", swarm.service_spec(proc, spec, opts, image), function(cres, cerr)
+    local doc = cres and cres.status == 201 and json.decode(cres.body)
+    if proc.ended then -- killed meanwhile: what was made goes
+      if type(doc) == "table" and doc.ID then engine("DELETE", "/services/" .. doc.ID, nil, function() end) end
+      return
+    end
+    if type(doc) ~= "table" or not doc.ID then
+      return proc:finish({ error = "cannot create the service: " .. why(cres, cerr) })
+    end
+    proc.service = doc.ID
+    if proc.remote then proc:poll_task() end
+    core.timer(0, function()
+      if proc.done then return end
+      proc.logs = http.stream({ url = API .. "/services/" .. doc.ID .. "/logs?follow=1&stdout=1&stderr=1",
+        unix_socket = swarm.socket, connect_timeout = 5 }, {
+        data = function(piece) proc:feed_logs(piece) end })
+    end)
+  end)
+end
+
 -- Runs spec as a service (a build step, writable_root: in bwrap here). -> process.
 function swarm.spawn(spec, opts)
   if spec.writable_root then return bwrap.spawn(spec, opts) end
   if not swarm.dir then return nil, "the swarm driver has no folder (swarm.prepare)", "ESTATE" end
-  if spec.network ~= "host" and swarm.bridged then
+  local remote = not swarm.listen_path
+  if not remote and spec.network ~= "host" and swarm.bridged then
     return nil, "network \"none\" needs an Engine whose containers get no network (dockerd --bridge none):"
       .. " the one on " .. swarm.socket .. " gives them its bridge", "ESTATE"
   end
   local program = (opts.cgroup or "program"):gsub("%.r%d+$", "")
   local proc = setmetatable({ program = program, log = opts.log, on_line = opts.on_line, on_exit = opts.on_exit,
     lines = {}, partial = {}, log_buf = "", started = core.now(),
-    name = "hersh-" .. sys.sha256.hex(program):sub(1, 20) .. "-" .. random.hex(4) }, Proc)
+    name = "hersh-" .. sys.sha256.hex(program):sub(1, 20) .. "-" .. random.hex(4), remote = remote,
+    listen_fd = opts.fds and opts.fds[3], uid = opts.uid, gid = opts.gid }, Proc)
+  if remote then
+    local argv = oci.listening(spec.argv, oci.DEFAULT_PORT)
+    if not argv then return nil, "--publish node runs only programs whose command is hersh run", "ESTATE" end
+    if not proc.listen_fd then return nil, "--publish node: no port socket to forward", "ESTATE" end
+    local env = {}
+    for _, kv in ipairs(spec.env or {}) do
+      if not kv:match("^LISTEN_FDS=") then env[#env + 1] = kv end
+    end
+    local copy = {}
+    for k, v in pairs(spec) do copy[k] = v end
+    copy.argv, copy.env = argv, json.array(env)
+    spec = copy
+  end
   swarm.live[proc.name] = true
   if spec.api_dir then -- the program's socket folder, emptied: the user inside makes the socket
     fs.remove_tree(spec.api_dir)
@@ -369,7 +513,8 @@ function swarm.spawn(spec, opts)
     if proc.ended then return end
     if not image then return proc:finish({ error = err }) end
     images_of[program] = images_of[program] or {}
-    images_of[program][image] = true
+    images_of[program][image] = true -- the reference: a pulled image goes by it too
+    if proc.remote then return create_service(proc, spec, opts, image) end
     local buf = ""
     local filters = url_query{ type = { "container" }, label = { LABEL .. "=" .. proc.name } }
     local created = false
@@ -379,23 +524,7 @@ function swarm.spawn(spec, opts)
         if created or proc.ended then return end
         created = true
         if res.status ~= 200 then return proc:finish({ error = "cannot watch the Engine's events: " .. res.status }) end
-        engine("POST", "/services/create", swarm.service_spec(proc, spec, opts, image), function(cres, cerr)
-          local doc = cres and cres.status == 201 and json.decode(cres.body)
-          if proc.ended then -- killed meanwhile: what was made goes
-            if type(doc) == "table" and doc.ID then engine("DELETE", "/services/" .. doc.ID, nil, function() end) end
-            return
-          end
-          if type(doc) ~= "table" or not doc.ID then
-            return proc:finish({ error = "cannot create the service: " .. why(cres, cerr) })
-          end
-          proc.service = doc.ID
-          core.timer(0, function()
-            if proc.done then return end
-            proc.logs = http.stream({ url = API .. "/services/" .. doc.ID .. "/logs?follow=1&stdout=1&stderr=1",
-              unix_socket = swarm.socket, connect_timeout = 5 }, {
-              data = function(piece) proc:feed_logs(piece) end })
-          end)
-        end)
+        create_service(proc, spec, opts, image)
       end,
       data = function(piece)
         buf = buf .. piece
@@ -421,7 +550,7 @@ end
 function swarm.stop(proc, grace)
   if getmetatable(proc) ~= Proc then return bwrap.stop(proc, grace) end
   if proc.ended or proc.stop_timer then return end
-  if not proc.container then return proc:kill("KILL") end
+  if proc.remote or not proc.container then return proc:kill("KILL") end
   proc.signalled = true
   engine("POST", "/containers/" .. proc.container .. "/kill?signal=TERM", nil, function() end)
   proc.stop_timer = core.timer(grace, function()
@@ -434,9 +563,12 @@ end
 -- that no container uses any more (the engine refuses the others).
 function swarm.release(program, keep_state)
   if not keep_state then engine("DELETE", "/volumes/hersh-state-" .. program, nil, function() end) end
-  for name in pairs(images_of[program] or {}) do
-    engine("DELETE", "/images/" .. name, nil, function(res)
-      if res and res.status == 200 then loaded[name] = nil end
+  for reference in pairs(images_of[program] or {}) do
+    engine("DELETE", "/images/" .. reference, nil, function(res)
+      if not (res and res.status == 200) then return end
+      for name, ref in pairs(loaded) do
+        if ref == reference then loaded[name] = nil end
+      end
     end)
   end
   images_of[program] = nil
