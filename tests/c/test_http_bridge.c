@@ -520,6 +520,39 @@ TEST(max_body_still_answers_413) {
   hersh_http_server_stop(s);
 }
 
+/* The status of GET /now with one header of `n` bytes (0: no answer). */
+static int status_with_header(int port, size_t n) {
+  int fd = connect_to(port);
+  if (fd < 0) return 0;
+  size_t cap = n + 256;
+  char *req = malloc(cap);
+  if (!req) {
+    close(fd);
+    return 0;
+  }
+  int head = snprintf(req, cap, "GET /now HTTP/1.1\r\nHost: t\r\nConnection: close\r\nCookie: ");
+  memset(req + head, 'c', n);
+  memcpy(req + head + n, "\r\n\r\n", 4);
+  bool sent = send_all(fd, req, (size_t)head + n + 4);
+  free(req);
+  char *resp = sent ? read_all(fd, NULL) : NULL;
+  int status = resp ? status_of(resp) : 0;
+  free(resp);
+  close(fd);
+  return status;
+}
+
+/* The per-connection memory (what MHD clears for each request) still takes the large
+** headers clients send (a 12 KiB cookie), and a header block over it is refused. */
+TEST(large_headers_fit_the_connection_memory) {
+  hersh_http_server *s = start(1024);
+  REQUIRE(s);
+  int port = hersh_http_server_port(s);
+  CHECK_EQ_INT(status_with_header(port, 12 * 1024), 200);
+  CHECK_EQ_INT(status_with_header(port, 64 * 1024), 431);
+  hersh_http_server_stop(s);
+}
+
 /* Stop with a request still waiting and a stream open: the waiting one gets its 503, the
 ** stream is cut (its close callback runs), and both stay usable for their owners. */
 TEST(stop_answers_what_waits) {
@@ -685,6 +718,7 @@ int main(void) {
   RUN(a_cut_stream_ends_a_client_that_reads_nothing);
   RUN(many_concurrent_deferred_requests);
   RUN(max_body_still_answers_413);
+  RUN(large_headers_fit_the_connection_memory);
   RUN(stop_answers_what_waits);
   RUN(on_the_loop_every_callback_runs_on_the_driving_thread);
   return check_summary();
