@@ -151,6 +151,7 @@ function main.start(args, executable)
     io.stderr:write("hersh host: WARNING: listening on " .. o.bind .. " without --token-file: "
       .. "anyone who can reach it can run programs\n")
   end
+  if o.ready_timeout then require("host.program").READY_TIMEOUT = o.ready_timeout end
   local rt = runtime(executable)
   if not rt.bin or not rt.lua then return nil, "cannot find the hersh runtime to hand to programs" end
   local locked, lock_err = lock_storage(o.storage)
