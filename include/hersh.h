@@ -475,6 +475,12 @@ void hersh_api_options_init(hersh_api_options *o);
 int hersh_watcher_serve(hersh_watcher *w, const hersh_api_options *o);
 /* The port the WatcherAPI listens on, 0 if it does not. */
 int hersh_watcher_api_port(const hersh_watcher *w);
+/* Before a stop that hands the socket on (an update in place): the WatcherAPI takes no
+** new connection from now on, answers those it took, each closed after its answer, and
+** goes on so until the watcher is terminal. The connections still open (0 if it does
+** not serve): stop the watcher once none is, and no message finds it refusing. Loop
+** thread; may be called again. */
+unsigned hersh_watcher_api_quiesce(hersh_watcher *w);
 
 /* ---- logs ------------------------------------------------------------------------- */
 

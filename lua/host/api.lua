@@ -259,7 +259,7 @@ local function route_proxy(h, res, req, id, rest, m)
   res:proxy({ method = req.method, program = id,
     url = "http://127.0.0.1:" .. p.port .. "/" .. encode_path(rest) .. encode_query(req.query),
     headers = req.headers, body = not req.body_follows and req.body or nil, stream_body = req.body_follows,
-    timeout = limits.timeout, connect_timeout = limits.connect_timeout },
+    timeout = limits.timeout, connect_timeout = limits.connect_timeout, fresh_after = p.changed },
     function() m:proxied(core.now() - started) end)
 end
 

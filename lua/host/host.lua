@@ -2,6 +2,7 @@
 -- ports of their own, and the operations the REST API offers on them. Every
 -- operation answers at once: builds, spawns and probes run on the loop meanwhile.
 local core = require "hersh.core"
+local http = require "hersh.http"
 local sys = require "hersh.os"
 local json = require "hersh.json"
 local build = require "host.build"
@@ -204,8 +205,10 @@ end
 -- The states in which no process serves the program's port: the Host answers on it.
 local QUIET = { Created = true, Stopped = true, Error = true, Restarting = true }
 
--- What p's record shows changed: its cached JSON is stale, its proxy route too.
+-- What p's record shows changed: its cached JSON is stale, its proxy route too, and
+-- the proxy's connections to it (the swap of an update: they may reach the old process).
 function Host:touch(p)
+  p.changed = http.epoch() -- the Lua proxy route's fresh_after; the fast path's is the table's
   self.cache:drop(p)
   self:route(p)
 end

@@ -10,7 +10,8 @@
 ** creates serves the WatcherAPI (on --port/--bind, or on the listening socket inherited
 ** as fd 3 with LISTEN_FDS=1, or on a unix socket it makes at $HERSH_LISTEN_UNIX). It
 ** drives the loop until every watcher is terminal.
-** SIGTERM or SIGINT stops every watcher (cleanup runs); a second one kills them.
+** SIGTERM or SIGINT stops every watcher (cleanup runs; on an inherited socket its
+** WatcherAPI takes no new connection from then on); a second one kills them.
 ** Every failed run, cleanup and watch, and every crash, is printed to stderr as it
 ** happens (hersh_loop_on_report; the format is in docs/lua-api.md).
 ** Exit status: 0 after normal stops, 1 if a watcher ended Killed or Crashed, 2 for a
@@ -60,6 +61,9 @@ typedef struct run_options {
   const char **args; /* the script's own arguments, arg[1..n_args] */
   int n_args;
 } run_options;
+
+/* The WatcherAPI serves a socket the next process serves too (an update in place). */
+static bool hands_socket_on;
 
 /* A listening socket handed over as systemd does: LISTEN_FDS=1 (and LISTEN_PID, if
 ** set, naming us) means fd 3. It is taken once: children do not inherit it. */
@@ -141,6 +145,7 @@ static int parse_run(int argc, char **argv, run_options *o) {
   }
   if (!o->file) return -1;
   o->listen_fd = inherited_socket();
+  hands_socket_on = o->listen_fd >= 0;
   if (o->listen_fd == -1) o->listen_fd = unix_socket(o->unix_path);
   return o->listen_fd == -2 ? -1 : 0;
 }
@@ -225,6 +230,19 @@ static int prepare_runner(lua_State *L) {
 
 static int signals_seen;
 
+/* What watches the signals, and the drain that may come before the stop. */
+typedef struct signal_watch {
+  hersh_loop *loop;
+  uv_signal_t sigs[2];
+  uv_timer_t drain;
+  uint64_t drain_until; /* uv_now, ms */
+} signal_watch;
+
+/* On a shared socket the first signal waits (bounded) until each WatcherAPI has
+** answered and closed the connections it took: a message one of them brings still
+** reaches a watcher that takes it. */
+enum { DRAIN_POLL_MS = 5, DRAIN_MAX_MS = 2000 };
+
 static void end_watcher(hersh_watcher *w, void *ud) {
   (void)ud;
   if (hersh_state_terminal(hersh_watcher_state(w))) return;
@@ -232,31 +250,66 @@ static void end_watcher(hersh_watcher *w, void *ud) {
   else hersh_watcher_kill(w, "second signal");
 }
 
+static void count_open(hersh_watcher *w, void *ud) { *(unsigned *)ud += hersh_watcher_api_quiesce(w); }
+
+/* Each WatcherAPI takes no new connection (the next process on the socket gets them);
+** once those they had are closed, or at the bound, the watchers stop. */
+static void on_drain(uv_timer_t *t) {
+  signal_watch *sw = t->data;
+  unsigned open = 0;
+  hersh_loop_watchers(sw->loop, count_open, &open);
+  if (open && uv_now(t->loop) < sw->drain_until) return;
+  uv_timer_stop(t);
+  hersh_loop_watchers(sw->loop, end_watcher, NULL);
+}
+
 static void on_signal(uv_signal_t *h, int signum) {
+  signal_watch *sw = h->data;
   signals_seen++;
   fprintf(stderr, "hersh: %s: %s\n", strsignal(signum), signals_seen == 1 ? "stopping" : "killing");
-  hersh_loop_watchers(h->data, end_watcher, NULL);
+  if (signals_seen == 1 && hands_socket_on) {
+    sw->drain_until = uv_now(h->loop) + DRAIN_MAX_MS;
+    if (uv_timer_start(&sw->drain, on_drain, 0, DRAIN_POLL_MS) == 0) return;
+  }
+  uv_timer_stop(&sw->drain);
+  hersh_loop_watchers(sw->loop, end_watcher, NULL);
 }
 
 /* Started before the script runs: a script that drives the loop itself (hersh.run())
 ** must stop its watchers on SIGTERM too, not die with requests in flight. */
-static int watch_signals(hersh_loop *loop, uv_signal_t sigs[2]) {
+static int watch_signals(hersh_loop *loop, signal_watch *sw) {
+  uv_loop_t *uv = hersh_loop_uv(loop);
+  sw->loop = loop;
+  int rc = uv_timer_init(uv, &sw->drain);
+  if (rc != 0) {
+    fprintf(stderr, "hersh: cannot make the drain timer: %s\n", uv_strerror(rc));
+    return -1;
+  }
+  sw->drain.data = sw;
+  uv_unref((uv_handle_t *)&sw->drain); /* the watchers keep the program running, not it */
   int which[2] = {SIGINT, SIGTERM};
   for (int i = 0; i < 2; i++) {
-    int rc = uv_signal_init(hersh_loop_uv(loop), &sigs[i]);
+    rc = uv_signal_init(uv, &sw->sigs[i]);
     if (rc == 0) {
-      sigs[i].data = loop;
-      uv_unref((uv_handle_t *)&sigs[i]); /* signals alone do not keep the program running */
-      rc = uv_signal_start(&sigs[i], on_signal, which[i]);
-      if (rc != 0) uv_close((uv_handle_t *)&sigs[i], NULL);
+      sw->sigs[i].data = sw;
+      uv_unref((uv_handle_t *)&sw->sigs[i]); /* signals alone do not keep the program running */
+      rc = uv_signal_start(&sw->sigs[i], on_signal, which[i]);
+      if (rc != 0) uv_close((uv_handle_t *)&sw->sigs[i], NULL);
     }
     if (rc != 0) {
       fprintf(stderr, "hersh: cannot watch %s: %s\n", strsignal(which[i]), uv_strerror(rc));
-      for (int j = 0; j < i; j++) uv_close((uv_handle_t *)&sigs[j], NULL);
+      for (int j = 0; j < i; j++) uv_close((uv_handle_t *)&sw->sigs[j], NULL);
+      uv_close((uv_handle_t *)&sw->drain, NULL);
       return -1;
     }
   }
   return 0;
+}
+
+/* Closing L frees the loop, which lets the handles finish closing. */
+static void unwatch_signals(signal_watch *sw) {
+  for (int i = 0; i < 2; i++) uv_close((uv_handle_t *)&sw->sigs[i], NULL);
+  uv_close((uv_handle_t *)&sw->drain, NULL);
 }
 
 /* The script (or the runner's preparation) raised: says why, closes L. */
@@ -292,15 +345,15 @@ static int cmd_run(int argc, char **argv) {
   lua_pushcfunction(L, traceback);
   lua_pushcfunction(L, prepare_runner);
   lua_pushlightuserdata(L, &o);
-  uv_signal_t sigs[2];
+  signal_watch sw;
   if (lua_pcall(L, 1, 0, 1) != LUA_OK) return script_failed(L);
-  if (watch_signals(hersh_lmod_get(L)->loop, sigs) != 0) {
+  if (watch_signals(hersh_lmod_get(L)->loop, &sw) != 0) {
     lua_close(L);
     return EXIT_USAGE;
   }
   if (luaL_loadfile(L, o.file) != LUA_OK || lua_pcall(L, 0, 0, 1) != LUA_OK) {
-    for (int i = 0; i < 2; i++) uv_close((uv_handle_t *)&sigs[i], NULL);
-    return script_failed(L); /* closing L frees the loop, which finishes the closes */
+    unwatch_signals(&sw);
+    return script_failed(L);
   }
   hersh_lmod *m = hersh_lmod_get(L);
   if (hersh_loop_run(m->loop) != HERSH_OK) {
@@ -310,8 +363,8 @@ static int cmd_run(int argc, char **argv) {
   size_t killed, crashed;
   hersh_loop_outcomes(m->loop, NULL, &killed, &crashed);
   if (killed || crashed) status = EXIT_FAILED;
-  for (int i = 0; i < 2; i++) uv_close((uv_handle_t *)&sigs[i], NULL);
-  lua_close(L); /* frees the loop, which lets the signal handles finish closing */
+  unwatch_signals(&sw);
+  lua_close(L);
   return status;
 }
 

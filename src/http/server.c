@@ -70,8 +70,10 @@ struct hersh_http_server {
   char *public_path;
   char *public_prefix;
   int port;
-  pthread_mutex_t mu; /* stopping and the list below */
+  pthread_mutex_t mu; /* stopping, quiesced and the list below */
   bool stopping;
+  bool quiesced;          /* it accepts no more: listen_fd is ours to close at stop */
+  MHD_socket listen_fd;
   hersh_http_pending *pending; /* deferred requests whose connection is still open */
   /* The sweeper: it closes connections whose request takes over request_timeout_ms.
   ** The list is under clocks_mu; a connection leaves it (on MHD's thread) before MHD
@@ -1061,9 +1063,8 @@ void hersh_http_server_stop(hersh_http_server *s) {
   stop_sweeper(s);
   pthread_mutex_lock(&s->mu);
   s->stopping = true;
-  pthread_mutex_unlock(&s->mu);
-  MHD_socket fd = MHD_quiesce_daemon(s->daemon);
-  pthread_mutex_lock(&s->mu);
+  MHD_socket fd = s->quiesced ? s->listen_fd : MHD_quiesce_daemon(s->daemon);
+  s->quiesced = true;
   for (hersh_http_pending *p = s->pending; p; p = p->next) {
     pthread_mutex_lock(&p->mu);
     if (!p->ended) p->cut = true;
@@ -1100,4 +1101,27 @@ void hersh_http_server_stop(hersh_http_server *s) {
   MHD_stop_daemon(s->daemon); /* no lock held: its last callbacks take them */
   if (fd != MHD_INVALID_SOCKET) close(fd);
   server_free(s);
+}
+
+/* The first step of a stop, alone: the server takes no new connection (another
+** process serving the same socket gets them) and every answer from now on closes its
+** connection (a kept-alive client moves on); those it took are still answered. A
+** handler can no longer defer. Any thread; once is enough, stop still follows. */
+void hersh_http_server_quiesce(hersh_http_server *s) {
+  if (!s) return;
+  pthread_mutex_lock(&s->mu);
+  s->stopping = true;
+  if (!s->quiesced) s->listen_fd = MHD_quiesce_daemon(s->daemon);
+  s->quiesced = true;
+  pthread_mutex_unlock(&s->mu);
+}
+
+/* The connections open now, from any thread (an owner that quiesced it waits for 0). */
+unsigned hersh_http_server_connections(hersh_http_server *s) {
+  if (!s) return 0;
+  unsigned n = 0;
+  pthread_mutex_lock(&s->clocks_mu);
+  for (const conn_clock *c = s->clocks; c; c = c->next) n++;
+  pthread_mutex_unlock(&s->clocks_mu);
+  return n;
 }

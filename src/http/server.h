@@ -97,6 +97,11 @@ int hersh_http_server_run(hersh_http_server *s);
 ** second), ends the connections, and frees the server. Deferred requests and streams
 ** stay valid for their owners afterwards (their calls find them ended). */
 void hersh_http_server_stop(hersh_http_server *s);
+/* Stop's first step alone: no new connection is accepted, those open are answered and
+** closed after their answer (Connection: close), no request can be deferred. */
+void hersh_http_server_quiesce(hersh_http_server *s);
+/* The connections open now (of those it could keep track of). */
+unsigned hersh_http_server_connections(hersh_http_server *s);
 const char *hersh_http_query(const hersh_http_request *req, const char *name);
 
 /* A JSON error body {"error": "..."} with its status. */

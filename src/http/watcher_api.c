@@ -685,6 +685,15 @@ int hersh_watcher_serve(hersh_watcher *w, const hersh_api_options *opts) {
   return HERSH_OK;
 }
 
+unsigned hersh_watcher_api_quiesce(hersh_watcher *w) {
+  void *ud;
+  if (!w || hersh_watcher_observer(w, &ud) != &api_observer) return 0;
+  hersh_api *api = ud;
+  if (!api->http) return 0; /* stopped already: the watcher is terminal */
+  hersh_http_server_quiesce(api->http);
+  return hersh_http_server_connections(api->http);
+}
+
 int hersh_watcher_api_port(const hersh_watcher *w) {
   void *api;
   if (!w || hersh_watcher_observer(w, &api) != &api_observer) return 0;

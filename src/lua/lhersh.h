@@ -202,6 +202,7 @@ void hersh_ltask_wake(hersh_ltask *t, int n);
 int hersh_lhttp_request(lua_State *L);
 int hersh_lhttp_stream(lua_State *L);
 int hersh_lhttp_proxy(lua_State *L);
+int hersh_lhttp_epoch(lua_State *L); /* hersh.http.epoch() */
 int hersh_lhttp_fetch(lua_State *L);
 
 /* lflow.c: hersh.Flow, a flow fed from Lua (f:push); open adds core.flow(). */

@@ -22,6 +22,7 @@
 
 #include "http/client.h"
 #include "http/proxy.h"
+#include "http/upstream.h"
 #include "lhersh.h"
 
 #define HERSH_HTTP_STATE_MT "hersh.HttpState"
@@ -562,7 +563,8 @@ static int take_res(lua_State *L) HERSH_MAY_RAISE {
 ** hersh.HttpResponse of hersh.httpd) answers to opts.url and streams the answer back
 ** (http/proxy.c); callback(status) once it is over. opts: method, url, headers
 ** as the client sent them, body, or stream_body = true for a res taken on its headers
-** (the body goes as it comes), timeout, connect_timeout, program (named in errors).
+** (the body goes as it comes), timeout, connect_timeout, program (named in errors),
+** fresh_after: an epoch (hersh.http.epoch) at or before which no pooled connection is used.
 ** true; or nil, message, code when it could not start: the proxy has answered then
 ** (400 for what cannot be forwarded, else 502). Raises for a caller's bug (bad opts,
 ** res already answered). */
@@ -583,6 +585,14 @@ int hersh_lhttp_proxy(lua_State *L) HERSH_MAY_RAISE {
   call.timeout = opt_number(L, "timeout");
   call.connect_timeout = opt_number(L, "connect_timeout");
   call.program = opt_string(L, "program", NULL, NULL);
+  lua_Integer fresh_after = 0;
+  if (lua_getfield(L, 1, "fresh_after") != LUA_TNIL) {
+    int exact;
+    fresh_after = lua_tointegerx(L, -1, &exact);
+    if (!exact || fresh_after < 0) luaL_error(L, "hersh.http: opts.fresh_after must be an epoch (hersh.http.epoch)");
+  }
+  lua_pop(L, 1);
+  call.fresh_after = (uint64_t)fresh_after;
   call.headers = collect_headers(L);
   lhttp_state *st = get_state(L);
   lua_pushvalue(L, 3);
@@ -609,5 +619,12 @@ int hersh_lhttp_proxy(lua_State *L) HERSH_MAY_RAISE {
     link_req(st, q);
   }
   lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* hersh.http.epoch(): a new epoch of the upstream pools; given to hersh.http.proxy as
+** fresh_after, no connection opened before this call is reused for that request. */
+int hersh_lhttp_epoch(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)hersh_upstream_epoch());
   return 1;
 }

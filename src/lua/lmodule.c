@@ -185,7 +185,8 @@ int luaopen_hersh_httpd(lua_State *L) {
 int luaopen_hersh_http(lua_State *L) {
   open_lmod(L);
   static const luaL_Reg http_funcs[] = {
-    {"request", hersh_lhttp_request}, {"stream", hersh_lhttp_stream}, {"proxy", hersh_lhttp_proxy}, {NULL, NULL}};
+    {"request", hersh_lhttp_request}, {"stream", hersh_lhttp_stream}, {"proxy", hersh_lhttp_proxy},
+    {"epoch", hersh_lhttp_epoch},     {NULL, NULL}};
   luaL_newlib(L, http_funcs);
   return 1;
 }
