@@ -159,6 +159,14 @@ static conn *pool_take(hersh_upstream *u, const struct sockaddr_in *addr, uint64
   return NULL;
 }
 
+void hersh_upstream_retire(hersh_upstream *u, int port) {
+  if (!u) return;
+  for (conn *c = u->idle, *next; c; c = next) {
+    next = c->next;
+    if (ntohs(c->addr.sin_port) == port) conn_close(c);
+  }
+}
+
 /* ---- the end of a request -------------------------------------------------------------------- */
 
 static void req_closed(uv_handle_t *h) {

@@ -35,6 +35,11 @@ hersh_upstream *hersh_upstream_get(hersh_loop *loop);
 ** each connection its opening. */
 uint64_t hersh_upstream_epoch(void);
 
+/* Loop thread. Closes every idle pooled connection to `port` (on any address): a program
+** whose route changed (stopped, restarted, replaced) must not keep the proxy's idle
+** connections open, since a stopping program waits for its open connections to drain. */
+void hersh_upstream_retire(hersh_upstream *u, int port);
+
 typedef struct hersh_upstream_call {
   const char *method;
   const char *host; /* an IPv4 address */

@@ -31,6 +31,7 @@
 #include "http/proxy_route.h"
 #include "http/route_table.h"
 #include "http/server.h"
+#include "http/upstream.h"
 #include "lhersh.h"
 
 #define HERSH_HTTPD_MT "hersh.HttpServer"
@@ -825,6 +826,8 @@ static int l_routes_set(lua_State *L) {
   hersh_route r = {.port = (int)luaL_checkinteger(L, 3), .ready = lua_toboolean(L, 4),
                    .timeout = luaL_checknumber(L, 5), .connect_timeout = luaL_checknumber(L, 6)};
   if (hersh_route_table_set(t, key, &r) != HERSH_OK) return luaL_error(L, "%s", hersh_errmsg());
+  /* What the proxy pooled to the program before this change is of no use any more. */
+  hersh_upstream_retire(hersh_upstream_get(hersh_lmod_get(L)->loop), r.port);
   return 0;
 }
 

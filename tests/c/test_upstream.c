@@ -39,7 +39,7 @@ typedef struct server {
   pthread_t thread;
   const step *steps; /* one per request, in order; the last repeats */
   size_t n_steps;
-  atomic_int accepted, requests;
+  atomic_int accepted, requests, client_closed;
   atomic_bool stop;
   pthread_mutex_t mu;
   char last[8192]; /* the last request, head and body */
@@ -82,7 +82,10 @@ static bool serve(server *s, int c) {
     while (!(end = request_end(buf, n))) {
       if (n == sizeof buf - 1 || !readable(s, c)) return false;
       ssize_t got = recv(c, buf + n, sizeof buf - 1 - n, 0);
-      if (got <= 0) return true; /* the client closed it */
+      if (got <= 0) { /* the client closed it */
+        atomic_fetch_add(&s->client_closed, 1);
+        return true;
+      }
       n += (size_t)got;
       buf[n] = '\0';
     }
@@ -511,6 +514,29 @@ TEST(epoch_retires_pooled_connections) {
   server_stop(&s);
 }
 
+static bool client_closed(void *ud) { return atomic_load(&((server *)ud)->client_closed) > 0; }
+
+/* A program whose route changed gets its idle pooled connections closed at once: a
+** stopping program waits for its open connections to drain. */
+TEST(retire_closes_idle_connections) {
+  step steps[] = {{OK_5, 0, KEEP}};
+  server s;
+  REQUIRE(server_start(&s, steps, 1));
+  hersh_loop *loop = hersh_loop_new();
+  hersh_upstream_call call = get(s.port, "/");
+  result r = {0};
+  CHECK(exchange(loop, &call, &r));
+  CHECK_EQ_INT(r.status, 200);
+  hersh_upstream_retire(hersh_upstream_get(loop), s.port + 1); /* another program's */
+  CHECK(hersh_loop_run_until(loop, client_closed, &s, 0.2) != 1);
+  hersh_upstream_retire(hersh_upstream_get(loop), s.port);
+  CHECK(hersh_loop_run_until(loop, client_closed, &s, WAIT_S) == 1);
+  CHECK_EQ_INT(atomic_load(&s.accepted), 1);
+  result_free(&r);
+  hersh_loop_free(loop);
+  server_stop(&s);
+}
+
 TEST(cancel_ends_from_the_loop) {
   step steps[] = {{NULL, 0, HANG}};
   server s;
@@ -657,6 +683,7 @@ int main(void) {
   RUN(interim_answer_skipped);
   RUN(streamed_body);
   RUN(epoch_retires_pooled_connections);
+  RUN(retire_closes_idle_connections);
   RUN(cancel_ends_from_the_loop);
   RUN(bad_calls_refused);
   return check_summary();
