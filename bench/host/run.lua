@@ -22,6 +22,9 @@
 --       the same run (one worker, keep-alive upstream, its own prefix and conf in the tmp
 --       dir, on loopback, stopped by its pid): its sequential blocks alternate with the
 --       two others, and its wrk run follows theirs; all three are printed side by side.
+--       So does the byte relay (bench/host/relay.c: one thread, epoll, each client
+--       connection paired with one to the program, bytes copied as read, no HTTP): what a
+--       proxy that does nothing but the second loopback exchange costs, the floor.
 --       (a) runs the minimal libmicrohttpd server (bench/api/minimal_server.c) beside
 --       GET /health and GET /programs/{id}.
 --   (c) resident memory with RUNNING (50) programs started and Ready and idle: the Host's
@@ -169,11 +172,17 @@ local function wait_file(file, find)
   error("timed out waiting for " .. file .. ":\n" .. (read(file) or ""))
 end
 
-local function start_minimal()
-  local out = tmp .. "/minimal.out"
-  background(sh_quote(abs_path(build_dir .. "/bench_minimal_server")) .. " 0", out)
+-- A server of the build that prints its port on its first line; its base URL.
+local function start_printing_port(name, arg)
+  local out = tmp .. "/" .. name .. ".out"
+  background(sh_quote(abs_path(build_dir .. "/" .. name)) .. " " .. arg, out)
   return "http://127.0.0.1:" .. wait_file(out, function(text) return text:match("^(%d+)\n") end)
 end
+
+local function start_minimal() return start_printing_port("bench_minimal_server", "0") end
+
+-- The byte relay (bench/host/relay.c) to 127.0.0.1:upstream: the floor under any proxy.
+local function start_relay(upstream) return start_printing_port("bench_relay", tostring(upstream)) end
 
 -- nginx proxying everything to 127.0.0.1:upstream; its base URL.
 local function start_nginx(upstream)
@@ -309,6 +318,7 @@ local ok, err = pcall(function()
   local proxied = base .. "/programs/" .. ids[1] .. "/proxy/watcher/status"
   local direct = first.proxy_url .. "/watcher/status"
   local via_nginx = start_nginx(first.publish_port) .. "/watcher/status"
+  local via_relay = start_relay(first.publish_port) .. "/watcher/status"
   -- The program's `hersh run`, for its context switches.
   local prog_pid
   for _, p in ipairs(descendants(host_pid)) do
@@ -318,7 +328,7 @@ local ok, err = pcall(function()
   -- n sequential requests on one connection: their times (ms), and the context switches
   -- of the Host's and the program's threads meanwhile.
   local switches = {}
-  for _, kind in ipairs{ "direct", "proxy", "nginx", "health" } do switches[kind] = { host = 0, prog = 0 } end
+  for _, kind in ipairs{ "direct", "proxy", "nginx", "relay", "health" } do switches[kind] = { host = 0, prog = 0 } end
   local function block(url, n, kind)
     local lines = {}
     for i = 1, n do lines[i] = string.format('url = "%s"\noutput = "/dev/null"', url) end
@@ -339,12 +349,14 @@ local ok, err = pcall(function()
   block(proxied, 100) -- warm-up
   block(direct, 100)
   block(via_nginx, 100)
-  r.lat_proxy, r.lat_direct, r.lat_health, r.lat_nginx = {}, {}, {}, {}
+  block(via_relay, 100)
+  r.lat_proxy, r.lat_direct, r.lat_health, r.lat_nginx, r.lat_relay = {}, {}, {}, {}, {}
   local blocks = math.max(1, LATENCY_N // LATENCY_BLOCK)
   for _ = 1, blocks do
     for _, v in ipairs(block(direct, LATENCY_BLOCK, "direct")) do table.insert(r.lat_direct, v) end
     for _, v in ipairs(block(proxied, LATENCY_BLOCK, "proxy")) do table.insert(r.lat_proxy, v) end
     for _, v in ipairs(block(via_nginx, LATENCY_BLOCK, "nginx")) do table.insert(r.lat_nginx, v) end
+    for _, v in ipairs(block(via_relay, LATENCY_BLOCK, "relay")) do table.insert(r.lat_relay, v) end
     for _, v in ipairs(block(base .. "/health", LATENCY_BLOCK, "health")) do table.insert(r.lat_health, v) end
   end
   for _, sw in pairs(switches) do
@@ -370,6 +382,7 @@ local ok, err = pcall(function()
   r.wrk_direct = wrk(direct, nil, true)
   r.wrk_proxy = wrk(proxied, nil, true)
   r.wrk_nginx = wrk(via_nginx, nil, true)
+  r.wrk_relay = wrk(via_relay, nil, true)
   -- BENCH_HOST_PROFILE: a shell command run here with HOST_PID, PROXIED and DIRECT set,
   -- e.g. strace or perf attached to the Host while wrk goes through its proxy.
   local profile = os.getenv("BENCH_HOST_PROFILE")
@@ -467,6 +480,7 @@ end
 lat_row("direct: proxy_url/watcher/status", r.lat_direct, r.switches.direct)
 lat_row("Host: /programs/{id}/proxy/watcher/status", r.lat_proxy, r.switches.proxy)
 lat_row("nginx (1 worker, keep-alive upstream)", r.lat_nginx, r.switches.nginx)
+lat_row("byte relay (no HTTP: the floor)", r.lat_relay, r.switches.relay)
 print("  where the time goes:")
 lat_row("  Host: GET /health (no proxy)", r.lat_health, r.switches.health)
 lat_row("  http.request (libcurl) -> proxy_url", r.lat_client)
@@ -479,7 +493,7 @@ print(string.format("  side by side, %s --latency, and the sequential median abo
 print(string.format("    %-20s %8s %8s %8s %8s   %s", "", "req/s", "p50 ms", "p99 ms", "seq ms", "x direct: req/s, p50, seq"))
 local d = r.wrk_direct
 for _, row in ipairs{ { "direct", r.wrk_direct, r.lat_direct }, { "the Host's proxy", r.wrk_proxy, r.lat_proxy },
-  { "nginx", r.wrk_nginx, r.lat_nginx } } do
+  { "nginx", r.wrk_nginx, r.lat_nginx }, { "byte relay", r.wrk_relay, r.lat_relay } } do
   local w, seq = row[2], median(row[3])
   print(string.format("    %-20s %8.0f %8.3f %8.3f %8.3f   %.2f, %.2f, %.2f", row[1], w.rate, w.p50, w.p99, seq,
     w.rate / d.rate, w.p50 / d.p50, seq / median(r.lat_direct)))
