@@ -62,6 +62,11 @@ function lib.alive(pid)
   return status ~= nil and not status:find("\nState:%s*Z")
 end
 
+-- The program the Host benchmarks run: the counter of bench/api/counter.lua (run from the
+-- top of the tree, as every run.sh does), and the Dockerfile that builds it.
+lib.COUNTER = assert(lib.read("bench/api/counter.lua"), "bench/api/counter.lua: run from the top of the tree")
+lib.DOCKERFILE = 'FROM hersh\nWORKDIR /app\nCOPY main.lua /app/\nCMD ["hersh", "run", "/app/main.lua"]\n'
+
 -- A `hersh host` of the binary `bin` on `storage`, logging to tmp/host.err; `name` says
 -- which benchmark speaks. h:start() sets h.pid and h.base (http://127.0.0.1:PORT).
 local Host = {}

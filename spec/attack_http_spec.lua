@@ -61,6 +61,30 @@ local function connect(port, src, timeout)
   return s
 end
 
+-- The head of a POST /programs to port announcing a body of len bytes, with an
+-- Authorization header when auth is given.
+local function post_head(port, len, auth)
+  return "POST /programs HTTP/1.1\r\nHost: 127.0.0.1:" .. port .. "\r\nContent-Type: application/json\r\n"
+    .. (auth and "Authorization: " .. auth .. "\r\n" or "") .. "Content-Length: " .. len .. "\r\n\r\n"
+end
+
+-- n connections from ATTACKER to port, the i-th sent head_of(i) and then made
+-- non-blocking, all closed when the test ends: { s = socket, sent = 0, got = "",
+-- open = true, sending = true } each, for the caller's select loop.
+local function attackers(port, n, head_of)
+  local clients = {}
+  defer(function()
+    for _, c in ipairs(clients) do c.s:close() end
+  end)
+  for i = 1, n do
+    local s = assert(connect(port, ATTACKER))
+    clients[i] = { s = s, sent = 0, got = "", open = true, sending = true }
+    assert(s:send(head_of(i)))
+    s:settimeout(0)
+  end
+  return clients
+end
+
 -- Reads from s (after `got`, already read) until the answer's headers and
 -- Content-Length bytes of body are in, the peer closes, or `timeout` passes: status
 -- (nil if none), headers, body.
@@ -140,17 +164,12 @@ describe("attack: bodies sent to a Host with a token", function()
     if dir then H.sh("rm -rf " .. P.quote(dir)) end
   end)
 
-  local function post_head(len, auth)
-    return "POST /programs HTTP/1.1\r\nHost: 127.0.0.1:" .. h.port .. "\r\nContent-Type: application/json\r\n"
-      .. (auth and "Authorization: " .. auth .. "\r\n" or "") .. "Content-Length: " .. len .. "\r\n\r\n"
-  end
-
   it("answers 401 from the headers, before any of the body is sent", function()
     if not skip_unless_able(100) then return end
     for _, auth in ipairs { false, "Bearer wrong", "Bearer " .. TOKEN .. "x", "Basic " .. TOKEN } do
       local s = assert(connect(h.port))
       defer(function() s:close() end)
-      assert(s:send(post_head(16 * MiB, auth or nil))) -- and not one byte of the body
+      assert(s:send(post_head(h.port, 16 * MiB, auth or nil))) -- and not one byte of the body
       local status, headers, body = read_answer(s, 15)
       assert.equal(401, status, "auth " .. tostring(auth) .. ": " .. tostring(body))
       assert.equal("application/json", headers["content-type"])
@@ -170,16 +189,9 @@ describe("attack: bodies sent to a Host with a token", function()
     local before = vm(h.proc.pid, "VmRSS")
     assert.is_true(before > 0, "cannot read the Host's memory")
     local chunk = string.rep("x", 256 * 1024)
-    local clients = {}
-    defer(function()
-      for _, c in ipairs(clients) do c.s:close() end
+    local clients = attackers(h.port, N, function(i)
+      return post_head(h.port, LEN, i % 2 == 0 and "Bearer wrong" or nil)
     end)
-    for i = 1, N do
-      local s = assert(connect(h.port, ATTACKER))
-      clients[i] = { s = s, sent = 0, got = "", open = true, sending = true }
-      assert(s:send(post_head(LEN, i % 2 == 0 and "Bearer wrong" or nil)))
-      s:settimeout(0)
-    end
     -- every client sends its whole body as fast as the Host takes it, and reads
     local deadline = socket.gettime() + 4 * WAIT
     while socket.gettime() < deadline do
@@ -240,17 +252,7 @@ describe("attack: bodies held at once by a Host without a token", function()
     -- 5 x 15 MiB, each left one byte short, over the cap of 64 MiB: one must be refused
     local N, LEN = 5, 15 * MiB
     local chunk = string.rep("x", 256 * 1024)
-    local clients = {}
-    defer(function()
-      for _, c in ipairs(clients) do c.s:close() end
-    end)
-    for i = 1, N do
-      local s = assert(connect(h.port, ATTACKER))
-      clients[i] = { s = s, sent = 0, got = "" }
-      assert(s:send("POST /programs HTTP/1.1\r\nHost: 127.0.0.1:" .. h.port
-        .. "\r\nContent-Type: application/json\r\nContent-Length: " .. (LEN + 1) .. "\r\n\r\n"))
-      s:settimeout(0)
-    end
+    local clients = attackers(h.port, N, function() return post_head(h.port, LEN + 1) end)
     local refused
     local deadline = socket.gettime() + 4 * WAIT
     while not refused and socket.gettime() < deadline do

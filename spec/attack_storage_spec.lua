@@ -51,10 +51,7 @@ end
 
 -- A 507 in the API's error shape, its message saying the disk is full.
 local function assert_full(res, what)
-  assert.equal(507, res.status, what .. ": " .. res.body)
-  assert.is_table(res.json, what)
-  assert.equal("Insufficient Storage", res.json.error, what)
-  assert.equal(507, res.json.code, what)
+  H.assert_error(res, 507, what)
   assert.is_true(has(res.json.message, "full"), what .. ": " .. res.body)
 end
 

@@ -167,11 +167,8 @@ describe("the gvisor driver", function()
     assert.is_string(c)
     assert.is_true(os.execute("env -u LD_PRELOAD runsc --root " .. P.quote(h.storage .. "/gvisor/root")
       .. " kill --all " .. c .. " KILL >/dev/null 2>&1") == true)
-    assert.is_true(P.wait_for(function()
-      local r = call(h, "GET", "/programs/" .. id).json
-      return r and (r.restarts or 0) >= 1 and r.state == "Ready"
-    end, H.WAIT, 0.05) == true, call(h, "GET", "/programs/" .. id).body)
-    local r = ok_json(call(h, "GET", "/programs/" .. id))
+    local r = H.wait_record(h, id, function(rec) return (rec.restarts or 0) >= 1 and rec.state == "Ready" end,
+      "restarted and Ready")
     assert.are_not.equal(ready.pid, r.pid)
     assert.equal(9, r.exit_signal)
     assert.equal(200, call(h, "DELETE", "/programs/" .. id).status)

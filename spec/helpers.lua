@@ -52,6 +52,30 @@ function helpers.fetch(opts)
   return got[1], got[2], got[3]
 end
 
+-- hersh.httpd servers a test starts: serve(handler, opts) serves on a free port unless
+-- opts.port says otherwise; close_servers() (after_each) closes every one still open.
+local servers = {}
+
+function helpers.serve(handler, opts)
+  opts = opts or {}
+  opts.handler = handler
+  local srv = assert(require("hersh.httpd").serve(opts))
+  servers[#servers + 1] = srv
+  return srv
+end
+
+function helpers.close_servers()
+  for i = #servers, 1, -1 do
+    servers[i]:close()
+    servers[i] = nil
+  end
+end
+
+-- A URL of path on srv.
+function helpers.url(srv, path)
+  return string.format("http://127.0.0.1:%d%s", srv:port(), path)
+end
+
 function helpers.wait_state(w, state, timeout)
   return hersh.wait(function() return w:state() == state end, bound(timeout))
 end

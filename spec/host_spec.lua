@@ -541,6 +541,7 @@ describe("hersh host: bad requests", function()
     local dir = public_tmpdir()
     defer(function() sh("rm -rf " .. P.quote(dir)) end)
     local proc = P.start{ P.hersh, "host", "--port", "0", "--storage", dir .. "/s", "--ports", "20010-20000" }
+    defer(function() P.stop(proc) end)
     assert.is_truthy(P.wait_for(function() return not P.alive(proc) end, WAIT))
     assert.equal(2, P.status(proc))
     assert.is_truthy(has(P.stderr(proc), "--ports"))

@@ -2,21 +2,10 @@
 -- same loop whose handler writes a chunked body and never finishes it (an SSE stream).
 -- The pieces must reach the handlers while the answer is still open; cancel ends it with
 -- "cancelled" exactly once. Every wait is bounded.
-local httpd = require "hersh.httpd"
 local http = require "hersh.http"
 local h = require "helpers"
 
-local servers = {}
-
-local function serve(handler)
-  local srv = assert(httpd.serve({ port = 0, handler = handler }))
-  servers[#servers + 1] = srv
-  return srv
-end
-
-local function url(srv, path)
-  return string.format("http://127.0.0.1:%d%s", srv:port(), path)
-end
+local serve, url = h.serve, h.url
 
 -- Opens a stream; what its handlers see is recorded in the returned table.
 local function open(opts)
@@ -38,12 +27,7 @@ local function open(opts)
 end
 
 describe("hersh.http.stream", function()
-  after_each(function()
-    for i = #servers, 1, -1 do
-      servers[i]:close()
-      servers[i] = nil
-    end
-  end)
+  after_each(h.close_servers)
 
   it("hands out an endless SSE stream's first event before the answer ends, then cancels", function()
     local server_stream

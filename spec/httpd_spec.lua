@@ -11,28 +11,13 @@ local h = require "helpers"
 
 local CURL = "/usr/bin/curl"
 
-local servers = {}
-
--- A server on a free port, closed after the test.
-local function serve(handler, opts)
-  opts = opts or {}
-  opts.handler = handler
-  local srv = assert(httpd.serve(opts))
-  servers[#servers + 1] = srv
-  return srv
-end
-
-local function url(srv, path)
-  return string.format("http://127.0.0.1:%d%s", srv:port(), path)
-end
+local serve, url = h.serve, h.url
 
 -- Makes a request, waits (bounded) for its answer and returns it.
 local function fetch(opts)
-  local got
-  assert(http.request(opts, function(...) got = table.pack(...) end))
-  assert.is_true(h.wait(function() return got ~= nil end), "no answer from " .. opts.url)
-  assert.is_table(got[1], tostring(got[2]) .. " " .. tostring(got[3]))
-  return got[1]
+  local res, err, code = h.fetch(opts)
+  assert.is_table(res, tostring(err) .. " " .. tostring(code))
+  return res
 end
 
 -- curl in the background; its stdout lines are collected as they come.
@@ -51,12 +36,7 @@ local function curl(args)
 end
 
 describe("httpd.serve", function()
-  after_each(function()
-    for i = #servers, 1, -1 do
-      servers[i]:close()
-      servers[i] = nil
-    end
-  end)
+  after_each(h.close_servers)
 
   it("answers from the handler at once, with the request as a table", function()
     local seen

@@ -217,10 +217,7 @@ describe("GET /programs's cached records", function()
     -- an update in place of a stopped program: the next revision, for the next start
     local put = ok_json(call(h, "PUT", "/programs/" .. b, H.counter_body("cache-b", { env = { X = "1" } })), 202, "PUT")
     assert.equal(2, put.revision)
-    assert.is_true(P.wait_for(function()
-      local r = H.view(h, b)
-      return r.revision == 2 and r.updating_revision == cjson.null
-    end, H.WAIT))
+    H.wait_record(h, b, function(r) return r.revision == 2 and r.updating_revision == cjson.null end, "at revision 2")
     assert.equal(2, same_as_view(h, b).revision)
     ok_json(call(h, "DELETE", "/programs/" .. a), 200, "delete")
     assert.is_true(P.wait_for(function() return call(h, "GET", "/programs/" .. a).status == 404 end, H.WAIT))

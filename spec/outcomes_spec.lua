@@ -14,6 +14,19 @@ local function ready(config, body)
   return w, runs, c
 end
 
+-- A watcher whose reducer does `body` on every run, started: it must end Crashed with
+-- its cleanup run once. The watcher.
+local function crashes(config, body)
+  local w = h.watcher(config)
+  h.record(w, body)
+  local c = h.count_cleanup(w)
+  assert.is_true(w:start())
+  assert.is_true(h.wait_terminal(w))
+  assert.equal("Crashed", w:state())
+  assert.equal(1, c.count)
+  return w
+end
+
 local function last_run_result(w)
   local results = h.filter(h.logs(w, "result"), function(e) return e.effect == "run" end)
   return results[#results]
@@ -105,16 +118,10 @@ describe("outcomes", function()
 
   describe("engine limits crash the watcher, with cleanup", function()
     it("one watch more than max_watches, with an error naming the watch", function()
-      local w = h.watcher{ max_watches = 3 }
-      h.record(w, function(msg, ctx)
+      local w = crashes({ max_watches = 3 }, function(msg, ctx)
         for i = 1, 3 do ctx:watch_tick("tick-" .. i, 30) end
         ctx:watch_tick("the-fourth-watch", 30)
       end)
-      local c = h.count_cleanup(w)
-      assert.is_true(w:start())
-      assert.is_true(h.wait_terminal(w))
-      assert.equal("Crashed", w:state())
-      assert.equal(1, c.count)
       local named = false
       for _, kind in ipairs{ "result", "fault", "watch_error", "effect" } do
         for _, e in ipairs(h.logs(w, kind)) do
@@ -127,29 +134,17 @@ describe("outcomes", function()
     end)
 
     it("even when the reducer catches the limit error", function()
-      local w = h.watcher{ max_watches = 1 }
-      h.record(w, function(msg, ctx)
+      crashes({ max_watches = 1 }, function(msg, ctx)
         ctx:watch_tick("one", 30)
         pcall(ctx.watch_tick, ctx, "two", 30)
       end)
-      local c = h.count_cleanup(w)
-      assert.is_true(w:start())
-      assert.is_true(h.wait_terminal(w))
-      assert.equal("Crashed", w:state())
-      assert.equal(1, c.count)
     end)
 
     it("a name reused by another watch kind", function()
-      local w = h.watcher()
-      h.record(w, function(msg, ctx)
+      crashes(nil, function(msg, ctx)
         ctx:watch_tick("shared-name", 30)
         ctx:watch_flow("shared-name", function() hersh.sleep(60) end)
       end)
-      local c = h.count_cleanup(w)
-      assert.is_true(w:start())
-      assert.is_true(h.wait_terminal(w))
-      assert.equal("Crashed", w:state())
-      assert.equal(1, c.count)
     end)
 
     it("a non-positive interval", function()
@@ -157,13 +152,7 @@ describe("outcomes", function()
         function(ctx) ctx:watch_call("zero", 0, function() return 1 end) end,
         function(ctx) ctx:watch_tick("negative", -1) end,
       } do
-        local w = h.watcher()
-        h.record(w, function(msg, ctx) register(ctx) end)
-        local c = h.count_cleanup(w)
-        assert.is_true(w:start())
-        assert.is_true(h.wait_terminal(w))
-        assert.equal("Crashed", w:state())
-        assert.equal(1, c.count)
+        crashes(nil, function(msg, ctx) register(ctx) end)
       end
     end)
 

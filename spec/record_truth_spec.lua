@@ -157,11 +157,8 @@ describe("the record tells the truth", function()
     end
     assert.is_truthy(target, "no `hersh run` process of " .. id)
     H.sh("kill -KILL " .. target)
-    local ok = P.wait_for(function()
-      local v = H.view(h, id)
-      return v.restarts == 1 and v.state == "Ready" and v
-    end, H.WAIT, 0.05)
-    assert.is_truthy(ok, "never Ready again after one restart: " .. H.call(h, "GET", "/programs/" .. id).body)
+    local ok = H.wait_record(h, id, function(v) return v.restarts == 1 and v.state == "Ready" end,
+      "Ready again after one restart")
     assert.equal(9, ok.exit_signal)
     assert.matches(H.ISO, ok.last_exit_at)
     assert.is_true(ok.ready_at > ok.last_exit_at, ok.ready_at .. " is not after " .. ok.last_exit_at)

@@ -30,11 +30,18 @@ local function start_api(opts)
   return P.run_with_dir(API, opts)
 end
 
--- Ends a running `hersh run` with SIGTERM and checks it exits 0 with no sanitizer report.
-local function end_cleanly(proc)
+-- Ends a running `hersh run` with SIGTERM and checks it exits 0 with no sanitizer report;
+-- its stderr. With dir, a run holds until dir/h exists: released once the process has
+-- taken the signal.
+local function end_cleanly(proc, dir)
   assert.is_true(P.signal(proc, "TERM"))
+  if dir then
+    assert.is_true(P.wait_for(function() return not P.signal_pending(proc, 15) end, 10))
+    P.write(dir .. "/h", "")
+  end
   assert.equal(0, P.wait_exit(proc), P.stderr(proc))
   assert.is_nil(P.sanitizer_report(proc))
+  return P.stderr(proc)
 end
 
 describe("hersh version", function()
@@ -94,29 +101,22 @@ describe("hersh run exit status", function()
     assert.equal("no watcher here\n0=spec/scripts/no_watcher.lua\n1=a\n2=b\n3=--port\n4=c\n", out)
   end)
 
-  it("0 after the watcher stops itself (cleanup runs)", function()
-    local status, out, err = hersh_cmd { "run", "--port", "0", "spec/scripts/ending.lua", "stop" }
-    assert.equal(0, status, err)
-    assert.equal("RUN init\nCLEANUP stop\n", out)
-  end)
-
-  it("1 after the watcher ends Killed (no cleanup)", function()
-    local status, out, err = hersh_cmd { "run", "--port", "0", "spec/scripts/ending.lua", "kill" }
-    assert.equal(1, status, err)
-    assert.equal("RUN init\n", out)
-  end)
-
-  it("1 after the watcher ends Crashed through its recovery policy (cleanup runs)", function()
-    local status, out, err = hersh_cmd { "run", "--port", "0", "spec/scripts/ending.lua", "crash" }
-    assert.equal(1, status, err)
-    assert.equal("RUN init\nCLEANUP crash\n", out)
-  end)
-
-  it("1 after the watcher ends Crashed by breaking an engine limit (cleanup runs)", function()
-    local status, out, err = hersh_cmd { "run", "--port", "0", "spec/scripts/ending.lua", "limit" }
-    assert.equal(1, status, err)
-    assert.equal("RUN init\nCLEANUP limit\n", out)
-  end)
+  -- how spec/scripts/ending.lua ends, the exit status, its output, and what that says
+  for _, c in ipairs {
+    { "stop", 0, "RUN init\nCLEANUP stop\n", "0 after the watcher stops itself (cleanup runs)" },
+    { "kill", 1, "RUN init\n", "1 after the watcher ends Killed (no cleanup)" },
+    { "crash", 1, "RUN init\nCLEANUP crash\n",
+      "1 after the watcher ends Crashed through its recovery policy (cleanup runs)" },
+    { "limit", 1, "RUN init\nCLEANUP limit\n",
+      "1 after the watcher ends Crashed by breaking an engine limit (cleanup runs)" },
+  } do
+    local how, want_status, want_out, title = c[1], c[2], c[3], c[4]
+    it(title, function()
+      local status, out, err = hersh_cmd { "run", "--port", "0", "spec/scripts/ending.lua", how }
+      assert.equal(want_status, status, err)
+      assert.equal(want_out, out)
+    end)
+  end
 end)
 
 describe("hersh run signals", function()
@@ -124,10 +124,7 @@ describe("hersh run signals", function()
     local proc = start_api()
     local port = P.announced(proc)
     assert.equal(200, P.get(port, "/watcher/status").status)
-    assert.is_true(P.signal(proc, "TERM"))
-    assert.equal(0, P.wait_exit(proc), P.stderr(proc))
-    assert.is_nil(P.sanitizer_report(proc))
-    local err = P.stderr(proc)
+    local err = end_cleanly(proc)
     assert.is_true(has(err, "hersh: Terminated: stopping"), err)
     assert.is_true(has(err, "CLEANUP-START"), err)
     assert.is_true(has(err, "CLEANUP-END"), err)
@@ -147,12 +144,7 @@ describe("hersh run signals", function()
     local port = P.announced(proc)
     assert.equal(200, P.send(port, "hold:h").status)
     assert.is_true(P.wait_stderr(proc, "HOLD-START h"))
-    assert.is_true(P.signal(proc, "TERM"))
-    assert.is_true(P.wait_for(function() return not P.signal_pending(proc, 15) end, 10))
-    P.write(dir .. "/h", "")
-    assert.equal(0, P.wait_exit(proc), P.stderr(proc))
-    assert.is_nil(P.sanitizer_report(proc))
-    local err = P.stderr(proc)
+    local err = end_cleanly(proc, dir)
     assert.is_true(has(err, "HOLD-END h"), err)
     assert.is_true(has(err, "CLEANUP-END"), err)
   end)
@@ -162,12 +154,7 @@ describe("hersh run signals", function()
     local port = P.announced(proc)
     assert.equal(200, P.send(port, "hold").status)
     assert.is_true(P.wait_stderr(proc, "HOLD-START"))
-    assert.is_true(P.signal(proc, "TERM"))
-    assert.is_true(P.wait_for(function() return not P.signal_pending(proc, 15) end, 10))
-    P.write(dir .. "/h", "")
-    assert.equal(0, P.wait_exit(proc), P.stderr(proc))
-    assert.is_nil(P.sanitizer_report(proc))
-    local err = P.stderr(proc)
+    local err = end_cleanly(proc, dir)
     assert.is_true(has(err, "HOLD-END"), err)
     assert.is_true(has(err, "CLEANUP-END"), err)
     assert.is_true(has(err, "RUN-RETURNED Stopped"), err)

@@ -96,19 +96,15 @@ describe("the swarm driver across nodes", function()
     -- a crash on the worker (its container killed there): seen through the task, restarted
     -- by the Host's policy, with the worker's /state kept
     assert.equal(204, (D.api(w, "POST", "/containers/" .. on_worker[1].Id .. "/kill?signal=KILL")))
-    assert.is_truthy(P.wait_for(function()
-      local r2 = call(h, "GET", "/programs/" .. id).json
-      return r2 and r2.restarts == 1 and r2.state == "Ready" and r2.exit_signal == 9
-    end, H.WAIT), call(h, "GET", "/programs/" .. id).body)
+    H.wait_record(h, id, function(r) return r.restarts == 1 and r.state == "Ready" and r.exit_signal == 9 end,
+      "restarted after a KILL and Ready")
     assert.is_true(H.wait_log(h, id, "Boot: 2"))
     res = call(h, "POST", "/programs/" .. id .. "/proxy/watcher/message", { content = "three" })
     assert.equal(200, res.status, res.body)
     assert.is_true(H.wait_log(h, id, "Counter: 3"))
     assert.equal(1, #forwarders())
     -- delete: no service on the manager, no container on either node, no forwarder
-    local del = call(h, "DELETE", "/programs/" .. id)
-    assert.is_true(del.status == 200 or del.status == 202, del.body)
-    assert.is_true(P.wait_for(function() return call(h, "GET", "/programs/" .. id).status == 404 end, 30))
+    H.delete_gone(h, id)
     local left
     assert.is_truthy(P.wait_for(function()
       left = {}

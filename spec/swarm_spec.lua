@@ -6,7 +6,7 @@ local H = require "scripts.host_harness"
 local D = require "scripts.dockerd"
 
 local P = H.P
-local call, ok_json, create, wait_state = H.call, H.ok_json, H.create, H.wait_state
+local call, ok_json, create, wait_state, wait_record = H.call, H.ok_json, H.create, H.wait_state, H.wait_record
 
 -- A hostile program: at start it tries to write outside /state and says who it is; each
 -- message is a URL it tries to reach.
@@ -49,17 +49,6 @@ local function containers_of(program_id)
   return type(list) == "table" and list or {}
 end
 
-local function record_where(h, id, pred, what)
-  local last
-  local ok = P.wait_for(function()
-    local res = call(h, "GET", "/programs/" .. id)
-    last = res.body
-    return res.status == 200 and res.json and pred(res.json)
-  end, H.WAIT, 0.05)
-  assert(ok, "program " .. id .. ": never " .. what .. "; last: " .. tostring(last))
-  return call(h, "GET", "/programs/" .. id).json
-end
-
 describe("the swarm driver", function()
   teardown(function() D.stop(d) end)
 
@@ -96,7 +85,7 @@ describe("the swarm driver", function()
     -- /state (the service's volume) kept the count
     local st = D.api(d, "POST", "/containers/" .. list[1].Id .. "/kill?signal=KILL")
     assert.equal(204, st)
-    rec = record_where(h, id, function(r) return r.restarts == 1 and r.state == "Ready" end, "restarted and Ready")
+    rec = wait_record(h, id, function(r) return r.restarts == 1 and r.state == "Ready" end, "restarted and Ready")
     assert.equal(9, rec.exit_signal)
     assert.is_true(H.wait_log(h, id, "Boot: 2"))
     res = P.post_json(rec.publish_port, "/watcher/message", { content = "two" })
@@ -107,16 +96,14 @@ describe("the swarm driver", function()
     local up = call(h, "PUT", "/programs/swarmed", { dockerfile = H.DOCKERFILE, src_files = { ["main.lua"] = v2 },
       limits = { memory = 128 * 1024 * 1024, pids = 64 } })
     assert.equal(202, up.status, up.body)
-    rec = record_where(h, id, function(r) return r.revision == 2 and r.state == "Ready" and r.updating_revision == cjson.null end,
+    rec = wait_record(h, id, function(r) return r.revision == 2 and r.state == "Ready" and r.updating_revision == cjson.null end,
       "at revision 2 and Ready")
     assert.is_true(P.wait_for(function() return #containers_of(id) == 1 end, 30), "the old revision's task is gone")
     -- stop: no task left; delete: nothing of the program left in the Engine
     ok_json(call(h, "POST", "/programs/" .. id .. "/stop"), 202, "stop")
     wait_state(h, id, "Stopped")
     assert.equal(0, #containers_of(id))
-    local del = call(h, "DELETE", "/programs/" .. id)
-    assert.is_true(del.status == 200 or del.status == 202, del.body)
-    assert.is_true(P.wait_for(function() return call(h, "GET", "/programs/" .. id).status == 404 end, 30))
+    H.delete_gone(h, id)
     local left
     assert.is_truthy(P.wait_for(function()
       left = {}
@@ -181,7 +168,7 @@ describe("the swarm driver", function()
     local h = H.test_host{ args = { "--driver", "swarm", "--docker-socket", plain.socket } }
     local doc = create(h, H.counter_body("swarm", { restart_policy = { mode = "no" } }))
     ok_json(call(h, "POST", "/programs/" .. doc.program_id .. "/start"), 202, "start")
-    local rec = record_where(h, doc.program_id, function(r) return r.state == "Error" or r.state == "Stopped" end,
+    local rec = wait_record(h, doc.program_id, function(r) return r.state == "Error" or r.state == "Stopped" end,
       "ended")
     assert.truthy(tostring(rec.error_msg):find("no-new-privileges", 1, true), tostring(rec.error_msg))
     assert.is_truthy(P.wait_for(function()

@@ -93,11 +93,8 @@ describe("update in place while the old process drains", function()
     for v = 2, 4 do
       local old_pid = H.view(h, id).pid
       H.ok_json(H.call(h, "PUT", "/programs/drainer", body(v)), 202, "PUT " .. v)
-      local ok = P.wait_for(function()
-        local r = H.view(h, id)
-        return r.revision == v and r.state == "Ready"
-      end, H.WAIT * 2, 0.05)
-      assert.is_true(ok, "revision " .. v .. " never became Ready")
+      H.wait_record(h, id, function(r) return r.revision == v and r.state == "Ready" end,
+        "Ready at revision " .. v, H.WAIT * 2)
       -- the load goes on through the old process's whole drain (its cleanup's 2 s)
       assert.is_true(H.gone(old_pid), "the old process " .. tostring(old_pid) .. " never exited")
       assert.is_true(H.wait_log(h, id, "cleaned up version " .. (v - 1)), "version " .. (v - 1) .. " never drained")

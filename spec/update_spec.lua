@@ -34,16 +34,9 @@ local function put(h, ref, body)
   return call(h, "PUT", "/programs/" .. ref, body)
 end
 
--- Waits until pred(record) holds; the record. Fails with the last one seen.
+-- An update builds a new revision before it serves: twice the usual bound.
 local function wait_record(h, ref, pred, what)
-  local last
-  local ok = P.wait_for(function()
-    local res = call(h, "GET", "/programs/" .. ref)
-    last = res.body
-    return res.status == 200 and res.json and pred(res.json)
-  end, WAIT * 2, 0.05)
-  assert(ok, "never " .. what .. "; last: " .. tostring(last))
-  return view(h, ref)
+  return H.wait_record(h, ref, pred, what, WAIT * 2)
 end
 
 local function send(h, ref, content)

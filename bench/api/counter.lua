@@ -1,6 +1,7 @@
--- bench/api/counter.lua -- the program bench/api/run.sh serves with `hersh run`: one
--- watcher (the first, so it serves the WatcherAPI) that counts "tick" messages in its
--- context and otherwise does nothing; it idles until stopped.
+-- bench/api/counter.lua -- the program bench/api/run.sh serves with `hersh run`, and the
+-- one the Host benchmarks run (bench/lib.lua): one watcher (the first, so it serves the
+-- WatcherAPI) that counts "tick" messages in its context and otherwise does nothing; it
+-- idles until stopped.
 local hersh = require "hersh"
 
 local w = assert(hersh.watcher{ id = "counter" })

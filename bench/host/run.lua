@@ -237,17 +237,7 @@ end
 
 -- ---- the runs --------------------------------------------------------------------------
 
-local COUNTER = [[
--- The counter: counts "tick" messages; otherwise idle.
-local hersh = require "hersh"
-local w = assert(hersh.watcher{ id = "counter" })
-w:manage(function(msg, ctx)
-  if ctx:trigger().reason == "init" then ctx:set("n", 0) return end
-  if msg and msg.content == "tick" then ctx:update("n", function(n) return n + 1 end) end
-end)
-assert(w:start())
-]]
-local DOCKERFILE = 'FROM hersh\nWORKDIR /app\nCOPY main.lua /app/\nCMD ["hersh", "run", "/app/main.lua"]\n'
+local COUNTER, DOCKERFILE = B.COUNTER, B.DOCKERFILE
 
 local r = {}
 local ok, err = pcall(function()

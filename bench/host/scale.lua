@@ -30,7 +30,7 @@ local LISTINGS = tonumber(os.getenv("BENCH_HOST_LISTINGS")) or 100000
 local PAGE_N = 200
 local DURATION = os.getenv("BENCH_HOST_DURATION") or "5s"
 local WRK = "wrk -t2 -c16 -d" .. DURATION
-local DOCKERFILE = 'FROM hersh\nWORKDIR /app\nCOPY main.lua /app/\nCMD ["hersh", "run", "/app/main.lua"]\n'
+local DOCKERFILE = B.DOCKERFILE
 
 local function rss(pid)
   local text = B.read("/proc/" .. pid .. "/status") or ""
@@ -52,14 +52,7 @@ local function free_ports(n)
 end
 
 local RUNNING = tonumber(os.getenv("BENCH_HOST_SCALE_RUNNING")) or 200
-local COUNTER = [[
-local hersh = require "hersh"
-local w = assert(hersh.watcher{ id = "counter" })
-w:manage(function(msg, ctx)
-  if ctx:trigger().reason == "init" then ctx:set("n", 0) return end
-end)
-assert(w:start())
-]]
+local COUNTER = B.COUNTER
 
 -- n stopped records added to the registry of `storage` (made if need be).
 local function seed(storage, n)

@@ -46,15 +46,7 @@ local function curl_many(urls, opts, format, discard)
   return sh(string.format("curl -s -f %s -w %s -K %s", opts or "", sh_quote(format), sh_quote(tmp .. "/many.curl")))
 end
 
-local COUNTER = [[
-local hersh = require "hersh"
-local w = assert(hersh.watcher{ id = "counter" })
-w:manage(function(msg, ctx)
-  if ctx:trigger().reason == "init" then ctx:set("n", 0) end
-end)
-assert(w:start())
-]]
-local DOCKERFILE = 'FROM hersh\nWORKDIR /app\nCOPY main.lua /app/\nCMD ["hersh", "run", "/app/main.lua"]\n'
+local COUNTER, DOCKERFILE = B.COUNTER, B.DOCKERFILE
 
 -- Times (ms) of n sequential requests to url on one connection.
 local function block(url, n)

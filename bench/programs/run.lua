@@ -43,32 +43,14 @@ local NOBODY = { uid = 65534, gid = 65534 }
 -- hide the cost of the restart itself; enough restarts never to reach Error.
 local POLICY = { mode = "on-failure", base_delay = 0.001, max_delay = 0.001, reset_after = 10, max_restarts = 1000 }
 
-local function abs_path(p)
-  if p:sub(1, 1) == "/" then return p end
-  local cwd = assert(io.popen("pwd")):read("l")
-  return cwd .. "/" .. p
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
+local B = require "lib"
+local abs_path, write, quantile, median = B.abs_path, B.write, B.quantile, B.median
 
 local function sh(cmd)
   assert(os.execute(cmd), "failed: " .. cmd)
 end
 
 local function ms(s) return s * 1000 end
-
-local function quantile(list, q)
-  local s = {}
-  for i, v in ipairs(list) do s[i] = v end
-  table.sort(s)
-  return s[math.max(1, math.ceil(q * #s))]
-end
-
-local function median(list) return quantile(list, 0.5) end
 
 -- ---- the program and its image ---------------------------------------------------------
 

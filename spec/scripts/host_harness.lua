@@ -20,7 +20,7 @@ local ISO = "^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$"
 local STATUS_TEXT = {
   [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not Found",
   [405] = "Method Not Allowed", [409] = "Conflict", [413] = "Payload Too Large", [415] = "Unsupported Media Type",
-  [503] = "Service Unavailable",
+  [502] = "Bad Gateway", [503] = "Service Unavailable", [504] = "Gateway Timeout", [507] = "Insufficient Storage",
 }
 
 local has = P.has
@@ -256,16 +256,31 @@ local function view(h, id)
   return ok_json(call(h, "GET", "/programs/" .. id), 200, "GET " .. id)
 end
 
--- Waits until the program is in `state`; its record. Fails with the last record seen.
-local function wait_state(h, id, state)
+-- Waits (up to `bound` seconds, WAIT by default) until pred(record) holds for the
+-- program; its record. Fails saying it was never `what`, with the last record seen.
+local function wait_record(h, id, pred, what, bound)
   local last
   local ok = P.wait_for(function()
     local res = call(h, "GET", "/programs/" .. id)
     last = res.body
-    return res.status == 200 and res.json and res.json.state == state
-  end, WAIT, 0.05)
-  assert(ok, "program " .. id .. " never reached " .. state .. "; last: " .. tostring(last))
+    return res.status == 200 and res.json and pred(res.json)
+  end, bound or WAIT, 0.05)
+  assert(ok, "program " .. id .. " never " .. what .. "; last: " .. tostring(last))
   return view(h, id)
+end
+
+-- Waits until the program is in `state`; its record.
+local function wait_state(h, id, state)
+  return wait_record(h, id, function(r) return r.state == state end, "reached " .. state)
+end
+
+-- DELETE /programs/{id}, accepted (200 or 202); then waits until the Host no longer
+-- knows the program (404).
+local function delete_gone(h, id)
+  local del = call(h, "DELETE", "/programs/" .. id)
+  assert.is_true(del.status == 200 or del.status == 202, del.body)
+  assert(P.wait_for(function() return call(h, "GET", "/programs/" .. id).status == 404 end, WAIT),
+    "program " .. id .. " still there after its DELETE")
 end
 
 local function act(h, id, action)
@@ -386,8 +401,10 @@ H.ok_json = ok_json
 H.counter_body = counter_body
 H.create = create
 H.view = view
+H.wait_record = wait_record
 H.wait_state = wait_state
 H.act = act
+H.delete_gone = delete_gone
 H.start_ready = start_ready
 H.socket_state = socket_state
 H.never_reading_client = never_reading_client

@@ -5,8 +5,6 @@
 ** had, with Connection: close, and then has none open. Real sockets over loopback;
 ** every wait is bounded; nothing asserts how long anything took.
 */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +13,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "net.h"
 #include "hersh.h"
 
 #define WAIT_S 30 /* upper bound of any wait: reached only when something is broken */
@@ -46,34 +45,6 @@ static hersh_watcher *served(hersh_loop *loop, const char *id, int fd) {
   return w;
 }
 
-static int listener(int *port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET};
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 64) != 0 ||
-      getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-    if (fd >= 0) close(fd);
-    return -1;
-  }
-  *port = ntohs(a.sin_port);
-  return fd;
-}
-
-static int connect_to(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
-  struct timeval tv = {WAIT_S, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 /* One GET /watcher/status on fd; its whole answer (head and body) into out, or false. */
 static bool get_status(int fd, bool keep_alive, char *out, size_t cap) {
   char req[128];
@@ -102,14 +73,14 @@ TEST(a_quiesced_api_takes_no_new_connection_and_closes_those_it_answers) {
   hersh_loop *loop = hersh_loop_new();
   REQUIRE(loop);
   int port = 0;
-  int fd = listener(&port);
+  int fd = net_listener(&port);
   REQUIRE(fd >= 0);
   int fd2 = dup(fd); /* each server closes the descriptor it was given */
   REQUIRE(fd2 >= 0);
   hersh_watcher *old = served(loop, "old", fd);
   REQUIRE(old);
   char res[4096];
-  int kept = connect_to(port); /* only the old one serves yet: this is its connection */
+  int kept = net_connect(port, WAIT_S); /* only the old one serves yet: this is its connection */
   REQUIRE(kept >= 0);
   REQUIRE(get_status(kept, true, res, sizeof res));
   CHECK(strstr(res, "\"watcherID\":\"old\"") != NULL);
@@ -120,7 +91,7 @@ TEST(a_quiesced_api_takes_no_new_connection_and_closes_those_it_answers) {
   CHECK(hersh_watcher_api_quiesce(old) >= 1); /* `kept` is open */
   int to_new = 0;
   for (int i = 0; i < 20; i++) {
-    int c = connect_to(port);
+    int c = net_connect(port, WAIT_S);
     REQUIRE(c >= 0);
     if (get_status(c, false, res, sizeof res) && strstr(res, "\"watcherID\":\"new\"")) to_new++;
     else printf("connection %d: %s\n", i, res);

@@ -70,6 +70,13 @@ static bool fx_open(fx *f, const hersh_config *cfg, hersh_reducer_fn fn, void *u
   return true;
 }
 
+/* fx_open, then the watcher started. */
+static bool fx_start(fx *f, const hersh_config *cfg, hersh_reducer_fn fn, void *ud) {
+  if (!fx_open(f, cfg, fn, ud)) return false;
+  if (hersh_watcher_start(f->w) != HERSH_OK) return printf("hersh_watcher_start: %s\n", hersh_errmsg()), false;
+  return true;
+}
+
 static void fx_close(fx *f) {
   if (f->w) hersh_watcher_free(f->w);
   if (f->loop) hersh_loop_free(f->loop);
@@ -205,6 +212,30 @@ static bool log_mentions(hersh_watcher *w, hersh_log_kind kind, const char *need
     for (int j = 0; j < 4 && !found; j++) found = strstr(r->v[k].t[j], needle) != NULL;
   free(r);
   return found;
+}
+
+/* The newest result is of a failed run, with an error that holds `error` (any, when NULL).
+** Prints what it is otherwise. */
+static bool last_run_failed(hersh_watcher *w, const char *error) {
+  rows *r = read_log(w, HERSH_LOG_RESULT, 1);
+  bool ok = r->n == 1 && streq(r->v[0].t[0], "run") && !r->v[0].ok && r->v[0].t[1][0] != '\0' &&
+            (!error || strstr(r->v[0].t[1], error));
+  if (!ok) printf("  newest result: %s \"%s\" (wanted a failed run with \"%s\")\n", r->n ? r->v[0].t[0] : "none",
+                  r->n ? r->v[0].t[1] : "", error ? error : "");
+  free(r);
+  return ok;
+}
+
+/* The watch error log holds exactly one entry: of watch, at stage, its error holding text.
+** Prints what it holds otherwise. */
+static bool one_watch_error(hersh_watcher *w, const char *watch, const char *stage, const char *text) {
+  rows *r = read_log(w, HERSH_LOG_WATCH_ERROR, 0);
+  bool ok = r->n == 1 && streq(r->v[0].t[0], watch) && streq(r->v[0].t[1], stage) && strstr(r->v[0].t[2], text);
+  if (!ok)
+    printf("watch errors: %d, first: %s %s %s\n", r->n, r->n ? r->v[0].t[0] : "-", r->n ? r->v[0].t[1] : "-",
+           r->n ? r->v[0].t[2] : "-");
+  free(r);
+  return ok;
 }
 
 
@@ -545,8 +576,7 @@ TEST(priority_watcher_then_user_then_var) {
   hersh_config cfg = test_config("prio");
   cfg.decide = recover_fast;
   fx f;
-  REQUIRE(fx_open(&f, &cfg, prio_reducer, &p));
-  CHECK_EQ_INT(hersh_watcher_start(f.w), HERSH_OK);
+  REQUIRE(fx_start(&f, &cfg, prio_reducer, &p));
   CHECK(wait_int(&f, &p.runs, 5));
   CHECK_EQ_INT(hersh_watcher_stop(f.w), HERSH_OK);
   CHECK_EQ_INT(p.runs, 5);
@@ -561,8 +591,7 @@ TEST(stop_queued_in_run_goes_before_waiting_messages_and_vars) {
   p.stop_inside = true;
   hersh_config cfg = test_config("prio-stop");
   fx f;
-  REQUIRE(fx_open(&f, &cfg, prio_reducer, &p));
-  CHECK_EQ_INT(hersh_watcher_start(f.w), HERSH_OK);
+  REQUIRE(fx_start(&f, &cfg, prio_reducer, &p));
   CHECK(wait_terminal(&f));
   CHECK_EQ_INT(p.stop_rc, HERSH_OK);
   CHECK_EQ_INT(hersh_watcher_state(f.w), HERSH_STOPPED);
@@ -645,8 +674,7 @@ TEST(dependent_updates_batched_none_lost) {
   hersh_config cfg = test_config("dep");
   cfg.decide = recover_fast;
   fx f;
-  REQUIRE(fx_open(&f, &cfg, dep_reducer, &d));
-  CHECK_EQ_INT(hersh_watcher_start(f.w), HERSH_OK);
+  REQUIRE(fx_start(&f, &cfg, dep_reducer, &d));
   int_goal g = {&d.var_runs, 1};
   CHECK_EQ_INT(hersh_loop_run_until(f.loop, pred_int, &g, 3 * WAIT_S), 1);
   CHECK_EQ_INT(hersh_watcher_stop(f.w), HERSH_OK);
@@ -719,8 +747,7 @@ TEST(independent_flow_updates_coalesce_to_newest) {
   flowt ft = {0};
   hersh_config cfg = test_config("flow");
   fx f;
-  REQUIRE(fx_open(&f, &cfg, flow_reducer, &ft));
-  CHECK_EQ_INT(hersh_watcher_start(f.w), HERSH_OK);
+  REQUIRE(fx_start(&f, &cfg, flow_reducer, &ft));
   CHECK(wait_int(&f, &ft.var_runs, 1));
   hersh_loop_run_for(f.loop, 0.2);
   CHECK_EQ_INT(atomic_load(&ft.push_errors), 0);
@@ -741,14 +768,7 @@ TEST(independent_flow_updates_coalesce_to_newest) {
   CHECK_EQ_INT(hersh_flow_push(ft.f, &nil, "flow broke"), HERSH_OK);
   CHECK(wait_int(&f, &ft.var_runs, 2));
   CHECK(strstr(ft.err, "flow broke") != NULL);
-  rows *we = read_log(f.w, HERSH_LOG_WATCH_ERROR, 0);
-  CHECK_EQ_INT(we->n, 1);
-  if (we->n >= 1) {
-    CHECK_EQ_STR(we->v[0].t[0], "f");
-    CHECK_EQ_STR(we->v[0].t[1], "flow");
-    CHECK(strstr(we->v[0].t[2], "flow broke") != NULL);
-  }
-  free(we);
+  CHECK(one_watch_error(f.w, "f", "flow", "flow broke"));
   CHECK_EQ_INT(hersh_watcher_stop(f.w), HERSH_OK);
   fx_close(&f);
 }
@@ -838,8 +858,7 @@ TEST(stop_from_ready_then_terminal_refuses) {
   ready_rec r = {0};
   hersh_config cfg = test_config("stop-ready");
   fx f;
-  REQUIRE(fx_open(&f, &cfg, ready_reducer, &r));
-  CHECK_EQ_INT(hersh_watcher_start(f.w), HERSH_OK);
+  REQUIRE(fx_start(&f, &cfg, ready_reducer, &r));
   CHECK(wait_int(&f, &r.polls, 2)); /* Ready, and the watch polls */
   CHECK_EQ_INT(hersh_watcher_state(f.w), HERSH_READY);
   CHECK_EQ_INT(hersh_watcher_stop(f.w), HERSH_OK);
@@ -927,8 +946,7 @@ TEST(stop_from_wait_recover) {
   hersh_config cfg = test_config("stop-waitrecover");
   cfg.decide = recover_slow;
   fx f;
-  REQUIRE(fx_open(&f, &cfg, always_fail, &c));
-  CHECK_EQ_INT(hersh_watcher_start(f.w), HERSH_OK);
+  REQUIRE(fx_start(&f, &cfg, always_fail, &c));
   CHECK(wait_state(&f, HERSH_WAIT_RECOVER));
   CHECK_EQ_INT(hersh_watcher_failures(f.w), 1);
   CHECK(hersh_watcher_next_retry(f.w) > 0);
@@ -947,8 +965,7 @@ TEST(kill_skips_cleanup) {
   counter c = {0};
   hersh_config cfg = test_config("kill");
   fx f;
-  REQUIRE(fx_open(&f, &cfg, count_runs, &c));
-  CHECK_EQ_INT(hersh_watcher_start(f.w), HERSH_OK);
+  REQUIRE(fx_start(&f, &cfg, count_runs, &c));
   CHECK(wait_state(&f, HERSH_READY));
   CHECK_EQ_INT(hersh_watcher_kill(f.w, "test kill"), HERSH_OK);
   CHECK_EQ_INT(hersh_watcher_state(f.w), HERSH_KILLED);
@@ -984,25 +1001,14 @@ static bool pred_settled(void *ud) {
 static void check_return(ret_mode mode, hersh_state want, int want_cleanups, const char *error) {
   hersh_config cfg = test_config("returns");
   fx f;
-  REQUIRE(fx_open(&f, &cfg, ret_reducer, &mode));
-  CHECK_EQ_INT(hersh_watcher_start(f.w), HERSH_OK);
+  REQUIRE(fx_start(&f, &cfg, ret_reducer, &mode));
   CHECK_EQ_INT(hersh_loop_run_until(f.loop, pred_settled, f.w, WAIT_S), 1);
   CHECK_EQ_STR(hersh_state_name(hersh_watcher_state(f.w)), hersh_state_name(want));
   CHECK_EQ_INT(f.cleanups, want_cleanups);
   if (want == HERSH_READY) { /* a failure: the policy retries later */
     CHECK_EQ_INT(hersh_watcher_failures(f.w), 1);
     CHECK(hersh_watcher_next_retry(f.w) > 0);
-    rows *res = read_log(f.w, HERSH_LOG_RESULT, 1);
-    CHECK_EQ_INT(res->n, 1);
-    if (res->n == 1) {
-      CHECK_EQ_STR(res->v[0].t[0], "run");
-      CHECK(!res->v[0].ok);
-      CHECK(res->v[0].t[1][0] != '\0');
-      if (error && !strstr(res->v[0].t[1], error))
-        printf("  result error \"%s\" lacks \"%s\"\n", res->v[0].t[1], error);
-      CHECK(!error || strstr(res->v[0].t[1], error));
-    }
-    free(res);
+    CHECK(last_run_failed(f.w, error));
     CHECK_EQ_INT(hersh_watcher_stop(f.w), HERSH_OK);
     CHECK_EQ_INT(f.cleanups, 1);
   } else {
@@ -1049,8 +1055,7 @@ TEST(default_recovery_sequence_scaled_down) {
   cfg.recovery.base_delay = 0.1;
   cfg.recovery.max_delay = 10;
   fx f;
-  REQUIRE(fx_open(&f, &cfg, seq_reducer, &s));
-  CHECK_EQ_INT(hersh_watcher_start(f.w), HERSH_OK);
+  REQUIRE(fx_start(&f, &cfg, seq_reducer, &s));
   /* fail, retry, fail, retry, fail, WaitRecover x3 ... then Crashed at 6 */
   static const hersh_state after[] = {HERSH_READY, HERSH_READY, HERSH_WAIT_RECOVER,
                                       HERSH_WAIT_RECOVER, HERSH_WAIT_RECOVER};
@@ -1098,8 +1103,7 @@ TEST(success_resets_failures_and_cancels_retry) {
   cfg.recovery.light_delays[0] = 1.0;
   cfg.recovery.n_light_delays = 1;
   fx f;
-  REQUIRE(fx_open(&f, &cfg, reset_reducer, &r));
-  CHECK_EQ_INT(hersh_watcher_start(f.w), HERSH_OK);
+  REQUIRE(fx_start(&f, &cfg, reset_reducer, &r));
   CHECK(wait_failures(&f, 1));
   CHECK_EQ_INT(hersh_watcher_state(f.w), HERSH_READY);
   CHECK(hersh_watcher_next_retry(f.w) > 0);
@@ -1140,8 +1144,7 @@ TEST(custom_decide_function) {
   cfg.decide = decide_crash;
   cfg.decide_ud = &d;
   fx f;
-  REQUIRE(fx_open(&f, &cfg, custom_err_reducer, NULL));
-  CHECK_EQ_INT(hersh_watcher_start(f.w), HERSH_OK);
+  REQUIRE(fx_start(&f, &cfg, custom_err_reducer, NULL));
   CHECK(wait_terminal(&f));
   CHECK_EQ_INT(hersh_watcher_state(f.w), HERSH_CRASHED);
   CHECK_EQ_INT(f.cleanups, 1);
@@ -1177,21 +1180,13 @@ TEST(run_past_deadline_is_cancelled_and_times_out) {
   hersh_config cfg = test_config("deadline");
   cfg.timeout = 0.2;
   fx f;
-  REQUIRE(fx_open(&f, &cfg, deadline_reducer, &d));
-  CHECK_EQ_INT(hersh_watcher_start(f.w), HERSH_OK);
+  REQUIRE(fx_start(&f, &cfg, deadline_reducer, &d));
   CHECK(wait_failures(&f, 1));
   CHECK(!d.cancelled_at_start);
   CHECK(d.saw_cancel);
   CHECK_EQ_INT(hersh_watcher_failures(f.w), 1);
   CHECK_EQ_INT(hersh_watcher_state(f.w), HERSH_READY);
-  rows *res = read_log(f.w, HERSH_LOG_RESULT, 1);
-  CHECK_EQ_INT(res->n, 1);
-  if (res->n == 1) {
-    CHECK(!res->v[0].ok);
-    if (!strstr(res->v[0].t[1], "timeout")) printf("  result error: \"%s\"\n", res->v[0].t[1]);
-    CHECK(strstr(res->v[0].t[1], "timeout") != NULL);
-  }
-  free(res);
+  CHECK(last_run_failed(f.w, "timeout"));
   /* The next run has a fresh deadline. */
   CHECK_EQ_INT(hersh_watcher_send(f.w, "quick", 5), HERSH_OK);
   CHECK(wait_int(&f, &d.runs, 2));
@@ -1226,8 +1221,7 @@ TEST(watch_limit_crashes_naming_the_watch) {
   hersh_config cfg = test_config("limit");
   cfg.max_watches = 2;
   fx f;
-  REQUIRE(fx_open(&f, &cfg, limit_reducer, &l));
-  CHECK_EQ_INT(hersh_watcher_start(f.w), HERSH_OK);
+  REQUIRE(fx_start(&f, &cfg, limit_reducer, &l));
   CHECK(wait_terminal(&f));
   CHECK_EQ_INT(l.rc1, HERSH_OK);
   CHECK_EQ_INT(l.rc2, HERSH_OK);
@@ -1269,8 +1263,7 @@ static void check_bad_use(bad_use mode) {
   bad_rec b = {mode, 0, 0};
   hersh_config cfg = test_config("bad-use");
   fx f;
-  REQUIRE(fx_open(&f, &cfg, bad_use_reducer, &b));
-  CHECK_EQ_INT(hersh_watcher_start(f.w), HERSH_OK);
+  REQUIRE(fx_start(&f, &cfg, bad_use_reducer, &b));
   CHECK(wait_terminal(&f));
   CHECK(b.rc != HERSH_OK);
   CHECK_EQ_STR(hersh_state_name(hersh_watcher_state(f.w)), "Crashed");
@@ -1333,8 +1326,7 @@ TEST(memo_computed_once_clear_recomputes) {
   memo_rec m = {0};
   hersh_config cfg = test_config("memo");
   fx f;
-  REQUIRE(fx_open(&f, &cfg, memo_reducer, &m));
-  CHECK_EQ_INT(hersh_watcher_start(f.w), HERSH_OK);
+  REQUIRE(fx_start(&f, &cfg, memo_reducer, &m));
   CHECK_EQ_INT(hersh_watcher_send(f.w, "again", 5), HERSH_OK);
   CHECK_EQ_INT(hersh_watcher_send(f.w, "clear", 5), HERSH_OK);
   CHECK(wait_int(&f, &m.runs, 3));
@@ -1386,8 +1378,7 @@ TEST(max_memo_enforced) {
   hersh_config cfg = test_config("max-memo");
   cfg.max_memo = 2;
   fx f;
-  REQUIRE(fx_open(&f, &cfg, max_memo_reducer, &m));
-  CHECK_EQ_INT(hersh_watcher_start(f.w), HERSH_OK);
+  REQUIRE(fx_start(&f, &cfg, max_memo_reducer, &m));
   CHECK(wait_int(&f, &m.runs, 1));
   CHECK_EQ_INT(m.rc_a, HERSH_OK);
   CHECK_EQ_INT(m.rc_b, HERSH_OK);
@@ -1484,8 +1475,7 @@ TEST(ctx_update_isolated_copy_and_context_log) {
   upd_rec u = {0};
   hersh_config cfg = test_config("context");
   fx f;
-  REQUIRE(fx_open(&f, &cfg, upd_reducer, &u));
-  CHECK_EQ_INT(hersh_watcher_start(f.w), HERSH_OK);
+  REQUIRE(fx_start(&f, &cfg, upd_reducer, &u));
   CHECK(wait_state(&f, HERSH_READY) && u.runs == 1);
   CHECK_EQ_INT(hersh_watcher_failures(f.w), 0);
 
@@ -1532,8 +1522,7 @@ TEST(ring_logs_keep_newest_with_fresh_ids) {
   hersh_config cfg = test_config("ring");
   cfg.max_log_entries = RING;
   fx f;
-  REQUIRE(fx_open(&f, &cfg, ring_reducer, &runs));
-  CHECK_EQ_INT(hersh_watcher_start(f.w), HERSH_OK);
+  REQUIRE(fx_start(&f, &cfg, ring_reducer, &runs));
   uint64_t max_seen = 0;
   for (int k = 0; k < 5; k++) {
     if (k > 0) CHECK_EQ_INT(hersh_watcher_send(f.w, "more", 4), HERSH_OK);
@@ -1583,8 +1572,7 @@ TEST(full_queue_refuses_at_once) {
   hersh_config cfg = test_config("queue");
   cfg.signal_capacity = 3;
   fx f;
-  REQUIRE(fx_open(&f, &cfg, queue_reducer, &q));
-  CHECK_EQ_INT(hersh_watcher_start(f.w), HERSH_OK);
+  REQUIRE(fx_start(&f, &cfg, queue_reducer, &q));
   CHECK_EQ_INT(hersh_watcher_send(f.w, "a", 1), HERSH_OK);
   CHECK_EQ_INT(hersh_watcher_send(f.w, "b", 1), HERSH_OK);
   CHECK_EQ_INT(hersh_watcher_send(f.w, "c", 1), HERSH_OK);
@@ -1644,8 +1632,7 @@ TEST(watch_tick_first_tick_at_once) {
   tick_rec t = {0};
   hersh_config cfg = test_config("tick");
   fx f;
-  REQUIRE(fx_open(&f, &cfg, tick_reducer, &t));
-  CHECK_EQ_INT(hersh_watcher_start(f.w), HERSH_OK);
+  REQUIRE(fx_start(&f, &cfg, tick_reducer, &t));
   CHECK(wait_int(&f, &t.var_runs, 1));
   CHECK_EQ_INT(hersh_watcher_stop(f.w), HERSH_OK);
   CHECK(!t.init_updated);
@@ -1715,8 +1702,7 @@ TEST(watch_call_replace_skip_fail) {
   call_rec c = {0};
   hersh_config cfg = test_config("call");
   fx f;
-  REQUIRE(fx_open(&f, &cfg, call_reducer, &c));
-  CHECK_EQ_INT(hersh_watcher_start(f.w), HERSH_OK);
+  REQUIRE(fx_start(&f, &cfg, call_reducer, &c));
   CHECK_EQ_INT(hersh_loop_run_until(f.loop, pred_call_done, &f, WAIT_S), 1);
   CHECK(wait_int(&f, &c.polls, 5));
   CHECK_EQ_INT(hersh_watcher_send(f.w, "probe", 5), HERSH_OK);
@@ -1734,14 +1720,7 @@ TEST(watch_call_replace_skip_fail) {
   CHECK(c.probe_value == 42);
   CHECK(!c.probe_triggered);
 
-  rows *we = read_log(f.w, HERSH_LOG_WATCH_ERROR, 0);
-  CHECK_EQ_INT(we->n, 1);
-  if (we->n >= 1) {
-    CHECK_EQ_STR(we->v[0].t[0], "w");
-    CHECK_EQ_STR(we->v[0].t[1], "poll");
-    CHECK(strstr(we->v[0].t[2], "bad poll") != NULL);
-  }
-  free(we);
+  CHECK(one_watch_error(f.w, "w", "poll", "bad poll"));
   fx_close(&f);
 }
 
@@ -1782,20 +1761,12 @@ TEST(watch_call_update_error_still_runs) {
   upd_err_rec u = {0};
   hersh_config cfg = test_config("upd-err");
   fx f;
-  REQUIRE(fx_open(&f, &cfg, upd_err_reducer, &u));
-  CHECK_EQ_INT(hersh_watcher_start(f.w), HERSH_OK);
+  REQUIRE(fx_start(&f, &cfg, upd_err_reducer, &u));
   CHECK(wait_int(&f, &u.var_runs, 1));
   CHECK_EQ_INT(hersh_watcher_stop(f.w), HERSH_OK);
   CHECK(strstr(u.err, "upd bad 5") != NULL);
   CHECK(u.triggered);
-  rows *we = read_log(f.w, HERSH_LOG_WATCH_ERROR, 0);
-  CHECK_EQ_INT(we->n, 1);
-  if (we->n >= 1) {
-    CHECK_EQ_STR(we->v[0].t[0], "u");
-    CHECK_EQ_STR(we->v[0].t[1], "update");
-    CHECK(strstr(we->v[0].t[2], "upd bad 5") != NULL);
-  }
-  free(we);
+  CHECK(one_watch_error(f.w, "u", "update", "upd bad 5"));
   fx_close(&f);
 }
 
@@ -1833,8 +1804,7 @@ TEST(deferred_poll_finishes_later) {
   defer_rec d = {0};
   hersh_config cfg = test_config("defer");
   fx f;
-  REQUIRE(fx_open(&f, &cfg, defer_reducer, &d));
-  CHECK_EQ_INT(hersh_watcher_start(f.w), HERSH_OK);
+  REQUIRE(fx_start(&f, &cfg, defer_reducer, &d));
   CHECK(wait_int(&f, &d.polls, 1));
   CHECK(d.pending != NULL);
   hersh_loop_run_for(f.loop, 0.05);
@@ -1980,13 +1950,7 @@ TEST(lua_reducer_errors) {
   CHECK(wait_failures(&f, 1));
   CHECK_EQ_INT(hersh_watcher_failures(f.w), 1);
   CHECK_EQ_INT(hersh_watcher_state(f.w), HERSH_READY);
-  rows *res = read_log(f.w, HERSH_LOG_RESULT, 1);
-  CHECK_EQ_INT(res->n, 1);
-  if (res->n == 1) {
-    CHECK(!res->v[0].ok);
-    CHECK(strstr(res->v[0].t[1], "lua boom") != NULL);
-  }
-  free(res);
+  CHECK(last_run_failed(f.w, "lua boom"));
   CHECK_EQ_INT(hersh_watcher_stop(f.w), HERSH_OK);
   CHECK_EQ_INT(f.cleanups, 1);
   fx_close(&f);
@@ -1995,8 +1959,7 @@ TEST(lua_reducer_errors) {
 TEST(loop_run_returns_when_all_terminal) {
   hersh_config cfg = test_config("loop-run");
   fx f;
-  REQUIRE(fx_open(&f, &cfg, c_counting, NULL));
-  CHECK_EQ_INT(hersh_watcher_start(f.w), HERSH_OK);
+  REQUIRE(fx_start(&f, &cfg, c_counting, NULL));
   CHECK_EQ_INT(hersh_watcher_send(f.w, "a", 1), HERSH_OK);
   CHECK_EQ_INT(hersh_watcher_send(f.w, "stop", 4), HERSH_OK);
   CHECK(hersh_loop_run(f.loop) >= 0);
@@ -2052,13 +2015,7 @@ TEST(lua_run_past_deadline_is_aborted) {
   CHECK_EQ_INT(hersh_watcher_start(f.w), HERSH_OK);
   CHECK(wait_failures(&f, 1));
   CHECK_EQ_INT(hersh_watcher_failures(f.w), 1);
-  rows *res = read_log(f.w, HERSH_LOG_RESULT, 1);
-  CHECK_EQ_INT(res->n, 1);
-  if (res->n == 1) {
-    CHECK(!res->v[0].ok);
-    CHECK(strstr(res->v[0].t[1], "timeout") != NULL);
-  }
-  free(res);
+  CHECK(last_run_failed(f.w, "timeout"));
   CHECK_EQ_INT(hersh_watcher_send(f.w, "quick", 5), HERSH_OK); /* the Lua state is usable */
   CHECK_EQ_INT(hersh_loop_run_until(f.loop, pred_two_results, f.w, WAIT_S), 1);
   CHECK_EQ_INT(hersh_watcher_failures(f.w), 0);

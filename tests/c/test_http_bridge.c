@@ -4,9 +4,7 @@
 ** (no thread of its own) run by the test's thread. Every wait is bounded;
 ** no test asserts how long something took.
 */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -19,6 +17,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "net.h"
 #include "hersh.h"
 #include "../../src/http/server.h"
 
@@ -90,20 +89,6 @@ static hersh_http_server *start(size_t max_body) {
 
 /* ---- a raw client ---------------------------------------------------------------------- */
 
-static int connect_to(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
-  struct timeval tv = {WAIT_MS / 1000, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 static bool send_all(int fd, const char *p, size_t n) {
   while (n) {
     ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
@@ -118,6 +103,16 @@ static bool send_get(int fd, const char *path) {
   char req[256];
   int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", path);
   return send_all(fd, req, (size_t)n);
+}
+
+/* A connection to s with a GET of path sent and its request deferred; -1 on failure. */
+static int pending_get(hersh_http_server *s, const char *path) {
+  int fd = net_connect(hersh_http_server_port(s), WAIT_MS / 1000);
+  if (fd >= 0 && (!send_get(fd, path) || wait_pending(1) != 1)) {
+    close(fd);
+    return -1;
+  }
+  return fd;
 }
 
 /* Reads until the peer closes (or the bound passes); a malloc'd, NUL-terminated text. */
@@ -195,10 +190,8 @@ static void *complete_later(void *arg) {
 TEST(deferred_completion_from_another_thread) {
   hersh_http_server *s = start(1 << 20);
   REQUIRE(s);
-  int fd = connect_to(hersh_http_server_port(s));
+  int fd = pending_get(s, "/later");
   REQUIRE(fd >= 0);
-  CHECK(send_get(fd, "/later"));
-  REQUIRE(wait_pending(1) == 1);
   pthread_t t;
   pthread_create(&t, NULL, complete_later, got.pending[0]);
   char *resp = read_all(fd, NULL);
@@ -210,7 +203,7 @@ TEST(deferred_completion_from_another_thread) {
   free(resp);
   close(fd);
   /* and the direct answers still work on the same server */
-  fd = connect_to(hersh_http_server_port(s));
+  fd = net_connect(hersh_http_server_port(s), WAIT_MS / 1000);
   REQUIRE(fd >= 0);
   CHECK(send_get(fd, "/now"));
   resp = read_all(fd, NULL);
@@ -224,7 +217,7 @@ TEST(deferred_completion_from_another_thread) {
 TEST(deferred_answers_on_a_keep_alive_connection) {
   hersh_http_server *s = start(1 << 20);
   REQUIRE(s);
-  int fd = connect_to(hersh_http_server_port(s));
+  int fd = net_connect(hersh_http_server_port(s), WAIT_MS / 1000);
   REQUIRE(fd >= 0);
   char buf[4096] = "";
   size_t n = 0;
@@ -251,6 +244,12 @@ static atomic_int closes;     /* on_close calls */
 static void count_close(hersh_http_stream *st, void *ud) {
   (void)st, (void)ud;
   atomic_fetch_add(&closes, 1);
+}
+
+/* Waits (bounded) until a stream's close was told; how many were. */
+static int wait_closes(void) {
+  for (int waited = 0; atomic_load(&closes) == 0 && waited < WAIT_MS; waited += 5) sleep_ms(5);
+  return atomic_load(&closes);
 }
 
 typedef struct writer {
@@ -287,10 +286,8 @@ TEST(streaming_several_chunks) {
   REQUIRE(s);
   atomic_store(&client_saw, 0);
   atomic_store(&closes, 0);
-  int fd = connect_to(hersh_http_server_port(s));
+  int fd = pending_get(s, "/stream");
   REQUIRE(fd >= 0);
-  CHECK(send_get(fd, "/stream"));
-  REQUIRE(wait_pending(1) == 1);
   writer w = {.p = got.pending[0], .chunks = 5};
   pthread_t t;
   pthread_create(&t, NULL, write_chunks, &w);
@@ -315,8 +312,7 @@ TEST(streaming_several_chunks) {
   CHECK(dechunk(body_of(buf), body, sizeof body));
   CHECK_EQ_STR(body, "chunk-0;chunk-1;chunk-2;chunk-3;chunk-4;");
   close(fd);
-  for (int waited = 0; atomic_load(&closes) == 0 && waited < WAIT_MS; waited += 5) sleep_ms(5);
-  CHECK_EQ_INT(atomic_load(&closes), 1); /* the connection ended, delivered */
+  CHECK_EQ_INT(wait_closes(), 1); /* the connection ended, delivered */
   hersh_http_server_stop(s);
 }
 
@@ -325,10 +321,8 @@ TEST(client_disconnect_is_detected) {
   hersh_http_server *s = start(1 << 20);
   REQUIRE(s);
   atomic_store(&closes, 0);
-  int fd = connect_to(hersh_http_server_port(s));
+  int fd = pending_get(s, "/follow");
   REQUIRE(fd >= 0);
-  CHECK(send_get(fd, "/follow"));
-  REQUIRE(wait_pending(1) == 1);
   hersh_http_stream *st = hersh_http_stream_start(got.pending[0], 200, NULL, NULL);
   REQUIRE(st);
   hersh_http_stream_retain(st); /* kept past end, to look at it */
@@ -346,8 +340,7 @@ TEST(client_disconnect_is_detected) {
     if (!closed) sleep_ms(10);
   }
   CHECK(closed);
-  for (int waited = 0; atomic_load(&closes) == 0 && waited < WAIT_MS; waited += 5) sleep_ms(5);
-  CHECK_EQ_INT(atomic_load(&closes), 1);
+  CHECK_EQ_INT(wait_closes(), 1);
   CHECK_EQ_INT(hersh_http_stream_write(st, "more\n", 5), HERSH_E_STATE);
   hersh_http_stream_end(st);
   int late = 0;
@@ -362,10 +355,8 @@ TEST(client_disconnect_fails_writes) {
   hersh_http_server *s = start(1 << 20);
   REQUIRE(s);
   atomic_store(&closes, 0);
-  int fd = connect_to(hersh_http_server_port(s));
+  int fd = pending_get(s, "/tail");
   REQUIRE(fd >= 0);
-  CHECK(send_get(fd, "/tail"));
-  REQUIRE(wait_pending(1) == 1);
   hersh_http_stream *st = hersh_http_stream_start(got.pending[0], 200, NULL, NULL);
   REQUIRE(st);
   hersh_http_stream_on_close(st, count_close, NULL);
@@ -388,7 +379,7 @@ TEST(client_disconnect_fails_writes) {
 TEST(a_slow_client_fills_the_buffer) {
   hersh_http_server *s = start(1 << 20);
   REQUIRE(s);
-  int fd = connect_to(hersh_http_server_port(s));
+  int fd = net_connect(hersh_http_server_port(s), WAIT_MS / 1000);
   REQUIRE(fd >= 0);
   int small = 4096; /* a small receive window, so the kernel holds little of it */
   setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
@@ -418,7 +409,7 @@ TEST(a_cut_stream_ends_a_client_that_reads_nothing) {
   hersh_http_server *s = start(1 << 20);
   REQUIRE(s);
   atomic_store(&closes, 0);
-  int fd = connect_to(hersh_http_server_port(s));
+  int fd = net_connect(hersh_http_server_port(s), WAIT_MS / 1000);
   REQUIRE(fd >= 0);
   int small = 4096;
   CHECK(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small) == 0);
@@ -440,8 +431,7 @@ TEST(a_cut_stream_ends_a_client_that_reads_nothing) {
   hersh_http_stream_cut(st);
   CHECK(hersh_http_stream_closed(st));
   CHECK_EQ_INT(hersh_http_stream_write(st, "more", 4), HERSH_E_STATE);
-  for (int waited = 0; atomic_load(&closes) == 0 && waited < WAIT_MS; waited += 5) sleep_ms(5);
-  CHECK_EQ_INT(atomic_load(&closes), 1);
+  CHECK_EQ_INT(wait_closes(), 1);
   size_t n = 0;
   free(read_all(fd, &n)); /* ends (reset or closed) well before its receive timeout */
   CHECK(n < (size_t)64 * sizeof block);
@@ -470,7 +460,7 @@ TEST(many_concurrent_deferred_requests) {
   int fds[MANY];
   int opened = 0;
   for (int i = 0; i < MANY; i++) {
-    fds[i] = connect_to(hersh_http_server_port(s));
+    fds[i] = net_connect(hersh_http_server_port(s), WAIT_MS / 1000);
     if (fds[i] < 0) break;
     opened++;
     char path[32];
@@ -503,7 +493,7 @@ TEST(many_concurrent_deferred_requests) {
 TEST(max_body_still_answers_413) {
   hersh_http_server *s = start(1024);
   REQUIRE(s);
-  int fd = connect_to(hersh_http_server_port(s));
+  int fd = net_connect(hersh_http_server_port(s), WAIT_MS / 1000);
   REQUIRE(fd >= 0);
   static char req[8192];
   int n = snprintf(req, sizeof req, "POST /big HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 4096\r\n\r\n");
@@ -522,7 +512,7 @@ TEST(max_body_still_answers_413) {
 
 /* The status of GET /now with one header of `n` bytes (0: no answer). */
 static int status_with_header(int port, size_t n) {
-  int fd = connect_to(port);
+  int fd = net_connect(port, WAIT_MS / 1000);
   if (fd < 0) return 0;
   size_t cap = n + 256;
   char *req = malloc(cap);
@@ -560,7 +550,7 @@ TEST(stop_answers_what_waits) {
   REQUIRE(s);
   atomic_store(&closes, 0);
   int port = hersh_http_server_port(s);
-  int waiting = connect_to(port), streaming = connect_to(port);
+  int waiting = net_connect(port, WAIT_MS / 1000), streaming = net_connect(port, WAIT_MS / 1000);
   REQUIRE(waiting >= 0 && streaming >= 0);
   CHECK(send_get(waiting, "/wait"));
   REQUIRE(wait_pending(1) == 1);
@@ -653,14 +643,14 @@ static void *loop_client(void *arg) {
   int n = snprintf(req, sizeof req, "POST /upload HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: %d\r\n\r\n",
                    UPLOAD);
   for (int i = 0; i < UPLOAD; i++) req[n + i] = (char)('a' + i % 26);
-  int fd = connect_to(port);
+  int fd = net_connect(port, WAIT_MS / 1000);
   if (fd >= 0 && send_all(fd, req, (size_t)n + UPLOAD)) {
     char *resp = read_all(fd, NULL);
     snprintf(upload_reply, sizeof upload_reply, "%s", resp);
     free(resp);
   }
   if (fd >= 0) close(fd);
-  fd = connect_to(port);
+  fd = net_connect(port, WAIT_MS / 1000);
   if (fd >= 0 && send_get(fd, "/now")) {
     char *resp = read_all(fd, NULL);
     snprintf(now_reply, sizeof now_reply, "%s", resp);

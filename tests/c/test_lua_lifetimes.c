@@ -11,7 +11,6 @@
 */
 #include <errno.h>
 #include <lualib.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +22,7 @@
 #include <uv.h>
 
 #include "check.h"
+#include "net.h"
 #include "hersh.h"
 #include "lua/lhersh.h" /* hersh_lua_prepare: a state made as the Host makes its own */
 
@@ -260,22 +260,8 @@ TEST(host_state_closes_with_everything_open) {
 
 /* ---- main ------------------------------------------------------------------------- */
 
-/* A loopback listener that never accepts: connections wait in its backlog. */
-static int silent_listener(int *port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t len = sizeof a;
-  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 16) != 0 ||
-      getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-    if (fd >= 0) close(fd);
-    return -1;
-  }
-  *port = ntohs(a.sin_port);
-  return fd;
-}
-
 int main(void) {
-  int listener = silent_listener(&scenario_port);
+  int listener = net_listener(&scenario_port); /* never accepts */
   if (listener < 0) {
     printf("cannot listen on loopback: %s\n", strerror(errno));
     return 1;

@@ -3,9 +3,7 @@
 ** Prometheus text writer (src/http/prom.c), and GET /watcher/metrics over loopback.
 ** Every wait is bounded; no test asserts how long something took.
 */
-#include <arpa/inet.h>
 #include <math.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +12,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "net.h"
 #include "hersh.h"
 #include "http/prom.h"
 
@@ -186,15 +185,11 @@ TEST(names_of_triggers_and_outcomes) {
 
 /* One GET on a fresh connection; the whole answer (headers and body), malloc'd. */
 static char *http_get(int port, const char *path) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int fd = net_connect(port, (int)WAIT_S);
   if (fd < 0) return NULL;
-  struct timeval tv = {(time_t)WAIT_S, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   char req[256];
   int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", path);
-  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0 || send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
+  if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
     close(fd);
     return NULL;
   }

@@ -85,18 +85,38 @@ static void failing_cleanup(hersh_ctx *ctx, void *ud) {
   hersh_fail(ctx, "cannot flush");
 }
 
+/* A loop that reports to k; NULL when it cannot be made. */
+static hersh_loop *reporting_loop(sink *k) {
+  hersh_loop *loop = hersh_loop_new();
+  if (loop && hersh_loop_on_report(loop, record, k) != HERSH_OK) {
+    hersh_loop_free(loop);
+    return NULL;
+  }
+  return loop;
+}
+
+/* A watcher of cfg on loop, told apart in k's reports, run by reducer (and cleanup when
+** not NULL), started; NULL when a step fails. */
+static hersh_watcher *started(hersh_loop *loop, sink *k, const hersh_config *cfg, hersh_reducer_fn reducer,
+                              hersh_cleanup_fn cleanup) {
+  hersh_watcher *w;
+  if (hersh_watcher_new(loop, cfg, &w) != HERSH_OK) return NULL;
+  k->w = w;
+  if (hersh_watcher_manage(w, reducer, NULL) != HERSH_OK ||
+      (cleanup && hersh_watcher_on_cleanup(w, cleanup, NULL) != HERSH_OK) || hersh_watcher_start(w) != HERSH_OK) {
+    hersh_watcher_free(w);
+    return NULL;
+  }
+  return w;
+}
+
 TEST(failed_runs_then_crash_in_order_with_decisions) {
   sink k = {.loop_thread = pthread_self()};
-  hersh_loop *loop = hersh_loop_new();
+  hersh_loop *loop = reporting_loop(&k);
   REQUIRE(loop);
-  CHECK_EQ_INT(hersh_loop_on_report(loop, record, &k), HERSH_OK);
   hersh_config cfg = fast_config("sensor");
-  hersh_watcher *w;
-  REQUIRE(hersh_watcher_new(loop, &cfg, &w) == HERSH_OK);
-  k.w = w;
-  CHECK_EQ_INT(hersh_watcher_manage(w, failing_reducer, NULL), HERSH_OK);
-  CHECK_EQ_INT(hersh_watcher_on_cleanup(w, failing_cleanup, NULL), HERSH_OK);
-  CHECK_EQ_INT(hersh_watcher_start(w), HERSH_OK);
+  hersh_watcher *w = started(loop, &k, &cfg, failing_reducer, failing_cleanup);
+  REQUIRE(w);
   CHECK_EQ_INT(hersh_loop_run_until(loop, is_terminal, w, WAIT_S), 1);
   CHECK_EQ_INT(hersh_watcher_state(w), HERSH_CRASHED);
   REQUIRE(k.n == 5);
@@ -146,17 +166,13 @@ TEST(failed_runs_then_crash_in_order_with_decisions) {
 
 TEST(crash_after_one_failure_reads_right) {
   sink k = {.loop_thread = pthread_self()};
-  hersh_loop *loop = hersh_loop_new();
+  hersh_loop *loop = reporting_loop(&k);
   REQUIRE(loop);
-  CHECK_EQ_INT(hersh_loop_on_report(loop, record, &k), HERSH_OK);
   hersh_config cfg = fast_config("once");
   cfg.recovery.min_failures = 1;
   cfg.recovery.max_failures = 1;
-  hersh_watcher *w;
-  REQUIRE(hersh_watcher_new(loop, &cfg, &w) == HERSH_OK);
-  k.w = w;
-  CHECK_EQ_INT(hersh_watcher_manage(w, failing_reducer, NULL), HERSH_OK);
-  CHECK_EQ_INT(hersh_watcher_start(w), HERSH_OK);
+  hersh_watcher *w = started(loop, &k, &cfg, failing_reducer, NULL);
+  REQUIRE(w);
   CHECK_EQ_INT(hersh_loop_run_until(loop, is_terminal, w, WAIT_S), 1);
   REQUIRE(k.n == 2); /* no cleanup set: no cleanup report */
   CHECK_EQ_INT(k.s[0].decision.action, HERSH_ACT_CRASH);
@@ -174,15 +190,11 @@ static bool reports_at_least_one(void *ud) { return ((sink *)ud)->n >= 1; }
 
 TEST(user_run_names_its_message_quoted) {
   sink k = {.loop_thread = pthread_self()};
-  hersh_loop *loop = hersh_loop_new();
+  hersh_loop *loop = reporting_loop(&k);
   REQUIRE(loop);
-  CHECK_EQ_INT(hersh_loop_on_report(loop, record, &k), HERSH_OK);
   hersh_config cfg = fast_config("orders");
-  hersh_watcher *w;
-  REQUIRE(hersh_watcher_new(loop, &cfg, &w) == HERSH_OK);
-  k.w = w;
-  CHECK_EQ_INT(hersh_watcher_manage(w, fail_on_message, NULL), HERSH_OK);
-  CHECK_EQ_INT(hersh_watcher_start(w), HERSH_OK);
+  hersh_watcher *w = started(loop, &k, &cfg, fail_on_message, NULL);
+  REQUIRE(w);
   const char msg[] = "buy \"ACME\"\n10";
   CHECK_EQ_INT(hersh_watcher_send(w, msg, sizeof msg - 1), HERSH_OK);
   CHECK_EQ_INT(hersh_loop_run_until(loop, reports_at_least_one, &k, WAIT_S), 1);
@@ -220,15 +232,11 @@ static int limit_reducer(hersh_ctx *ctx, const hersh_msg *msg, void *ud) {
 
 TEST(watch_error_and_engine_limit_crash) {
   sink k = {.loop_thread = pthread_self()};
-  hersh_loop *loop = hersh_loop_new();
+  hersh_loop *loop = reporting_loop(&k);
   REQUIRE(loop);
-  CHECK_EQ_INT(hersh_loop_on_report(loop, record, &k), HERSH_OK);
   hersh_config cfg = fast_config("feed");
-  hersh_watcher *w;
-  REQUIRE(hersh_watcher_new(loop, &cfg, &w) == HERSH_OK);
-  k.w = w;
-  CHECK_EQ_INT(hersh_watcher_manage(w, watching_reducer, NULL), HERSH_OK);
-  CHECK_EQ_INT(hersh_watcher_start(w), HERSH_OK);
+  hersh_watcher *w = started(loop, &k, &cfg, watching_reducer, NULL);
+  REQUIRE(w);
   CHECK_EQ_INT(hersh_loop_run_until(loop, reports_at_least_one, &k, WAIT_S), 1);
   REQUIRE(k.n >= 1);
   CHECK_EQ_INT(k.s[0].kind, HERSH_REPORT_WATCH_ERROR);
@@ -241,10 +249,8 @@ TEST(watch_error_and_engine_limit_crash) {
   k.n = 0;
   cfg = fast_config("limited");
   cfg.max_watches = 1;
-  REQUIRE(hersh_watcher_new(loop, &cfg, &w) == HERSH_OK);
-  k.w = w;
-  CHECK_EQ_INT(hersh_watcher_manage(w, limit_reducer, NULL), HERSH_OK);
-  CHECK_EQ_INT(hersh_watcher_start(w), HERSH_OK);
+  w = started(loop, &k, &cfg, limit_reducer, NULL);
+  REQUIRE(w);
   CHECK_EQ_INT(hersh_loop_run_until(loop, is_terminal, w, WAIT_S), 1);
   REQUIRE(k.n == 1);
   CHECK_EQ_INT(k.s[0].kind, HERSH_REPORT_CRASHED);
@@ -260,9 +266,8 @@ static const char lua_failing[] = "local function explode() error('kaboom') end\
 
 TEST(lua_reducer_error_carries_its_traceback) {
   sink k = {.loop_thread = pthread_self()};
-  hersh_loop *loop = hersh_loop_new();
+  hersh_loop *loop = reporting_loop(&k);
   REQUIRE(loop);
-  CHECK_EQ_INT(hersh_loop_on_report(loop, record, &k), HERSH_OK);
   hersh_config cfg = fast_config("lua");
   hersh_watcher *w;
   REQUIRE(hersh_watcher_new(loop, &cfg, &w) == HERSH_OK);
@@ -281,16 +286,11 @@ TEST(lua_reducer_error_carries_its_traceback) {
 
 TEST(no_call_once_removed_or_after_free) {
   sink k = {.loop_thread = pthread_self()};
-  hersh_loop *loop = hersh_loop_new();
+  hersh_loop *loop = reporting_loop(&k);
   REQUIRE(loop);
-  CHECK_EQ_INT(hersh_loop_on_report(loop, record, &k), HERSH_OK);
   hersh_config cfg = fast_config("quiet");
-  hersh_watcher *w;
-  REQUIRE(hersh_watcher_new(loop, &cfg, &w) == HERSH_OK);
-  k.w = w;
-  CHECK_EQ_INT(hersh_watcher_manage(w, failing_reducer, NULL), HERSH_OK);
-  CHECK_EQ_INT(hersh_watcher_on_cleanup(w, failing_cleanup, NULL), HERSH_OK);
-  CHECK_EQ_INT(hersh_watcher_start(w), HERSH_OK);
+  hersh_watcher *w = started(loop, &k, &cfg, failing_reducer, failing_cleanup);
+  REQUIRE(w);
   CHECK_EQ_INT(hersh_loop_run_until(loop, reports_at_least_one, &k, WAIT_S), 1);
   CHECK_EQ_INT(k.n, 1);
   CHECK_EQ_INT(hersh_loop_on_report(loop, NULL, NULL), HERSH_OK);
@@ -304,11 +304,8 @@ TEST(no_call_once_removed_or_after_free) {
   ** leaves a retry that could */
   k.n = 0;
   CHECK_EQ_INT(hersh_loop_on_report(loop, record, &k), HERSH_OK);
-  REQUIRE(hersh_watcher_new(loop, &cfg, &w) == HERSH_OK);
-  k.w = w;
-  CHECK_EQ_INT(hersh_watcher_manage(w, failing_reducer, NULL), HERSH_OK);
-  CHECK_EQ_INT(hersh_watcher_on_cleanup(w, failing_cleanup, NULL), HERSH_OK);
-  CHECK_EQ_INT(hersh_watcher_start(w), HERSH_OK);
+  w = started(loop, &k, &cfg, failing_reducer, failing_cleanup);
+  REQUIRE(w);
   CHECK_EQ_INT(hersh_loop_run_until(loop, reports_at_least_one, &k, WAIT_S), 1);
   CHECK_EQ_INT(k.n, 1);
   CHECK(hersh_watcher_next_retry(w) > 0);

@@ -5,8 +5,6 @@
 ** parser and chunked decoder (upstream_head.c) on their own. Every wait is bounded;
 ** no test asserts how long something took.
 */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -17,6 +15,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "net.h"
 #include "hersh.h"
 #include "base/buf.h"
 #include "http/upstream.h"
@@ -131,15 +130,8 @@ static bool server_start(server *s, const step *steps, size_t n) {
   pthread_mutex_init(&s->mu, NULL);
   s->steps = steps;
   s->n_steps = n;
-  s->fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t len = sizeof a;
-  if (s->fd < 0 || bind(s->fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(s->fd, 16) != 0 ||
-      getsockname(s->fd, (struct sockaddr *)&a, &len) != 0) {
-    if (s->fd >= 0) close(s->fd);
-    return false;
-  }
-  s->port = ntohs(a.sin_port);
+  s->fd = net_listener(&s->port);
+  if (s->fd < 0) return false;
   if (pthread_create(&s->thread, NULL, server_main, s) != 0) {
     close(s->fd);
     return false;
@@ -152,18 +144,6 @@ static void server_stop(server *s) {
   pthread_join(s->thread, NULL);
   close(s->fd);
   pthread_mutex_destroy(&s->mu);
-}
-
-/* A port nothing listens on: bound once, then closed. */
-static int dead_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t len = sizeof a;
-  int port = -1;
-  if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-    port = ntohs(a.sin_port);
-  if (fd >= 0) close(fd);
-  return port;
 }
 
 /* ---- one exchange -------------------------------------------------------------------------- */
@@ -263,44 +243,38 @@ TEST(keep_alive_reuse) {
   server_stop(&s);
 }
 
-TEST(chunked_answer) {
-  step steps[] = {{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=1\r\n world\r\n"
-                   "0\r\nX-Trailer: 1\r\n\r\n",
-                   0, KEEP}};
+/* Two GETs of / to a server that answers each with reply and then does `then`: both
+** must get 200 and body. How many connections the server accepted; -1 if it did not start. */
+static int two_gets(const char *reply, after then, const char *body) {
+  step steps[] = {{reply, 0, then}};
   server s;
-  REQUIRE(server_start(&s, steps, 1));
+  if (!server_start(&s, steps, 1)) return -1;
   hersh_loop *loop = hersh_loop_new();
   for (int i = 0; i < 2; i++) {
     result r = {0};
     hersh_upstream_call call = get(s.port, "/");
     CHECK(exchange(loop, &call, &r));
     CHECK_EQ_INT(r.status, 200);
-    CHECK(body_is(&r, "hello world"));
+    CHECK(body_is(&r, body));
     CHECK_EQ_STR(r.code, "");
     result_free(&r);
   }
-  CHECK_EQ_INT(atomic_load(&s.accepted), 1); /* reused after a whole chunked answer */
+  int accepted = atomic_load(&s.accepted);
   hersh_loop_free(loop);
   server_stop(&s);
+  return accepted;
+}
+
+TEST(chunked_answer) {
+  int accepted = two_gets("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=1\r\n world\r\n"
+                          "0\r\nX-Trailer: 1\r\n\r\n",
+                          KEEP, "hello world");
+  CHECK_EQ_INT(accepted, 1); /* reused after a whole chunked answer */
 }
 
 TEST(close_delimited_answer) {
-  step steps[] = {{"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end", 0, CLOSE}};
-  server s;
-  REQUIRE(server_start(&s, steps, 1));
-  hersh_loop *loop = hersh_loop_new();
-  for (int i = 0; i < 2; i++) {
-    result r = {0};
-    hersh_upstream_call call = get(s.port, "/");
-    CHECK(exchange(loop, &call, &r));
-    CHECK_EQ_INT(r.status, 200);
-    CHECK(body_is(&r, "until the end"));
-    CHECK_EQ_STR(r.code, "");
-    result_free(&r);
-  }
-  CHECK_EQ_INT(atomic_load(&s.accepted), 2); /* such a connection is never reused */
-  hersh_loop_free(loop);
-  server_stop(&s);
+  int accepted = two_gets("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end", CLOSE, "until the end");
+  CHECK_EQ_INT(accepted, 2); /* such a connection is never reused */
 }
 
 /* The program closes a connection the pool holds (as at its idle timeout): the next GET,
@@ -405,7 +379,7 @@ TEST(dies_mid_body) {
 TEST(connection_refused) {
   hersh_loop *loop = hersh_loop_new();
   result r = {0};
-  hersh_upstream_call call = get(dead_port(), "/");
+  hersh_upstream_call call = get(net_dead_port(), "/");
   CHECK(exchange(loop, &call, &r));
   CHECK_EQ_STR(r.code, "ECONNREFUSED");
   result_free(&r);
