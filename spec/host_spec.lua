@@ -202,11 +202,14 @@ describe("hersh host: a program's life", function()
     local h, id, port = ready_counter("follower")
     local curl
     defer(function() P.stop(curl) end)
-    curl = P.start{ "env", "-u", "LD_PRELOAD", "curl", "-sN", "--max-time", "120",
+    -- -D -: the head comes first on stdout, once the Host follows the log (tail=0: only
+    -- lines written after that come, so "one" is sent after it)
+    curl = P.start{ "env", "-u", "LD_PRELOAD", "curl", "-sN", "-D", "-", "--max-time", "120",
       "http://127.0.0.1:" .. h.port .. "/programs/" .. id .. "/logs?follow=true&tail=0" }
     local function streamed(text)
       return P.wait_for(function() return has(P.stdout(curl), text) end, WAIT, 0.05) == true
     end
+    assert.is_true(streamed("HTTP/1.1 200"), P.stdout(curl))
     assert.equal(200, P.send(port, "one").status)
     assert.is_true(streamed("Counter: 1"), P.stdout(curl))
     assert.is_false(has(P.stdout(curl), "Boot: 1"), "tail=0 sends no old line")
@@ -924,8 +927,9 @@ local function wakeups(pid)
 end
 
 describe("hersh host: following logs", function()
+  -- -D -: the head first on stdout, once the Host follows the log (see "streams the log")
   local function follow(h, id, query)
-    return P.start{ "env", "-u", "LD_PRELOAD", "curl", "-sN", "--max-time", "120",
+    return P.start{ "env", "-u", "LD_PRELOAD", "curl", "-sN", "-D", "-", "--max-time", "120",
       "http://127.0.0.1:" .. h.port .. "/programs/" .. id .. "/logs?follow=true" .. (query or "") }
   end
 
@@ -943,6 +947,7 @@ describe("hersh host: following logs", function()
     local h, id, port = ready_counter("deleted-follow")
     local curl = follow(h, id, "&tail=0")
     defer(function() P.stop(curl) end)
+    assert.is_true(streamed(curl, "HTTP/1.1 200"), P.stdout(curl))
     assert.equal(200, P.send(port, "one").status)
     assert.is_true(streamed(curl, "Counter: 1"), P.stdout(curl))
     ok_json(call(h, "DELETE", "/programs/" .. id), 200, "delete")
