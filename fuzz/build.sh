@@ -37,6 +37,7 @@ declare -A sources=(
   [host_http]="fuzz/host_http.c fuzz/http_check.c fuzz/lua_embed.c"
   [proxy_headers]="fuzz/proxy_headers.c"
   [upstream_head]="fuzz/upstream_head.c"
+  [front_head]="fuzz/front_head.c"
 )
 for name in "${!sources[@]}"; do
   out="$build/fuzz_$name"

@@ -15,7 +15,7 @@ mode=${1:-smoke}
 shift || true
 build=${BUILD_DIR:-build-fuzz}
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(json_reader value_writer lua_host watcher_http host_http proxy_headers upstream_head)
+[ ${#targets[@]} -gt 0 ] || targets=(json_reader value_writer lua_host watcher_http host_http proxy_headers upstream_head front_head)
 case $mode in
   smoke) seconds=${SMOKE_SECONDS:-10} ;;
   long) seconds=${FUZZ_SECONDS:-600} ;;

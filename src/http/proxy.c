@@ -172,11 +172,52 @@ char *hersh_proxy_response_headers(const char *block, size_t len) {
   return hersh_buf_take(&out);
 }
 
+/* ---- the server's deferred request as a client ----------------------------------------- */
+
+static void srv_complete(void *c, int status, char *body, size_t len, char *headers) {
+  hersh_http_response res = {.status = status, .body = body, .body_len = len, .headers = headers};
+  (void)hersh_http_complete(c, &res); /* a client already gone is no error here */
+}
+
+static bool srv_stream_start(void *c, int status, const char *headers) {
+  return hersh_http_stream_start(c, status, NULL, headers) != NULL; /* answers 500 if it fails */
+}
+
+static int srv_write(void *c, const void *data, size_t len) { return hersh_http_stream_write(c, data, len); }
+static void srv_end(void *c) { hersh_http_stream_end(c); }
+static void srv_cut(void *c) { hersh_http_stream_cut(c); }
+static size_t srv_waiting(void *c) { return hersh_http_stream_waiting(c); }
+static void srv_on_drain(void *c, hersh_http_close_fn fn, void *ud) { hersh_http_stream_on_drain(c, fn, ud); }
+static void srv_on_close(void *c, hersh_http_close_fn fn, void *ud) { hersh_http_stream_on_close(c, fn, ud); }
+static void srv_body_take(void *c, hersh_http_body_fn fn, void *ud) { hersh_http_body_take(c, fn, ud); }
+static void srv_body_resume(void *c) { hersh_http_body_resume(c); }
+
+static const char *srv_client_ip(void *c, char *buf, size_t n) {
+  struct MHD_Connection *conn = hersh_http_pending_conn(c);
+  const union MHD_ConnectionInfo *info =
+      conn ? MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS) : NULL;
+  return info ? hersh_proxy_address_text(info->client_addr, buf, n) : NULL;
+}
+
+const hersh_proxy_client hersh_proxy_server_client = {
+    .complete = srv_complete, .stream_start = srv_stream_start, .write = srv_write, .end = srv_end,
+    .cut = srv_cut, .waiting = srv_waiting, .on_drain = srv_on_drain, .on_close = srv_on_close,
+    .body_take = srv_body_take, .body_resume = srv_body_resume, .client_ip = srv_client_ip};
+
+const char *hersh_proxy_address_text(const struct sockaddr *sa, char *buf, size_t n) {
+  if (sa && sa->sa_family == AF_INET)
+    return inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, buf, (socklen_t)n);
+  if (sa && sa->sa_family == AF_INET6)
+    return inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, buf, (socklen_t)n);
+  return NULL;
+}
+
 /* ---- one exchange ---------------------------------------------------------------------- */
 
 typedef struct fwd {
-  hersh_http_pending *p; /* the hold, until the answer goes out whole or as a stream */
-  hersh_http_stream *s;  /* then the stream's */
+  const hersh_proxy_client *cl;
+  void *c;        /* the client, held until the answer goes out whole or its stream ends */
+  bool streaming; /* the answer started as a stream */
   /* The program's head and the body that came with it, until the answer starts: an
   ** answer that comes in one read goes out whole (with its length), not as a stream. */
   bool headed;
@@ -185,8 +226,7 @@ typedef struct fwd {
   hersh_upstream_req *req; /* until the exchange is over */
   bool paused;             /* reading from the program waits until the client drains */
   bool client_gone;
-  /* A streamed request body: the request it comes from, until the exchange ends. */
-  hersh_http_pending *body_from;
+  bool body_taken;  /* a streamed request body: its taker is set until the exchange ends */
   bool client_held; /* the client waits (suspended) until the program took what waits */
   int status;
   char *program;
@@ -204,7 +244,7 @@ static void fwd_free(fwd *f) {
 
 /* The proxy's own answer, in the Host's error shape {"code", "error", "message"}; gives
 ** up the hold. The status sent. */
-static int answer_error(hersh_http_pending *p, int status, const char *title, const char *message) {
+static int answer_error(const hersh_proxy_client *cl, void *c, int status, const char *title, const char *message) {
   hersh_buf b = {0};
   hersh_json j;
   hersh_json_init(&j, &b);
@@ -220,47 +260,49 @@ static int answer_error(hersh_http_pending *p, int status, const char *title, co
   size_t len = body ? strlen(body) : 0;
   hersh_http_response res = {.status = status, .body = body, .body_len = len};
   if (!body) hersh_http_error(&res, 500, "out of memory");
-  status = res.status;
-  (void)hersh_http_complete(p, &res); /* a client already gone is no error here */
-  return status;
+  cl->complete(c, res.status, res.body, res.body_len, NULL);
+  return res.status;
+}
+
+/* The rest of the client's body, if any, is dropped by the client side: before the
+** hold is given up. */
+static void release_body(fwd *f) {
+  if (!f->body_taken) return;
+  f->cl->body_take(f->c, NULL, NULL);
+  if (f->client_held) f->cl->body_resume(f->c);
+  f->body_taken = false;
 }
 
 static void on_done(const hersh_upstream_result *r, void *ud) {
   fwd *f = ud;
   f->req = NULL;
-  if (f->body_from) { /* the rest of the body, if any, is dropped by the server */
-    hersh_http_body_take(f->body_from, NULL, NULL);
-    if (f->client_held) hersh_http_body_resume(f->body_from);
-    f->body_from = NULL;
-  }
+  release_body(f);
   char message[512];
-  if (f->s) { /* the head went out: the end of the body, or a cut the client sees */
-    hersh_http_stream_on_close(f->s, NULL, NULL);
-    hersh_http_stream_on_drain(f->s, NULL, NULL);
-    if (r->error) hersh_http_stream_cut(f->s);
-    hersh_http_stream_end(f->s);
-    f->s = NULL;
-  } else if (!f->p) { /* the head could not start a stream: answered already */
+  if (f->streaming) { /* the head went out: the end of the body, or a cut the client sees */
+    f->cl->on_close(f->c, NULL, NULL);
+    f->cl->on_drain(f->c, NULL, NULL);
+    if (r->error) f->cl->cut(f->c);
+    f->cl->end(f->c);
+  } else if (!f->c) { /* the head could not start a stream: answered already */
   } else if (f->headed && !r->error) { /* all of it came at once */
     size_t len = f->held.len;
-    hersh_http_response res = {.status = f->status, .body_len = len, .headers = f->head_lines};
-    res.body = hersh_buf_take(&f->held);
+    char *body = hersh_buf_take(&f->held);
+    f->cl->complete(f->c, f->status, body, len, f->head_lines);
     f->head_lines = NULL;
-    (void)hersh_http_complete(f->p, &res); /* a client already gone is no error here */
   } else if (r->code && strcmp(r->code, "ETIMEOUT") == 0 && strcmp(r->error, "connect timeout") == 0) {
     snprintf(message, sizeof message,
              "program %s did not accept the connection within %g s (its proxy.connect_timeout)", f->program,
              f->connect_timeout);
-    f->status = answer_error(f->p, 504, "Gateway Timeout", message);
+    f->status = answer_error(f->cl, f->c, 504, "Gateway Timeout", message);
   } else if (r->code && strcmp(r->code, "ETIMEOUT") == 0) {
     snprintf(message, sizeof message, "program %s did not answer within %g s (its proxy.timeout)", f->program,
              f->timeout);
-    f->status = answer_error(f->p, 504, "Gateway Timeout", message);
+    f->status = answer_error(f->cl, f->c, 504, "Gateway Timeout", message);
   } else {
     snprintf(message, sizeof message, "program %s did not answer: %s", f->program, r->error ? r->error : "no answer");
-    f->status = answer_error(f->p, 502, "Bad Gateway", message);
+    f->status = answer_error(f->cl, f->c, 502, "Bad Gateway", message);
   }
-  f->p = NULL;
+  f->c = NULL;
   if (f->done) f->done(f->status, f->ud);
   fwd_free(f);
 }
@@ -291,26 +333,27 @@ static bool on_head(int status, const char *headers, size_t len, void *ud) {
   hersh_http_response res = {0};
   hersh_http_error(&res, 500, "out of memory");
   f->status = res.status;
-  (void)hersh_http_complete(f->p, &res);
-  f->p = NULL;
+  release_body(f);
+  f->cl->complete(f->c, res.status, res.body, res.body_len, NULL);
+  f->c = NULL;
   return false;
 }
 
 /* The answer starts as a stream: the head, then what came so far. false when it could
 ** not (answered 500) or the client has left; the caller ends the exchange. */
 static bool start_stream(fwd *f) {
-  hersh_http_pending *p = f->p;
-  f->p = NULL;
-  f->s = hersh_http_stream_start(p, f->status, NULL, f->head_lines); /* answers 500 if it fails */
+  bool ok = f->cl->stream_start(f->c, f->status, f->head_lines); /* answers 500 if it fails */
   free(f->head_lines);
   f->head_lines = NULL;
-  if (!f->s) {
+  if (!ok) {
+    f->c = NULL;
     f->status = 500;
     return false;
   }
-  hersh_http_stream_on_drain(f->s, on_client_drained, f);
-  hersh_http_stream_on_close(f->s, on_client_closed, f); /* runs at once if the client left */
-  int rc = f->held.len ? hersh_http_stream_write(f->s, f->held.p, f->held.len) : HERSH_OK;
+  f->streaming = true;
+  f->cl->on_drain(f->c, on_client_drained, f);
+  f->cl->on_close(f->c, on_client_closed, f); /* runs at once if the client left */
+  int rc = f->held.len ? f->cl->write(f->c, f->held.p, f->held.len) : HERSH_OK;
   hersh_buf_free(&f->held);
   return rc == HERSH_OK && !f->client_gone;
 }
@@ -318,34 +361,34 @@ static bool start_stream(fwd *f) {
 /* A read from the program did not end the answer: it goes on as a stream. */
 static void on_settled(void *ud) {
   fwd *f = ud;
-  if (f->s || !f->headed || !f->p || !f->req) return;
+  if (f->streaming || !f->headed || !f->c || !f->req) return;
   if (!start_stream(f)) hersh_upstream_cancel(f->req); /* on_done follows */
 }
 
 /* A piece of the program's body: held until the answer starts, else written on; reading
 ** pauses while the client has HERSH_PROXY_HIGH_WATER bytes to take (one read more may
-** come: the server's buffer bounds it, HERSH_HTTP_STREAM_MAX_BUFFER). */
+** come: the client side's buffer bounds it, HERSH_HTTP_STREAM_MAX_BUFFER). */
 static bool on_data(const char *piece, size_t len, void *ud) {
   fwd *f = ud;
   if (f->client_gone) return false;
-  if (!f->s) {
+  if (!f->streaming) {
     hersh_buf_put(&f->held, piece, len);
     if (f->held.oom) return false;
     if (f->held.len < HERSH_PROXY_HIGH_WATER) return true;
     if (!start_stream(f)) return false;
-  } else if (hersh_http_stream_write(f->s, piece, len) != HERSH_OK) {
+  } else if (f->cl->write(f->c, piece, len) != HERSH_OK) {
     return false;
   }
-  if (hersh_http_stream_waiting(f->s) >= HERSH_PROXY_HIGH_WATER) {
+  if (f->cl->waiting(f->c) >= HERSH_PROXY_HIGH_WATER) {
     f->paused = true;
     hersh_upstream_pause(f->req);
   }
   return true;
 }
 
-/* A piece of the client's body (len 0: its end), from the server: sent on while less
-** than HERSH_PROXY_BODY_BUFFER waits for the program; else the client is held until
-** the program took it (on_sent). */
+/* A piece of the client's body (len 0: its end), from the client side: sent on while
+** less than HERSH_PROXY_BODY_BUFFER waits for the program; else the client is held
+** until the program took it (on_sent). */
 static size_t on_body_piece(void *ud, const char *data, size_t len) {
   fwd *f = ud;
   if (!f->req) return len;
@@ -359,9 +402,9 @@ static size_t on_body_piece(void *ud, const char *data, size_t len) {
 
 static void on_sent(void *ud) {
   fwd *f = ud;
-  if (!f->client_held || !f->body_from) return;
+  if (!f->client_held || !f->body_taken) return;
   f->client_held = false;
-  hersh_http_body_resume(f->body_from);
+  f->cl->body_resume(f->c);
 }
 
 static const hersh_upstream_fns FNS = {
@@ -376,20 +419,6 @@ static long long body_length(const char *const *headers) {
   char *end = NULL;
   long long n = cl ? strtoll(cl, &end, 10) : 0;
   return cl && end != cl && n > 0 ? n : 0;
-}
-
-/* The client's address as text in buf, or NULL when unknown. */
-static const char *client_ip(hersh_http_pending *p, char *buf, size_t n) {
-  struct MHD_Connection *conn = hersh_http_pending_conn(p);
-  const union MHD_ConnectionInfo *info =
-      conn ? MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS) : NULL;
-  const struct sockaddr *sa = info ? info->client_addr : NULL;
-  const char *ip = NULL;
-  if (sa && sa->sa_family == AF_INET)
-    ip = inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, buf, (socklen_t)n);
-  else if (sa && sa->sa_family == AF_INET6)
-    ip = inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, buf, (socklen_t)n);
-  return ip;
 }
 
 /* "http://A.B.C.D:PORT/target": the address (in host, n bytes), the port and the target. */
@@ -409,8 +438,8 @@ static int split_url(const char *url, char *host, size_t n, int *port, const cha
 }
 
 /* Starts the exchange; on an error, the hold is still the caller's. */
-static int start(hersh_loop *loop, hersh_http_pending *p, const hersh_proxy_call *call, hersh_proxy_done done,
-                 void *ud) {
+static int start(hersh_loop *loop, const hersh_proxy_client *cl, void *c, const hersh_proxy_call *call,
+                 hersh_proxy_done done, void *ud) {
   char host[64];
   hersh_upstream_call uc = {.method = call->method, .body = call->body, .body_len = call->body_len,
                             .timeout = call->timeout, .connect_timeout = call->connect_timeout,
@@ -422,7 +451,7 @@ static int start(hersh_loop *loop, hersh_http_pending *p, const hersh_proxy_call
   if (!u) return HERSH_E_SYS; /* hersh_errmsg says why */
   fwd *f = calloc(1, sizeof *f);
   char ip[INET6_ADDRSTRLEN];
-  char **headers = hersh_proxy_request_headers(call->headers, client_ip(p, ip, sizeof ip));
+  char **headers = hersh_proxy_request_headers(call->headers, cl->client_ip(c, ip, sizeof ip));
   char *program = hersh_strdup(call->program ? call->program : "?");
   if (!f || !headers || !program) {
     free(f);
@@ -430,7 +459,8 @@ static int start(hersh_loop *loop, hersh_http_pending *p, const hersh_proxy_call
     free(program);
     return hersh_fail_with(HERSH_E_NOMEM, "out of memory forwarding a request");
   }
-  f->p = p;
+  f->cl = cl;
+  f->c = c;
   f->program = program;
   f->timeout = call->timeout;
   f->connect_timeout = call->connect_timeout;
@@ -445,21 +475,26 @@ static int start(hersh_loop *loop, hersh_http_pending *p, const hersh_proxy_call
     return rc;
   }
   if (uc.stream_body) {
-    f->body_from = p;
-    hersh_http_body_take(p, on_body_piece, f);
+    f->body_taken = true;
+    cl->body_take(c, on_body_piece, f);
   }
+  return rc;
+}
+
+int hersh_proxy_forward_to(hersh_loop *loop, const hersh_proxy_client *cl, void *c, const hersh_proxy_call *call,
+                           hersh_proxy_done done, void *ud) {
+  if (!c) return hersh_fail_with(HERSH_E_INVAL, "hersh_proxy_forward: no request");
+  int rc = loop && call && call->url ? start(loop, cl, c, call, done, ud)
+                                     : hersh_fail_with(HERSH_E_INVAL, "hersh_proxy_forward: NULL argument");
+  if (rc == HERSH_OK) return rc;
+  char message[512];
+  snprintf(message, sizeof message, "cannot forward this request: %s", hersh_errmsg());
+  if (rc == HERSH_E_INVAL) answer_error(cl, c, 400, "Bad Request", message);
+  else answer_error(cl, c, 502, "Bad Gateway", message);
   return rc;
 }
 
 int hersh_proxy_forward(hersh_loop *loop, hersh_http_pending *p, const hersh_proxy_call *call, hersh_proxy_done done,
                         void *ud) {
-  if (!p) return hersh_fail_with(HERSH_E_INVAL, "hersh_proxy_forward: no request");
-  int rc = loop && call && call->url ? start(loop, p, call, done, ud)
-                                     : hersh_fail_with(HERSH_E_INVAL, "hersh_proxy_forward: NULL argument");
-  if (rc == HERSH_OK) return rc;
-  char message[512];
-  snprintf(message, sizeof message, "cannot forward this request: %s", hersh_errmsg());
-  if (rc == HERSH_E_INVAL) answer_error(p, 400, "Bad Request", message);
-  else answer_error(p, 502, "Bad Gateway", message);
-  return rc;
+  return hersh_proxy_forward_to(loop, &hersh_proxy_server_client, p, call, done, ud);
 }

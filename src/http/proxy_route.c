@@ -20,28 +20,18 @@
 #include "http/client.h"
 #undef hersh_http_request
 
-enum { MAX_HEADERS = 64, MAX_ARGS = 64 };
-
 static const char PREFIX[] = "/programs/";
 
-typedef struct pair {
-  const char *key, *value;
-} pair;
-
-typedef struct pairs {
-  pair at[MAX_HEADERS];
-  size_t n;
-  bool over;
-} pairs;
+typedef hersh_proxy_pairs pairs;
 
 static enum MHD_Result collect(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
   (void)kind;
   pairs *ps = cls;
-  if (ps->n == MAX_HEADERS) {
+  if (ps->n == HERSH_PROXY_MAX_PAIRS) {
     ps->over = true;
     return MHD_NO;
   }
-  ps->at[ps->n++] = (pair){key, value ? value : ""}; /* "?flag": an empty value, as in Lua */
+  ps->at[ps->n++] = (hersh_proxy_pair){key, value ? value : ""}; /* "?flag": an empty value, as in Lua */
   return MHD_YES;
 }
 
@@ -127,25 +117,23 @@ static int by_text(const void *a, const void *b) { return strcmp(*(char *const *
 
 /* The query as api.lua's encode_query writes it: the first value of each name, each
 ** "name=value" encoded, sorted, joined with '&'. */
-static bool put_query(hersh_buf *b, const hersh_http_request *req) {
-  pairs qs = {.n = 0};
-  MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, collect, &qs);
-  if (qs.over) return false;
+static bool put_query(hersh_buf *b, const pairs *qs) {
+  if (qs->over) return false;
   hersh_buf parts = {0};
-  size_t starts[MAX_ARGS], n = 0;
-  for (size_t i = 0; i < qs.n; i++) {
-    if (first_of(&qs, i, false) != i) continue;
+  size_t starts[HERSH_PROXY_MAX_PAIRS], n = 0;
+  for (size_t i = 0; i < qs->n; i++) {
+    if (first_of(qs, i, false) != i) continue;
     starts[n++] = parts.len;
-    put_encoded(&parts, qs.at[i].key, "-._~");
+    put_encoded(&parts, qs->at[i].key, "-._~");
     hersh_buf_put(&parts, "=", 1);
-    put_encoded(&parts, qs.at[i].value, "-._~");
+    put_encoded(&parts, qs->at[i].value, "-._~");
     hersh_buf_put(&parts, "", 1);
   }
   if (parts.oom) {
     hersh_buf_free(&parts);
     return false;
   }
-  const char *sorted[MAX_ARGS];
+  const char *sorted[HERSH_PROXY_MAX_PAIRS];
   for (size_t i = 0; i < n; i++) sorted[i] = parts.p + starts[i];
   qsort(sorted, n, sizeof *sorted, by_text);
   for (size_t i = 0; i < n; i++) {
@@ -191,46 +179,7 @@ bool hersh_proxy_route_match(const char *path) {
   return split_path(path, &id, &id_len, &rest);
 }
 
-/* Forwards; false when it is not sure to answer as the Lua route would. */
-static bool forward(hersh_loop *loop, hersh_route_table *t, const hersh_http_request *req, const hersh_route *r,
-                    const char *id, size_t id_len, const char *rest, hersh_buf *lines, hersh_buf *url) {
-  pairs hs = {.n = 0};
-  MHD_get_connection_values(req->conn, MHD_HEADER_KIND, collect, &hs);
-  size_t starts[MAX_HEADERS], count;
-  if (hs.over || !header_lines(&hs, lines, starts, &count)) return false;
-  if (!own_request(t, req->method, lines->p, starts, count)) return false;
-  hersh_buf_printf(url, "http://127.0.0.1:%d/", r->port);
-  put_encoded(url, rest, "-._~!$&'()*+,;=:@/");
-  if (!put_query(url, req) || url->oom) return false;
-  char program[256];
-  if (id_len >= sizeof program) return false;
-  memcpy(program, id, id_len);
-  program[id_len] = '\0';
-  const char *headers[MAX_HEADERS + 1];
-  for (size_t i = 0; i < count; i++) headers[i] = lines->p + starts[i];
-  headers[count] = NULL;
-  exchange *x = malloc(sizeof *x);
-  if (!x) return false;
-  hersh_http_pending *p = hersh_http_defer(req);
-  if (!p) { /* stopping: Lua answers it */
-    free(x);
-    return false;
-  }
-  *x = (exchange){t, now()};
-  hersh_route_table_retain(t);
-  hersh_proxy_call call = {.method = req->method, .url = url->p, .headers = headers, .stream_body = true,
-                           .timeout = r->timeout, .connect_timeout = r->connect_timeout, .program = program,
-                           .fresh_after = r->changed};
-  int rc = hersh_proxy_forward(loop, p, &call, on_done, x);
-  if (rc != HERSH_OK) { /* answered by the proxy: counted as the Lua route counts it */
-    hersh_route_table_count(t, rc == HERSH_E_INVAL ? 400 : 502, -1);
-    hersh_route_table_release(t);
-    free(x);
-  }
-  return true;
-}
-
-bool hersh_proxy_route_try(hersh_loop *loop, hersh_route_table *t, const hersh_http_request *req) {
+bool hersh_proxy_route_plan(const hersh_route_table *t, const hersh_proxy_request *req, hersh_proxy_plan *plan) {
   const char *id, *rest;
   size_t id_len;
   if (!split_path(req->path, &id, &id_len, &rest)) return false;
@@ -238,10 +187,64 @@ bool hersh_proxy_route_try(hersh_loop *loop, hersh_route_table *t, const hersh_h
     if (iscntrl((unsigned char)*c)) return false; /* api.lua's 400 */
   if (!hersh_http_is_token(req->method, strlen(req->method))) return false;
   const hersh_route *r = hersh_route_table_get(t, id, id_len);
-  if (!r || !r->ready) return false; /* Lua's 404 or 503 */
-  hersh_buf lines = {0}, url = {0};
-  bool taken = forward(loop, t, req, r, id, id_len, rest, &lines, &url);
-  hersh_buf_free(&lines);
-  hersh_buf_free(&url);
-  return taken;
+  if (!r || !r->ready || id_len >= sizeof plan->program) return false; /* Lua's 404 or 503 */
+  *plan = (hersh_proxy_plan){.method = req->method, .route = *r};
+  memcpy(plan->program, id, id_len);
+  plan->program[id_len] = '\0';
+  size_t starts[HERSH_PROXY_MAX_PAIRS], count;
+  bool ok = !req->headers.over && header_lines(&req->headers, &plan->lines, starts, &count) &&
+            own_request(t, req->method, plan->lines.p, starts, count);
+  if (ok) {
+    hersh_buf_printf(&plan->url, "http://127.0.0.1:%d/", r->port);
+    put_encoded(&plan->url, rest, "-._~!$&'()*+,;=:@/");
+    ok = put_query(&plan->url, &req->query) && !plan->url.oom;
+  }
+  if (!ok) {
+    hersh_proxy_route_plan_free(plan);
+    return false;
+  }
+  for (size_t i = 0; i < count; i++) plan->headers[i] = plan->lines.p + starts[i];
+  plan->headers[count] = NULL;
+  return true;
+}
+
+void hersh_proxy_route_plan_free(hersh_proxy_plan *plan) {
+  hersh_buf_free(&plan->lines);
+  hersh_buf_free(&plan->url);
+}
+
+void hersh_proxy_route_forward(hersh_loop *loop, hersh_route_table *t, hersh_proxy_plan *plan,
+                               const hersh_proxy_client *cl, void *c) {
+  exchange *x = malloc(sizeof *x);
+  if (x) {
+    *x = (exchange){t, now()};
+    hersh_route_table_retain(t);
+  }
+  const hersh_route *r = &plan->route;
+  hersh_proxy_call call = {.method = plan->method, .url = plan->url.p, .headers = plan->headers,
+                           .stream_body = true, .timeout = r->timeout, .connect_timeout = r->connect_timeout,
+                           .program = plan->program, .fresh_after = r->changed};
+  /* without memory for the tally, forwarded all the same, uncounted */
+  int rc = hersh_proxy_forward_to(loop, cl, c, &call, x ? on_done : NULL, x);
+  if (rc != HERSH_OK) { /* answered by the proxy: counted as the Lua route counts it */
+    hersh_route_table_count(t, rc == HERSH_E_INVAL ? 400 : 502, -1);
+    if (x) hersh_route_table_release(t);
+    free(x);
+  }
+  hersh_proxy_route_plan_free(plan);
+}
+
+bool hersh_proxy_route_try(hersh_loop *loop, hersh_route_table *t, const hersh_http_request *req) {
+  hersh_proxy_request pr = {.method = req->method, .path = req->path};
+  MHD_get_connection_values(req->conn, MHD_HEADER_KIND, collect, &pr.headers);
+  MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, collect, &pr.query);
+  hersh_proxy_plan plan;
+  if (!hersh_proxy_route_plan(t, &pr, &plan)) return false;
+  hersh_http_pending *p = hersh_http_defer(req);
+  if (!p) { /* stopping: Lua answers it */
+    hersh_proxy_route_plan_free(&plan);
+    return false;
+  }
+  hersh_proxy_route_forward(loop, t, &plan, &hersh_proxy_server_client, p);
+  return true;
 }

@@ -25,6 +25,7 @@
 */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -50,6 +51,7 @@ enum { STREAM_BLOCK = 16 * 1024, STOP_DRAIN_MS = 1000, SWEEP_MAX_MS = 1000, SPAR
 typedef struct conn_clock {
   struct conn_clock *prev, *next;
   int fd;
+  struct sockaddr_storage addr; /* the client's, for the front's per-client count */
   bool reading;
   bool cut; /* shut down by the sweeper */
   uint64_t since_ms;
@@ -86,6 +88,8 @@ struct hersh_http_server {
   uint64_t request_timeout_ms;
   bool on_loop;           /* no thread: its owner runs it (hersh_http_server_run) */
   uint64_t next_sweep_ms; /* on the loop: when run sweeps next */
+  bool front;              /* the listening socket is the front's: connections come by add */
+  unsigned max_conn, per_client;
 };
 
 struct hersh_http_pending {
@@ -684,6 +688,10 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     *socket_context = c;
     if (!c) return; /* out of memory: only this connection goes unwatched */
     c->fd = info->connect_fd;
+    const union MHD_ConnectionInfo *a = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (a && a->client_addr) /* MHD gives a sockaddr of its family's size */
+      memcpy(&c->addr, a->client_addr,
+             a->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
     c->reading = true;
     c->since_ms = now_ms();
     pthread_mutex_lock(&s->clocks_mu);
@@ -742,10 +750,9 @@ static bool reads_public_prefix(const hersh_http_server *s, const char *method, 
   return strncmp(url, s->public_prefix, n) == 0 && (url[n] == '\0' || url[n] == '/');
 }
 
-static bool authorized(const hersh_http_server *s, struct MHD_Connection *conn, const char *method, const char *url) {
+bool hersh_http_server_authorized(const hersh_http_server *s, const char *method, const char *url, const char *v) {
   if (!s->has_token || (s->public_path && strcmp(url, s->public_path) == 0) || reads_public_prefix(s, method, url))
     return true;
-  const char *v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
   if (!v || strncmp(v, "Bearer ", 7) != 0) return false;
   size_t n = strlen(v + 7);
   if (n > HERSH_HTTP_TOKEN_MAX) return false;
@@ -762,7 +769,8 @@ static bool authorized(const hersh_http_server *s, struct MHD_Connection *conn, 
 static void refuse_early(request_state *st, struct MHD_Connection *conn, const char *method, const char *url,
                          hersh_http_response *res) {
   hersh_http_server *s = st->server;
-  if (!authorized(s, conn, method, url)) {
+  if (!hersh_http_server_authorized(
+          s, method, url, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION))) {
     res->headers = hersh_strdup("WWW-Authenticate: Bearer\r\n");
     return early_error(res, 401, "Unauthorized", "missing or wrong bearer token");
   }
@@ -943,6 +951,24 @@ static int take_options(hersh_http_server *s, const hersh_http_options *opts) {
   return HERSH_OK;
 }
 
+/* The front's listening socket, bound as MHD would bind it (non-blocking). */
+static int listen_on(const struct sockaddr_storage *addr, const char *bind_text, int port, int *out) {
+  bool v6 = addr->ss_family == AF_INET6;
+  int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int one = 1;
+  bool ok = fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
+            (!v6 || setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) == 0) &&
+            bind(fd, (const struct sockaddr *)addr, v6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in)) == 0 &&
+            listen(fd, SOMAXCONN) == 0;
+  if (!ok) {
+    int err = errno;
+    if (fd >= 0) close(fd);
+    return hersh_fail_with(HERSH_E_SYS, "cannot listen on %s:%d (%s)", bind_text, port, strerror(err));
+  }
+  *out = fd;
+  return HERSH_OK;
+}
+
 int hersh_http_server_start(const hersh_http_options *opts, hersh_http_handler handler, void *ud,
                             hersh_http_server **out) {
   *out = NULL;
@@ -963,6 +989,8 @@ int hersh_http_server_start(const hersh_http_options *opts, hersh_http_handler h
   int rc = take_options(s, opts);
   unsigned max_conn = fit_descriptors(opts->max_connections ? opts->max_connections : HERSH_HTTP_MAX_CONNECTIONS);
   unsigned per_client = opts->max_per_client ? opts->max_per_client : HERSH_HTTP_MAX_PER_CLIENT;
+  s->max_conn = max_conn;
+  s->per_client = per_client < max_conn ? per_client : max_conn;
   struct MHD_OptionItem limits[] = {
       {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s},
       {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, s},
@@ -998,7 +1026,18 @@ int hersh_http_server_start(const hersh_http_options *opts, hersh_http_handler h
   }
   if (!rc && (opts->port < 0 || opts->port > 65535))
     rc = hersh_fail_with(HERSH_E_INVAL, "port %d is out of range", opts->port);
-  if (!rc && opts->listen_fd >= 0) {
+  s->front = opts->front && s->on_loop;
+  s->listen_fd = MHD_INVALID_SOCKET;
+  if (!rc && s->front) { /* the front accepts; MHD gets what the front hands it */
+    if (opts->listen_fd >= 0) s->listen_fd = opts->listen_fd;
+    else rc = listen_on(&addr, bind, opts->port, &s->listen_fd);
+    if (!rc && opts->listen_fd >= 0 && fcntl(s->listen_fd, F_SETFL, fcntl(s->listen_fd, F_GETFL) | O_NONBLOCK) != 0)
+      rc = hersh_fail_with(HERSH_E_SYS, "cannot serve the listening socket fd %d", opts->listen_fd);
+    if (!rc) s->daemon = MHD_start_daemon(flags | MHD_USE_NO_LISTEN_SOCKET, 0, NULL, NULL, on_request, s,
+                                          MHD_OPTION_ARRAY, limits, MHD_OPTION_END);
+    if (!rc && !s->daemon) rc = hersh_fail_with(HERSH_E_SYS, "cannot start the HTTP server");
+    if (rc && opts->listen_fd < 0 && s->listen_fd != MHD_INVALID_SOCKET) close(s->listen_fd);
+  } else if (!rc && opts->listen_fd >= 0) {
     s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, opts->listen_fd,
                                  MHD_OPTION_ARRAY, limits, MHD_OPTION_END);
     if (!s->daemon) rc = hersh_fail_with(HERSH_E_SYS, "cannot serve the listening socket fd %d", opts->listen_fd);
@@ -1020,8 +1059,16 @@ int hersh_http_server_start(const hersh_http_options *opts, hersh_http_handler h
     server_free(s);
     return rc;
   }
-  const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
-  s->port = info ? info->port : opts->port;
+  if (s->front) {
+    struct sockaddr_storage bound;
+    socklen_t len = sizeof bound;
+    s->port = getsockname(s->listen_fd, (struct sockaddr *)&bound, &len) != 0 ? opts->port
+              : bound.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port)
+                                            : ntohs(((struct sockaddr_in *)&bound)->sin_port);
+  } else {
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = info ? info->port : opts->port;
+  }
   *out = s;
   return 0;
 }
@@ -1063,7 +1110,7 @@ void hersh_http_server_stop(hersh_http_server *s) {
   stop_sweeper(s);
   pthread_mutex_lock(&s->mu);
   s->stopping = true;
-  MHD_socket fd = s->quiesced ? s->listen_fd : MHD_quiesce_daemon(s->daemon);
+  MHD_socket fd = s->quiesced || s->front ? s->listen_fd : MHD_quiesce_daemon(s->daemon);
   s->quiesced = true;
   for (hersh_http_pending *p = s->pending; p; p = p->next) {
     pthread_mutex_lock(&p->mu);
@@ -1111,7 +1158,7 @@ void hersh_http_server_quiesce(hersh_http_server *s) {
   if (!s) return;
   pthread_mutex_lock(&s->mu);
   s->stopping = true;
-  if (!s->quiesced) s->listen_fd = MHD_quiesce_daemon(s->daemon);
+  if (!s->quiesced && !s->front) s->listen_fd = MHD_quiesce_daemon(s->daemon);
   s->quiesced = true;
   pthread_mutex_unlock(&s->mu);
 }
@@ -1122,6 +1169,50 @@ unsigned hersh_http_server_connections(hersh_http_server *s) {
   unsigned n = 0;
   pthread_mutex_lock(&s->clocks_mu);
   for (const conn_clock *c = s->clocks; c; c = c->next) n++;
+  pthread_mutex_unlock(&s->clocks_mu);
+  return n;
+}
+
+/* ---- the front's side (front.h) ------------------------------------------------------ */
+
+int hersh_http_server_listen_fd(const hersh_http_server *s) { return s->front ? s->listen_fd : -1; }
+
+bool hersh_http_server_stopping(hersh_http_server *s) {
+  pthread_mutex_lock(&s->mu);
+  bool stopping = s->stopping;
+  pthread_mutex_unlock(&s->mu);
+  return stopping;
+}
+
+int hersh_http_server_add(hersh_http_server *s, int fd, const struct sockaddr *addr, socklen_t len) {
+  if (MHD_add_connection(s->daemon, fd, addr, len) != MHD_YES) /* it closed fd */
+    return hersh_fail_with(HERSH_E_SYS, "libmicrohttpd refused a connection: %s", strerror(errno));
+  return HERSH_OK;
+}
+
+bool hersh_http_server_body_fits(hersh_http_server *s, unsigned long long len) {
+  return len <= s->max_body &&
+         atomic_load_explicit(&s->buffered, memory_order_relaxed) + len + 1 <= s->max_buffered;
+}
+
+void hersh_http_server_limits(const hersh_http_server *s, unsigned *max_connections, unsigned *max_per_client) {
+  *max_connections = s->max_conn;
+  *max_per_client = s->per_client;
+}
+
+bool hersh_http_same_address(const struct sockaddr *a, const struct sockaddr *b) {
+  if (a->sa_family != b->sa_family) return false;
+  if (b->sa_family == AF_INET)
+    return ((const struct sockaddr_in *)(const void *)a)->sin_addr.s_addr ==
+           ((const struct sockaddr_in *)(const void *)b)->sin_addr.s_addr;
+  return b->sa_family == AF_INET6 && memcmp(&((const struct sockaddr_in6 *)(const void *)a)->sin6_addr,
+                                            &((const struct sockaddr_in6 *)(const void *)b)->sin6_addr, 16) == 0;
+}
+
+unsigned hersh_http_server_client_connections(hersh_http_server *s, const struct sockaddr *addr) {
+  unsigned n = 0;
+  pthread_mutex_lock(&s->clocks_mu);
+  for (const conn_clock *c = s->clocks; c; c = c->next) n += hersh_http_same_address((const struct sockaddr *)&c->addr, addr);
   pthread_mutex_unlock(&s->clocks_mu);
   return n;
 }

@@ -21,6 +21,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/socket.h>
 
 typedef struct hersh_http_server hersh_http_server;
 
@@ -73,6 +74,9 @@ typedef struct hersh_http_options {
   ** the previous answer on a kept-alive connection): a client that trickles them is cut. */
   unsigned request_timeout;
   bool on_loop; /* no thread of its own: see the top of this file */
+  /* On the loop: the listening socket is the front's (front.h), which accepts and hands
+  ** libmicrohttpd the connections it does not serve itself (hersh_http_server_add). */
+  bool front;
   /* On the loop: called (with the handler's ud) when a suspended connection resumes:
   ** the owner runs the server soon (MHD does not wake its fd for that). */
   void (*wake)(void *ud);
@@ -171,5 +175,26 @@ struct MHD_Connection *hersh_http_pending_conn(hersh_http_pending *p);
 /* Extra holds, for owners that hand the stream to another thread or keep it after end. */
 void hersh_http_stream_retain(hersh_http_stream *s);
 void hersh_http_stream_release(hersh_http_stream *s);
+
+/* ---- for the front (front.h), on the loop ---------------------------------------------- */
+
+/* The listening socket the front watches (-1 without the front option). The server
+** closes it at stop (never shuts it down: another process may serve it next). */
+int hersh_http_server_listen_fd(const hersh_http_server *s);
+/* Whether quiesce or stop came: answers close their connection. */
+bool hersh_http_server_stopping(hersh_http_server *s);
+/* libmicrohttpd serves the connection fd from now on, reading the request still unread
+** in it; fd is closed on failure too. */
+int hersh_http_server_add(hersh_http_server *s, int fd, const struct sockaddr *addr, socklen_t len);
+/* The bearer token check of every request (constant time), with its Authorization value. */
+bool hersh_http_server_authorized(const hersh_http_server *s, const char *method, const char *path,
+                                  const char *authorization);
+/* Whether a body of len bytes is under max_body and what the server may still hold. */
+bool hersh_http_server_body_fits(hersh_http_server *s, unsigned long long len);
+/* The connection limits in force, and libmicrohttpd's connections from addr's address. */
+void hersh_http_server_limits(const hersh_http_server *s, unsigned *max_connections, unsigned *max_per_client);
+unsigned hersh_http_server_client_connections(hersh_http_server *s, const struct sockaddr *addr);
+/* Whether two client addresses (IPv4 or IPv6) are the same host. */
+bool hersh_http_same_address(const struct sockaddr *a, const struct sockaddr *b);
 
 #endif

@@ -13,7 +13,9 @@
 ** With proxy_routes (httpd.routes), a request for a Ready program's proxy is forwarded
 ** from its headers in C (http/proxy_route.c), and GET /health and GET /programs/{id} are
 ** answered from the text Lua gave last (http/fixed_route.c): neither reaches Lua. The
-** Host keeps the table current at each change of a program.
+** Host keeps the table current at each change of a program. With them, the listening
+** socket is the front's (http/front.c): it serves the proxy's requests it is sure of
+** without libmicrohttpd, and hands every other connection to it.
 **
 ** A stream learns that its client left from the server (its connection ended): the
 ** close callback queues that and a uv_async_t delivers it outside the run. Quiet
@@ -28,6 +30,7 @@
 #include <string.h>
 
 #include "http/fixed_route.h"
+#include "http/front.h"
 #include "http/proxy_route.h"
 #include "http/route_table.h"
 #include "http/server.h"
@@ -84,6 +87,7 @@ typedef struct bridge {
   bool close_later; /* close() came during the run */
   lstream *streams; /* open Lua streams (loop thread) */
   hersh_route_table *routes; /* a hold, or NULL: the fast paths (proxy, fixed routes) */
+  hersh_front *front;        /* with routes: the listening socket, and the proxy's requests */
 } bridge;
 
 struct lserver {
@@ -463,6 +467,8 @@ static void bridge_shutdown(bridge *b, lua_State *L) {
     return;
   }
   b->closed = true;
+  hersh_front_stop(b->front); /* before the server closes the socket it watches */
+  b->front = NULL;
   hersh_lhandle_close(b->poll); /* while the fd it watches is still open */
   hersh_lhandle_close(b->tick);
   hersh_http_server_stop(b->http); /* every connection ends: their closes are queued */
@@ -561,6 +567,7 @@ static int l_httpd_serve(lua_State *L) {
   h = ok ? hersh_lhandle_new(m, b, bridge_close) : NULL;
   ok = ok && hersh_lhandle_open(h, h ? uv_timer_init(uv, &h->uv.timer) : UV_ENOMEM, &b->tick);
   o.on_loop = true;
+  o.front = b->routes != NULL;
   o.wake = on_resume;
   if (early_type == LUA_TFUNCTION || b->routes) o.on_headers = on_http_headers;
   int rc = ok ? hersh_http_server_start(&o, on_http, b, &b->http)
@@ -571,6 +578,7 @@ static int l_httpd_serve(lua_State *L) {
     rc = hersh_fail_with(HERSH_E_SYS, "cannot watch the HTTP server's descriptor");
   if (!rc && uv_poll_start(&b->poll->uv.poll, UV_READABLE, on_poll) != 0)
     rc = hersh_fail_with(HERSH_E_SYS, "cannot watch the HTTP server's descriptor");
+  if (!rc && o.front) rc = hersh_front_start(m->loop, b->http, b->routes, &o, &b->front);
   if (rc) {
     bridge_shutdown(b, NULL);
     return hersh_lua_push_failure(L, rc);
