@@ -25,6 +25,7 @@
 #include "http/proxy_route.h"
 #include "http/route_table.h"
 #include "http/server.h"
+#include "net.h"
 
 #define WAIT_S 30.0 /* upper bound of any wait: reached only when something is broken */
 #define TOKEN "front-secret"
@@ -162,15 +163,8 @@ static void *program_main(void *ud) {
 
 static bool program_start(program *p) {
   memset(p, 0, sizeof *p);
-  p->fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t len = sizeof a;
-  if (p->fd < 0 || bind(p->fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(p->fd, 64) != 0 ||
-      getsockname(p->fd, (struct sockaddr *)&a, &len) != 0) {
-    if (p->fd >= 0) close(p->fd);
-    return false;
-  }
-  p->port = ntohs(a.sin_port);
+  p->fd = net_listener(&p->port);
+  if (p->fd < 0) return false;
   if (pthread_create(&p->thread, NULL, program_main, p) != 0) {
     close(p->fd);
     return false;
