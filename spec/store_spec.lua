@@ -1,19 +1,13 @@
 -- hersh.store.open: SQLite for the Host's registry, as Lua sees it.
 local sys = require "hersh.os"
 local store = require "hersh.store"
-
-local function temp_dir()
-  local dir = os.tmpname()
-  os.remove(dir)
-  assert(sys.fs.mkdir_p(dir))
-  return dir
-end
+local P = require "scripts.process"
 
 describe("store", function()
   local dir, db
 
   before_each(function()
-    dir = temp_dir()
+    dir = P.tmpdir()
     db = assert(store.open(dir .. "/test.db"))
     assert(db:exec [[
       CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE, v);

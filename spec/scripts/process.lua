@@ -52,11 +52,36 @@ local function run_cleanups()
   end
 end
 
+-- What a spec file made: the processes it started and the folders P.tmpdir gave it.
+-- Each process's folder goes once the process has ended (P.status) or been stopped;
+-- at the file's end (after its teardown) every process still running is stopped and
+-- every folder still there removed, so a spec that ends or replaces a process without
+-- stopping it leaves nothing behind. Kept only under busted: a plain script (tests/soak)
+-- removes what it makes itself and would only pile up the list.
+local started, made = {}, {}
 local have_busted, busted = pcall(require, "busted")
-if have_busted and busted.subscribe then -- not when a plain script (tests/soak) loads it
+local tracking = have_busted and busted.subscribe ~= nil
+
+local function sweep()
+  for i = #started, 1, -1 do pcall(P.stop, started[i]) end
+  started = {}
+  local words = {}
+  for _, dir in ipairs(made) do
+    if P.exists(dir) then words[#words + 1] = P.quote(dir) end
+  end
+  made = {}
+  -- --one-file-system: never through a mount a spec failed to undo (a dockerd's overlays)
+  if #words > 0 then sh(PLAIN .. "rm -rf --one-file-system " .. table.concat(words, " ")) end
+end
+
+if tracking then
   busted.subscribe({ "test", "end" }, function()
     run_cleanups()
     return nil, true -- let the other subscribers (the output handler) see it too
+  end)
+  busted.subscribe({ "file", "end" }, function()
+    sweep()
+    return nil, true
   end)
 end
 
@@ -104,10 +129,12 @@ function P.sleep(seconds)
 end
 
 function P.tmpdir()
-  local p = assert(io.popen(PLAIN .. "mktemp -d /tmp/hersh-e2e.XXXXXX"))
+  -- -t: under $TMPDIR (scripts/test gives the specs one of their own), else /tmp
+  local p = assert(io.popen(PLAIN .. "mktemp -d -t hersh-e2e.XXXXXX"))
   local dir = p:read("l")
   p:close()
   assert(dir and dir ~= "", "mktemp -d failed")
+  if tracking then made[#made + 1] = dir end
   return dir
 end
 
@@ -125,8 +152,9 @@ end
 
 -- start{argv..., env = {NAME = value}, dir = tmpdir}: runs argv in the background
 -- with stdout, stderr, its pid and (once it ends) its exit status in files under
--- `dir` (made if not given). argv[1] must exec the process under test (env and
--- listen_exec do), so the recorded pid is that process's.
+-- `dir` (made if not given, and then removed once the process has ended or been
+-- stopped: P.stdout and P.stderr still give what it wrote). argv[1] must exec the
+-- process under test (env and listen_exec do), so the recorded pid is that process's.
 function P.start(spec)
   local proc = { dir = spec.dir or P.tmpdir(), own_dir = spec.dir == nil }
   proc.out = proc.dir .. "/stdout"
@@ -153,21 +181,39 @@ function P.start(spec)
   end, 10)
   assert(pid, "no pid recorded for: " .. cmd)
   proc.pid = pid
+  if tracking then started[#started + 1] = proc end
   return proc
 end
 
--- The exit status once the process has ended, else nil.
+-- Keeps what the process wrote (P.stdout and P.stderr read it from here on) and removes
+-- the folder start made for it. Once it has ended, or when stop gives up on it.
+local function release(proc)
+  if proc.released then return end
+  proc.released = true
+  if not proc.own_dir then return end
+  proc.stdout_text, proc.stderr_text = P.read(proc.out) or "", P.read(proc.err) or ""
+  sh(PLAIN .. "rm -rf " .. P.quote(proc.dir))
+end
+
+-- The exit status once the process has ended, else nil. The status is written after
+-- the shell of start reaped the process: its folder is released then.
 function P.status(proc)
+  if proc.rc then return proc.rc end
   local s = P.read(proc.rcfile)
-  return s and tonumber(s:match("%d+"))
+  local rc = s and tonumber(s:match("%d+"))
+  if rc then
+    proc.rc = rc
+    release(proc)
+  end
+  return rc
 end
 
 function P.alive(proc)
   return P.status(proc) == nil
 end
 
-function P.stderr(proc) return P.read(proc.err) or "" end
-function P.stdout(proc) return P.read(proc.out) or "" end
+function P.stderr(proc) return proc.stderr_text or P.read(proc.err) or "" end
+function P.stdout(proc) return proc.stdout_text or P.read(proc.out) or "" end
 
 -- Waits (bounded) for the process to end; its exit status, or nil if it did not.
 function P.wait_exit(proc, timeout)
@@ -200,7 +246,8 @@ function P.sanitizer_report(proc)
 end
 
 -- Ends the process if it still runs (SIGTERM, a bounded wait, then SIGKILL), and
--- removes its files. Safe to call twice and on a process that already ended.
+-- removes its folder (its output stays readable). Safe to call twice and on a process
+-- that already ended.
 function P.stop(proc)
   if not proc or proc.stopped then return end
   proc.stopped = true
@@ -211,7 +258,7 @@ function P.stop(proc)
       P.wait_exit(proc, 10)
     end
   end
-  if proc.own_dir then sh(PLAIN .. "rm -rf " .. P.quote(proc.dir)) end
+  release(proc)
 end
 
 -- `hersh run [options] SCRIPT [args]` in the background.
