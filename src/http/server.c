@@ -689,9 +689,11 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     if (!c) return; /* out of memory: only this connection goes unwatched */
     c->fd = info->connect_fd;
     const union MHD_ConnectionInfo *a = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (a && a->client_addr) /* MHD gives a sockaddr of its family's size */
-      memcpy(&c->addr, a->client_addr,
-             a->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+    /* MHD keeps the address at the length accept gave: a unix socket's can be its
+    ** family alone (a WatcherAPI behind a socket proxy). Only IP addresses are compared. */
+    sa_family_t family = a && a->client_addr ? a->client_addr->sa_family : AF_UNSPEC;
+    if (family == AF_INET) memcpy(&c->addr, a->client_addr, sizeof(struct sockaddr_in));
+    else if (family == AF_INET6) memcpy(&c->addr, a->client_addr, sizeof(struct sockaddr_in6));
     c->reading = true;
     c->since_ms = now_ms();
     pthread_mutex_lock(&s->clocks_mu);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -698,6 +699,33 @@ TEST(on_the_loop_every_callback_runs_on_the_driving_thread) {
   CHECK_EQ_INT(atomic_load(&lp.foreign), 0);
 }
 
+/* A server on an inherited unix socket (a WatcherAPI behind a socket proxy): its clients'
+** addresses are the family alone, which the server's connection tracking must not read
+** past (ASan found it reading 16 bytes of a 2-byte address). */
+TEST(a_unix_socket_client_is_served) {
+  int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(listener >= 0);
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  snprintf(a.sun_path, sizeof a.sun_path, "/tmp/hersh-test-unix.%d", (int)getpid());
+  unlink(a.sun_path);
+  REQUIRE(bind(listener, (struct sockaddr *)&a, sizeof a) == 0 && listen(listener, 8) == 0);
+  hersh_http_options o = {.listen_fd = listener, .max_body = 1 << 20};
+  hersh_http_server *s = NULL;
+  REQUIRE(hersh_http_server_start(&o, handler, NULL, &s) == HERSH_OK);
+  reset_got();
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0); /* unbound: its address is its family */
+  REQUIRE(fd >= 0);
+  REQUIRE(connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
+  CHECK(send_get(fd, "/now"));
+  char *resp = read_all(fd, NULL);
+  CHECK_EQ_INT(status_of(resp), 200);
+  CHECK_EQ_STR(body_of(resp), "now\n");
+  free(resp);
+  close(fd);
+  hersh_http_server_stop(s);
+  unlink(a.sun_path);
+}
+
 int main(void) {
   RUN(deferred_completion_from_another_thread);
   RUN(deferred_answers_on_a_keep_alive_connection);
@@ -711,5 +739,6 @@ int main(void) {
   RUN(large_headers_fit_the_connection_memory);
   RUN(stop_answers_what_waits);
   RUN(on_the_loop_every_callback_runs_on_the_driving_thread);
+  RUN(a_unix_socket_client_is_served);
   return check_summary();
 }
