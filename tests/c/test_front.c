@@ -41,6 +41,7 @@ typedef struct program {
   int n_conns;
   atomic_bool stop;
   atomic_int accepted, cut; /* cut: a write failed (the proxy closed it) */
+  atomic_int hung;          /* requests for /hang, never answered */
   atomic_size_t big_sent;
 } program;
 
@@ -119,6 +120,8 @@ static void *serve_conn(void *ud) {
     } else if (strncmp(buf, "GET /fixed ", 11) == 0 || strncmp(buf, "HEAD /fixed ", 12) == 0) {
       m = snprintf(reply, sizeof reply, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Empty:\r\nContent-Length: 5\r\n\r\n%s",
                    buf[0] == 'H' ? "" : "fixed");
+    } else if (strncmp(buf, "GET /hang ", 10) == 0) {
+      atomic_fetch_add(&p->hung, 1); /* no answer: m stays 0 */
     } else if (strncmp(buf, "GET /none ", 10) == 0) {
       m = snprintf(reply, sizeof reply, "HTTP/1.1 204 No Content\r\nX-Program: yes\r\n\r\n");
     } else if (strncmp(buf, "POST /echo ", 11) == 0) {
@@ -670,6 +673,29 @@ TEST(client_leaving_mid_answer_cancels) {
   teardown(&x);
 }
 
+static bool program_hung(void *ud) { return atomic_load(&((program *)ud)->hung) > 0; }
+
+TEST(stop_answers_a_waiting_exchange_503_and_closes) {
+  fixture x;
+  REQUIRE(setup(&x, 0, 0));
+  int fd = client(&x.h, NULL);
+  REQUIRE(fd >= 0);
+  char *req = request(&x.h, "GET", "/programs/app/proxy/hang", NULL);
+  CHECK(send_text(fd, req));
+  CHECK(hersh_loop_run_until(x.h.loop, program_hung, &x.p, WAIT_S) == 1); /* forwarded, unanswered */
+  host_stop(&x.h);
+  reader r = {.fd = fd};
+  struct pollfd pfd = {.fd = fd, .events = POLLIN};
+  while (!r.closed && poll(&pfd, 1, WAIT_S * 1000) == 1) read_some(&r);
+  CHECK(r.closed);
+  CHECK(starts(r.in.p, "HTTP/1.1 503 "));
+  CHECK(r.in.p && strstr(r.in.p, "Connection: close\r\n"));
+  free(req);
+  close(fd);
+  hersh_buf_free(&r.in);
+  program_stop(&x.p);
+}
+
 TEST(slow_reader_blocks_nobody) {
   fixture x;
   REQUIRE(setup(&x, 0, 0));
@@ -722,5 +748,6 @@ int main(void) {
   RUN(connection_limits_count_the_front);
   RUN(client_leaving_mid_answer_cancels);
   RUN(slow_reader_blocks_nobody);
+  RUN(stop_answers_a_waiting_exchange_503_and_closes);
   return check_summary();
 }
