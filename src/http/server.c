@@ -1033,7 +1033,8 @@ int hersh_http_server_start(const hersh_http_options *opts, hersh_http_handler h
   if (!rc && s->front) { /* the front accepts; MHD gets what the front hands it */
     if (opts->listen_fd >= 0) s->listen_fd = opts->listen_fd;
     else rc = listen_on(&addr, bind, opts->port, &s->listen_fd);
-    if (!rc && opts->listen_fd >= 0 && fcntl(s->listen_fd, F_SETFL, fcntl(s->listen_fd, F_GETFL) | O_NONBLOCK) != 0)
+    int flags_now = !rc && opts->listen_fd >= 0 ? fcntl(s->listen_fd, F_GETFL) : 0;
+    if (flags_now < 0 || (!rc && opts->listen_fd >= 0 && fcntl(s->listen_fd, F_SETFL, flags_now | O_NONBLOCK) != 0))
       rc = hersh_fail_with(HERSH_E_SYS, "cannot serve the listening socket fd %d", opts->listen_fd);
     if (!rc) s->daemon = MHD_start_daemon(flags | MHD_USE_NO_LISTEN_SOCKET, 0, NULL, NULL, on_request, s,
                                           MHD_OPTION_ARRAY, limits, MHD_OPTION_END);
